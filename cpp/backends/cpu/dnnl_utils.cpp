@@ -1,0 +1,209 @@
+#include "backends/cpu/dnnl_utils.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+namespace mpsnn::cpu {
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+memory::desc nhwc_desc(const ImageShape& s, int64_t ps) {
+  if (ps < 0 || ps == s.c) return memory::desc({s.n, s.c, s.h, s.w}, dt::f32, tag::nhwc);
+  return memory::desc({s.n, s.c, s.h, s.w}, dt::f32, memory::dims{s.h * s.w * ps, 1, s.w * ps, ps});
+}
+
+memory::desc nhwc_desc(const TensorView& v) { return nhwc_desc(v.shape, v.pixel_stride); }
+
+DnnlAxis dnnl_axis(int64_t S, int64_t D, const WindowAxis& w) {
+  DnnlAxis a;
+  const int64_t Ke = w.extent();
+  a.crop_before = std::max<int64_t>(0, -w.pad_before);
+  a.pad_l = std::max<int64_t>(0, w.pad_before);
+  a.source = S - a.crop_before;
+  int64_t pr = (D - 1) * w.stride + Ke - a.source - a.pad_l;
+  if (pr < 0 && pr > -w.stride) pr = 0;  // floor division in oneDNN's size rule absorbs it
+  if (pr < 0) {
+    a.source += pr;  // crop the end
+    pr = 0;
+  }
+  a.pad_r = pr;
+  return a;
+}
+
+SourceWindow source_window(const ImageShape& src, const ImageShape& dst, const WindowAxis& y, const WindowAxis& x) {
+  SourceWindow w;
+  w.y = dnnl_axis(src.h, dst.h, y);
+  w.x = dnnl_axis(src.w, dst.w, x);
+  const int64_t ps = src.c;
+  w.offset = w.y.crop_before * src.w * ps + w.x.crop_before * ps;
+  if (w.y.source == src.h && w.x.source == src.w) {
+    w.md = nhwc_desc(src);
+  } else {
+    w.md = memory::desc({src.n, src.c, w.y.source, w.x.source}, dt::f32,
+                        memory::dims{src.h * src.w * ps, 1, src.w * ps, ps});
+  }
+  return w;
+}
+
+std::optional<std::vector<EltwiseOp>> eltwise_chain(const NeuronDescriptor& n) {
+  using A = dnnl::algorithm;
+  std::vector<EltwiseOp> c;
+  switch (n.type) {
+    case NeuronType::none: return c;
+    case NeuronType::relu: c.push_back({A::eltwise_relu, n.a, 0}); return c;
+    case NeuronType::linear: c.push_back({A::eltwise_linear, n.a, n.b}); return c;
+    case NeuronType::sigmoid: c.push_back({A::eltwise_logistic, 0, 0}); return c;
+    case NeuronType::hard_sigmoid: c.push_back({A::eltwise_hardsigmoid, n.a, n.b}); return c;
+    case NeuronType::tanh:
+      if (n.b != 1.0f) c.push_back({A::eltwise_linear, n.b, 0});
+      c.push_back({A::eltwise_tanh, 0, 0});
+      if (n.a != 1.0f) c.push_back({A::eltwise_linear, n.a, 0});
+      return c;
+    case NeuronType::absolute: c.push_back({A::eltwise_abs, 0, 0}); return c;
+    case NeuronType::soft_plus:
+      if (n.b == 0.0f) return std::nullopt;
+      // a*ln(1+e^(b*u)) = (a*b) * (1/b)*ln(1+e^(b*u)); oneDNN's soft_relu is the second factor.
+      c.push_back({A::eltwise_soft_relu, n.b, 0});
+      if (n.a * n.b != 1.0f) c.push_back({A::eltwise_linear, n.a * n.b, 0});
+      return c;
+    case NeuronType::elu: c.push_back({A::eltwise_elu, n.a, 0}); return c;
+    case NeuronType::relu_n:
+      c.push_back({A::eltwise_relu, n.a, 0});
+      c.push_back({A::eltwise_clip, -FLT_MAX, n.b});
+      return c;
+    case NeuronType::exponential:
+      if (n.c == -1.0f) {
+        c.push_back({A::eltwise_linear, n.a, n.b});
+      } else if (n.c > 0.0f && n.c != 1.0f) {
+        const float l = std::log(n.c);
+        c.push_back({A::eltwise_linear, n.a * l, n.b * l});
+      } else {
+        return std::nullopt;
+      }
+      c.push_back({A::eltwise_exp, 0, 0});
+      return c;
+    case NeuronType::logarithm:
+      if (n.c != -1.0f && !(n.c > 0.0f && n.c != 1.0f)) return std::nullopt;
+      c.push_back({A::eltwise_linear, n.a, n.b});
+      c.push_back({A::eltwise_log, 0, 0});
+      if (n.c != -1.0f) c.push_back({A::eltwise_linear, 1.0f / std::log(n.c), 0});
+      return c;
+    default: return std::nullopt;  // soft_sign, prelu, power: our own loop
+  }
+}
+
+bool dnnl_can_fuse_neuron(const NeuronDescriptor& n) { return eltwise_chain(n).has_value(); }
+
+PostOpPlan plan_post_ops(const std::vector<PostOp>& post_ops, const std::string& context) {
+  PostOpPlan p;
+  for (const auto& op : post_ops) {
+    switch (op.kind) {
+      case PostOp::Kind::neuron: {
+        auto chain = p.tail.empty() ? eltwise_chain(op.neuron) : std::nullopt;
+        if (!chain) {
+          p.tail.push_back(op);
+          break;
+        }
+        for (const auto& e : *chain) p.ops.append_eltwise(e.alg, e.alpha, e.beta);
+        break;
+      }
+      case PostOp::Kind::sum:
+        MPSNN_CHECK(p.tail.empty(), BackendError, context,
+                    " internal error: a sum post-op follows a neuron oneDNN cannot fuse");
+        p.ops.append_sum(1.0f);
+        break;
+      case PostOp::Kind::clamp:
+        if (p.tail.empty()) p.ops.append_eltwise(dnnl::algorithm::eltwise_clip, op.lo, op.hi);
+        else p.tail.push_back(op);
+        break;
+    }
+  }
+  return p;
+}
+
+namespace {
+template <typename F>
+void map_view(const TensorView& src, const TensorView& dst, F f) {
+  const int64_t pixels = src.shape.n * src.shape.h * src.shape.w, c = src.shape.c;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* s = src.data + p * src.pixel_stride;
+    float* d = dst.data + p * dst.pixel_stride;
+#pragma omp simd
+    for (int64_t k = 0; k < c; ++k) d[k] = f(s[k], k);
+  }
+}
+
+float stable_sigmoid(float t) {
+  if (t >= 0) return 1.0f / (1.0f + std::exp(-t));
+  const float e = std::exp(t);
+  return e / (1.0f + e);
+}
+}  // namespace
+
+void apply_neuron(const NeuronDescriptor& n, const TensorView& src, const TensorView& dst) {
+  const float a = n.a, b = n.b, c = n.c;
+  switch (n.type) {
+    case NeuronType::none: map_view(src, dst, [](float u, int64_t) { return u; }); return;
+    case NeuronType::relu: map_view(src, dst, [a](float u, int64_t) { return u >= 0 ? u : a * u; }); return;
+    case NeuronType::linear: map_view(src, dst, [a, b](float u, int64_t) { return a * u + b; }); return;
+    case NeuronType::sigmoid: map_view(src, dst, [](float u, int64_t) { return stable_sigmoid(u); }); return;
+    case NeuronType::hard_sigmoid:
+      map_view(src, dst, [a, b](float u, int64_t) { return std::min(std::max(a * u + b, 0.0f), 1.0f); });
+      return;
+    case NeuronType::tanh: map_view(src, dst, [a, b](float u, int64_t) { return a * std::tanh(b * u); }); return;
+    case NeuronType::absolute: map_view(src, dst, [](float u, int64_t) { return std::fabs(u); }); return;
+    case NeuronType::soft_plus:
+      map_view(src, dst, [a, b](float u, int64_t) {
+        const float t = b * u;
+        return a * (std::max(t, 0.0f) + std::log1p(std::exp(-std::fabs(t))));
+      });
+      return;
+    case NeuronType::soft_sign: map_view(src, dst, [](float u, int64_t) { return u / (1.0f + std::fabs(u)); }); return;
+    case NeuronType::elu:
+      map_view(src, dst, [a](float u, int64_t) { return u >= 0 ? u : a * (std::exp(u) - 1.0f); });
+      return;
+    case NeuronType::prelu: {
+      const float* slopes = n.data.data();
+      const bool broadcast = n.data.size() == 1;
+      map_view(src, dst, [slopes, broadcast](float u, int64_t k) { return u >= 0 ? u : slopes[broadcast ? 0 : k] * u; });
+      return;
+    }
+    case NeuronType::relu_n:
+      map_view(src, dst, [a, b](float u, int64_t) { return std::min(u >= 0 ? u : a * u, b); });
+      return;
+    case NeuronType::power: map_view(src, dst, [a, b, c](float u, int64_t) { return std::pow(a * u + b, c); }); return;
+    case NeuronType::exponential:
+      if (c == -1.0f) map_view(src, dst, [a, b](float u, int64_t) { return std::exp(a * u + b); });
+      else map_view(src, dst, [a, b, c](float u, int64_t) { return std::exp((a * u + b) * std::log(c)); });
+      return;
+    case NeuronType::logarithm:
+      if (c == -1.0f) map_view(src, dst, [a, b](float u, int64_t) { return std::log(a * u + b); });
+      else map_view(src, dst, [a, b, c](float u, int64_t) { return std::log(a * u + b) / std::log(c); });
+      return;
+    default:
+      MPSNN_THROW(UnsupportedError, "[neuron] type ", int(n.type), " has no CPU implementation");
+  }
+}
+
+void apply_tail(const std::vector<PostOp>& tail, const TensorView& out) {
+  for (const auto& op : tail) {
+    if (op.kind == PostOp::Kind::neuron) {
+      apply_neuron(op.neuron, out, out);
+    } else if (op.kind == PostOp::Kind::clamp) {
+      const float lo = op.lo, hi = op.hi;
+      map_view(out, out, [lo, hi](float u, int64_t) { return u != u ? u : std::min(std::max(u, lo), hi); });
+    }
+  }
+}
+
+void copy_view(const TensorView& src, const TensorView& dst) {
+  map_view(src, dst, [](float u, int64_t) { return u; });
+}
+
+}  // namespace mpsnn::cpu

@@ -1,0 +1,267 @@
+// Convolution family on oneDNN: convolution (regular, grouped, depthwise, sub-pixel), inner
+// product (fully connected) and deconvolution (transposed convolution). Activations stay NHWC;
+// weights are reordered once, at plan time, into the layout oneDNN picks (format_tag::any).
+#include <algorithm>
+#include <cstring>
+
+#include "backends/cpu/dnnl_utils.h"
+#include "backends/cpu/register.h"
+
+namespace mpsnn::cpu {
+
+namespace {
+
+// Weights in the primitive's preferred layout, from OHWI float32 (optionally flipped 180°).
+memory reorder_weights(const ConvolutionParams& p, const memory::desc& wanted, bool fully_connected, bool flip) {
+  const auto& d = p.desc;
+  const int64_t g = d.depthwise ? d.input_feature_channels : d.groups;
+  const int64_t og = d.output_feature_channels / g, ig = d.depthwise ? 1 : d.input_feature_channels / g;
+  std::vector<float> w = p.weights;
+  if (flip) {
+    const int64_t kh = d.kernel_height, kw = d.kernel_width;
+    for (int64_t o = 0; o < d.output_feature_channels; ++o)
+      for (int64_t y = 0; y < kh; ++y)
+        for (int64_t x = 0; x < kw; ++x)
+          std::memcpy(&w[size_t(((o * kh + y) * kw + x) * ig)],
+                      &p.weights[size_t(((o * kh + (kh - 1 - y)) * kw + (kw - 1 - x)) * ig)], size_t(ig) * 4);
+  }
+  memory::desc user;
+  if (fully_connected || g == 1)
+    user = memory::desc({d.output_feature_channels, d.input_feature_channels, d.kernel_height, d.kernel_width}, dt::f32,
+                        tag::ohwi);
+  else
+    user = memory::desc({g, og, ig, d.kernel_height, d.kernel_width}, dt::f32, tag::gohwi);
+  memory src(user, engine(), w.data());
+  memory dst(wanted, engine());
+  dnnl::stream s(engine());
+  dnnl::reorder(src, dst).execute(s, src, dst);
+  s.wait();
+  return dst;
+}
+
+memory::dims weights_dims(const ConvolutionDescriptor& d) {
+  const int64_t g = d.depthwise ? d.input_feature_channels : d.groups;
+  if (g == 1) return {d.output_feature_channels, d.input_feature_channels, d.kernel_height, d.kernel_width};
+  return {g, d.output_feature_channels / g, d.depthwise ? 1 : d.input_feature_channels / g, d.kernel_height,
+          d.kernel_width};
+}
+
+memory make_bias(const ConvolutionParams& p) {
+  memory b({{p.desc.output_feature_channels}, dt::f32, tag::a}, engine());
+  float* dst = static_cast<float*>(b.get_data_handle());
+  if (p.bias.empty()) std::fill(dst, dst + p.desc.output_feature_channels, 0.0f);
+  else std::copy(p.bias.begin(), p.bias.end(), dst);
+  return b;
+}
+
+// Shared by the three primitives: bind src/dst/scratch, execute, apply the post-op tail.
+class ConvolutionKernelBase : public Kernel {
+ public:
+  size_t scratch_bytes() const override { return scratch_bytes_ + extra_scratch_; }
+  std::unique_ptr<KernelState> make_state() const override {
+    auto s = std::make_unique<PrimitiveState>();
+    s->args[DNNL_ARG_SRC] = memory(src_md_, engine(), DNNL_MEMORY_NONE);
+    s->args[DNNL_ARG_DST] = memory(dst_md_, engine(), DNNL_MEMORY_NONE);
+    s->args[DNNL_ARG_WEIGHTS] = weights_;
+    s->args[DNNL_ARG_BIAS] = bias_;
+    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
+    return s;
+  }
+
+ protected:
+  // Runs the primitive writing to `dst` (the output, or scratch for kernels that post-process).
+  void execute(const KernelArgs& a, KernelState* state, float* dst) const {
+    auto* s = static_cast<PrimitiveState*>(state);
+    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data + src_offset_);
+    s->args[DNNL_ARG_DST].set_data_handle(dst);
+    s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(static_cast<char*>(a.scratch) + extra_scratch_);
+    primitive_.execute(s->stream, s->args);
+    s->stream.wait();
+  }
+  void finish_setup(const dnnl::primitive_desc_base& pd, const ConvolutionParams& p, bool fully_connected, bool flip) {
+    src_md_ = pd.src_desc();
+    dst_md_ = pd.dst_desc();
+    scratchpad_md_ = pd.scratchpad_desc();
+    scratch_bytes_ = scratchpad_md_.get_size();
+    weights_ = reorder_weights(p, pd.weights_desc(), fully_connected, flip);
+    bias_ = make_bias(p);
+  }
+  static dnnl::primitive_attr attr_for(const PostOpPlan& plan) {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    attr.set_post_ops(plan.ops);
+    return attr;
+  }
+
+  dnnl::primitive primitive_;
+  memory::desc src_md_, dst_md_, scratchpad_md_;
+  memory weights_, bias_;
+  int64_t src_offset_ = 0;
+  size_t scratch_bytes_ = 0, extra_scratch_ = 0;
+  std::vector<PostOp> tail_;
+};
+
+class ConvolutionKernel final : public ConvolutionKernelBase {
+ public:
+  explicit ConvolutionKernel(const KernelSpec& spec) : r_(spec.conv->desc.sub_pixel_scale_factor) {
+    const auto& d = spec.conv->desc;
+    const ImageShape& src = spec.inputs[0];
+    ImageShape out = spec.output;
+    if (r_ > 1) {  // the convolution runs on the coarse grid, then channels become r x r blocks
+      grid_ = ImageShape{out.n, out.h / r_, out.w / r_, d.output_feature_channels};
+      out = grid_;
+      extra_scratch_ = (size_t(grid_.numel()) * 4 + 63) / 64 * 64;
+    }
+    const SourceWindow w = source_window(src, out, spec.geom.y, spec.geom.x);
+    src_offset_ = w.offset;
+    PostOpPlan post = plan_post_ops(spec.post_ops, spec.context);
+    tail_ = post.tail;
+    const memory::desc wmd(weights_dims(d), dt::f32, tag::any);
+    const memory::desc bmd({d.output_feature_channels}, dt::f32, tag::a);
+    auto pd = MPSNN_CHECK_DNNL(
+        dnnl::convolution_forward::primitive_desc(
+            engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, w.md, wmd, bmd,
+            nhwc_desc(out), {d.stride_y, d.stride_x}, {d.dilation_y - 1, d.dilation_x - 1}, {w.y.pad_l, w.x.pad_l},
+            {w.y.pad_r, w.x.pad_r}, attr_for(post)),
+        spec.context);
+    primitive_ = dnnl::convolution_forward(pd);
+    finish_setup(pd, *spec.conv, false, false);
+  }
+
+  void run(const KernelArgs& a, KernelState* state) const override {
+    if (r_ == 1) {
+      execute(a, state, a.output.data);
+      apply_tail(tail_, a.output);
+      return;
+    }
+    float* io = static_cast<float*>(a.scratch);
+    execute(a, state, io);
+    apply_tail(tail_, dense_view(io, grid_));
+    // nodes.md §4.2: Y[c, i, j] = Io[(N/r²)·(r·(i mod r) + (j mod r)) + c, i/r, j/r].
+    const ImageShape& o = a.output.shape;
+    const int64_t cpb = o.c, r = r_;
+#pragma omp parallel for collapse(2)
+    for (int64_t n = 0; n < o.n; ++n)
+      for (int64_t i = 0; i < o.h; ++i)
+        for (int64_t j = 0; j < o.w; ++j) {
+          const float* s = io + ((n * grid_.h + i / r) * grid_.w + j / r) * grid_.c + cpb * (r * (i % r) + (j % r));
+          std::memcpy(a.output.pixel(n, i, j), s, size_t(cpb) * 4);
+        }
+  }
+
+ private:
+  int64_t r_;
+  ImageShape grid_;
+};
+
+class FullyConnectedKernel final : public ConvolutionKernelBase {
+ public:
+  explicit FullyConnectedKernel(const KernelSpec& spec) {
+    const auto& d = spec.conv->desc;
+    const ImageShape& src = spec.inputs[0];
+    PostOpPlan post = plan_post_ops(spec.post_ops, spec.context);
+    tail_ = post.tail;
+    const memory::desc wmd({d.output_feature_channels, src.c, src.h, src.w}, dt::f32, tag::any);
+    const memory::desc bmd({d.output_feature_channels}, dt::f32, tag::a);
+    const memory::desc dmd({src.n, d.output_feature_channels}, dt::f32, tag::nc);
+    auto pd = MPSNN_CHECK_DNNL(
+        dnnl::inner_product_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference, nhwc_desc(src), wmd,
+                                                    bmd, dmd, attr_for(post)),
+        spec.context);
+    primitive_ = dnnl::inner_product_forward(pd);
+    finish_setup(pd, *spec.conv, true, false);
+  }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    execute(a, state, a.output.data);
+    apply_tail(tail_, a.output);
+  }
+};
+
+// Transposed convolution (nodes.md §4.3) as oneDNN's deconvolution with 180°-rotated weights:
+// pad_before = Ke-1-Pz. Where that pad (or the one after) is negative the primitive writes a
+// larger image into scratch and the wanted window is copied out; rows no input reaches hold the
+// bias and get the post-ops.
+class TransposeKernel final : public ConvolutionKernelBase {
+ public:
+  explicit TransposeKernel(const KernelSpec& spec) {
+    const auto& d = spec.conv->desc;
+    const ImageShape& src = spec.inputs[0];
+    const ImageShape& out = spec.output;
+    auto axis = [](int64_t S, int64_t D, const WindowAxis& w, int64_t& lo, int64_t& hi, int64_t& full, int64_t& shift) {
+      const int64_t pl = w.extent() - 1 - w.pad_before;
+      const int64_t pr = (S - 1) * w.stride + w.extent() - pl - D;
+      lo = std::max<int64_t>(pl, 0);
+      hi = std::max<int64_t>(pr, 0);
+      full = (S - 1) * w.stride + w.extent() - lo - hi;
+      shift = pl - lo;  // wanted index o maps to computed index o + shift
+    };
+    int64_t lo_y, hi_y, lo_x, hi_x;
+    axis(src.h, out.h, spec.geom.y, lo_y, hi_y, full_.h, shift_y_);
+    axis(src.w, out.w, spec.geom.x, lo_x, hi_x, full_.w, shift_x_);
+    full_.n = out.n;
+    full_.c = out.c;
+    cropped_ = !(full_.h == out.h && full_.w == out.w && shift_y_ == 0 && shift_x_ == 0);
+    std::vector<PostOp> post_ops = spec.post_ops;
+    if (cropped_) {
+      tail_ = post_ops;  // applied after cropping so bias-only rows get them too
+      post_ops.clear();
+      extra_scratch_ = (size_t(full_.numel()) * 4 + 63) / 64 * 64;
+      bias_values_ = spec.conv->bias;
+      bias_values_.resize(size_t(out.c), 0.0f);
+    }
+    PostOpPlan post = plan_post_ops(post_ops, spec.context);
+    if (!cropped_) tail_ = post.tail;
+    const memory::desc wmd(weights_dims(d), dt::f32, tag::any);
+    const memory::desc bmd({d.output_feature_channels}, dt::f32, tag::a);
+    auto pd = MPSNN_CHECK_DNNL(
+        dnnl::deconvolution_forward::primitive_desc(
+            engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, nhwc_desc(src), wmd,
+            bmd, nhwc_desc(full_), {d.stride_y, d.stride_x}, {d.dilation_y - 1, d.dilation_x - 1}, {lo_y, lo_x},
+            {hi_y, hi_x}, attr_for(post)),
+        spec.context);
+    primitive_ = dnnl::deconvolution_forward(pd);
+    finish_setup(pd, *spec.conv, false, true);
+  }
+
+  void run(const KernelArgs& a, KernelState* state) const override {
+    if (!cropped_) {
+      execute(a, state, a.output.data);
+      apply_tail(tail_, a.output);
+      return;
+    }
+    float* full = static_cast<float*>(a.scratch);
+    execute(a, state, full);
+    const ImageShape& o = a.output.shape;
+    const float* bias = bias_values_.data();
+#pragma omp parallel for collapse(2)
+    for (int64_t n = 0; n < o.n; ++n)
+      for (int64_t i = 0; i < o.h; ++i)
+        for (int64_t j = 0; j < o.w; ++j) {
+          const int64_t fi = i + shift_y_, fj = j + shift_x_;
+          float* dst = a.output.pixel(n, i, j);
+          if (fi >= 0 && fi < full_.h && fj >= 0 && fj < full_.w)
+            std::memcpy(dst, full + ((n * full_.h + fi) * full_.w + fj) * o.c, size_t(o.c) * 4);
+          else
+            std::memcpy(dst, bias, size_t(o.c) * 4);
+        }
+    apply_tail(tail_, a.output);
+  }
+
+ private:
+  ImageShape full_;
+  int64_t shift_y_ = 0, shift_x_ = 0;
+  bool cropped_ = false;
+  std::vector<float> bias_values_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_convolution(const KernelSpec& spec) {
+  switch (spec.node->attrs_as<ConvolutionAttrs>().variant) {
+    case ConvolutionVariant::fully_connected: return std::make_unique<FullyConnectedKernel>(spec);
+    case ConvolutionVariant::transpose: return std::make_unique<TransposeKernel>(spec);
+    default: return std::make_unique<ConvolutionKernel>(spec);
+  }
+}
+
+}  // namespace mpsnn::cpu

@@ -1,0 +1,115 @@
+// Neurons: a chain of oneDNN eltwise primitives where oneDNN expresses the MPS function
+// exactly, our own loop otherwise (soft sign, PReLU, power, unusual exponential/log bases).
+#include "backends/cpu/dnnl_utils.h"
+#include "backends/cpu/register.h"
+
+namespace mpsnn::cpu {
+
+namespace {
+
+struct ChainState : KernelState {
+  dnnl::stream stream{engine()};
+  memory src, dst;
+};
+
+class NeuronKernel final : public Kernel {
+ public:
+  explicit NeuronKernel(const KernelSpec& spec) : neuron_(spec.node->attrs_as<NeuronAttrs>().neuron) {
+    md_ = nhwc_desc(spec.output);
+    if (auto chain = eltwise_chain(neuron_)) {
+      for (const auto& e : *chain) {
+        auto pd = MPSNN_CHECK_DNNL(dnnl::eltwise_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
+                                                                         e.alg, md_, md_, e.alpha, e.beta),
+                                   spec.context);
+        chain_.push_back(dnnl::eltwise_forward(pd));
+      }
+      own_ = false;
+    }
+  }
+  bool in_place_ok() const override { return true; }
+  std::unique_ptr<KernelState> make_state() const override {
+    auto s = std::make_unique<ChainState>();
+    s->src = memory(md_, engine(), DNNL_MEMORY_NONE);
+    s->dst = memory(md_, engine(), DNNL_MEMORY_NONE);
+    return s;
+  }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    if (own_) {
+      apply_neuron(neuron_, a.inputs[0], a.output);
+      return;
+    }
+    if (chain_.empty()) {  // type none: a copy
+      if (a.inputs[0].data != a.output.data) copy_view(a.inputs[0], a.output);
+      return;
+    }
+    auto* s = static_cast<ChainState*>(state);
+    s->dst.set_data_handle(a.output.data);
+    for (size_t i = 0; i < chain_.size(); ++i) {
+      s->src.set_data_handle(i == 0 ? a.inputs[0].data : a.output.data);
+      chain_[i].execute(s->stream, {{DNNL_ARG_SRC, s->src}, {DNNL_ARG_DST, s->dst}});
+    }
+    s->stream.wait();
+  }
+
+ private:
+  NeuronDescriptor neuron_;
+  memory::desc md_;
+  std::vector<dnnl::eltwise_forward> chain_;
+  bool own_ = true;
+};
+
+class SoftMaxKernel final : public Kernel {
+ public:
+  explicit SoftMaxKernel(const KernelSpec& spec) {
+    const bool log = spec.node->attrs_as<SoftMaxAttrs>().log;
+    md_ = nhwc_desc(spec.output);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    auto pd = MPSNN_CHECK_DNNL(
+        dnnl::softmax_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
+                                              log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate,
+                                              md_, md_, 1, attr),
+        spec.context);
+    primitive_ = dnnl::softmax_forward(pd);
+    scratchpad_md_ = pd.scratchpad_desc();
+  }
+  bool in_place_ok() const override { return true; }
+  size_t scratch_bytes() const override { return scratchpad_md_.get_size(); }
+  std::unique_ptr<KernelState> make_state() const override {
+    auto s = std::make_unique<PrimitiveState>();
+    s->args[DNNL_ARG_SRC] = memory(md_, engine(), DNNL_MEMORY_NONE);
+    s->args[DNNL_ARG_DST] = memory(md_, engine(), DNNL_MEMORY_NONE);
+    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
+    return s;
+  }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    auto* s = static_cast<PrimitiveState*>(state);
+    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data);
+    s->args[DNNL_ARG_DST].set_data_handle(a.output.data);
+    s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(a.scratch);
+    primitive_.execute(s->stream, s->args);
+    s->stream.wait();
+  }
+
+ private:
+  dnnl::primitive primitive_;
+  memory::desc md_, scratchpad_md_;
+};
+
+// Dropout in inference is the identity; the compiler aliases it away, this kernel serves a
+// plan that keeps the node (a copy).
+class CopyKernel final : public Kernel {
+ public:
+  bool in_place_ok() const override { return true; }
+  void run(const KernelArgs& a, KernelState*) const override {
+    if (a.inputs[0].data != a.output.data) copy_view(a.inputs[0], a.output);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_neuron(const KernelSpec& spec) { return std::make_unique<NeuronKernel>(spec); }
+std::unique_ptr<Kernel> make_softmax(const KernelSpec& spec) { return std::make_unique<SoftMaxKernel>(spec); }
+std::unique_ptr<Kernel> make_dropout(const KernelSpec&) { return std::make_unique<CopyKernel>(); }
+
+}  // namespace mpsnn::cpu

@@ -1,0 +1,196 @@
+// Element-wise kernels: soft-sign, MPS binary arithmetic and concatenation channel copies.
+// oneDNN 3.2 has no soft-sign eltwise algorithm, and its binary primitive cannot express the MPS
+// arithmetic semantics (per-operand scales, a NaN-propagating clamp that is always applied,
+// stride-0 broadcasting of the primary operand); concatenation needs zero-filled gap channels
+// between 4-aligned slots, which oneDNN's concat does not write.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "backends/cpu/kernels/own_kernels.h"
+
+namespace mpsnn::cpu::own {
+namespace {
+
+// Below this many elements the OpenMP fork costs more than the work.
+constexpr int64_t kParallelMin = 1 << 15;
+
+// ---- soft-sign ------------------------------------------------------------------------------
+
+inline void soft_sign_span(const float* s, float* d, int64_t len) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float u = s[i];
+    d[i] = u / (1.0f + std::fabs(u));
+  }
+}
+
+// ---- binary arithmetic ----------------------------------------------------------------------
+
+struct ArithConsts {
+  float sa, sb, bias, lo, hi;
+};
+
+// One run of `len` outputs. A_VEC / B_VEC: the operand advances with the run; otherwise its
+// single value is read once before anything is written (so in-place runs on a broadcast operand
+// are safe within the run). PLAIN: both scales are 1, whose products are exact and skipped (the
+// bias is still added: x + 0 turns -0 into +0).
+template <ArithmeticOp OP, bool A_VEC, bool B_VEC, bool PLAIN>
+void arith_span(const float* a, const float* b, float* d, int64_t len, const ArithConsts& k) {
+  const float a0 = a[0], b0 = b[0];
+  const float sa = k.sa, sb = k.sb, bias = k.bias, lo = k.lo, hi = k.hi;
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float av = PLAIN ? (A_VEC ? a[i] : a0) : sa * (A_VEC ? a[i] : a0);
+    const float bv = PLAIN ? (B_VEC ? b[i] : b0) : sb * (B_VEC ? b[i] : b0);
+    float r;
+    if constexpr (OP == ArithmeticOp::add) r = av + bv;
+    else if constexpr (OP == ArithmeticOp::subtract) r = av - bv;
+    else if constexpr (OP == ArithmeticOp::multiply) r = av * bv;
+    else r = av / bv;
+    r = r + bias;
+    // Written so that a NaN r fails both comparisons and passes through (unlike fmin/fmax).
+    r = r < lo ? lo : r;
+    r = r > hi ? hi : r;
+    d[i] = r;
+  }
+}
+
+using ArithSpanFn = void (*)(const float*, const float*, float*, int64_t, const ArithConsts&);
+
+template <ArithmeticOp OP, bool PLAIN>
+ArithSpanFn pick_span(bool a_vec, bool b_vec) {
+  if (a_vec) return b_vec ? arith_span<OP, true, true, PLAIN> : arith_span<OP, true, false, PLAIN>;
+  return b_vec ? arith_span<OP, false, true, PLAIN> : arith_span<OP, false, false, PLAIN>;
+}
+
+template <ArithmeticOp OP>
+ArithSpanFn pick_span(bool a_vec, bool b_vec, bool plain) {
+  return plain ? pick_span<OP, true>(a_vec, b_vec) : pick_span<OP, false>(a_vec, b_vec);
+}
+
+ArithSpanFn pick_span(ArithmeticOp op, bool a_vec, bool b_vec, bool plain) {
+  switch (op) {
+    case ArithmeticOp::add: return pick_span<ArithmeticOp::add>(a_vec, b_vec, plain);
+    case ArithmeticOp::subtract: return pick_span<ArithmeticOp::subtract>(a_vec, b_vec, plain);
+    case ArithmeticOp::multiply: return pick_span<ArithmeticOp::multiply>(a_vec, b_vec, plain);
+    case ArithmeticOp::divide: break;
+  }
+  return pick_span<ArithmeticOp::divide>(a_vec, b_vec, plain);
+}
+
+// How one operand is walked along a destination row.
+struct OperandWalk {
+  const TensorView* v;
+  int tc, ty, tx;
+  // The whole row is one contiguous run of w*c values, or a single value.
+  bool row_vector(const ImageShape& d) const {
+    return tc == 1 && tx == 1 && v->dense() && v->shape.w == d.w && v->shape.c == d.c;
+  }
+  bool row_scalar() const { return tc == 0 && tx == 0; }
+  const float* row(int64_t n, int64_t i) const {
+    return v->pixel(v->shape.n == 1 ? 0 : n, ty ? i : 0, 0);
+  }
+};
+
+}  // namespace
+
+void soft_sign(const TensorView& src, const TensorView& dst) {
+  const ImageShape& s = dst.shape;
+  if (src.dense() && dst.dense()) {
+    const int64_t total = s.numel();
+    const int64_t block = 1 << 14;
+    const int64_t nblocks = (total + block - 1) / block;
+#pragma omp parallel for schedule(static) if (total > kParallelMin)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t begin = b * block;
+      soft_sign_span(src.data + begin, dst.data + begin, std::min(block, total - begin));
+    }
+    return;
+  }
+#pragma omp parallel for collapse(2) schedule(static) if (s.numel() > kParallelMin)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t y = 0; y < s.h; ++y)
+      for (int64_t x = 0; x < s.w; ++x) soft_sign_span(src.pixel(n, y, x), dst.pixel(n, y, x), s.c);
+}
+
+void binary_arithmetic(const TensorView& a, const TensorView& b, const TensorView& dst,
+                       const ArithmeticParams& p) {
+  const ImageShape& s = dst.shape;
+  const OperandWalk wa{&a, p.primary_stride[0], p.primary_stride[1], p.primary_stride[2]};
+  const OperandWalk wb{&b, p.secondary_stride[0], p.secondary_stride[1], p.secondary_stride[2]};
+  const ArithConsts k{p.primary_scale, p.secondary_scale, p.bias, p.minimum, p.maximum};
+
+  // Fast case: each operand is either contiguous along the whole row or a single value.
+  const bool flat_a = wa.row_vector(s) || wa.row_scalar();
+  const bool flat_b = wb.row_vector(s) || wb.row_scalar();
+  const bool flat = dst.dense() && flat_a && flat_b;
+  const bool plain = p.primary_scale == 1.0f && p.secondary_scale == 1.0f;
+  const ArithSpanFn span = flat ? pick_span(p.op, !wa.row_scalar(), !wb.row_scalar(), plain)
+                                : pick_span(p.op, wa.tc, wb.tc, plain);
+  const int64_t a_px = wa.tx ? a.pixel_stride : 0, b_px = wb.tx ? b.pixel_stride : 0;
+
+#pragma omp parallel for collapse(2) schedule(static) if (s.numel() > kParallelMin)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t i = 0; i < s.h; ++i) {
+      const float* ra = wa.row(n, i);
+      const float* rb = wb.row(n, i);
+      float* rd = dst.pixel(n, i, 0);
+      if (flat) {
+        span(ra, rb, rd, s.w * s.c, k);
+        continue;
+      }
+      for (int64_t j = 0; j < s.w; ++j)
+        span(ra + j * a_px, rb + j * b_px, rd + j * dst.pixel_stride, s.c, k);
+    }
+}
+
+void copy_channels(const TensorView& src, const TensorView& dst, int64_t dst_channel_offset) {
+  const ImageShape& s = src.shape;
+  const bool whole_rows =
+      src.dense() && dst.dense() && dst_channel_offset == 0 && s.c == dst.shape.c;
+  detail::with_channel_count(s.c, [&](auto kc) {
+    constexpr int64_t K = decltype(kc)::value;
+    const int64_t c_n = K ? K : s.c;
+#pragma omp parallel for collapse(2) schedule(static) if (s.numel() > kParallelMin)
+    for (int64_t n = 0; n < s.n; ++n)
+      for (int64_t y = 0; y < s.h; ++y) {
+        const float* rs = src.pixel(n, y, 0);
+        float* rd = dst.pixel(n, y, 0) + dst_channel_offset;
+        if (whole_rows) {
+          std::memcpy(rd, rs, sizeof(float) * s.w * s.c);
+          continue;
+        }
+        // An inline copy loop: a memcpy call per pixel costs more than copying a few channels.
+        for (int64_t x = 0; x < s.w; ++x) {
+          float* pd = rd + x * dst.pixel_stride;
+          const float* ps = rs + x * src.pixel_stride;
+#pragma omp simd
+          for (int64_t c = 0; c < c_n; ++c) pd[c] = ps[c];
+        }
+      }
+  });
+}
+
+void zero_channels(const TensorView& dst, int64_t begin, int64_t end) {
+  const ImageShape& s = dst.shape;
+  if (end <= begin) return;
+  const int64_t len = end - begin;
+  const bool whole_rows = begin == 0 && len == dst.pixel_stride;
+#pragma omp parallel for collapse(2) schedule(static) if (s.n * s.h * s.w * len > kParallelMin)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t y = 0; y < s.h; ++y) {
+      float* rd = dst.pixel(n, y, 0) + begin;
+      if (whole_rows) {
+        std::memset(rd, 0, sizeof(float) * s.w * len);
+        continue;
+      }
+      for (int64_t x = 0; x < s.w; ++x) {
+        float* pd = rd + x * dst.pixel_stride;
+#pragma omp simd
+        for (int64_t c = 0; c < len; ++c) pd[c] = 0.0f;
+      }
+    }
+}
+
+}  // namespace mpsnn::cpu::own

@@ -1,0 +1,111 @@
+// Upsampling and scale nodes. Nearest upsampling runs on oneDNN's resampling primitive; bilinear
+// upsampling (both align-corners modes) and the bilinear / Lanczos scale nodes use our own
+// kernels (own_scale.cpp): oneDNN 3.2 has no align-corners mode, no arbitrary translation and
+// no Lanczos filter.
+#include <cstring>
+
+#include "backends/cpu/dnnl_utils.h"
+#include "backends/cpu/kernels/own_kernels.h"
+#include "backends/cpu/register.h"
+
+namespace mpsnn::cpu {
+
+namespace {
+
+class NearestKernel final : public Kernel {
+ public:
+  explicit NearestKernel(const KernelSpec& spec) {
+    src_md_ = nhwc_desc(spec.inputs[0]);
+    dst_md_ = nhwc_desc(spec.output);
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    auto pd = MPSNN_CHECK_DNNL(
+        dnnl::resampling_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
+                                                 dnnl::algorithm::resampling_nearest, src_md_, dst_md_, attr),
+        spec.context);
+    primitive_ = dnnl::resampling_forward(pd);
+    scratchpad_md_ = pd.scratchpad_desc();
+  }
+  size_t scratch_bytes() const override { return scratchpad_md_.get_size(); }
+  std::unique_ptr<KernelState> make_state() const override {
+    auto s = std::make_unique<PrimitiveState>();
+    s->args[DNNL_ARG_SRC] = memory(src_md_, engine(), DNNL_MEMORY_NONE);
+    s->args[DNNL_ARG_DST] = memory(dst_md_, engine(), DNNL_MEMORY_NONE);
+    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
+    return s;
+  }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    auto* s = static_cast<PrimitiveState*>(state);
+    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data);
+    s->args[DNNL_ARG_DST].set_data_handle(a.output.data);
+    s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(a.scratch);
+    primitive_.execute(s->stream, s->args);
+    s->stream.wait();
+  }
+
+ private:
+  dnnl::primitive primitive_;
+  memory::desc src_md_, dst_md_, scratchpad_md_;
+};
+
+// nodes.md §9.2 with align_corners: u = o·(S−1)/(D−1), separable weights.
+void align_corners_bilinear(const TensorView& src, const TensorView& dst) {
+  const ImageShape& s = src.shape;
+  const ImageShape& d = dst.shape;
+  auto coord = [](int64_t o, int64_t S, int64_t D, int64_t& k0, int64_t& k1, float& l) {
+    const double u = D == 1 ? 0.0 : double(o) * double(S - 1) / double(D - 1);
+    k0 = int64_t(u);
+    k1 = std::min(k0 + 1, S - 1);
+    l = float(u - double(k0));
+  };
+#pragma omp parallel for collapse(2)
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t i = 0; i < d.h; ++i) {
+      int64_t y0, y1;
+      float ly;
+      coord(i, s.h, d.h, y0, y1, ly);
+      for (int64_t j = 0; j < d.w; ++j) {
+        int64_t x0, x1;
+        float lx;
+        coord(j, s.w, d.w, x0, x1, lx);
+        const float *a = src.pixel(n, y0, x0), *b = src.pixel(n, y0, x1), *c = src.pixel(n, y1, x0),
+                    *e = src.pixel(n, y1, x1);
+        float* o = dst.pixel(n, i, j);
+#pragma omp simd
+        for (int64_t k = 0; k < s.c; ++k)
+          o[k] = (1 - ly) * ((1 - lx) * a[k] + lx * b[k]) + ly * ((1 - lx) * c[k] + lx * e[k]);
+      }
+    }
+}
+
+class ScaleKernel final : public Kernel {
+ public:
+  ScaleKernel(bool lanczos, bool align_corners, const ScaleTransform& t)
+      : lanczos_(lanczos), align_corners_(align_corners), t_{t.scale_x, t.scale_y, t.translate_x, t.translate_y} {}
+  void run(const KernelArgs& a, KernelState*) const override {
+    if (align_corners_) align_corners_bilinear(a.inputs[0], a.output);
+    else if (lanczos_) own::lanczos_scale(a.inputs[0], a.output, t_);
+    else own::bilinear_scale(a.inputs[0], a.output, t_);
+  }
+
+ private:
+  bool lanczos_, align_corners_;
+  own::ScaleTransform t_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_upsampling(const KernelSpec& spec) {
+  const auto& a = spec.node->attrs_as<UpsamplingAttrs>();
+  if (a.mode == UpsamplingMode::nearest) return std::make_unique<NearestKernel>(spec);
+  // Non-aligned bilinear upsampling is the bilinear scale with scale = factor, no translation.
+  const ScaleTransform t{double(a.scale_factor_x), double(a.scale_factor_y), 0, 0};
+  return std::make_unique<ScaleKernel>(false, a.align_corners, t);
+}
+
+std::unique_ptr<Kernel> make_scale(const KernelSpec& spec) {
+  const auto& a = spec.node->attrs_as<ScaleAttrs>();
+  return std::make_unique<ScaleKernel>(a.mode == ScaleMode::lanczos, false, spec.geom.transform);
+}
+
+}  // namespace mpsnn::cpu

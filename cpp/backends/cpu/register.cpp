@@ -1,0 +1,25 @@
+#include "backends/cpu/register.h"
+
+#include "backends/cpu/dnnl_utils.h"
+
+namespace mpsnn::cpu {
+
+void register_cpu_kernels(KernelRegistry& r) {
+  r.add(OpKind::Convolution, make_convolution);
+  r.add(OpKind::BinaryConvolution, make_binary_convolution);
+  r.add(OpKind::Pooling, make_pooling);
+  r.add(OpKind::Neuron, make_neuron);
+  r.add(OpKind::SoftMax, make_softmax);
+  r.add(OpKind::Arithmetic, make_arithmetic);
+  r.add(OpKind::Concatenation, make_concatenation);
+  r.add(OpKind::BatchNormalization, make_batch_normalization);
+  r.add(OpKind::InstanceNormalization, make_instance_normalization);
+  r.add(OpKind::Normalization, make_normalization);
+  r.add(OpKind::Dropout, make_dropout);
+  r.add(OpKind::Upsampling, make_upsampling);
+  r.add(OpKind::Scale, make_scale);
+  r.can_fuse_neuron = dnnl_can_fuse_neuron;
+  r.can_fuse_sum = true;
+}
+
+}  // namespace mpsnn::cpu

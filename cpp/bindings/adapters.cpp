@@ -1,0 +1,294 @@
+// Adapters from Python protocol objects (handles, data sources, padding policies, allocators,
+// transform providers) to the C++ interfaces. They take the GIL themselves, because the graph
+// calls them while compiling a plan on a thread that released it.
+#include "backends/registry.h"
+#include "bindings/common.h"
+
+namespace mpsnn::bindings {
+
+PyRef::~PyRef() {
+  if (!Py_IsInitialized()) {
+    obj.release();  // the interpreter is gone: leak rather than crash
+    return;
+  }
+  py::gil_scoped_acquire gil;
+  obj = py::object();
+}
+
+std::shared_ptr<void> keep_alive(py::object o) {
+  auto ref = std::make_shared<PyRef>(std::move(o));
+  return std::shared_ptr<void>(ref, ref.get());
+}
+
+namespace {
+
+bool has(const py::object& o, const char* name) { return py::hasattr(o, name) && !o.attr(name).is_none(); }
+
+// Calls o.name() (or reads o.name when it is not callable, as for properties).
+py::object call_or_get(const py::object& o, const char* name) {
+  py::object a = o.attr(name);
+  return PyCallable_Check(a.ptr()) ? a() : a;
+}
+
+std::optional<std::string> optional_label(const py::object& o) {
+  if (!py::hasattr(o, "label")) return std::nullopt;
+  py::object l = call_or_get(o, "label");
+  if (l.is_none()) return std::nullopt;
+  return py::str(l).cast<std::string>();
+}
+
+std::optional<std::vector<float>> float_vector(const py::object& v, const std::string& what) {
+  if (v.is_none()) return std::nullopt;
+  py::array_t<float, py::array::c_style | py::array::forcecast> a;
+  try {
+    a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(v);
+  } catch (...) {
+  }
+  MPSNN_CHECK(a, DTypeError, what, " must be a sequence of numbers convertible to float32");
+  return std::vector<float>(a.data(), a.data() + a.size());
+}
+
+class PyHandle final : public Handle {
+ public:
+  explicit PyHandle(py::object o) : ref(std::move(o)) {}
+  std::optional<std::string> label() const override {
+    py::gil_scoped_acquire gil;
+    return optional_label(ref.obj);
+  }
+  PyRef ref;
+};
+
+class PyConvolutionSource final : public ConvolutionDataSource {
+ public:
+  explicit PyConvolutionSource(py::object o) : ref_(std::move(o)) {}
+  DataType data_type() override {
+    py::gil_scoped_acquire gil;
+    return DataType(call_or_get(ref_.obj, "data_type").cast<uint32_t>());
+  }
+  ConvolutionDescriptor descriptor() override {
+    py::gil_scoped_acquire gil;
+    py::object d = call_or_get(ref_.obj, "descriptor");
+    MPSNN_CHECK(py::isinstance<ConvolutionDescriptor>(d), DTypeError,
+                "[MPSCNNConvolutionDataSource] descriptor() returned ", py::str(py::type::of(d)).cast<std::string>(),
+                "; expected an MPSCNNConvolutionDescriptor");
+    return d.cast<ConvolutionDescriptor>();
+  }
+  HostArray weights() override {
+    py::gil_scoped_acquire gil;
+    py::object w = ref_.obj.attr("weights")();
+    MPSNN_CHECK(py::isinstance<py::buffer>(w), DTypeError,
+                "[MPSCNNConvolutionDataSource] weights() returned ", py::str(py::type::of(w)).cast<std::string>(),
+                "; expected a NumPy array or another buffer");
+    py::buffer_info info = w.cast<py::buffer>().request();
+    // Must be one dense block; element type checked against data_type() by the reader.
+    ssize_t expect = info.itemsize;
+    for (ssize_t i = info.ndim - 1; i >= 0; --i) {
+      MPSNN_CHECK(info.shape[size_t(i)] == 1 || info.strides[size_t(i)] == expect, DTypeError,
+                  "[MPSCNNConvolutionDataSource] weights() array is not C-contiguous");
+      expect *= info.shape[size_t(i)];
+    }
+    const DataType t = data_type();
+    MPSNN_CHECK(size_t(info.itemsize) == data_type_size(t), DTypeError,
+                "[MPSCNNConvolutionDataSource] weights() has ", info.itemsize, "-byte elements but data_type() is ",
+                data_type_name(t));
+    return HostArray{info.ptr, size_t(info.size * info.itemsize), keep_alive(w)};
+  }
+  std::optional<std::vector<float>> bias_terms() override {
+    py::gil_scoped_acquire gil;
+    return float_vector(ref_.obj.attr("bias_terms")(), "[MPSCNNConvolutionDataSource] bias_terms()");
+  }
+  bool load() override {
+    py::gil_scoped_acquire gil;
+    return !py::hasattr(ref_.obj, "load") || ref_.obj.attr("load")().cast<bool>();
+  }
+  void purge() override {
+    py::gil_scoped_acquire gil;
+    if (py::hasattr(ref_.obj, "purge")) ref_.obj.attr("purge")();
+  }
+  std::optional<std::string> label() override {
+    py::gil_scoped_acquire gil;
+    return optional_label(ref_.obj);
+  }
+  int weights_quantization_type() override {
+    py::gil_scoped_acquire gil;
+    return has(ref_.obj, "weights_quantization_type") ? call_or_get(ref_.obj, "weights_quantization_type").cast<int>() : 0;
+  }
+  std::vector<float> ranges_for_uint8_kernel() override {
+    py::gil_scoped_acquire gil;
+    if (!has(ref_.obj, "ranges_for_uint8_kernel")) return {};
+    return float_vector(ref_.obj.attr("ranges_for_uint8_kernel")(), "ranges_for_uint8_kernel()").value_or(std::vector<float>{});
+  }
+  std::vector<float> lookup_table_for_uint8_kernel() override {
+    py::gil_scoped_acquire gil;
+    if (!has(ref_.obj, "lookup_table_for_uint8_kernel")) return {};
+    return float_vector(ref_.obj.attr("lookup_table_for_uint8_kernel")(), "lookup_table_for_uint8_kernel()")
+        .value_or(std::vector<float>{});
+  }
+  py::object object() const { return ref_.obj; }
+
+ private:
+  PyRef ref_;
+};
+
+class PyNormalizationSource final : public NormalizationDataSource {
+ public:
+  explicit PyNormalizationSource(py::object o) : ref_(std::move(o)) {}
+  int64_t number_of_feature_channels() override {
+    py::gil_scoped_acquire gil;
+    return call_or_get(ref_.obj, "number_of_feature_channels").cast<int64_t>();
+  }
+  std::optional<std::vector<float>> gamma() override { return vec("gamma"); }
+  std::optional<std::vector<float>> beta() override { return vec("beta"); }
+  std::optional<std::vector<float>> mean() override { return vec("mean"); }
+  std::optional<std::vector<float>> variance() override { return vec("variance"); }
+  std::optional<float> epsilon() override {
+    py::gil_scoped_acquire gil;
+    if (!has(ref_.obj, "epsilon")) return std::nullopt;
+    return call_or_get(ref_.obj, "epsilon").cast<float>();
+  }
+  bool load() override {
+    py::gil_scoped_acquire gil;
+    return !py::hasattr(ref_.obj, "load") || ref_.obj.attr("load")().cast<bool>();
+  }
+  void purge() override {
+    py::gil_scoped_acquire gil;
+    if (py::hasattr(ref_.obj, "purge")) ref_.obj.attr("purge")();
+  }
+  std::optional<std::string> label() override {
+    py::gil_scoped_acquire gil;
+    return optional_label(ref_.obj);
+  }
+  py::object object() const { return ref_.obj; }
+
+ private:
+  std::optional<std::vector<float>> vec(const char* name) {
+    py::gil_scoped_acquire gil;
+    if (!py::hasattr(ref_.obj, name)) return std::nullopt;
+    return float_vector(call_or_get(ref_.obj, name), std::string("[normalization data source] ") + name + "()");
+  }
+  PyRef ref_;
+};
+
+class PyPadding final : public PaddingPolicy {
+ public:
+  explicit PyPadding(py::object o) : ref(std::move(o)) {}
+  int padding_method() const override {
+    py::gil_scoped_acquire gil;
+    return call_or_get(ref.obj, "padding_method").cast<int>();
+  }
+  std::optional<std::string> label() const override {
+    py::gil_scoped_acquire gil;
+    return optional_label(ref.obj);
+  }
+  ImageDescriptor destination_image_descriptor(const PaddingRequest& request, KernelProps& kernel,
+                                               const ImageDescriptor& suggested) const override {
+    py::gil_scoped_acquire gil;
+    MPSNN_CHECK(py::hasattr(ref.obj, "destination_image_descriptor"), GraphError, request.node_context,
+                " padding policy has the custom bit but no destination_image_descriptor method");
+    py::list images;
+    for (size_t i = 0; i < request.sources.size(); ++i) {
+      ImageDescriptor d;
+      d.channel_format = request.source_formats[i] == ChannelFormat::none ? ChannelFormat::float32 : request.source_formats[i];
+      d.width = request.sources[i].w;
+      d.height = request.sources[i].h;
+      d.feature_channels = request.sources[i].c;
+      d.number_of_images = request.sources[i].n;
+      images.append(std::make_shared<Image>(system_default_device(), d));  // descriptor only, never allocated
+    }
+    py::object result = ref.obj.attr("destination_image_descriptor")(images, py::none(), py::cast(&kernel, py::return_value_policy::reference), suggested);
+    MPSNN_CHECK(py::isinstance<ImageDescriptor>(result), GraphError, request.node_context,
+                " destination_image_descriptor returned ", py::str(py::type::of(result)).cast<std::string>(),
+                "; expected an MPSImageDescriptor");
+    return result.cast<ImageDescriptor>();
+  }
+  PyRef ref;
+};
+
+class PyAllocator final : public ImageAllocator {
+ public:
+  explicit PyAllocator(py::object o) : ref(std::move(o)) {}
+  ImagePtr allocate(const CommandBufferPtr& cb, const DevicePtr&, const ImageDescriptor& desc) const override {
+    py::gil_scoped_acquire gil;
+    py::object img = ref.obj.attr("image")(cb ? py::cast(cb) : py::none(), desc, py::none());
+    MPSNN_CHECK(py::isinstance<Image>(img), GraphError, "[MPSImageAllocator] image() returned ",
+                py::str(py::type::of(img)).cast<std::string>(), "; expected an MPSImage");
+    return img.cast<ImagePtr>();
+  }
+  PyRef ref;
+};
+
+class PyTransformProvider final : public TransformProvider {
+ public:
+  explicit PyTransformProvider(py::object o) : ref(std::move(o)) {}
+  std::optional<ScaleTransform> transform(int64_t w, int64_t h, int64_t c) const override {
+    py::gil_scoped_acquire gil;
+    ImageDescriptor d;
+    d.channel_format = ChannelFormat::float32;
+    d.width = w;
+    d.height = h;
+    d.feature_channels = c;
+    auto img = std::make_shared<Image>(system_default_device(), d);
+    py::object t = ref.obj.attr("transform")("for_source_image"_a = img, "handle"_a = py::none());
+    if (t.is_none()) return std::nullopt;
+    return ScaleTransform{t.attr("scale_x").cast<double>(), t.attr("scale_y").cast<double>(),
+                          t.attr("translate_x").cast<double>(), t.attr("translate_y").cast<double>()};
+  }
+  PyRef ref;
+};
+
+}  // namespace
+
+HandlePtr to_handle(const py::object& o) {
+  if (o.is_none()) return nullptr;
+  return std::make_shared<PyHandle>(o);
+}
+py::object from_handle(const HandlePtr& h) {
+  if (!h) return py::none();
+  auto* p = dynamic_cast<PyHandle*>(h.get());
+  return p ? p->ref.obj : py::none();
+}
+
+std::shared_ptr<ConvolutionDataSource> to_convolution_source(const py::object& o) {
+  for (const char* m : {"data_type", "descriptor", "weights", "bias_terms"})
+    MPSNN_CHECK(py::hasattr(o, m), DTypeError, "weights object of type ", py::str(py::type::of(o)).cast<std::string>(),
+                " lacks '", m, "'; expected an MPSCNNConvolutionDataSource (data_type, descriptor, weights, bias_terms, load, purge, label)");
+  return std::make_shared<PyConvolutionSource>(o);
+}
+
+std::shared_ptr<NormalizationDataSource> to_normalization_source(const py::object& o) {
+  for (const char* m : {"number_of_feature_channels", "gamma", "beta"})
+    MPSNN_CHECK(py::hasattr(o, m), DTypeError, "data source of type ", py::str(py::type::of(o)).cast<std::string>(),
+                " lacks '", m, "'; expected a normalization data source (number_of_feature_channels, gamma, beta, ...)");
+  return std::make_shared<PyNormalizationSource>(o);
+}
+
+PaddingPtr to_padding(const py::object& o) {
+  if (py::isinstance<PaddingPolicy>(o)) return o.cast<PaddingPtr>();
+  MPSNN_CHECK(py::hasattr(o, "padding_method"), DTypeError, "padding policy of type ",
+              py::str(py::type::of(o)).cast<std::string>(), " lacks padding_method(); expected an MPSNNPadding");
+  return std::make_shared<PyPadding>(o);
+}
+py::object from_padding(const PaddingPtr& p) {
+  if (auto* py_p = dynamic_cast<PyPadding*>(p.get())) return py_p->ref.obj;
+  return py::cast(p);
+}
+
+ImageAllocatorPtr to_allocator(const py::object& o) {
+  if (py::isinstance<ImageAllocator>(o)) return o.cast<ImageAllocatorPtr>();
+  MPSNN_CHECK(py::hasattr(o, "image"), DTypeError, "image allocator of type ",
+              py::str(py::type::of(o)).cast<std::string>(), " lacks image(); expected an MPSImageAllocator");
+  return std::make_shared<PyAllocator>(o);
+}
+py::object from_allocator(const ImageAllocatorPtr& a) {
+  if (auto* p = dynamic_cast<const PyAllocator*>(a.get())) return p->ref.obj;
+  return py::cast(std::const_pointer_cast<ImageAllocator>(a));
+}
+
+std::shared_ptr<TransformProvider> to_transform_provider(const py::object& o) {
+  if (o.is_none()) return nullptr;
+  MPSNN_CHECK(py::hasattr(o, "transform"), DTypeError, "transform provider of type ",
+              py::str(py::type::of(o)).cast<std::string>(), " lacks transform(); expected an MPSImageTransformProvider");
+  return std::make_shared<PyTransformProvider>(o);
+}
+
+}  // namespace mpsnn::bindings

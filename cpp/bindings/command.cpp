@@ -1,0 +1,90 @@
+// MTLDevice, MTLCommandQueue, MTLCommandBuffer / MPSCommandBuffer.
+#include "backends/registry.h"
+#include "bindings/common.h"
+
+namespace mpsnn::bindings {
+
+namespace {
+// Runs a Python completion handler on the worker thread; its exception is stored in the
+// command buffer (C++ side) and re-raised by wait_until_completed().
+CommandBuffer::Handler python_handler(py::function fn) {
+  auto ref = std::make_shared<PyRef>(std::move(fn));
+  return [ref](CommandBuffer& cb) {
+    if (!Py_IsInitialized()) return;
+    py::gil_scoped_acquire gil;
+    try {
+      ref->obj(cb.shared_from_this());
+    } catch (py::error_already_set& e) {
+      auto err = std::make_shared<std::string>(e.what());
+      e.restore();
+      PyErr_Clear();
+      throw BackendError(std::string("[MTLCommandBuffer] completion handler raised: ") + *err);
+    }
+  };
+}
+}  // namespace
+
+void bind_commands(py::module_& m) {
+  py::class_<Device, std::shared_ptr<Device>>(m, "MTLDevice", "A compute device; on this build the oneDNN CPU backend.")
+      .def(py::init([](const std::string& backend) { return make_device(backend); }), "backend"_a = "cpu",
+           "A device of the named backend ('cpu').")
+      .def_property_readonly("name", &Device::name)
+      .def_property_readonly("backend", &Device::backend)
+      .def("make_command_queue", [](const DevicePtr& d) { return std::make_shared<CommandQueue>(d); },
+           "A new MTLCommandQueue on this device.")
+      .def("__repr__", [](const Device& d) { return "<MTLDevice '" + d.name() + "'>"; });
+  m.def("MTLCreateSystemDefaultDevice", &system_default_device,
+        "The default device: the first backend of this build (override with MPSNN_DEVICE).");
+  m.def("available_backends", &available_backends, "Backends compiled into this build.");
+
+  py::class_<CommandQueue, std::shared_ptr<CommandQueue>>(m, "MTLCommandQueue",
+                                                         "Runs committed command buffers in order on a worker thread.")
+      .def(py::init<DevicePtr>(), "device"_a)
+      .def_property_readonly("device", &CommandQueue::device)
+      .def_readwrite("label", &CommandQueue::label)
+      .def("make_command_buffer", &CommandQueue::make_command_buffer, "A new MPSCommandBuffer on this queue.")
+      .def("command_buffer", &CommandQueue::make_command_buffer, "Alias of make_command_buffer (Swift makeCommandBuffer).")
+      .def("drain", &CommandQueue::drain, py::call_guard<py::gil_scoped_release>(),
+           "Wait until every committed buffer of this queue completed.");
+
+  auto cb = py::class_<CommandBuffer, std::shared_ptr<CommandBuffer>>(
+      m, "MTLCommandBuffer",
+      "Collects encoded work; commit() runs it on the queue's worker thread without the GIL. Errors raised "
+      "there are stored and re-raised by wait_until_completed().");
+  cb.def_property_readonly("device", &CommandBuffer::device)
+      .def_property_readonly("command_queue", &CommandBuffer::queue)
+      .def_property_readonly("status", &CommandBuffer::status)
+      .def_property_readonly(
+          "error",
+          [](const CommandBuffer& c) -> py::object {
+            auto e = c.error();
+            if (!e) return py::none();
+            try {
+              std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+              return py::str(ex.what());
+            } catch (...) {
+              return py::str("unknown error");
+            }
+          },
+          "Message of the first error of this buffer's work or handlers, or None.")
+      .def_readwrite("label", &CommandBuffer::label)
+      .def("commit", &CommandBuffer::commit)
+      .def("wait_until_completed", &CommandBuffer::wait_until_completed, py::call_guard<py::gil_scoped_release>(),
+           "Block until the buffer completed; raises the first error of its work or handlers.")
+      .def(
+          "add_completed_handler", [](CommandBuffer& c, py::function fn) { c.add_completed_handler(python_handler(fn)); },
+          "handler"_a, "Call handler(command_buffer) on the worker thread once the work completed.");
+  // MPSCommandBuffer: the same object with commit_and_continue (graph.md §9.3).
+  m.attr("MPSCommandBuffer") = cb;
+  cb.def("commit_and_continue", &CommandBuffer::commit_and_continue, py::call_guard<py::gil_scoped_release>(),
+         "Run what was encoded so far now and keep the buffer open for more work.")
+      .def_property_readonly("root_command_buffer", [](const std::shared_ptr<CommandBuffer>& c) { return c; })
+      .def_static("command_buffer_from_command_queue",
+                  [](const std::shared_ptr<CommandQueue>& q) { return q->make_command_buffer(); }, "command_queue"_a)
+      .def(py::init([](const std::shared_ptr<CommandQueue>& q) { return q->make_command_buffer(); }), "command_queue"_a);
+  m.def("_drain_all_queues", &drain_all_queues, py::call_guard<py::gil_scoped_release>(),
+        "Wait for every queue's committed work (registered with atexit).");
+}
+
+}  // namespace mpsnn::bindings

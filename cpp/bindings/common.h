@@ -1,0 +1,129 @@
+#pragma once
+// Shared by the binding files: pybind11, the Python-protocol adapters, and the C++ types that
+// give every MPS node class its own Python class (so isinstance follows MPS's inheritance).
+#include <pybind11/native_enum.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/functional.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/command.h"
+#include "core/errors.h"
+#include "core/image.h"
+#include "graph/nn_graph.h"
+#include "graph/node.h"
+#include "graph/schema.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace mpsnn::bindings {
+
+// A Python object owned from C++: released with the GIL held, or leaked at interpreter exit.
+struct PyRef {
+  py::object obj;
+  explicit PyRef(py::object o) : obj(std::move(o)) {}
+  ~PyRef();
+};
+// A shared_ptr<void> that keeps a Python object alive from C++.
+std::shared_ptr<void> keep_alive(py::object o);
+
+// Protocol adapters (adapters.cpp): any Python object with the protocol's methods.
+HandlePtr to_handle(const py::object& o);
+py::object from_handle(const HandlePtr& h);
+std::shared_ptr<ConvolutionDataSource> to_convolution_source(const py::object& o);
+std::shared_ptr<NormalizationDataSource> to_normalization_source(const py::object& o);
+PaddingPtr to_padding(const py::object& o);
+py::object from_padding(const PaddingPtr& p);
+ImageAllocatorPtr to_allocator(const py::object& o);
+py::object from_allocator(const ImageAllocatorPtr& a);
+std::shared_ptr<TransformProvider> to_transform_provider(const py::object& o);
+
+// Converts a C-contiguous float32/float16/uint8/uint16 NumPy (N, H, W, C) array into an image
+// without copying; `what` names the caller in errors.
+ImagePtr image_from_array(const py::object& array, const DevicePtr& device, const char* what);
+// Accepts an MPSImage or a NumPy array.
+ImagePtr to_image(const py::object& o, const DevicePtr& device, const char* what);
+
+// One C++ type per Python node class.
+#define MPSNN_PY_NODE(Name, Base) \
+  struct Name : Base {            \
+    using Base::Base;             \
+  };
+MPSNN_PY_NODE(PyConvolutionNode, FilterNode)
+MPSNN_PY_NODE(PyFullyConnectedNode, PyConvolutionNode)
+MPSNN_PY_NODE(PyConvolutionTransposeNode, PyConvolutionNode)
+MPSNN_PY_NODE(PyBinaryConvolutionNode, PyConvolutionNode)
+MPSNN_PY_NODE(PyBinaryFullyConnectedNode, PyBinaryConvolutionNode)
+MPSNN_PY_NODE(PyPoolingNode, FilterNode)
+MPSNN_PY_NODE(PyPoolingMaxNode, PyPoolingNode)
+MPSNN_PY_NODE(PyPoolingAverageNode, PyPoolingNode)
+MPSNN_PY_NODE(PyPoolingL2NormNode, PyPoolingNode)
+MPSNN_PY_NODE(PyDilatedPoolingMaxNode, FilterNode)
+MPSNN_PY_NODE(PyNeuronNode, FilterNode)
+MPSNN_PY_NODE(PySoftMaxNode, FilterNode)
+MPSNN_PY_NODE(PyLogSoftMaxNode, FilterNode)
+MPSNN_PY_NODE(PyBinaryArithmeticNode, FilterNode)
+MPSNN_PY_NODE(PyAdditionNode, PyBinaryArithmeticNode)
+MPSNN_PY_NODE(PySubtractionNode, PyBinaryArithmeticNode)
+MPSNN_PY_NODE(PyMultiplicationNode, PyBinaryArithmeticNode)
+MPSNN_PY_NODE(PyDivisionNode, PyBinaryArithmeticNode)
+MPSNN_PY_NODE(PyConcatenationNode, FilterNode)
+MPSNN_PY_NODE(PyBatchNormalizationNode, FilterNode)
+MPSNN_PY_NODE(PyInstanceNormalizationNode, FilterNode)
+MPSNN_PY_NODE(PyNormalizationNode, FilterNode)
+MPSNN_PY_NODE(PyCrossChannelNormalizationNode, PyNormalizationNode)
+MPSNN_PY_NODE(PySpatialNormalizationNode, PyNormalizationNode)
+MPSNN_PY_NODE(PyLocalContrastNormalizationNode, PyNormalizationNode)
+MPSNN_PY_NODE(PyDropoutNode, FilterNode)
+MPSNN_PY_NODE(PyUpsamplingNearestNode, FilterNode)
+MPSNN_PY_NODE(PyUpsamplingBilinearNode, FilterNode)
+MPSNN_PY_NODE(PyScaleNode, FilterNode)
+MPSNN_PY_NODE(PyBilinearScaleNode, PyScaleNode)
+MPSNN_PY_NODE(PyLanczosScaleNode, PyScaleNode)
+#undef MPSNN_PY_NODE
+
+// Neuron node classes share one C++ base with a per-class type tag.
+template <NeuronType T>
+struct PyNeuron : PyNeuronNode {
+  using PyNeuronNode::PyNeuronNode;
+};
+
+// Creates node `T` of `kind` with its result state.
+template <typename T>
+std::shared_ptr<T> make_node(OpKind kind, Attrs attrs, std::vector<ImageNodePtr> sources,
+                             std::vector<StateNodePtr> states = {}) {
+  auto n = std::make_shared<T>(kind, std::move(attrs), std::move(sources), std::move(states));
+  n->add_result_state(schema(kind).result_state);
+  return n;
+}
+
+// A read/write Python property over one field of a node's attribute struct.
+template <typename A, typename F, typename Class>
+void attr_property(Class& cls, const char* name, F A::*field, const char* doc, bool writable = true) {
+  if (writable)
+    cls.def_property(
+        name, [field](const FilterNode& n) { return n.attrs_as<A>().*field; },
+        [field](FilterNode& n, F v) { n.attrs_as<A>().*field = v; }, doc);
+  else
+    cls.def_property_readonly(name, [field](const FilterNode& n) { return n.attrs_as<A>().*field; }, doc);
+}
+
+void bind_errors(py::module_& m);
+void bind_enums(py::module_& m);
+void bind_images(py::module_& m);
+void bind_commands(py::module_& m);
+void bind_nodes(py::module_& m);
+void bind_nodes_convolution(py::module_& m);
+void bind_nodes_pooling(py::module_& m);
+void bind_nodes_neuron(py::module_& m);
+void bind_nodes_arithmetic(py::module_& m);
+void bind_nodes_normalization(py::module_& m);
+void bind_nodes_resample(py::module_& m);
+void bind_graph(py::module_& m);
+
+}  // namespace mpsnn::bindings

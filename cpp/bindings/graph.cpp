@@ -1,0 +1,240 @@
+// MPSNNGraph (graph.md §2). Inputs are converted to C++ first, then the GIL is released around
+// compilation and execution; Python callbacks (data sources, padding, allocators) take it back.
+#include "backends/registry.h"
+#include "bindings/common.h"
+
+namespace mpsnn::bindings {
+
+namespace {
+
+struct PyGraph {
+  std::shared_ptr<NNGraph> graph;
+  bool multi_result = false;
+  std::mutex queue_mutex;
+  CommandQueuePtr queue;  // private queue of execute_async
+};
+using PyGraphPtr = std::shared_ptr<PyGraph>;
+
+PyGraphPtr make_graph(const DevicePtr& device, const ImageNodePtr& result_image, bool result_image_is_needed,
+                      const std::optional<std::vector<ImageNodePtr>>& result_images,
+                      const std::optional<std::vector<bool>>& results_are_needed) {
+  MPSNN_CHECK(device != nullptr, GraphError, "[MPSNNGraph] device is None");
+  auto g = std::make_shared<PyGraph>();
+  std::vector<ImageNodePtr> results;
+  std::vector<bool> needed;
+  if (result_images) {
+    MPSNN_CHECK(!result_image, GraphError, "[MPSNNGraph] pass result_image or result_images, not both");
+    results = *result_images;
+    needed = results_are_needed.value_or(std::vector<bool>(results.size(), true));
+    g->multi_result = true;
+  } else {
+    MPSNN_CHECK(result_image != nullptr, GraphError, "[MPSNNGraph] result_image is required");
+    MPSNN_CHECK(!results_are_needed, GraphError, "[MPSNNGraph] results_are_needed goes with result_images");
+    results = {result_image};
+    needed = {result_image_is_needed};
+  }
+  g->graph = std::make_shared<NNGraph>(device, results, needed, kernel_registry(device->backend()));
+  return g;
+}
+
+std::vector<ImagePtr> to_images(const py::list& sources, const DevicePtr& device) {
+  std::vector<ImagePtr> out;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    py::object o = sources[i];
+    if (o.is_none()) {
+      out.push_back(nullptr);
+      continue;
+    }
+    out.push_back(to_image(o, device, "MPSNNGraph source image"));
+  }
+  return out;
+}
+
+py::list handles(const std::vector<HandlePtr>& hs) {
+  py::list l;
+  for (const auto& h : hs) l.append(from_handle(h));
+  return l;
+}
+
+void check_no_states(const py::object& states, const NNGraph& g, const char* what) {
+  if (states.is_none()) return;
+  MPSNN_CHECK(py::len(states) == g.definition().source_states.size(), GraphError, "[MPSNNGraph.", what,
+              "] got ", py::len(states), " source state(s); the graph has ", g.definition().source_states.size());
+  MPSNN_CHECK(py::len(states) == 0, UnsupportedError, "[MPSNNGraph.", what,
+              "] source states (labels, gradient states) need training support, which this build does not have yet");
+}
+
+}  // namespace
+
+void bind_graph(py::module_& m) {
+  py::class_<PyGraph, PyGraphPtr> g(
+      m, "MPSNNGraph",
+      "An optimized, executable form of the nodes needed for one or more result images.\n\n"
+      "The graph reads its data sources when it is built and compiles one immutable plan per set of source sizes "
+      "and formats (pruning, shape inference, batch-norm folding, neuron and residual-addition fusion, NHWC "
+      "layouts, temporary memory reuse). On the CPU backend `format` defaults to float32 (MPS's default is "
+      "float16); float16, unorm8 and unorm16 are supported as storage at the graph's boundaries.\n\n"
+      "Example:\n    graph = MPSNNGraph(device, result_image=softmax.result_image)\n    probs = graph.run([x]).numpy()");
+  g.def(py::init(&make_graph), "device"_a, "result_image"_a = nullptr, "result_image_is_needed"_a = true,
+        py::kw_only(), "result_images"_a = py::none(), "results_are_needed"_a = py::none())
+      .def_static("graph", &make_graph, "device"_a, "result_image"_a = nullptr, "result_image_is_needed"_a = true,
+                  py::kw_only(), "result_images"_a = py::none(), "results_are_needed"_a = py::none())
+      .def_property_readonly("device", [](const PyGraph& p) { return p.graph->device(); })
+      .def_property_readonly("source_image_handles", [](const PyGraph& p) { return handles(p.graph->source_image_handles()); })
+      .def_property_readonly("source_state_handles", [](const PyGraph& p) { return handles(p.graph->source_state_handles()); })
+      .def_property_readonly("intermediate_image_handles",
+                             [](const PyGraph& p) { return handles(p.graph->intermediate_image_handles()); })
+      .def_property_readonly("result_state_handles", [](const PyGraph& p) { return handles(p.graph->result_state_handles()); })
+      .def_property_readonly("result_handle", [](const PyGraph& p) { return from_handle(p.graph->result_handle()); })
+      .def_property_readonly("result_image_is_needed", [](const PyGraph& p) { return p.graph->result_image_is_needed(); })
+      .def_property("format", [](const PyGraph& p) { return p.graph->format(); },
+                    [](PyGraph& p, ChannelFormat f) { p.graph->set_format(f); },
+                    "Storage format of result and exported images whose node format is none (float32 by default).")
+      .def_property("destination_image_allocator",
+                    [](const PyGraph& p) { return from_allocator(p.graph->destination_image_allocator()); },
+                    [](PyGraph& p, const py::object& a) { p.graph->set_destination_image_allocator(to_allocator(a)); })
+      .def_property("output_state_is_temporary", [](const PyGraph& p) { return p.graph->output_state_is_temporary; },
+                    [](PyGraph& p, bool v) { p.graph->output_state_is_temporary = v; })
+      .def_property("label", [](const PyGraph& p) { return p.graph->label; },
+                    [](PyGraph& p, const std::string& v) { p.graph->label = v; })
+      .def_property("options", [](const PyGraph& p) { return p.graph->kernel_options; },
+                    [](PyGraph& p, int v) { p.graph->kernel_options = v; })
+      .def_property(
+          "fusion_enabled", [](const PyGraph& p) { return p.graph->options().fuse; },
+          [](PyGraph& p, bool v) {
+            auto o = p.graph->options();
+            o.fuse = v;
+            p.graph->set_options(o);
+          },
+          "mpsnn extension: fuse batch norm, neurons and residual additions into convolutions (default True). "
+          "Results are the same either way; switch off to compare.")
+      .def_property(
+          "poison_temporaries", [](const PyGraph& p) { return p.graph->options().poison_temporaries; },
+          [](PyGraph& p, bool v) {
+            auto o = p.graph->options();
+            o.poison_temporaries = v;
+            p.graph->set_options(o);
+          },
+          "mpsnn extension (testing aid): fill temporary memory with NaN before every run.")
+      .def(
+          "encode",
+          [](PyGraph& p, const CommandBufferPtr& cb, const py::list& sources, const py::object& source_states,
+             const py::object& intermediate_images, const py::object& destination_states) {
+            check_no_states(source_states, *p.graph, "encode");
+            auto imgs = to_images(sources, p.graph->device());
+            std::vector<ImagePtr> inter;
+            ImagePtr result;
+            {
+              py::gil_scoped_release nogil;
+              result = p.graph->encode(cb, imgs, &inter);
+            }
+            if (!intermediate_images.is_none())
+              for (auto& i : inter) intermediate_images.attr("append")(i);
+            (void)destination_states;
+            return result;
+          },
+          "command_buffer"_a, "source_images"_a, "source_states"_a = py::none(), "intermediate_images"_a = py::none(),
+          "destination_states"_a = py::none(),
+          "Encode one run; returns the result image (valid once the command buffer completed) or None.")
+      .def(
+          "encode_batch",
+          [](PyGraph& p, const CommandBufferPtr& cb, const std::vector<py::list>& sources, const py::object& source_states,
+             const py::object& intermediate_images, const py::object& destination_states) {
+            check_no_states(source_states, *p.graph, "encode_batch");
+            std::vector<std::vector<ImagePtr>> batches;
+            for (const auto& l : sources) batches.push_back(to_images(l, p.graph->device()));
+            std::vector<std::vector<ImagePtr>> inter;
+            std::vector<ImagePtr> result;
+            {
+              py::gil_scoped_release nogil;
+              result = p.graph->encode_batch(cb, batches, &inter);
+            }
+            if (!intermediate_images.is_none())
+              for (auto& i : inter) intermediate_images.attr("append")(i);
+            (void)destination_states;
+            return result.empty() ? py::object(py::none()) : py::cast(result);
+          },
+          "command_buffer"_a, "source_images"_a, "source_states"_a = py::none(), "intermediate_images"_a = py::none(),
+          "destination_states"_a = py::none(), "Encode a batch: one list of single images per source.")
+      .def(
+          "run",
+          [](PyGraph& p, const py::list& sources, const py::object& intermediate_images) -> py::object {
+            auto imgs = to_images(sources, p.graph->device());
+            std::vector<ImagePtr> outs;
+            {
+              py::gil_scoped_release nogil;
+              outs = p.graph->run(imgs);
+            }
+            const auto& def = p.graph->definition();
+            if (!intermediate_images.is_none())
+              for (size_t j = 1; j < outs.size(); ++j) intermediate_images.attr("append")(outs[j]);
+            if (!p.multi_result) return outs[0] ? py::cast(outs[0]) : py::none();
+            // Several results: in the initializer's order (None where not needed).
+            py::list results;
+            for (size_t r = 0; r < def.results.size(); ++r) {
+              py::object img = py::none();
+              for (size_t j = 0; j < def.outputs.size(); ++j)
+                if (def.outputs[j] && def.outputs[j] == def.results[r] && outs[j]) img = py::cast(outs[j]);
+              results.append(img);
+            }
+            return results;
+          },
+          "source_images"_a, "intermediate_images"_a = py::none(),
+          "mpsnn convenience: run now on this thread (GIL released) and return the result MPSImage (a list for "
+          "the several-results initializer).\n\nArgs:\n    source_images: MPSImages or C-contiguous (N, H, W, C) "
+          "NumPy arrays (wrapped without copying), in source_image_handles order.\n    intermediate_images: "
+          "optional list that receives the exported images.")
+      .def(
+          "execute_async",
+          [](PyGraph& p, const py::list& sources, const py::function& handler) {
+            CommandQueuePtr q;
+            {
+              std::lock_guard<std::mutex> lock(p.queue_mutex);
+              if (!p.queue) p.queue = std::make_shared<CommandQueue>(p.graph->device());
+              q = p.queue;
+            }
+            auto cb = q->make_command_buffer();
+            auto imgs = to_images(sources, p.graph->device());
+            MPSNN_CHECK(!imgs.empty(), GraphError, "[MPSNNGraph.execute_async] needs at least one source image");
+            ImagePtr result;
+            {
+              py::gil_scoped_release nogil;
+              result = p.graph->encode(cb, imgs, nullptr);
+            }
+            auto ref = std::make_shared<PyRef>(handler);
+            cb->add_completed_handler([ref, result](CommandBuffer& c) {
+              if (!Py_IsInitialized()) return;
+              py::gil_scoped_acquire gil;
+              py::object err = py::none();
+              if (auto e = c.error()) {
+                try {
+                  std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                  err = py::str(ex.what());
+                }
+              }
+              try {
+                ref->obj(err.is_none() ? py::cast(result) : py::none(), err);
+              } catch (py::error_already_set& pe) {
+                pe.discard_as_unraisable("MPSNNGraph.execute_async completion handler");
+              }
+            });
+            cb->commit();
+            return result;
+          },
+          "source_images"_a, "completion_handler"_a,
+          "Run on a private queue; completion_handler(result, error) is called on a worker thread.")
+      .def("read_count_for_source_image", [](const PyGraph& p, int i) { return p.graph->read_count_for_source_image(i); }, "index"_a)
+      .def("read_count_for_source_state", [](const PyGraph& p, int i) { return p.graph->read_count_for_source_state(i); }, "index"_a)
+      .def("reload_from_data_sources", [](PyGraph& p) { p.graph->reload_from_data_sources(); })
+      .def("debug_description", [](PyGraph& p) { return p.graph->debug_description(); })
+      .def(
+          "plan_description",
+          [](PyGraph& p, const py::list& sources) {
+            auto imgs = to_images(sources, p.graph->device());
+            return p.graph->plan_for(imgs)->describe();
+          },
+          "source_images"_a, "mpsnn extension: the compiled plan for these sources (steps, buffers, fusion).");
+}
+
+}  // namespace mpsnn::bindings

@@ -1,0 +1,264 @@
+// MPSImageDescriptor, MPSImage, MPSTemporaryImage and the built-in allocators. NumPy arrays are
+// wrapped without copying (from_numpy) and images are exposed as NumPy views (numpy()).
+#include "backends/registry.h"
+#include "bindings/common.h"
+
+namespace mpsnn::bindings {
+
+namespace {
+
+py::dtype dtype_of(ChannelFormat f) {
+  switch (f) {
+    case ChannelFormat::float32: return py::dtype("float32");
+    case ChannelFormat::float16: return py::dtype("float16");
+    case ChannelFormat::unorm8: return py::dtype("uint8");
+    case ChannelFormat::unorm16: return py::dtype("uint16");
+    default: MPSNN_THROW(DTypeError, "[MPSImage] format '", format_name(f), "' has no NumPy dtype");
+  }
+}
+
+ChannelFormat format_of(const py::dtype& d) {
+  if (d.is(py::dtype("float32"))) return ChannelFormat::float32;
+  if (d.is(py::dtype("float16"))) return ChannelFormat::float16;
+  if (d.is(py::dtype("uint8"))) return ChannelFormat::unorm8;
+  if (d.is(py::dtype("uint16"))) return ChannelFormat::unorm16;
+  return ChannelFormat::none;
+}
+
+std::string dtype_name(const py::dtype& d) { return py::str(d).cast<std::string>(); }
+
+py::array as_numpy(const ImagePtr& img) {
+  const int64_t e = int64_t(img->element_bytes());
+  const ImageShape& s = img->shape();
+  const int64_t ps = img->pixel_stride();
+  std::vector<ssize_t> shape{s.n, s.h, s.w, s.c};
+  std::vector<ssize_t> strides{s.h * s.w * ps * e, s.w * ps * e, ps * e, e};
+  return py::array(dtype_of(img->format()), shape, strides, img->data(), py::cast(img));
+}
+
+// Host buffer of read_bytes / write_bytes: any writable buffer; NumPy arrays must have the
+// image's element type (no conversion, graph.md §3.3).
+py::buffer_info host_buffer(const py::buffer& data, const Image& img, bool writable, const char* what) {
+  py::buffer_info info = data.request(writable);
+  if (py::isinstance<py::array>(data)) {
+    py::array a = py::reinterpret_borrow<py::array>(data);
+    MPSNN_CHECK(format_of(a.dtype()) == img.format(), DTypeError, "[MPSImage.", what, "] array has dtype ",
+                dtype_name(a.dtype()), "; the image stores ", format_name(img.format()), " (",
+                dtype_name(dtype_of(img.format())), ")");
+    MPSNN_CHECK(a.flags() & py::array::c_style, DTypeError, "[MPSImage.", what, "] array is not C-contiguous");
+  }
+  return info;
+}
+
+ImageRegion region_of(const py::object& region, const py::object& channels) {
+  ImageRegion r;
+  if (!region.is_none()) {
+    py::object o = region.attr("origin"), s = region.attr("size");
+    r.x = o.attr("x").cast<int64_t>();
+    r.y = o.attr("y").cast<int64_t>();
+    r.z = o.attr("z").cast<int64_t>();
+    r.width = s.attr("width").cast<int64_t>();
+    r.height = s.attr("height").cast<int64_t>();
+    r.depth = s.attr("depth").cast<int64_t>();
+  }
+  if (!channels.is_none()) {
+    r.channel_offset = channels.attr("feature_channel_offset").cast<int64_t>();
+    r.channel_count = channels.attr("number_of_feature_channels_to_read_write").cast<int64_t>();
+  }
+  return r;
+}
+
+std::pair<int64_t, int64_t> range_of(const py::object& r) {
+  if (py::isinstance(r, py::module_::import("builtins").attr("range"))) {
+    const int64_t start = r.attr("start").cast<int64_t>(), stop = r.attr("stop").cast<int64_t>();
+    MPSNN_CHECK(r.attr("step").cast<int64_t>() == 1, ShapeError, "range step must be 1");
+    return {start, stop - start};
+  }
+  auto t = r.cast<std::pair<int64_t, int64_t>>();
+  return t;
+}
+
+ImageDescriptor make_descriptor(ChannelFormat f, int64_t w, int64_t h, int64_t c, int64_t n, int usage) {
+  ImageDescriptor d;
+  d.channel_format = f;
+  d.width = w;
+  d.height = h;
+  d.feature_channels = c;
+  d.number_of_images = n;
+  d.usage = usage;
+  return d;
+}
+
+}  // namespace
+
+ImagePtr image_from_array(const py::object& obj, const DevicePtr& device, const char* what) {
+  MPSNN_CHECK(py::isinstance<py::array>(obj), DTypeError, "[", what, "] expected an MPSImage or a NumPy array, got ",
+              py::str(py::type::of(obj)).cast<std::string>());
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  const ChannelFormat f = format_of(a.dtype());
+  MPSNN_CHECK(f != ChannelFormat::none, DTypeError, "[", what, "] array has dtype ", dtype_name(a.dtype()),
+              "; expected float32, float16, uint8 (unorm8) or uint16 (unorm16)");
+  MPSNN_CHECK(a.ndim() == 4, ShapeError, "[", what, "] array has ", a.ndim(),
+              " dimensions; expected 4, (N, H, W, C)");
+  MPSNN_CHECK(a.flags() & py::array::c_style, DTypeError, "[", what,
+              "] array is not C-contiguous; pass np.ascontiguousarray(a) (mpsnn never copies silently)");
+  const ImageShape s{a.shape(0), a.shape(1), a.shape(2), a.shape(3)};
+  MPSNN_CHECK(s.n > 0 && s.h > 0 && s.w > 0 && s.c > 0, ShapeError, "[", what, "] array shape (", s.n, ", ", s.h, ", ",
+              s.w, ", ", s.c, ") has an empty dimension");
+  return Image::wrap(device ? device : system_default_device(), f, s, const_cast<void*>(a.data()), keep_alive(a));
+}
+
+ImagePtr to_image(const py::object& o, const DevicePtr& device, const char* what) {
+  if (py::isinstance<Image>(o)) return o.cast<ImagePtr>();
+  return image_from_array(o, device, what);
+}
+
+void bind_images(py::module_& m) {
+  py::class_<ImageDescriptor>(m, "MPSImageDescriptor", "Size, channels and format of an image.")
+      .def(py::init([](ChannelFormat f, int64_t w, int64_t h, int64_t c, int64_t n, int usage) {
+             return make_descriptor(f, w, h, c, n, usage);
+           }),
+           "channel_format"_a = ChannelFormat::none, "width"_a = 1, "height"_a = 1, "feature_channels"_a = 1,
+           "number_of_images"_a = 1, "usage"_a = 3)
+      .def_static("image_descriptor", &make_descriptor, "channel_format"_a, "width"_a, "height"_a, "feature_channels"_a,
+                  "number_of_images"_a = 1, "usage"_a = 3)
+      .def_readwrite("channel_format", &ImageDescriptor::channel_format)
+      .def_readwrite("width", &ImageDescriptor::width)
+      .def_readwrite("height", &ImageDescriptor::height)
+      .def_readwrite("feature_channels", &ImageDescriptor::feature_channels)
+      .def_readwrite("number_of_images", &ImageDescriptor::number_of_images)
+      .def_readwrite("usage", &ImageDescriptor::usage)
+      .def_readwrite("storage_mode", &ImageDescriptor::storage_mode)
+      .def_readwrite("cpu_cache_mode", &ImageDescriptor::cpu_cache_mode)
+      .def("copy", [](const ImageDescriptor& d) { return d; })
+      .def("__repr__", [](const ImageDescriptor& d) {
+        return "MPSImageDescriptor(" + std::string(format_name(d.channel_format)) + ", " + std::to_string(d.width) +
+               "x" + std::to_string(d.height) + "x" + std::to_string(d.feature_channels) + ", " +
+               std::to_string(d.number_of_images) + " image(s))";
+      });
+
+  py::class_<ImageAllocator, std::shared_ptr<ImageAllocator>>(m, "MPSImageAllocator",
+                                                             "Built-in image allocator (persistent or temporary).")
+      .def_property_readonly("is_temporary", &ImageAllocator::is_temporary_default);
+
+  py::class_<Image, std::shared_ptr<Image>>(m, "MPSImage",
+                                            "N images of H x W x C pixels, stored NHWC. Memory is allocated on first "
+                                            "use. numpy() and from_numpy() share memory with NumPy without copying.")
+      .def(py::init([](const DevicePtr& device, const ImageDescriptor& d) { return std::make_shared<Image>(device, d); }),
+           "device"_a, "image_descriptor"_a)
+      .def(py::init([](const ImagePtr& parent, const py::object& slice_range, int64_t feature_channels) {
+             auto [start, len] = range_of(slice_range);
+             (void)len;
+             return parent->sub_image(start * 4, feature_channels);
+           }),
+           "parent_image"_a, "slice_range"_a, "feature_channels"_a,
+           "Alias slices [start, start+length) of a parent image (one slice = 4 channels).")
+      .def_static(
+          "from_numpy", [](const py::object& a, const DevicePtr& device) { return image_from_array(a, device, "MPSImage.from_numpy"); },
+          "array"_a, "device"_a = nullptr,
+          "Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.\n\n"
+          "Raises:\n    DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).\n"
+          "    ShapeError: not 4-dimensional.")
+      .def("numpy", &as_numpy, "An (N, H, W, C) NumPy view of the image's memory (no copy; keeps it alive).")
+      .def_static("default_allocator", &persistent_image_allocator, "Allocator of persistent images.")
+      .def_property_readonly("device", &Image::device)
+      .def_property_readonly("width", &Image::width)
+      .def_property_readonly("height", &Image::height)
+      .def_property_readonly("feature_channels", &Image::feature_channels)
+      .def_property_readonly("number_of_images", &Image::number_of_images)
+      .def_property_readonly("feature_channel_format", &Image::format)
+      .def_property_readonly("pixel_format", &Image::format)
+      .def_property_readonly("precision", [](const Image& i) { return precision_bits(i.format()); })
+      .def_property_readonly("pixel_size", [](const Image& i) { return int64_t(i.element_bytes()) * i.pixel_stride(); })
+      .def_property_readonly("usage", &Image::usage)
+      .def_property_readonly("texture_type", [](const Image& i) { return i.feature_channels() <= 4 && i.number_of_images() == 1 ? 2 : 3; })
+      .def_property_readonly("texture", &as_numpy, "The backing memory as a NumPy view (forces allocation).")
+      .def_property_readonly("parent", &Image::parent)
+      .def_property_readonly("is_temporary", &Image::is_temporary)
+      .def_readwrite("label", &Image::label)
+      .def("resource_size", &Image::resource_size)
+      .def("set_purgeable_state", [](const Image& i, int state) { return i.allocated() ? state : 0; }, "state"_a)
+      .def("synchronize", [](const Image&, const py::object&) {}, "command_buffer"_a,
+           "No-op: host memory is always CPU-visible.")
+      .def("sub_image", [](Image& i, const py::object& r) {
+             auto [start, len] = range_of(r);
+             return i.sub_image(start, len);
+           },
+           "with_feature_channel_range"_a, "Alias of a channel range (start and length multiples of 4).")
+      .def("batch_representation", [](Image& i, const py::object& r) {
+             if (r.is_none()) return i.batch_representation(0, -1);
+             auto [start, len] = range_of(r);
+             return i.batch_representation(start, len);
+           },
+           "with_sub_range"_a = py::none(), "Split into single-image aliases sharing memory.")
+      .def(
+          "read_bytes",
+          [](Image& img, const py::buffer& data, DataLayout layout, int64_t image_index, int64_t bytes_per_row,
+             int64_t bytes_per_image, const py::object& region, const py::object& feature_channel_info) {
+            py::buffer_info info = host_buffer(data, img, true, "read_bytes");
+            img.read_bytes(info.ptr, size_t(info.size * info.itemsize), layout,
+                           HostStrides{0, bytes_per_row, bytes_per_image}, region_of(region, feature_channel_info),
+                           image_index);
+          },
+          "data"_a, "data_layout"_a, "image_index"_a = 0, py::kw_only(), "bytes_per_row"_a = 0, "bytes_per_image"_a = 0,
+          "region"_a = py::none(), "feature_channel_info"_a = py::none(),
+          "Copy pixels into `data` (element type = the image's format). Strides 0 mean dense.")
+      .def(
+          "write_bytes",
+          [](Image& img, const py::buffer& data, DataLayout layout, int64_t image_index, int64_t bytes_per_column,
+             int64_t bytes_per_row, int64_t bytes_per_image, const py::object& region,
+             const py::object& feature_channel_info) {
+            py::buffer_info info = host_buffer(data, img, false, "write_bytes");
+            img.write_bytes(info.ptr, size_t(info.size * info.itemsize), layout,
+                            HostStrides{bytes_per_column, bytes_per_row, bytes_per_image},
+                            region_of(region, feature_channel_info), image_index);
+          },
+          "data"_a, "data_layout"_a, "image_index"_a = 0, py::kw_only(), "bytes_per_column"_a = 0,
+          "bytes_per_row"_a = 0, "bytes_per_image"_a = 0, "region"_a = py::none(),
+          "feature_channel_info"_a = py::none(), "Copy pixels from `data` into the image.")
+      .def("__repr__", [](const Image& i) {
+        return "<MPSImage " + std::to_string(i.width()) + "x" + std::to_string(i.height()) + "x" +
+               std::to_string(i.feature_channels()) + ", " + std::to_string(i.number_of_images()) + " image(s), " +
+               format_name(i.format()) + ">";
+      });
+
+  py::class_<TemporaryImage, Image, std::shared_ptr<TemporaryImage>>(
+      m, "MPSTemporaryImage",
+      "An image valid only on one command buffer, with no CPU access, released when read_count reaches 0.")
+      .def(py::init([](const CommandBufferPtr& cb, const ImageDescriptor& d) { return std::make_shared<TemporaryImage>(cb, d); }),
+           "command_buffer"_a, "image_descriptor"_a)
+      .def_static("temporary_image", [](const CommandBufferPtr& cb, const ImageDescriptor& d) {
+                    return std::make_shared<TemporaryImage>(cb, d);
+                  }, "command_buffer"_a, "image_descriptor"_a)
+      .def_static("default_allocator", &temporary_image_allocator, "Allocator of temporary images.")
+      .def_static("prefetch_storage", [](const CommandBufferPtr&, const py::object&) {}, "command_buffer"_a,
+                  "image_descriptor_list"_a, "A hint; host memory needs no prefetch.")
+      .def_property("read_count", &TemporaryImage::read_count, &TemporaryImage::set_read_count);
+
+  m.def("MPSImageBatchIncrementReadCount", [](const py::list& batch, int amount) {
+    std::vector<const Image*> seen;
+    for (auto item : batch) {
+      auto img = item.cast<ImagePtr>();
+      if (std::find(seen.begin(), seen.end(), img.get()) != seen.end()) continue;
+      seen.push_back(img.get());
+      if (!img->is_temporary()) continue;
+      auto* t = static_cast<TemporaryImage*>(img.get());
+      if (t->read_count() > 0) t->set_read_count(std::max(0, t->read_count() + amount));
+    }
+    return int(seen.size());
+  }, "batch"_a, "amount"_a);
+  m.def("MPSImageBatchResourceSize", [](const py::list& batch) {
+    std::vector<const Image*> seen;
+    size_t total = 0;
+    for (auto item : batch) {
+      auto img = item.cast<ImagePtr>();
+      if (std::find(seen.begin(), seen.end(), img.get()) != seen.end()) continue;
+      seen.push_back(img.get());
+      total += img->resource_size();
+    }
+    return total;
+  }, "batch"_a);
+  m.def("MPSImageBatchSynchronize", [](const py::list&, const py::object&) {}, "batch"_a, "command_buffer"_a);
+}
+
+}  // namespace mpsnn::bindings

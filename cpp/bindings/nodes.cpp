@@ -1,0 +1,207 @@
+// The node model: image and state nodes, the filter-node base, padding policies, and the
+// descriptor classes nodes are built from.
+#include "bindings/common.h"
+
+namespace mpsnn::bindings {
+
+namespace {
+// Python-only subclasses of the convolution descriptor (MPS's class hierarchy).
+struct DepthwiseDescriptor : ConvolutionDescriptor {};
+struct SubPixelDescriptor : ConvolutionDescriptor {};
+
+[[noreturn]] void no_gradients(const FilterNode& n) {
+  MPSNN_THROW(UnsupportedError, n.context(),
+              " gradient nodes and training graphs are not implemented yet in this build (inference only)");
+}
+}  // namespace
+
+void bind_nodes(py::module_& m) {
+  py::class_<ImageNode, std::shared_ptr<ImageNode>>(m, "MPSNNImageNode", "Placeholder for an image in a graph.")
+      .def(py::init([](const py::object& handle) { return std::make_shared<ImageNode>(to_handle(handle)); }),
+           "handle"_a = py::none())
+      .def_static("node", [](const py::object& handle) { return std::make_shared<ImageNode>(to_handle(handle)); },
+                  "handle"_a = py::none())
+      .def_static("exported_node", [](const py::object& handle) {
+                    auto n = std::make_shared<ImageNode>(to_handle(handle));
+                    n->export_from_graph = true;
+                    return n;
+                  }, "handle"_a = py::none())
+      .def_property("handle", [](const ImageNode& n) { return from_handle(n.handle); },
+                    [](ImageNode& n, const py::object& h) { n.handle = to_handle(h); })
+      .def_readwrite("format", &ImageNode::format)
+      .def_property("image_allocator", [](const ImageNode& n) { return from_allocator(n.image_allocator); },
+                    [](ImageNode& n, const py::object& a) { n.image_allocator = to_allocator(a); })
+      .def_readwrite("export_from_graph", &ImageNode::export_from_graph)
+      .def_readwrite("synchronize_resource", &ImageNode::synchronize_resource)
+      .def_readwrite("stop_gradient", &ImageNode::stop_gradient)
+      .def_property_readonly("parent", &ImageNode::parent, "The filter producing this image, or None for an input.");
+
+  py::class_<StateNode, std::shared_ptr<StateNode>>(m, "MPSNNStateNode", "Placeholder for a state in a graph.")
+      .def_property("handle", [](const StateNode& n) { return from_handle(n.handle); },
+                    [](StateNode& n, const py::object& h) { n.handle = to_handle(h); })
+      .def_readwrite("export_from_graph", &StateNode::export_from_graph)
+      .def_readwrite("synchronize_resource", &StateNode::synchronize_resource);
+  py::class_<GradientStateNode, StateNode, std::shared_ptr<GradientStateNode>>(m, "MPSNNGradientStateNode");
+  py::class_<ConvolutionGradientStateNode, GradientStateNode, std::shared_ptr<ConvolutionGradientStateNode>>(
+      m, "MPSCNNConvolutionGradientStateNode");
+  py::class_<ConvolutionTransposeGradientStateNode, ConvolutionGradientStateNode,
+             std::shared_ptr<ConvolutionTransposeGradientStateNode>>(m, "MPSCNNConvolutionTransposeGradientStateNode");
+  py::class_<BinaryGradientStateNode, StateNode, std::shared_ptr<BinaryGradientStateNode>>(m, "MPSNNBinaryGradientStateNode");
+  py::class_<ArithmeticGradientStateNode, BinaryGradientStateNode, std::shared_ptr<ArithmeticGradientStateNode>>(
+      m, "MPSNNArithmeticGradientStateNode");
+  py::class_<MultiaryGradientStateNode, StateNode, std::shared_ptr<MultiaryGradientStateNode>>(m, "MPSNNMultiaryGradientStateNode");
+  py::class_<LabelsNode, StateNode, std::shared_ptr<LabelsNode>>(m, "MPSNNLabelsNode");
+
+  py::class_<KernelProps>(m, "MPSCNNKernel",
+                          "The kernel geometry a custom padding policy may inspect and change (offset, edge_mode).")
+      .def_readwrite("offset_x", &KernelProps::offset_x)
+      .def_readwrite("offset_y", &KernelProps::offset_y)
+      .def_readwrite("offset_z", &KernelProps::offset_z)
+      .def_property("offset", [](const KernelProps& k) { return py::module_::import("mpsnn._types").attr("MPSOffset")(k.offset_x, k.offset_y, k.offset_z); },
+                    [](KernelProps& k, const py::object& o) {
+                      k.offset_x = o.attr("x").cast<int64_t>();
+                      k.offset_y = o.attr("y").cast<int64_t>();
+                      k.offset_z = o.attr("z").cast<int64_t>();
+                    })
+      .def_readwrite("edge_mode", &KernelProps::edge_mode)
+      .def_readonly("kernel_width", &KernelProps::kernel_width)
+      .def_readonly("kernel_height", &KernelProps::kernel_height)
+      .def_readonly("stride_in_pixels_x", &KernelProps::stride_x)
+      .def_readonly("stride_in_pixels_y", &KernelProps::stride_y)
+      .def_readonly("dilation_rate_x", &KernelProps::dilation_x)
+      .def_readonly("dilation_rate_y", &KernelProps::dilation_y)
+      .def_readwrite("source_feature_channel_offset", &KernelProps::source_feature_channel_offset)
+      .def_readwrite("destination_feature_channel_offset", &KernelProps::destination_feature_channel_offset)
+      .def_readonly("is_backwards", &KernelProps::is_backwards);
+
+  py::class_<PaddingPolicy, std::shared_ptr<PaddingPolicy>>(m, "_NativePadding")
+      .def("padding_method", &PaddingPolicy::padding_method)
+      .def("label", &PaddingPolicy::label);
+  py::class_<DefaultPadding, PaddingPolicy, std::shared_ptr<DefaultPadding>>(
+      m, "MPSNNDefaultPadding", "Padding policy from an MPSNNPaddingMethod (graph.md §4.5).")
+      .def_static("padding_with_method", [](int method) { return DefaultPadding::with_method(method); }, "method"_a)
+      .def(py::init([](int method) { return DefaultPadding::with_method(method); }), "method"_a)
+      .def_static("padding_for_tensorflow_average_pooling", [] { return DefaultPadding::tensorflow_average_pooling(false); },
+                  "TensorFlow SAME average pooling: same size, odd pixel after, edge clamp (divide by valid pixels).")
+      .def_static("padding_for_tensorflow_average_pooling_valid_only",
+                  [] { return DefaultPadding::tensorflow_average_pooling(true); });
+
+  py::class_<NeuronDescriptor>(m, "MPSNNNeuronDescriptor", "A neuron type with its a, b, c parameters (and PReLU data).")
+      .def(py::init([](NeuronType t, std::optional<float> a, std::optional<float> b, std::optional<float> c) {
+             return make_neuron(t, a, b, c);
+           }),
+           "neuron_type"_a = NeuronType::none, "a"_a = py::none(), "b"_a = py::none(), "c"_a = py::none())
+      .def_static("cnn_neuron_descriptor", [](NeuronType t, std::optional<float> a, std::optional<float> b,
+                                              std::optional<float> c) { return make_neuron(t, a, b, c); },
+                  "neuron_type"_a, "a"_a = py::none(), "b"_a = py::none(), "c"_a = py::none(),
+                  "Parameters not given take the per-type defaults of nodes.md §6.2.")
+      .def_static("cnn_neuron_prelu_descriptor", [](const std::vector<float>& data, bool) {
+                    NeuronDescriptor d;
+                    d.type = NeuronType::prelu;
+                    d.data = data;
+                    return d;
+                  }, "data"_a, "no_copy"_a = false)
+      .def_readwrite("neuron_type", &NeuronDescriptor::type)
+      .def_readwrite("a", &NeuronDescriptor::a)
+      .def_readwrite("b", &NeuronDescriptor::b)
+      .def_readwrite("c", &NeuronDescriptor::c)
+      .def_readwrite("data", &NeuronDescriptor::data);
+
+  auto desc = py::class_<ConvolutionDescriptor>(m, "MPSCNNConvolutionDescriptor",
+                                                "Geometry of a convolution, read from its data source.");
+  desc.def(py::init([](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
+             ConvolutionDescriptor d;
+             d.kernel_width = kw;
+             d.kernel_height = kh;
+             d.input_feature_channels = cin;
+             d.output_feature_channels = cout;
+             return d;
+           }),
+           "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
+      .def_readwrite("kernel_width", &ConvolutionDescriptor::kernel_width)
+      .def_readwrite("kernel_height", &ConvolutionDescriptor::kernel_height)
+      .def_readwrite("input_feature_channels", &ConvolutionDescriptor::input_feature_channels)
+      .def_readwrite("output_feature_channels", &ConvolutionDescriptor::output_feature_channels)
+      .def_readwrite("stride_in_pixels_x", &ConvolutionDescriptor::stride_x)
+      .def_readwrite("stride_in_pixels_y", &ConvolutionDescriptor::stride_y)
+      .def_readwrite("dilation_rate_x", &ConvolutionDescriptor::dilation_x)
+      .def_readwrite("dilation_rate_y", &ConvolutionDescriptor::dilation_y)
+      .def_readwrite("groups", &ConvolutionDescriptor::groups)
+      .def_property("fused_neuron_descriptor", [](const ConvolutionDescriptor& d) { return d.fused_neuron; },
+                    [](ConvolutionDescriptor& d, const py::object& n) {
+                      d.fused_neuron = n.is_none() ? NeuronDescriptor{} : n.cast<NeuronDescriptor>();
+                    })
+      .def("set_batch_normalization_parameters_for_inference",
+           [](ConvolutionDescriptor& d, std::vector<float> mean, std::vector<float> variance, std::optional<std::vector<float>> gamma,
+              std::optional<std::vector<float>> beta, float epsilon) {
+             ConvolutionDescriptor::FoldedBatchNorm bn;
+             const size_t n = mean.size();
+             bn.mean = std::move(mean);
+             bn.variance = std::move(variance);
+             bn.gamma = gamma.value_or(std::vector<float>(n, 1.0f));
+             bn.beta = beta.value_or(std::vector<float>(n, 0.0f));
+             bn.epsilon = epsilon;
+             d.batch_norm = std::move(bn);
+           },
+           "mean"_a, "variance"_a, "gamma"_a, "beta"_a, "epsilon"_a)
+      .def_static("cnn_convolution_descriptor", [](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
+                    ConvolutionDescriptor d;
+                    d.kernel_width = kw;
+                    d.kernel_height = kh;
+                    d.input_feature_channels = cin;
+                    d.output_feature_channels = cout;
+                    return d;
+                  }, "kernel_width"_a, "kernel_height"_a, "input_feature_channels"_a, "output_feature_channels"_a);
+  py::class_<DepthwiseDescriptor, ConvolutionDescriptor>(m, "MPSCNNDepthWiseConvolutionDescriptor",
+                                                         "Each input channel is convolved separately (multiplier 1).")
+      .def(py::init([](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
+             DepthwiseDescriptor d;
+             d.kernel_width = kw;
+             d.kernel_height = kh;
+             d.input_feature_channels = cin;
+             d.output_feature_channels = cout;
+             d.depthwise = true;
+             return d;
+           }),
+           "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
+      .def_property_readonly("channel_multiplier",
+                             [](const ConvolutionDescriptor& d) { return d.output_feature_channels / d.input_feature_channels; });
+  py::class_<SubPixelDescriptor, ConvolutionDescriptor>(m, "MPSCNNSubPixelConvolutionDescriptor",
+                                                        "Rearranges output channels into r x r pixel blocks.")
+      .def(py::init([](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
+             SubPixelDescriptor d;
+             d.kernel_width = kw;
+             d.kernel_height = kh;
+             d.input_feature_channels = cin;
+             d.output_feature_channels = cout;
+             return d;
+           }),
+           "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
+      .def_readwrite("sub_pixel_scale_factor", &ConvolutionDescriptor::sub_pixel_scale_factor);
+
+  py::class_<FilterNode, std::shared_ptr<FilterNode>>(m, "MPSNNFilterNode", "Base of every operation node.")
+      .def_property_readonly("result_image", &FilterNode::result_image)
+      .def_property_readonly("result_state", &FilterNode::result_state)
+      .def_property_readonly("result_states", &FilterNode::result_states)
+      .def_property_readonly("source_images", &FilterNode::sources)
+      .def_property("padding_policy", [](const FilterNode& n) { return from_padding(n.padding_policy()); },
+                    [](FilterNode& n, const py::object& p) { n.set_padding_policy(to_padding(p)); })
+      .def_readwrite("label", &FilterNode::label)
+      .def("gradient_filter", [](const FilterNode& n, const py::object&, const py::object&) -> py::object { no_gradients(n); },
+           "with_source"_a = py::none(), "with_sources"_a = py::none())
+      .def("gradient_filters", [](const FilterNode& n, const py::object&, const py::object&) -> py::object { no_gradients(n); },
+           "with_source"_a = py::none(), "with_sources"_a = py::none())
+      .def("training_graph", [](const FilterNode& n, const py::object&, const py::object&) -> py::object { no_gradients(n); },
+           "with_source_gradient"_a = py::none(), "node_handler"_a = py::none())
+      .def("__repr__", [](const FilterNode& n) { return "<" + n.context() + ">"; });
+
+  py::class_<ScaleTransform>(m, "MPSScaleTransform", "dest = source * scale + translate (pixel-edge coordinates).")
+      .def(py::init([](double sx, double sy, double tx, double ty) { return ScaleTransform{sx, sy, tx, ty}; }),
+           "scale_x"_a = 1.0, "scale_y"_a = 1.0, "translate_x"_a = 0.0, "translate_y"_a = 0.0)
+      .def_readwrite("scale_x", &ScaleTransform::scale_x)
+      .def_readwrite("scale_y", &ScaleTransform::scale_y)
+      .def_readwrite("translate_x", &ScaleTransform::translate_x)
+      .def_readwrite("translate_y", &ScaleTransform::translate_y);
+}
+
+}  // namespace mpsnn::bindings

@@ -1,0 +1,67 @@
+// Upsampling (nodes.md §9) and scale nodes (§10).
+#include "bindings/common.h"
+
+namespace mpsnn::bindings {
+
+namespace {
+template <typename T>
+std::shared_ptr<T> upsampling(const ImageNodePtr& s, UpsamplingMode mode, int64_t fx, int64_t fy, bool align) {
+  UpsamplingAttrs a;
+  a.mode = mode;
+  a.scale_factor_x = fx;
+  a.scale_factor_y = fy;
+  a.align_corners = align;
+  return make_node<T>(OpKind::Upsampling, a, {s});
+}
+
+std::array<int64_t, 3> size_of(const py::object& o) {
+  if (py::hasattr(o, "width"))
+    return {o.attr("width").cast<int64_t>(), o.attr("height").cast<int64_t>(),
+            py::hasattr(o, "depth") ? o.attr("depth").cast<int64_t>() : 1};
+  auto t = o.cast<std::vector<int64_t>>();
+  MPSNN_CHECK(t.size() == 2 || t.size() == 3, ShapeError, "[scale] output_size must be (width, height[, depth])");
+  return {t[0], t[1], t.size() == 3 ? t[2] : 1};
+}
+
+template <typename T, ScaleMode Mode>
+void scale_class(py::module_& m, const char* name, const char* doc) {
+  py::class_<T, PyScaleNode, std::shared_ptr<T>>(m, name, doc)
+      .def(py::init([](const ImageNodePtr& s, const py::object& provider, const py::object& size) {
+             ScaleAttrs a;
+             a.mode = Mode;
+             auto [w, h, d] = size_of(size);
+             a.output_width = w;
+             a.output_height = h;
+             a.output_depth = d;
+             a.transform_provider = to_transform_provider(provider);
+             return make_node<T>(OpKind::Scale, a, {s});
+           }),
+           "source"_a, "transform_provider"_a = py::none(), "output_size"_a);
+}
+}  // namespace
+
+void bind_nodes_resample(py::module_& m) {
+  py::class_<PyUpsamplingNearestNode, FilterNode, std::shared_ptr<PyUpsamplingNearestNode>>(
+      m, "MPSCNNUpsamplingNearestNode", "Nearest-neighbour upsampling by integer factors.")
+      .def(py::init([](const ImageNodePtr& s, int64_t fx, int64_t fy) {
+             return upsampling<PyUpsamplingNearestNode>(s, UpsamplingMode::nearest, fx, fy, false);
+           }),
+           "source"_a, "integer_scale_factor_x"_a, "integer_scale_factor_y"_a)
+      .def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
+      .def_property_readonly("scale_factor_y", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_y); });
+  py::class_<PyUpsamplingBilinearNode, FilterNode, std::shared_ptr<PyUpsamplingBilinearNode>>(
+      m, "MPSCNNUpsamplingBilinearNode", "Bilinear upsampling by integer factors (align_corners on or off).")
+      .def(py::init([](const ImageNodePtr& s, int64_t fx, int64_t fy, bool align) {
+             return upsampling<PyUpsamplingBilinearNode>(s, UpsamplingMode::bilinear, fx, fy, align);
+           }),
+           "source"_a, "integer_scale_factor_x"_a, "integer_scale_factor_y"_a, "align_corners"_a = false)
+      .def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
+      .def_property_readonly("scale_factor_y", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_y); })
+      .def_property_readonly("align_corners", [](const FilterNode& n) { return n.attrs_as<UpsamplingAttrs>().align_corners; });
+  py::class_<PyScaleNode, FilterNode, std::shared_ptr<PyScaleNode>>(m, "MPSNNScaleNode",
+                                                                    "Base of the resampling nodes with a fixed output size.");
+  scale_class<PyBilinearScaleNode, ScaleMode::bilinear>(m, "MPSNNBilinearScaleNode", "Bilinear resampling (nodes.md §10.3).");
+  scale_class<PyLanczosScaleNode, ScaleMode::lanczos>(m, "MPSNNLanczosScaleNode", "Lanczos-3 resampling (nodes.md §10.4).");
+}
+
+}  // namespace mpsnn::bindings

@@ -1,0 +1,211 @@
+#include "core/command.h"
+
+#include <algorithm>
+
+#include "core/errors.h"
+
+namespace mpsnn {
+
+CommandBuffer::CommandBuffer(std::shared_ptr<CommandQueue> queue) : queue_(std::move(queue)) {}
+CommandBuffer::~CommandBuffer() = default;
+
+const DevicePtr& CommandBuffer::device() const { return queue_->device(); }
+
+CommandBufferStatus CommandBuffer::status() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return status_;
+}
+
+std::exception_ptr CommandBuffer::error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+bool CommandBuffer::committed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return status_ >= CommandBufferStatus::committed;
+}
+
+void CommandBuffer::encode(Task task, const char* what) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  MPSNN_CHECK(status_ < CommandBufferStatus::committed, GraphError, "[", what,
+              "] the command buffer was already committed; encode into a new command buffer");
+  tasks_.push_back(std::move(task));
+}
+
+void CommandBuffer::retain(std::shared_ptr<const void> object) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  retained_.push_back(std::move(object));
+}
+
+void CommandBuffer::add_completed_handler(Handler handler) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  MPSNN_CHECK(status_ < CommandBufferStatus::committed, GraphError,
+              "[MTLCommandBuffer.add_completed_handler] handlers must be added before commit()");
+  handlers_.push_back(std::move(handler));
+}
+
+void CommandBuffer::commit() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    MPSNN_CHECK(status_ < CommandBufferStatus::committed, GraphError,
+                "[MTLCommandBuffer.commit] the command buffer was already committed");
+    status_ = CommandBufferStatus::committed;
+  }
+  queue_->submit(shared_from_this());
+}
+
+void CommandBuffer::run_tasks(std::vector<Task>& tasks) {
+  for (auto& t : tasks) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (error_) break;  // later work depends on earlier results: skip it
+    }
+    try {
+      t();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+}
+
+void CommandBuffer::commit_and_continue() {
+  std::vector<Task> tasks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    MPSNN_CHECK(status_ < CommandBufferStatus::committed, GraphError,
+                "[MPSCommandBuffer.commit_and_continue] the command buffer was already committed");
+    tasks.swap(tasks_);
+  }
+  run_tasks(tasks);
+}
+
+void CommandBuffer::execute() {
+  std::vector<Task> tasks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    status_ = CommandBufferStatus::scheduled;
+    tasks.swap(tasks_);
+  }
+  run_tasks(tasks);
+  tasks.clear();
+  std::vector<Handler> handlers;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    status_ = error_ ? CommandBufferStatus::error : CommandBufferStatus::completed;
+    handlers.swap(handlers_);
+  }
+  for (auto& h : handlers) {
+    try {
+      h(*this);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      status_ = CommandBufferStatus::error;
+    }
+  }
+  std::vector<std::shared_ptr<const void>> retained;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    retained.swap(retained_);
+  }
+  retained.clear();  // release outside the lock: destructors may call back into Python
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finished_ = true;
+  }
+  done_cv_.notify_all();
+}
+
+void CommandBuffer::wait_until_completed() {
+  std::exception_ptr err;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    MPSNN_CHECK(status_ >= CommandBufferStatus::committed, GraphError,
+                "[MTLCommandBuffer.wait_until_completed] the command buffer was never committed");
+    done_cv_.wait(lock, [&] { return finished_; });
+    if (error_ && !error_reported_) {
+      error_reported_ = true;
+      err = error_;
+    }
+  }
+  if (err) std::rethrow_exception(err);
+}
+
+// ---------------------------------------------------------------------------------------------
+namespace {
+std::mutex g_workers_mutex;
+std::vector<std::weak_ptr<detail::QueueWorker>> g_workers;
+}  // namespace
+
+void detail::QueueWorker::loop(std::shared_ptr<QueueWorker> self) {
+  for (;;) {
+    CommandBufferPtr cb;
+    {
+      std::unique_lock<std::mutex> lock(self->mutex);
+      self->cv.wait(lock, [&] { return self->stopping || !self->pending.empty(); });
+      if (self->pending.empty()) return;
+      cb = std::move(self->pending.front());
+      self->pending.pop_front();
+    }
+    cb->execute();
+    cb.reset();
+    {
+      std::lock_guard<std::mutex> lock(self->mutex);
+      --self->in_flight;
+    }
+    self->cv.notify_all();
+  }
+}
+
+CommandQueue::CommandQueue(DevicePtr device)
+    : device_(std::move(device)), worker_(std::make_shared<detail::QueueWorker>()) {
+  std::lock_guard<std::mutex> lock(g_workers_mutex);
+  g_workers.erase(std::remove_if(g_workers.begin(), g_workers.end(), [](auto& w) { return w.expired(); }),
+                  g_workers.end());
+  g_workers.push_back(worker_);
+}
+
+CommandQueue::~CommandQueue() {
+  {
+    std::lock_guard<std::mutex> lock(worker_->mutex);
+    worker_->stopping = true;
+  }
+  worker_->cv.notify_all();
+}
+
+CommandBufferPtr CommandQueue::make_command_buffer() {
+  return std::make_shared<CommandBuffer>(shared_from_this());
+}
+
+void CommandQueue::submit(CommandBufferPtr cb) {
+  std::lock_guard<std::mutex> lock(worker_->mutex);
+  worker_->pending.push_back(std::move(cb));
+  ++worker_->in_flight;
+  if (!worker_->started) {
+    worker_->started = true;
+    std::thread(detail::QueueWorker::loop, worker_).detach();
+  }
+  worker_->cv.notify_all();
+}
+
+void CommandQueue::drain() {
+  std::unique_lock<std::mutex> lock(worker_->mutex);
+  worker_->cv.wait(lock, [&] { return worker_->in_flight == 0; });
+}
+
+void drain_all_queues() {
+  std::vector<std::shared_ptr<detail::QueueWorker>> workers;
+  {
+    std::lock_guard<std::mutex> lock(g_workers_mutex);
+    for (auto& w : g_workers)
+      if (auto s = w.lock()) workers.push_back(s);
+  }
+  for (auto& w : workers) {
+    std::unique_lock<std::mutex> lock(w->mutex);
+    w->cv.wait(lock, [&] { return w->in_flight == 0; });
+  }
+}
+
+}  // namespace mpsnn

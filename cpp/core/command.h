@@ -1,0 +1,112 @@
+#pragma once
+// MTLCommandQueue / MTLCommandBuffer for host backends. Encoding appends tasks; commit() hands
+// the buffer to the queue's worker thread, which runs buffers in commit order. Nothing throws
+// out of the worker: the first error is stored and rethrown by wait_until_completed().
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/device.h"
+
+namespace mpsnn {
+
+// MTLCommandBufferStatus raw values.
+enum class CommandBufferStatus : int { not_enqueued = 0, enqueued = 1, committed = 2, scheduled = 3, completed = 4, error = 5 };
+
+class CommandQueue;
+namespace detail {
+struct QueueWorker;
+}
+
+class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
+ public:
+  using Task = std::function<void()>;
+  using Handler = std::function<void(CommandBuffer&)>;
+
+  explicit CommandBuffer(std::shared_ptr<CommandQueue> queue);
+  ~CommandBuffer();
+
+  const DevicePtr& device() const;
+  const std::shared_ptr<CommandQueue>& queue() const { return queue_; }
+  CommandBufferStatus status() const;
+  std::exception_ptr error() const;
+
+  // Appends work; only before commit().
+  void encode(Task task, const char* what);
+  // Keeps an object alive until the buffer completes (results, temporaries, plans).
+  void retain(std::shared_ptr<const void> object);
+  void add_completed_handler(Handler handler);
+  void commit();
+  // Runs everything encoded so far on the calling thread and leaves the buffer open for more
+  // work (MPSCommandBuffer.commit_and_continue).
+  void commit_and_continue();
+  // Blocks until completed; rethrows the stored error once.
+  void wait_until_completed();
+  bool committed() const;
+
+  std::string label;
+
+ private:
+  friend class CommandQueue;
+  friend struct detail::QueueWorker;
+  void execute();  // on the worker thread
+  void run_tasks(std::vector<Task>& tasks);
+
+  std::shared_ptr<CommandQueue> queue_;
+  mutable std::mutex mutex_;
+  std::condition_variable done_cv_;
+  CommandBufferStatus status_ = CommandBufferStatus::not_enqueued;
+  std::vector<Task> tasks_;
+  std::vector<Handler> handlers_;
+  std::vector<std::shared_ptr<const void>> retained_;
+  std::exception_ptr error_;
+  bool error_reported_ = false;
+  bool finished_ = false;  // work, handlers and releases all done
+};
+
+using CommandBufferPtr = std::shared_ptr<CommandBuffer>;
+
+namespace detail {
+// The thread behind a queue. It is detached and owns a reference to this state, so neither the
+// queue nor a command buffer ever joins it (the last reference may be dropped on the worker).
+struct QueueWorker {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::deque<CommandBufferPtr> pending;
+  size_t in_flight = 0;
+  bool stopping = false;
+  bool started = false;
+  static void loop(std::shared_ptr<QueueWorker> self);
+};
+}  // namespace detail
+
+class CommandQueue : public std::enable_shared_from_this<CommandQueue> {
+ public:
+  explicit CommandQueue(DevicePtr device);
+  ~CommandQueue();
+  const DevicePtr& device() const { return device_; }
+  CommandBufferPtr make_command_buffer();
+  // Waits until every committed buffer of this queue has completed.
+  void drain();
+  std::string label;
+
+ private:
+  friend class CommandBuffer;
+  void submit(CommandBufferPtr cb);
+
+  DevicePtr device_;
+  std::shared_ptr<detail::QueueWorker> worker_;
+};
+
+using CommandQueuePtr = std::shared_ptr<CommandQueue>;
+
+// Waits for every queue of the process to finish its committed work (called at exit).
+void drain_all_queues();
+
+}  // namespace mpsnn

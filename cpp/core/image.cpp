@@ -1,0 +1,258 @@
+#include "core/image.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/command.h"
+#include "core/errors.h"
+
+namespace mpsnn {
+
+namespace {
+ImageShape shape_of(const ImageDescriptor& d) {
+  return ImageShape{d.number_of_images, d.height, d.width, d.feature_channels};
+}
+
+void check_descriptor(const ImageDescriptor& d) {
+  MPSNN_CHECK(d.width > 0 && d.height > 0 && d.feature_channels > 0 && d.number_of_images > 0,
+              ShapeError, "[MPSImage] image descriptor has width ", d.width, ", height ", d.height,
+              ", feature_channels ", d.feature_channels, ", number_of_images ", d.number_of_images,
+              "; expected all > 0");
+  MPSNN_CHECK(element_size(d.channel_format) != 0, DTypeError,
+              "[MPSImage] channel format '", format_name(d.channel_format),
+              "' cannot be allocated; expected unorm8, unorm16, float16 or float32");
+}
+}  // namespace
+
+Image::Image(DevicePtr device, const ImageDescriptor& desc)
+    : device_(std::move(device)),
+      format_(desc.channel_format),
+      shape_(shape_of(desc)),
+      pixel_stride_(desc.feature_channels),
+      usage_(desc.usage) {
+  check_descriptor(desc);
+}
+
+Image::Image(std::shared_ptr<Image> parent, ChannelFormat format, const ImageShape& shape,
+             int64_t pixel_stride, int64_t element_offset)
+    : device_(parent->device_),
+      format_(format),
+      shape_(shape),
+      pixel_stride_(pixel_stride),
+      usage_(parent->usage_),
+      parent_(std::move(parent)),
+      element_offset_(element_offset) {}
+
+std::shared_ptr<Image> Image::wrap(DevicePtr device, ChannelFormat format, const ImageShape& shape,
+                                   void* data, std::shared_ptr<void> owner) {
+  ImageDescriptor d;
+  d.channel_format = format;
+  d.number_of_images = shape.n;
+  d.height = shape.h;
+  d.width = shape.w;
+  d.feature_channels = shape.c;
+  auto img = std::make_shared<Image>(std::move(device), d);
+  img->storage_ = Storage::borrow(data, size_t(shape.numel()) * element_size(format), std::move(owner));
+  return img;
+}
+
+std::shared_ptr<Image> Image::root() {
+  Image* p = this;
+  while (p->parent_) p = p->parent_.get();
+  return p->shared_from_this();
+}
+
+void Image::check_cpu_access(const char*) const {}
+void Image::check_usable(const char*) const {}
+
+void* Image::data() {
+  check_usable("access");
+  return static_cast<char*>(storage()->data()) + element_offset_ * int64_t(element_bytes());
+}
+
+std::shared_ptr<Storage> Image::storage() {
+  if (parent_) return root()->storage();
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  if (!storage_) storage_ = Storage::allocate(size_t(shape_.numel()) * element_bytes());
+  return storage_;
+}
+
+bool Image::allocated() const {
+  if (parent_) return parent_->allocated();
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  return storage_ != nullptr;
+}
+
+size_t Image::resource_size() const {
+  if (parent_) return 0;
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  if (storage_ && !storage_->owned()) return 0;
+  return size_t(shape_.numel()) * element_size(format_);
+}
+
+RawImage Image::raw() { return RawImage{data(), format_, shape_, pixel_stride_}; }
+
+std::shared_ptr<Image> Image::make_view(const ImageShape& shape, int64_t element_offset) {
+  return std::shared_ptr<Image>(new Image(shared_from_this(), format_, shape, pixel_stride_, element_offset));
+}
+
+std::shared_ptr<Image> Image::sub_image(int64_t channel_offset, int64_t channel_count) {
+  MPSNN_CHECK(channel_offset >= 0 && channel_offset % 4 == 0 && channel_offset < shape_.c, ShapeError,
+              "[MPSImage.sub_image] feature channel range starts at ", channel_offset,
+              "; expected a multiple of 4 below ", shape_.c);
+  MPSNN_CHECK(channel_count > 0, ShapeError, "[MPSImage.sub_image] feature channel range has length ",
+              channel_count, "; expected > 0");
+  const int64_t count = std::min(channel_count, shape_.c - channel_offset);
+  ImageShape s = shape_;
+  s.c = count;
+  auto v = make_view(s, element_offset_ + channel_offset);
+  v->element_offset_ = element_offset_ + channel_offset;
+  return v;
+}
+
+std::vector<std::shared_ptr<Image>> Image::batch_representation(int64_t start, int64_t length) {
+  if (length < 0) length = shape_.n - start;
+  MPSNN_CHECK(start >= 0 && length > 0 && start + length <= shape_.n, ShapeError,
+              "[MPSImage.batch_representation] range [", start, ", ", start + length,
+              ") is outside the image's ", shape_.n, " images");
+  std::vector<std::shared_ptr<Image>> out;
+  ImageShape s = shape_;
+  s.n = 1;
+  const int64_t per_image = shape_.h * shape_.w * pixel_stride_;
+  for (int64_t i = start; i < start + length; ++i) out.push_back(make_view(s, element_offset_ + i * per_image));
+  return out;
+}
+
+size_t Image::dense_bytes(const ImageRegion& r) const {
+  const int64_t w = r.width < 0 ? shape_.w - r.x : r.width;
+  const int64_t h = r.height < 0 ? shape_.h - r.y : r.height;
+  const int64_t c = r.channel_count < 0 ? shape_.c - r.channel_offset : r.channel_count;
+  return size_t(std::max<int64_t>(0, w * h * c * r.depth)) * element_bytes();
+}
+
+void Image::copy_region(void* host, size_t host_size, DataLayout layout, const HostStrides& strides,
+                        const ImageRegion& region, int64_t image_index, bool to_host) {
+  const char* op = to_host ? "read_bytes" : "write_bytes";
+  check_cpu_access(op);
+  const int64_t x0 = region.x, y0 = region.y;
+  const int64_t w = region.width < 0 ? shape_.w - x0 : region.width;
+  const int64_t h = region.height < 0 ? shape_.h - y0 : region.height;
+  const int64_t first_image = image_index + region.z;  // graph.md §3.3 project decision
+  const int64_t c0 = region.channel_offset;
+  const int64_t nc = region.channel_count < 0 ? shape_.c - c0 : region.channel_count;
+  MPSNN_CHECK(x0 >= 0 && y0 >= 0 && w > 0 && h > 0 && x0 + w <= shape_.w && y0 + h <= shape_.h, ShapeError,
+              "[MPSImage.", op, "] region x ", x0, "+", w, ", y ", y0, "+", h, " lies outside the ",
+              shape_.w, "x", shape_.h, " image");
+  MPSNN_CHECK(first_image >= 0 && region.depth >= 1 && first_image + region.depth <= shape_.n, ShapeError,
+              "[MPSImage.", op, "] images [", first_image, ", ", first_image + region.depth,
+              ") are outside the image's ", shape_.n, " images");
+  MPSNN_CHECK(c0 >= 0 && c0 % 4 == 0 && nc > 0 && c0 + nc <= shape_.c && (c0 == 0 || nc % 4 == 0), ShapeError,
+              "[MPSImage.", op, "] feature channels [", c0, ", ", c0 + nc, ") are invalid for ", shape_.c,
+              " channels; expected an offset that is a multiple of 4 and a count > 0 that is a multiple of 4 "
+              "unless the offset is 0");
+  const int64_t e = int64_t(element_bytes());
+  const bool hwc = layout == DataLayout::height_width_channels;
+  const int64_t col = strides.bytes_per_column ? strides.bytes_per_column : (hwc ? nc * e : e);
+  const int64_t row = strides.bytes_per_row ? strides.bytes_per_row : w * col;
+  const int64_t chan = hwc ? e : h * row;  // CHW: one channel plane after the other
+  const int64_t img = strides.bytes_per_image ? strides.bytes_per_image : (hwc ? h * row : nc * h * row);
+  // Highest byte touched must lie inside the caller's buffer.
+  const int64_t last = (region.depth - 1) * img + (h - 1) * row + (w - 1) * col + (nc - 1) * chan + e;
+  MPSNN_CHECK(last <= int64_t(host_size), ShapeError, "[MPSImage.", op, "] buffer has ", host_size,
+              " bytes; the region and strides need ", last);
+  char* base = static_cast<char*>(data());
+  char* hostb = static_cast<char*>(host);
+  for (int64_t j = 0; j < region.depth; ++j) {
+    for (int64_t y = 0; y < h; ++y) {
+      for (int64_t x = 0; x < w; ++x) {
+        char* pix = base + (((first_image + j) * shape_.h + (y0 + y)) * shape_.w + (x0 + x)) * pixel_stride_ * e + c0 * e;
+        char* hp = hostb + j * img + y * row + x * col;
+        if (hwc && chan == e) {
+          if (to_host) std::memcpy(hp, pix, size_t(nc * e));
+          else std::memcpy(pix, hp, size_t(nc * e));
+        } else {
+          for (int64_t c = 0; c < nc; ++c) {
+            if (to_host) std::memcpy(hp + c * chan, pix + c * e, size_t(e));
+            else std::memcpy(pix + c * e, hp + c * chan, size_t(e));
+          }
+        }
+      }
+    }
+  }
+}
+
+void Image::read_bytes(void* dst, size_t dst_size, DataLayout layout, const HostStrides& strides,
+                       const ImageRegion& region, int64_t image_index) {
+  copy_region(dst, dst_size, layout, strides, region, image_index, true);
+}
+
+void Image::write_bytes(const void* src, size_t src_size, DataLayout layout, const HostStrides& strides,
+                        const ImageRegion& region, int64_t image_index) {
+  copy_region(const_cast<void*>(src), src_size, layout, strides, region, image_index, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+TemporaryImage::TemporaryImage(const std::shared_ptr<CommandBuffer>& command_buffer,
+                               const ImageDescriptor& desc)
+    : Image(command_buffer->device(), desc), command_buffer_(command_buffer.get()) {}
+
+TemporaryImage::TemporaryImage(std::shared_ptr<Image> parent, const CommandBuffer* cb,
+                               const ImageShape& shape, int64_t pixel_stride, int64_t element_offset)
+    : Image(std::move(parent), ChannelFormat::none, shape, pixel_stride, element_offset), command_buffer_(cb) {
+  format_ = parent_->format();
+}
+
+const TemporaryImage* TemporaryImage::temp_root() const {
+  const Image* p = this;
+  while (p->parent()) p = p->parent().get();
+  return static_cast<const TemporaryImage*>(p);
+}
+
+std::shared_ptr<Image> TemporaryImage::make_view(const ImageShape& shape, int64_t element_offset) {
+  return std::shared_ptr<Image>(
+      new TemporaryImage(shared_from_this(), command_buffer_, shape, pixel_stride_, element_offset));
+}
+
+int TemporaryImage::read_count() const {
+  std::lock_guard<std::mutex> lock(temp_root()->alloc_mutex_);
+  return temp_root()->read_count_;
+}
+
+void TemporaryImage::set_read_count(int count) {
+  auto* r = const_cast<TemporaryImage*>(temp_root());
+  std::lock_guard<std::mutex> lock(r->alloc_mutex_);
+  MPSNN_CHECK(r->read_count_ > 0, TemporaryImageError,
+              "[MPSTemporaryImage] read_count cannot be changed after it reached 0 (the memory was released)");
+  MPSNN_CHECK(count >= 0, TemporaryImageError, "[MPSTemporaryImage] read_count ", count, " is negative");
+  r->read_count_ = count;
+  if (count == 0) r->storage_.reset();
+}
+
+void TemporaryImage::consume_read(int amount, const char* what) {
+  auto* r = const_cast<TemporaryImage*>(temp_root());
+  std::lock_guard<std::mutex> lock(r->alloc_mutex_);
+  MPSNN_CHECK(r->read_count_ >= amount, TemporaryImageError, "[", what,
+              "] temporary image has read_count ", r->read_count_, "; this encode reads it ", amount,
+              " time(s). Raise read_count before encoding");
+  r->read_count_ -= amount;
+  // In-flight work holds its own reference to the storage; the image itself forgets it.
+  if (r->read_count_ == 0) r->storage_.reset();
+}
+
+void TemporaryImage::check_command_buffer(const CommandBuffer* cb, const char* what) const {
+  MPSNN_CHECK(cb == command_buffer_, TemporaryImageError, "[", what,
+              "] temporary image belongs to another command buffer; temporary images are valid only on the "
+              "command buffer they were created for");
+}
+
+void TemporaryImage::check_usable(const char* what) const {
+  MPSNN_CHECK(read_count() > 0, TemporaryImageError, "[MPSTemporaryImage.", what,
+              "] the image's read_count reached 0 and its memory was released");
+}
+
+void TemporaryImage::check_cpu_access(const char* what) const {
+  MPSNN_THROW(TemporaryImageError, "[MPSTemporaryImage.", what,
+              "] temporary images live in device-private memory and cannot be read or written by the CPU");
+}
+
+}  // namespace mpsnn

@@ -1,0 +1,40 @@
+#pragma once
+// Non-owning views of NHWC float32 image data, the currency of every CPU kernel.
+#include <cstdint>
+
+namespace mpsnn {
+
+struct ImageShape {
+  int64_t n = 1, h = 1, w = 1, c = 1;
+  int64_t numel() const { return n * h * w * c; }
+  bool operator==(const ImageShape& o) const {
+    return n == o.n && h == o.h && w == o.w && c == o.c;
+  }
+  bool operator!=(const ImageShape& o) const { return !(*this == o); }
+};
+
+// `pixel_stride` is the distance in elements between two neighbouring pixels; it is
+// `shape.c` for dense data and larger for a channel slice of a wider image.
+struct TensorView {
+  float* data = nullptr;
+  ImageShape shape;
+  int64_t pixel_stride = 0;
+
+  int64_t row_stride() const { return shape.w * pixel_stride; }
+  int64_t image_stride() const { return shape.h * shape.w * pixel_stride; }
+  bool dense() const { return pixel_stride == shape.c; }
+  float* pixel(int64_t n, int64_t y, int64_t x) const {
+    return data + n * image_stride() + y * row_stride() + x * pixel_stride;
+  }
+};
+
+inline TensorView dense_view(float* data, const ImageShape& s) { return {data, s, s.c}; }
+
+// Geometry of a sliding window along one axis (nodes.md §1.1): output o reads source
+// positions `o * stride - pad_before + k * dilation` for k < kernel.
+struct WindowAxis {
+  int64_t kernel = 1, stride = 1, dilation = 1, pad_before = 0, pad_after = 0;
+  int64_t extent() const { return (kernel - 1) * dilation + 1; }
+};
+
+}  // namespace mpsnn

@@ -1,0 +1,196 @@
+#include "graph/data_source.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/errors.h"
+#include "core/format.h"
+
+namespace mpsnn {
+
+const char* data_type_name(DataType t) {
+  switch (t) {
+    case DataType::float32: return "float32";
+    case DataType::float16: return "float16";
+    case DataType::int8: return "int8";
+    case DataType::int16: return "int16";
+    case DataType::uint8: return "uint8";
+    case DataType::uint16: return "uint16";
+    case DataType::uint32: return "uint32";
+    case DataType::unorm1: return "unorm1";
+    case DataType::unorm8: return "unorm8";
+    default: return "invalid";
+  }
+}
+
+size_t data_type_size(DataType t) {
+  switch (t) {
+    case DataType::float32:
+    case DataType::uint32: return 4;
+    case DataType::float16:
+    case DataType::int16:
+    case DataType::uint16: return 2;
+    case DataType::int8:
+    case DataType::uint8:
+    case DataType::unorm8: return 1;
+    default: return 0;
+  }
+}
+
+namespace {
+
+// load() ... purge() around a read, also when the read throws.
+template <typename Source, typename Fn>
+auto with_loaded(Source& source, const std::string& context, Fn&& fn) {
+  MPSNN_CHECK(source.load(), GraphError, context, " data source load() returned False");
+  struct Purge {
+    Source& s;
+    ~Purge() {
+      try {
+        s.purge();
+      } catch (...) {
+      }
+    }
+  } purge{source};
+  return fn();
+}
+
+void check_descriptor(const ConvolutionDescriptor& d, const std::string& ctx) {
+  auto pos = [&](const char* what, int64_t v) {
+    MPSNN_CHECK(v > 0, ShapeError, ctx, " descriptor ", what, " is ", v, "; expected > 0");
+  };
+  pos("kernel_width", d.kernel_width);
+  pos("kernel_height", d.kernel_height);
+  pos("input_feature_channels", d.input_feature_channels);
+  pos("output_feature_channels", d.output_feature_channels);
+  pos("stride_in_pixels_x", d.stride_x);
+  pos("stride_in_pixels_y", d.stride_y);
+  pos("dilation_rate_x", d.dilation_x);
+  pos("dilation_rate_y", d.dilation_y);
+  pos("groups", d.groups);
+  pos("sub_pixel_scale_factor", d.sub_pixel_scale_factor);
+  if (d.depthwise) {
+    MPSNN_CHECK(d.groups == 1, ShapeError, ctx, " depthwise descriptor has groups ", d.groups, "; expected 1");
+    MPSNN_CHECK(d.output_feature_channels == d.input_feature_channels, UnsupportedError, ctx,
+                " depthwise channel multiplier is ", d.output_feature_channels, "/", d.input_feature_channels,
+                "; only a multiplier of 1 is supported");
+  }
+  MPSNN_CHECK(d.input_feature_channels % d.groups == 0 && d.output_feature_channels % d.groups == 0, ShapeError,
+              ctx, " descriptor has ", d.input_feature_channels, " input and ", d.output_feature_channels,
+              " output feature channels; both must divide by groups ", d.groups);
+  if (d.groups > 1) {
+    MPSNN_CHECK((d.input_feature_channels / d.groups) % 4 == 0 && (d.output_feature_channels / d.groups) % 4 == 0,
+                ShapeError, ctx, " groups ", d.groups, " give ", d.input_feature_channels / d.groups, " input and ",
+                d.output_feature_channels / d.groups,
+                " output channels per group; MPS needs multiples of 4 per group when groups > 1");
+  }
+  const int64_t r = d.sub_pixel_scale_factor;
+  MPSNN_CHECK(d.output_feature_channels % (r * r) == 0, ShapeError, ctx, " sub-pixel scale factor ", r, " needs ",
+              "output_feature_channels divisible by ", r * r, "; got ", d.output_feature_channels);
+  if (d.batch_norm) {
+    const auto& bn = *d.batch_norm;
+    const size_t n = size_t(d.output_feature_channels);
+    MPSNN_CHECK(bn.mean.size() == n && bn.variance.size() == n && bn.gamma.size() == n && bn.beta.size() == n,
+                ShapeError, ctx, " batch normalization parameters have ", bn.mean.size(), "/", bn.variance.size(),
+                "/", bn.gamma.size(), "/", bn.beta.size(), " entries; expected ", n, " each");
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionDataSource& source, bool binary,
+                                                                 const std::string& ctx) {
+  return with_loaded(source, ctx, [&] {
+    auto p = std::make_shared<ConvolutionParams>();
+    p->desc = source.descriptor();
+    p->label = source.label();
+    const ConvolutionDescriptor& d = p->desc;
+    check_descriptor(d, ctx);
+    const int64_t per_out = d.kernel_height * d.kernel_width * (d.depthwise ? 1 : d.input_feature_channels / d.groups);
+    const DataType type = source.data_type();
+    HostArray w = source.weights();
+    if (binary) {
+      const int64_t words = d.output_feature_channels * d.kernel_height * d.kernel_width *
+                            ((d.input_feature_channels + 31) / 32);
+      MPSNN_CHECK(type == DataType::uint32, DTypeError, ctx, " data source data_type is ", data_type_name(type),
+                  "; binary convolution weights are bit-packed uint32");
+      MPSNN_CHECK(int64_t(w.bytes) == words * 4, ShapeError, ctx, " weights have ", w.bytes / 4,
+                  " uint32 words; expected ", words, " ([Cout][KH][KW][ceil(Cin/32)])");
+      p->binary_weights.resize(size_t(words));
+      std::memcpy(p->binary_weights.data(), w.data, w.bytes);
+    } else {
+      const int64_t count = d.output_feature_channels * per_out;
+      const size_t esize = data_type_size(type);
+      MPSNN_CHECK(type == DataType::float32 || type == DataType::float16 || type == DataType::uint8, DTypeError, ctx,
+                  " data source data_type is ", data_type_name(type), "; expected float32, float16 or uint8");
+      MPSNN_CHECK(w.data != nullptr && int64_t(w.bytes) == count * int64_t(esize), ShapeError, ctx, " weights have ",
+                  w.bytes / esize, " ", data_type_name(type), " values; expected ", count, " (",
+                  d.output_feature_channels, " x ", d.kernel_height, " x ", d.kernel_width, " x ",
+                  per_out / (d.kernel_height * d.kernel_width), ", OHWI)");
+      p->weights.resize(size_t(count));
+      if (type == DataType::float32) {
+        std::memcpy(p->weights.data(), w.data, w.bytes);
+      } else if (type == DataType::float16) {
+        convert_to_float(ChannelFormat::float16, w.data, p->weights.data(), size_t(count));
+      } else {
+        auto u = static_cast<const uint8_t*>(w.data);
+        const int q = source.weights_quantization_type();
+        if (q == 1) {  // linear: per output channel (min, max)
+          const auto ranges = source.ranges_for_uint8_kernel();
+          MPSNN_CHECK(int64_t(ranges.size()) == 2 * d.output_feature_channels, ShapeError, ctx,
+                      " ranges_for_uint8_kernel has ", ranges.size() / 2, " ranges; expected ",
+                      d.output_feature_channels);
+          for (int64_t i = 0; i < count; ++i) {
+            const int64_t o = i / per_out;
+            const float lo = ranges[size_t(2 * o)], hi = ranges[size_t(2 * o + 1)];
+            p->weights[size_t(i)] = float(u[i]) / 255.0f * (hi - lo) + lo;
+          }
+        } else if (q == 2) {
+          const auto lut = source.lookup_table_for_uint8_kernel();
+          MPSNN_CHECK(lut.size() == 256, ShapeError, ctx, " lookup_table_for_uint8_kernel has ", lut.size(),
+                      " entries; expected 256");
+          for (int64_t i = 0; i < count; ++i) p->weights[size_t(i)] = lut[u[i]];
+        } else {
+          MPSNN_THROW(DTypeError, ctx, " uint8 weights need weights_quantization_type linear (1) or lookupTable (2); got ",
+                      q);
+        }
+      }
+      for (float v : p->weights)
+        MPSNN_CHECK(std::isfinite(v), ShapeError, ctx, " weights contain a non-finite value (", v, ")");
+    }
+    if (auto b = source.bias_terms()) {
+      MPSNN_CHECK(int64_t(b->size()) == d.output_feature_channels, ShapeError, ctx, " bias_terms has ", b->size(),
+                  " values; expected ", d.output_feature_channels);
+      p->bias = std::move(*b);
+    }
+    return std::shared_ptr<const ConvolutionParams>(p);
+  });
+}
+
+std::shared_ptr<const NormalizationParams> read_normalization_source(NormalizationDataSource& source,
+                                                                     bool with_statistics, const std::string& ctx) {
+  return with_loaded(source, ctx, [&] {
+    auto p = std::make_shared<NormalizationParams>();
+    p->channels = source.number_of_feature_channels();
+    MPSNN_CHECK(p->channels > 0, ShapeError, ctx, " number_of_feature_channels is ", p->channels, "; expected > 0");
+    const size_t n = size_t(p->channels);
+    auto take = [&](std::optional<std::vector<float>> v, float fill, const char* what) {
+      if (!v) return std::vector<float>(n, fill);
+      MPSNN_CHECK(v->size() == n, ShapeError, ctx, " ", what, " has ", v->size(), " values; expected ", n);
+      return std::move(*v);
+    };
+    p->gamma = take(source.gamma(), 1.0f, "gamma");
+    p->beta = take(source.beta(), 0.0f, "beta");
+    if (with_statistics) {
+      p->mean = take(source.mean(), 0.0f, "mean");
+      p->variance = take(source.variance(), 1.0f, "variance");
+      for (float v : p->variance)
+        MPSNN_CHECK(v >= 0.0f, ShapeError, ctx, " variance contains ", v, "; expected values >= 0");
+    }
+    p->epsilon = source.epsilon().value_or(1.17549435e-38f);  // FLT_MIN, MPS's default
+    p->label = source.label();
+    return std::shared_ptr<const NormalizationParams>(p);
+  });
+}
+
+}  // namespace mpsnn

@@ -1,0 +1,103 @@
+#pragma once
+// Parameter sources of trainable nodes (MPSCNNConvolutionDataSource and the normalization data
+// sources). The bindings adapt any Python object that implements the protocol; C++ reads it
+// once, when an MPSNNGraph is built, into plain float32 parameter blocks.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/attrs.h"
+
+namespace mpsnn {
+
+// MPSDataType raw values used by data sources.
+enum class DataType : uint32_t {
+  invalid = 0, float32 = 0x10000020, float16 = 0x10000010, int8 = 0x20000008, int16 = 0x20000010,
+  uint8 = 8, uint16 = 16, uint32 = 32, unorm1 = 0x40000001, unorm8 = 0x40000008
+};
+const char* data_type_name(DataType t);
+size_t data_type_size(DataType t);
+
+// MPSCNNConvolutionDescriptor (with the depthwise and sub-pixel variants folded in).
+struct ConvolutionDescriptor {
+  int64_t kernel_width = 3, kernel_height = 3;
+  int64_t input_feature_channels = 1, output_feature_channels = 1;
+  int64_t stride_x = 1, stride_y = 1, dilation_x = 1, dilation_y = 1;
+  int64_t groups = 1;
+  bool depthwise = false;
+  int64_t sub_pixel_scale_factor = 1;
+  NeuronDescriptor fused_neuron;
+  // set_batch_normalization_parameters_for_inference(mean, variance, gamma, beta, epsilon)
+  struct FoldedBatchNorm {
+    std::vector<float> mean, variance, gamma, beta;
+    float epsilon = 0.0f;
+  };
+  std::optional<FoldedBatchNorm> batch_norm;
+};
+
+// A block of host memory returned by a data source; `keepalive` owns it.
+struct HostArray {
+  const void* data = nullptr;
+  size_t bytes = 0;
+  std::shared_ptr<void> keepalive;
+};
+
+class ConvolutionDataSource {
+ public:
+  virtual ~ConvolutionDataSource() = default;
+  virtual DataType data_type() = 0;
+  virtual ConvolutionDescriptor descriptor() = 0;
+  virtual HostArray weights() = 0;
+  virtual std::optional<std::vector<float>> bias_terms() = 0;
+  virtual bool load() = 0;
+  virtual void purge() = 0;
+  virtual std::optional<std::string> label() = 0;
+  // Optional members (uint8 weights): MPSCNNWeightsQuantizationType and its tables.
+  virtual int weights_quantization_type() { return 0; }
+  virtual std::vector<float> ranges_for_uint8_kernel() { return {}; }         // 2 per output channel
+  virtual std::vector<float> lookup_table_for_uint8_kernel() { return {}; }   // 256 entries
+};
+
+// Both batch- and instance-normalization data sources; missing arrays take the chosen
+// defaults of nodes.md §8.5-8.6 (gamma 1, beta 0, mean 0, variance 1, epsilon FLT_MIN).
+class NormalizationDataSource {
+ public:
+  virtual ~NormalizationDataSource() = default;
+  virtual int64_t number_of_feature_channels() = 0;
+  virtual std::optional<std::vector<float>> gamma() = 0;
+  virtual std::optional<std::vector<float>> beta() = 0;
+  virtual std::optional<std::vector<float>> mean() { return std::nullopt; }
+  virtual std::optional<std::vector<float>> variance() { return std::nullopt; }
+  virtual std::optional<float> epsilon() { return std::nullopt; }
+  virtual bool load() { return true; }
+  virtual void purge() {}
+  virtual std::optional<std::string> label() = 0;
+};
+
+// What a graph keeps of a data source after reading it.
+struct ConvolutionParams {
+  ConvolutionDescriptor desc;
+  std::vector<float> weights;          // OHWI float32 (regular, depthwise, fully connected, transpose)
+  std::vector<uint32_t> binary_weights;  // [Cout][KH][KW][ceil(Cin/32)] (binary convolution)
+  std::vector<float> bias;             // Cout entries, or empty
+  std::optional<std::string> label;
+};
+
+struct NormalizationParams {
+  int64_t channels = 0;
+  std::vector<float> gamma, beta, mean, variance;
+  float epsilon = 0.0f;
+  std::optional<std::string> label;
+};
+
+// Reads a data source (load, read, purge) and validates it against the node; `context` names
+// the node in errors.
+std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionDataSource& source, bool binary,
+                                                                 const std::string& context);
+std::shared_ptr<const NormalizationParams> read_normalization_source(NormalizationDataSource& source,
+                                                                     bool with_statistics,
+                                                                     const std::string& context);
+
+}  // namespace mpsnn

@@ -1,0 +1,118 @@
+#include "graph/graph_def.h"
+
+#include <functional>
+#include <unordered_set>
+
+#include "core/errors.h"
+
+namespace mpsnn {
+
+GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std::vector<bool>& needed) {
+  GraphDef def;
+  MPSNN_CHECK(!results.empty(), GraphError, "[MPSNNGraph] no result image given");
+  MPSNN_CHECK(needed.size() == results.size(), GraphError, "[MPSNNGraph] results_are_needed has ", needed.size(),
+              " entries for ", results.size(), " result images");
+  def.results = results;
+  def.results_needed = needed;
+  std::unordered_set<const FilterNode*> visited;
+  std::unordered_set<const ImageNode*> seen_sources;
+  std::unordered_set<const StateNode*> seen_states;
+  std::vector<FilterNodePtr> topo;
+
+  // Depth-first, inputs in declaration order: source images first, then source states
+  // (graph.md §2.3 project decision). Iterative to survive very deep networks.
+  struct Frame {
+    FilterNodePtr node;
+    size_t next = 0;
+  };
+  auto visit_image = [&](const ImageNodePtr& img, std::vector<Frame>& stack) {
+    if (auto parent = img->parent()) {
+      if (!visited.count(parent.get())) {
+        visited.insert(parent.get());
+        stack.push_back({parent});
+      }
+    } else if (seen_sources.insert(img.get()).second) {
+      def.source_images.push_back(img);
+    }
+  };
+  for (size_t r = 0; r < results.size(); ++r) {
+    MPSNN_CHECK(results[r] != nullptr, GraphError, "[MPSNNGraph] result image ", r, " is None");
+    MPSNN_CHECK(results[r]->parent() != nullptr, GraphError, "[MPSNNGraph] result image ", r,
+                " is a graph input (no filter produces it); expected the result image of a filter node");
+    std::vector<Frame> stack;
+    visit_image(results[r], stack);
+    while (!stack.empty()) {
+      Frame& f = stack.back();
+      const auto& srcs = f.node->sources();
+      const auto& states = f.node->source_states();
+      if (f.next < srcs.size()) {
+        ImageNodePtr img = srcs[f.next++];
+        visit_image(img, stack);
+      } else if (f.next < srcs.size() + states.size()) {
+        StateNodePtr st = states[f.next - srcs.size()];
+        ++f.next;
+        if (!st) continue;
+        if (auto prod = st->producer()) {
+          if (!visited.count(prod.get())) {
+            visited.insert(prod.get());
+            stack.push_back({prod});
+          }
+        } else if (seen_states.insert(st.get()).second) {
+          def.source_states.push_back(st);
+        }
+      } else {
+        topo.push_back(f.node);
+        stack.pop_back();
+      }
+    }
+  }
+
+  // Outputs: first result, results 2..n, exported images.
+  std::unordered_set<const ImageNode*> in_outputs;
+  def.outputs.push_back(needed[0] ? results[0] : nullptr);
+  for (size_t r = 1; r < results.size(); ++r)
+    if (needed[r] && in_outputs.insert(results[r].get()).second) def.outputs.push_back(results[r]);
+  for (const auto& f : topo) {
+    auto img = f->result_image();
+    if (img->export_from_graph && in_outputs.insert(img.get()).second) def.outputs.push_back(img);
+    for (const auto& st : f->result_states())
+      if (st->export_from_graph) def.result_states.push_back(st);
+  }
+  bool any = false;
+  for (const auto& o : def.outputs) any = any || o;
+  MPSNN_CHECK(any, GraphError, "[MPSNNGraph] no result is needed and nothing is exported; the graph would do nothing");
+
+  // Prune: keep filters that some output (or a kept filter) needs.
+  std::unordered_set<const FilterNode*> keep;
+  std::vector<const FilterNode*> work;
+  for (const auto& o : def.outputs)
+    if (o) work.push_back(o->parent().get());
+  while (!work.empty()) {
+    const FilterNode* f = work.back();
+    work.pop_back();
+    if (!keep.insert(f).second) continue;
+    for (const auto& s : f->sources())
+      if (auto p = s->parent()) work.push_back(p.get());
+    for (const auto& s : f->source_states())
+      if (s)
+        if (auto p = s->producer()) work.push_back(p.get());
+  }
+  for (const auto& f : topo)
+    if (keep.count(f.get())) def.filters.push_back(f);
+  return def;
+}
+
+void GraphDef::load_parameters() {
+  params.clear();
+  for (const auto& f : filters) {
+    NodeParams p;
+    if (f->convolution_source)
+      p.conv = read_convolution_source(*f->convolution_source, f->kind() == OpKind::BinaryConvolution, f->context());
+    if (f->normalization_source)
+      p.norm = read_normalization_source(*f->normalization_source, f->kind() == OpKind::BatchNormalization,
+                                         f->context());
+    params[f.get()] = std::move(p);
+  }
+}
+
+}  // namespace mpsnn

@@ -1,0 +1,32 @@
+#pragma once
+// What an MPSNNGraph keeps after walking its nodes once (graph.md §2.2): the filters needed for
+// the results in topological order, the graph inputs and outputs in handle order, and the
+// parameters read from data sources.
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "graph/node.h"
+#include "graph/schema.h"
+
+namespace mpsnn {
+
+struct GraphDef {
+  std::vector<FilterNodePtr> filters;           // topological order, pruned to what outputs need
+  std::vector<ImageNodePtr> source_images;      // source_image_handles order
+  std::vector<StateNodePtr> source_states;      // source_state_handles order
+  std::vector<ImageNodePtr> results;            // as given to the initializer
+  std::vector<bool> results_needed;
+  // Outputs a run produces: output 0 is the first result (null when not needed), then the
+  // intermediate images (results 2..n, then exported images) in intermediate_image_handles order.
+  std::vector<ImageNodePtr> outputs;
+  std::vector<StateNodePtr> result_states;      // exported states, result_state_handles order
+  std::unordered_map<const FilterNode*, NodeParams> params;
+
+  // Walks from the results; throws GraphError for unusable graphs.
+  static GraphDef discover(const std::vector<ImageNodePtr>& results, const std::vector<bool>& needed);
+  // Reads every data source (load, read, purge).
+  void load_parameters();
+};
+
+}  // namespace mpsnn

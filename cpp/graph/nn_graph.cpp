@@ -1,0 +1,300 @@
+#include "graph/nn_graph.h"
+
+#include <cstring>
+#include <sstream>
+
+#include "core/errors.h"
+
+namespace mpsnn {
+
+NNGraph::NNGraph(DevicePtr device, std::vector<ImageNodePtr> results, std::vector<bool> results_needed,
+                 const KernelRegistry* registry)
+    : device_(std::move(device)), registry_(registry) {
+  MPSNN_CHECK(registry_ != nullptr, UnsupportedError, "[MPSNNGraph] device '", device_->name(),
+              "' has no compute backend in this build");
+  def_ = GraphDef::discover(results, results_needed);
+  def_.load_parameters();
+}
+
+namespace {
+std::vector<HandlePtr> handles_of(const std::vector<ImageNodePtr>& nodes) {
+  std::vector<HandlePtr> out;
+  for (const auto& n : nodes) out.push_back(n ? n->handle : nullptr);
+  return out;
+}
+}  // namespace
+
+std::vector<HandlePtr> NNGraph::source_image_handles() const { return handles_of(def_.source_images); }
+std::vector<HandlePtr> NNGraph::source_state_handles() const {
+  std::vector<HandlePtr> out;
+  for (const auto& s : def_.source_states) out.push_back(s->handle);
+  return out;
+}
+std::vector<HandlePtr> NNGraph::intermediate_image_handles() const {
+  return handles_of(std::vector<ImageNodePtr>(def_.outputs.begin() + 1, def_.outputs.end()));
+}
+std::vector<HandlePtr> NNGraph::result_state_handles() const {
+  std::vector<HandlePtr> out;
+  for (const auto& s : def_.result_states) out.push_back(s->handle);
+  return out;
+}
+HandlePtr NNGraph::result_handle() const { return def_.results[0]->handle; }
+
+void NNGraph::set_format(ChannelFormat f) {
+  MPSNN_CHECK(element_size(f) != 0, DTypeError, "[MPSNNGraph] format '", format_name(f),
+              "' cannot store images; expected float32, float16, unorm8 or unorm16");
+  format_.store(f);
+}
+
+ImageAllocatorPtr NNGraph::destination_image_allocator() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return destination_allocator_;
+}
+void NNGraph::set_destination_image_allocator(ImageAllocatorPtr a) {
+  MPSNN_CHECK(a != nullptr, GraphError, "[MPSNNGraph] destination_image_allocator cannot be None");
+  std::lock_guard<std::mutex> lock(mutex_);
+  destination_allocator_ = std::move(a);
+}
+CompileOptions NNGraph::options() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return options_;
+}
+void NNGraph::set_options(const CompileOptions& o) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  options_ = o;
+}
+
+NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const CommandBuffer* cb, const char* what) {
+  const size_t expected = def_.source_images.size();
+  MPSNN_CHECK(sources.size() == expected, GraphError, "[MPSNNGraph.", what, "] got ", sources.size(),
+              " source image(s); the graph has ", expected, " (see source_image_handles)");
+  Prepared p;
+  PlanKey key;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const ImagePtr& img = sources[i];
+    MPSNN_CHECK(img != nullptr, GraphError, "[MPSNNGraph.", what, "] source image ", i, " is None");
+    MPSNN_CHECK(img->device() == device_, GraphError, "[MPSNNGraph.", what, "] source image ", i,
+                " belongs to device '", img->device()->name(), "', the graph to device '", device_->name(),
+                "' (another device object)");
+    if (img->is_temporary()) {
+      auto* t = static_cast<TemporaryImage*>(img.get());
+      MPSNN_CHECK(cb != nullptr, TemporaryImageError, "[MPSNNGraph.", what, "] source image ", i,
+                  " is temporary; temporary images can only be used with encode() on their command buffer");
+      t->check_command_buffer(cb, what);
+      MPSNN_CHECK(t->read_count() >= 1, TemporaryImageError, "[MPSNNGraph.", what, "] temporary source image ", i,
+                  " has read_count 0; its memory was already released");
+    }
+    key.shapes.push_back(img->shape());
+    key.formats.push_back(img->format());
+    key.dense.push_back(img->dense());
+  }
+  const CompileOptions opts = options();
+  key.graph_format = format();
+  key.fuse = opts.fuse;
+  key.poison = opts.poison_temporaries;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) p.plan = it->second;
+  }
+  if (!p.plan) {
+    std::lock_guard<std::mutex> compile_lock(compile_mutex_);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = plans_.find(key);
+      if (it != plans_.end()) p.plan = it->second;
+    }
+    if (!p.plan) {
+      PlanPtr plan = compile_plan(def_, key, *registry_, opts);
+      std::lock_guard<std::mutex> lock(mutex_);
+      plans_[key] = plan;
+      p.plan = plan;
+    }
+  }
+  for (const auto& img : sources) {
+    p.inputs.push_back(img->raw());
+    p.keepalive.push_back(img->storage());
+  }
+  return p;
+}
+
+std::vector<ImagePtr> NNGraph::allocate_outputs(const Plan& plan, const CommandBufferPtr& cb) {
+  std::vector<ImagePtr> out;
+  const auto& shapes = plan.output_shapes();
+  const auto& formats = plan.output_formats();
+  for (size_t j = 0; j < def_.outputs.size(); ++j) {
+    if (!def_.outputs[j]) {
+      out.push_back(nullptr);
+      continue;
+    }
+    // The result node's own allocator is ignored (graph.md §2.1); a result also exported is
+    // the same image object in both places.
+    bool is_result = def_.outputs[j] == def_.results[0] || (j > 0 && def_.outputs[j] == def_.outputs[0]);
+    if (j > 0 && def_.outputs[j] == def_.outputs[0]) {
+      out.push_back(out[0]);
+      continue;
+    }
+    ImageDescriptor d;
+    d.channel_format = formats[j];
+    d.width = shapes[j].w;
+    d.height = shapes[j].h;
+    d.feature_channels = shapes[j].c;
+    d.number_of_images = shapes[j].n;
+    ImageAllocatorPtr alloc = is_result ? destination_image_allocator() : def_.outputs[j]->image_allocator;
+    ImagePtr img = alloc->allocate(cb, device_, d);
+    MPSNN_CHECK(img && img->shape() == shapes[j] && img->format() == formats[j], GraphError,
+                "[MPSNNGraph] image allocator returned an image that does not match the descriptor (",
+                shapes[j].w, "x", shapes[j].h, "x", shapes[j].c, ", ", shapes[j].n, " images, ",
+                format_name(formats[j]), ")");
+    MPSNN_CHECK(img->device() == device_, GraphError, "[MPSNNGraph] image allocator returned an image of another device");
+    out.push_back(img);
+  }
+  return out;
+}
+
+std::vector<RawImage> NNGraph::output_views(std::vector<ImagePtr>& outputs,
+                                            std::vector<std::shared_ptr<const void>>& keep) {
+  std::vector<RawImage> raw;
+  for (auto& img : outputs) {
+    if (!img) {
+      raw.push_back(RawImage{});
+      continue;
+    }
+    raw.push_back(img->raw());
+    keep.push_back(img->storage());
+  }
+  return raw;
+}
+
+ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>& sources,
+                         std::vector<ImagePtr>* intermediates) {
+  MPSNN_CHECK(cb != nullptr, GraphError, "[MPSNNGraph.encode] command_buffer is None");
+  MPSNN_CHECK(cb->device() == device_, GraphError, "[MPSNNGraph.encode] the command buffer belongs to device '",
+              cb->device()->name(), "', the graph to device '", device_->name(), "'");
+  MPSNN_CHECK(!cb->committed(), GraphError, "[MPSNNGraph.encode] the command buffer was already committed");
+  Prepared p = prepare(sources, cb.get(), "encode");
+  std::vector<ImagePtr> outputs = allocate_outputs(*p.plan, cb);
+  // A temporary result that is also exported is read twice by the caller.
+  for (size_t j = 1; j < outputs.size(); ++j)
+    if (outputs[j] && outputs[j] == outputs[0] && outputs[0]->is_temporary())
+      static_cast<TemporaryImage*>(outputs[0].get())->set_read_count(2);
+  std::vector<std::shared_ptr<const void>> keep = std::move(p.keepalive);
+  std::vector<RawImage> out_raw = output_views(outputs, keep);
+  PlanPtr plan = p.plan;
+  std::vector<RawImage> in_raw = std::move(p.inputs);
+  auto pending = pending_;
+  ++*pending;
+  cb->encode(
+      [plan, in_raw, out_raw, keep, pending]() {
+        struct Done {
+          std::shared_ptr<std::atomic<int>> p;
+          ~Done() { --*p; }
+        } done{pending};
+        plan->execute(in_raw, out_raw);
+      },
+      "MPSNNGraph.encode");
+  for (const auto& img : sources)
+    if (img->is_temporary()) static_cast<TemporaryImage*>(img.get())->consume_read(1, "MPSNNGraph.encode");
+  if (intermediates)
+    for (size_t j = 1; j < outputs.size(); ++j) intermediates->push_back(outputs[j]);
+  return outputs[0];
+}
+
+std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const std::vector<std::vector<ImagePtr>>& sources,
+                                            std::vector<std::vector<ImagePtr>>* intermediates) {
+  MPSNN_CHECK(!sources.empty(), GraphError, "[MPSNNGraph.encode_batch] no source images");
+  const size_t n = sources[0].size();
+  MPSNN_CHECK(n > 0, GraphError, "[MPSNNGraph.encode_batch] source batch 0 is empty");
+  // Gather each batch into one N-image image; outputs are split back into single-image views.
+  std::vector<ImagePtr> gathered;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    MPSNN_CHECK(sources[i].size() == n, GraphError, "[MPSNNGraph.encode_batch] source batch ", i, " has ",
+                sources[i].size(), " images; batch 0 has ", n);
+    const ImagePtr& first = sources[i][0];
+    MPSNN_CHECK(first != nullptr, GraphError, "[MPSNNGraph.encode_batch] source ", i, " image 0 is None");
+    ImageDescriptor d;
+    d.channel_format = first->format();
+    d.width = first->width();
+    d.height = first->height();
+    d.feature_channels = first->feature_channels();
+    d.number_of_images = int64_t(n);
+    auto batch = std::make_shared<Image>(device_, d);
+    const size_t per = size_t(first->shape().h * first->shape().w * first->shape().c) * first->element_bytes();
+    char* dst = static_cast<char*>(batch->data());
+    for (size_t k = 0; k < n; ++k) {
+      const ImagePtr& img = sources[i][k];
+      MPSNN_CHECK(img && img->number_of_images() == 1 && img->shape().h == first->height() &&
+                      img->shape().w == first->width() && img->shape().c == first->feature_channels() &&
+                      img->format() == first->format(),
+                  GraphError, "[MPSNNGraph.encode_batch] source ", i, " image ", k,
+                  " differs from image 0 in size, channels or format, or holds more than one image");
+      MPSNN_CHECK(!img->is_temporary(), UnsupportedError,
+                  "[MPSNNGraph.encode_batch] temporary source images are not supported in batches on this backend");
+      HostStrides strides;
+      img->read_bytes(dst + k * per, per, DataLayout::height_width_channels, strides, ImageRegion{}, 0);
+    }
+    gathered.push_back(batch);
+  }
+  std::vector<ImagePtr> inter;
+  ImagePtr result = encode(cb, gathered, &inter);
+  if (intermediates)
+    for (auto& img : inter) intermediates->push_back(img ? img->batch_representation(0, -1) : std::vector<ImagePtr>{});
+  return result ? result->batch_representation(0, -1) : std::vector<ImagePtr>{};
+}
+
+std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources) {
+  Prepared p = prepare(sources, nullptr, "run");
+  std::vector<ImagePtr> outputs = allocate_outputs(*p.plan, nullptr);
+  std::vector<std::shared_ptr<const void>> keep;
+  std::vector<RawImage> out_raw = output_views(outputs, keep);
+  p.plan->execute(p.inputs, out_raw);
+  return outputs;
+}
+
+PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources) { return prepare(sources, nullptr, "plan").plan; }
+
+int NNGraph::read_count_for_source_image(int index) const {
+  MPSNN_CHECK(index >= 0 && size_t(index) < def_.source_images.size(), GraphError,
+              "[MPSNNGraph.read_count_for_source_image] index ", index, " is outside [0, ",
+              def_.source_images.size(), ")");
+  return 1;  // graph.md §2.5: one read per encode, however often the graph reads it internally
+}
+
+int NNGraph::read_count_for_source_state(int index) const {
+  MPSNN_CHECK(index >= 0 && size_t(index) < def_.source_states.size(), GraphError,
+              "[MPSNNGraph.read_count_for_source_state] index ", index, " is outside [0, ",
+              def_.source_states.size(), ")");
+  return 1;
+}
+
+void NNGraph::reload_from_data_sources() {
+  MPSNN_CHECK(pending_->load() == 0, GraphError,
+              "[MPSNNGraph.reload_from_data_sources] ", pending_->load(),
+              " encoded run(s) of this graph have not completed; wait for their command buffers first");
+  std::lock_guard<std::mutex> compile_lock(compile_mutex_);
+  def_.load_parameters();
+  std::lock_guard<std::mutex> lock(mutex_);
+  plans_.clear();
+}
+
+std::string NNGraph::debug_description() {
+  std::ostringstream os;
+  os << "MPSNNGraph on device '" << device_->name() << "' (backend " << registry_->backend() << ")\n";
+  os << "  " << def_.source_images.size() << " source image(s), " << def_.source_states.size()
+     << " source state(s), " << def_.filters.size() << " filter(s), " << (def_.outputs.size() - 1)
+     << " intermediate image(s)\n";
+  os << "  format " << format_name(format()) << ", fusion " << (options().fuse ? "on" : "off") << "\n";
+  for (const auto& f : def_.filters) {
+    os << "  " << f->context() << " <- ";
+    for (size_t i = 0; i < f->sources().size(); ++i) {
+      auto parent = f->sources()[i]->parent();
+      os << (i ? ", " : "") << (parent ? parent->context() : std::string("source image"));
+    }
+    os << "\n";
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& kv : plans_) os << kv.second->describe();
+  return os.str();
+}
+
+}  // namespace mpsnn

@@ -1,0 +1,142 @@
+#pragma once
+// The node model (graph.md §1): image nodes, state nodes and filter nodes. Nodes carry no
+// device, storage or shape. A filter owns its result nodes; handing one out aliases the
+// filter's ownership, so an image node keeps its producer alive without reference cycles.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/command.h"
+#include "core/image.h"
+#include "graph/attrs.h"
+#include "graph/data_source.h"
+#include "graph/op_kind.h"
+#include "graph/padding.h"
+
+namespace mpsnn {
+
+class FilterNode;
+
+// MPSHandle: an opaque user object handed back in the graph's handle lists.
+class Handle {
+ public:
+  virtual ~Handle() = default;
+  virtual std::optional<std::string> label() const = 0;
+};
+using HandlePtr = std::shared_ptr<Handle>;
+
+// MPSImageAllocator.
+class ImageAllocator {
+ public:
+  virtual ~ImageAllocator() = default;
+  virtual ImagePtr allocate(const CommandBufferPtr& command_buffer, const DevicePtr& device,
+                            const ImageDescriptor& desc) const = 0;
+  virtual bool is_temporary_default() const { return false; }
+};
+using ImageAllocatorPtr = std::shared_ptr<const ImageAllocator>;
+
+// The two built-in allocators (MPSImage.default_allocator / MPSTemporaryImage.default_allocator).
+ImageAllocatorPtr persistent_image_allocator();
+ImageAllocatorPtr temporary_image_allocator();
+
+class ImageNode {
+ public:
+  ImageNode() = default;
+  explicit ImageNode(HandlePtr handle) : handle(std::move(handle)) {}
+  virtual ~ImageNode() = default;
+
+  HandlePtr handle;
+  ChannelFormat format = ChannelFormat::none;
+  ImageAllocatorPtr image_allocator = temporary_image_allocator();
+  bool export_from_graph = false;
+  bool synchronize_resource = false;
+  bool stop_gradient = false;
+
+  // The producing filter, or null for a graph input.
+  std::shared_ptr<FilterNode> parent() const;
+
+ private:
+  friend class FilterNode;
+  FilterNode* parent_ = nullptr;
+};
+using ImageNodePtr = std::shared_ptr<ImageNode>;
+
+// The subclass of a state node (MPSNNStateNode hierarchy); C++ types mirror it so that the
+// Python classes can derive from one another.
+class StateNode {
+ public:
+  virtual ~StateNode() = default;
+  HandlePtr handle;
+  bool export_from_graph = false;
+  bool synchronize_resource = false;
+  std::shared_ptr<FilterNode> producer() const;
+
+ private:
+  friend class FilterNode;
+  FilterNode* producer_ = nullptr;
+};
+class GradientStateNode : public StateNode {};
+class ConvolutionGradientStateNode : public GradientStateNode {};
+class ConvolutionTransposeGradientStateNode : public ConvolutionGradientStateNode {};
+class BinaryGradientStateNode : public StateNode {};
+class ArithmeticGradientStateNode : public BinaryGradientStateNode {};
+class MultiaryGradientStateNode : public StateNode {};
+class LabelsNode : public StateNode {};
+using StateNodePtr = std::shared_ptr<StateNode>;
+
+// What kind of result state a node kind produces (created with the node).
+enum class ResultStateKind { none, gradient, convolution_gradient, arithmetic_gradient, multiary_gradient };
+
+class FilterNode : public std::enable_shared_from_this<FilterNode> {
+ public:
+  FilterNode(OpKind kind, Attrs attrs, std::vector<ImageNodePtr> sources,
+             std::vector<StateNodePtr> source_states = {});
+  virtual ~FilterNode() = default;
+  FilterNode(const FilterNode&) = delete;
+  FilterNode& operator=(const FilterNode&) = delete;
+
+  OpKind kind() const { return kind_; }
+  const Attrs& attrs() const { return attrs_; }
+  Attrs& attrs() { return attrs_; }
+  template <typename T>
+  const T& attrs_as() const { return std::get<T>(attrs_); }
+  template <typename T>
+  T& attrs_as() { return std::get<T>(attrs_); }
+
+  const std::vector<ImageNodePtr>& sources() const { return sources_; }
+  const std::vector<StateNodePtr>& source_states() const { return source_states_; }
+  ImageNodePtr result_image();
+  std::vector<StateNodePtr> result_states();
+  StateNodePtr result_state();  // first result state or null
+
+  const PaddingPtr& padding_policy() const { return padding_; }
+  void set_padding_policy(PaddingPtr policy);
+
+  std::optional<std::string> label;
+
+  // Parameter sources (set by the node's constructor binding).
+  std::shared_ptr<ConvolutionDataSource> convolution_source;
+  std::shared_ptr<NormalizationDataSource> normalization_source;
+
+  // "[convolution 'conv1']" for error messages.
+  std::string context() const;
+
+  // Creates this node's result state (done by the constructor binding for kinds that have one).
+  void add_result_state(ResultStateKind kind);
+
+ private:
+  OpKind kind_;
+  Attrs attrs_;
+  std::vector<ImageNodePtr> sources_;
+  std::vector<StateNodePtr> source_states_;
+  std::unique_ptr<ImageNode> result_;
+  std::vector<std::unique_ptr<StateNode>> result_states_;
+  PaddingPtr padding_;
+};
+using FilterNodePtr = std::shared_ptr<FilterNode>;
+
+// Default padding of a node kind (nodes.md §1.3).
+PaddingPtr default_padding_for(OpKind kind, const Attrs& attrs);
+
+}  // namespace mpsnn

@@ -1,0 +1,136 @@
+// Pass 2: rewrites steps without changing results (graph.md §2.10).
+//  * dropout in inference is an identity: its result aliases its source (always done);
+//  * batch normalization in inference mode folds into the producing convolution;
+//  * neurons fuse into the producing convolution / fully connected step as post-ops;
+//  * an addition whose operand comes from a convolution becomes that convolution's sum
+//    post-op (the residual connection), followed by the addition's always-applied clamp.
+// A producer is fused into only when its result has exactly one consumer and is not a graph
+// output, and never across a custom padding policy that does not allow fusion.
+#include <cfloat>
+#include <cmath>
+
+#include "graph/passes/compile_state.h"
+
+namespace mpsnn {
+
+namespace {
+
+struct Uses {
+  std::vector<int> count;  // consumers per value (steps and outputs)
+};
+
+Uses count_uses(const CompileState& st) {
+  Uses u;
+  u.count.assign(st.values.size(), 0);
+  for (const auto& s : st.steps) {
+    if (s.removed) continue;
+    for (int v : s.inputs) ++u.count[size_t(v)];
+    if (s.sum_input >= 0) ++u.count[size_t(s.sum_input)];
+  }
+  for (int v : st.output_values)
+    if (v >= 0) ++u.count[size_t(v)];
+  return u;
+}
+
+bool blocks_fusion(const FilterNode& node) {
+  const int m = node.padding_policy()->padding_method();
+  return (m & padding::kCustom) && !(m & padding::kCustomAllowForNodeFusion);
+}
+
+bool is_output(const CompileState& st, int v) {
+  for (int o : st.output_values)
+    if (o == v) return true;
+  return false;
+}
+
+// The convolution step producing `v` that may absorb one more operation, or null.
+StepInfo* fusable_producer(CompileState& st, const Uses& uses, int v) {
+  const int p = st.values[size_t(v)].producer;
+  if (p < 0 || uses.count[size_t(v)] != 1 || is_output(st, v)) return nullptr;
+  StepInfo& s = st.steps[size_t(p)];
+  if (s.removed || s.kind != OpKind::Convolution) return nullptr;
+  if (s.conv->desc.sub_pixel_scale_factor != 1) return nullptr;
+  return &s;
+}
+
+void absorb(CompileState& st, StepInfo& producer, StepInfo& consumer) {
+  producer.output = consumer.output;
+  st.values[size_t(consumer.output)].producer = st.values[size_t(consumer.inputs[0])].producer;
+  consumer.removed = true;
+}
+
+bool default_addition(const ArithmeticAttrs& a) {
+  return a.op == ArithmeticOp::add && a.primary_scale == 1.0f && a.secondary_scale == 1.0f && a.bias == 0.0f &&
+         a.primary_strides == std::array<int, 3>{1, 1, 1} && a.secondary_strides == std::array<int, 3>{1, 1, 1};
+}
+
+std::shared_ptr<const ConvolutionParams> fold_batch_norm(const ConvolutionParams& conv, const NormalizationParams& bn) {
+  auto f = std::make_shared<ConvolutionParams>(conv);
+  const size_t cout = size_t(conv.desc.output_feature_channels);
+  const size_t per_out = f->weights.size() / cout;
+  if (f->bias.empty()) f->bias.assign(cout, 0.0f);
+  for (size_t o = 0; o < cout; ++o) {
+    // Folded in double so that fused and unfused results agree to float rounding.
+    const double scale = double(bn.gamma[o]) / std::sqrt(double(bn.variance[o]) + double(bn.epsilon));
+    for (size_t i = 0; i < per_out; ++i) f->weights[o * per_out + i] = float(f->weights[o * per_out + i] * scale);
+    f->bias[o] = float(scale * (double(f->bias[o]) - double(bn.mean[o])) + double(bn.beta[o]));
+  }
+  return f;
+}
+
+}  // namespace
+
+void fuse_nodes(CompileState& st) {
+  for (auto& s : st.steps) {
+    if (s.kind != OpKind::Dropout) continue;
+    st.values[size_t(s.output)].alias_of = s.inputs[0];
+    s.removed = true;
+  }
+  if (!st.options.fuse) return;
+  for (size_t i = 0; i < st.steps.size(); ++i) {
+    StepInfo& s = st.steps[i];
+    if (s.removed || blocks_fusion(*s.node)) continue;
+    const Uses uses = count_uses(st);
+    switch (s.kind) {
+      case OpKind::BatchNormalization: {
+        if (s.batch_statistics) break;
+        StepInfo* p = fusable_producer(st, uses, s.inputs[0]);
+        if (!p || !p->post_ops.empty() ||
+            p->node->attrs_as<ConvolutionAttrs>().variant == ConvolutionVariant::transpose)
+          break;
+        p->conv = fold_batch_norm(*p->conv, *s.norm);
+        absorb(st, *p, s);
+        break;
+      }
+      case OpKind::Neuron: {
+        StepInfo* p = fusable_producer(st, uses, s.inputs[0]);
+        const auto& n = s.node->attrs_as<NeuronAttrs>().neuron;
+        if (!p || !st.registry.can_fuse_neuron || !st.registry.can_fuse_neuron(n)) break;
+        p->post_ops.push_back(PostOp{PostOp::Kind::neuron, n, 0, 0});
+        absorb(st, *p, s);
+        break;
+      }
+      case OpKind::Arithmetic: {
+        const auto& a = s.node->attrs_as<ArithmeticAttrs>();
+        if (!default_addition(a) || !st.registry.can_fuse_sum) break;
+        for (int k = 0; k < 2; ++k) {
+          const int operand = s.inputs[size_t(k)], other = s.inputs[size_t(1 - k)];
+          StepInfo* p = fusable_producer(st, uses, operand);
+          if (!p || p->sum_input >= 0 || operand == other) continue;
+          if (st.values[size_t(other)].shape != st.values[size_t(s.output)].shape) continue;
+          p->post_ops.push_back(PostOp{PostOp::Kind::sum, {}, 0, 0});
+          p->post_ops.push_back(PostOp{PostOp::Kind::clamp, {}, a.minimum_value, a.maximum_value});
+          p->sum_input = other;
+          p->output = s.output;
+          st.values[size_t(s.output)].producer = st.values[size_t(operand)].producer;
+          s.removed = true;
+          break;
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+}
+
+}  // namespace mpsnn

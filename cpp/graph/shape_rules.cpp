@@ -1,0 +1,117 @@
+#include "core/errors.h"
+#include "graph/schema.h"
+
+namespace mpsnn {
+
+using namespace padding;
+
+namespace {
+PaddingRequest make_request(const ShapeContext& ctx) {
+  return PaddingRequest{ctx.sources, ctx.source_formats, ctx.node.context()};
+}
+
+ImageDescriptor suggested_descriptor(const ImageShape& out, const ShapeContext& ctx) {
+  ImageDescriptor d;
+  d.width = out.w;
+  d.height = out.h;
+  d.feature_channels = out.c;
+  d.number_of_images = out.n;
+  d.channel_format = const_cast<FilterNode&>(ctx.node).result_image()->format;
+  return d;
+}
+}  // namespace
+
+void check_positive(const FilterNode& node, const char* what, int64_t value) {
+  MPSNN_CHECK(value > 0, ShapeError, node.context(), " ", what, " is ", value, "; expected > 0");
+}
+
+ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
+  const ImageShape& src = ctx.sources.at(0);
+  const PaddingPolicy& policy = *ctx.node.padding_policy();
+  const int method = policy.padding_method();
+  const AxisSize ay = resolve_axis(src.h, spec.kernel_h, spec.stride_y, spec.dilation_y, method, false, spec.reverse);
+  const AxisSize ax = resolve_axis(src.w, spec.kernel_w, spec.stride_x, spec.dilation_x, method, true, spec.reverse);
+  ImageShape out{src.n, ay.size, ax.size, spec.out_channels};
+  KernelProps kernel;
+  kernel.offset_x = ax.offset;
+  kernel.offset_y = ay.offset;
+  kernel.edge_mode = spec.edge_mode;
+  kernel.kernel_width = spec.kernel_w;
+  kernel.kernel_height = spec.kernel_h;
+  kernel.stride_x = spec.stride_x;
+  kernel.stride_y = spec.stride_y;
+  kernel.dilation_x = spec.dilation_x;
+  kernel.dilation_y = spec.dilation_y;
+  kernel.is_backwards = spec.reverse;
+  if (method & kCustom) {
+    const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(out, ctx));
+    out.w = d.width;
+    out.h = d.height;
+    MPSNN_CHECK(d.feature_channels == out.c, UnsupportedError, ctx.node.context(),
+                " custom padding changed the result to ", d.feature_channels, " feature channels; the node produces ",
+                out.c);
+    MPSNN_CHECK(kernel.source_feature_channel_offset == 0 && kernel.destination_feature_channel_offset == 0,
+                UnsupportedError, ctx.node.context(),
+                " custom padding set a feature channel offset; only offset and edge_mode may be changed");
+  }
+  MPSNN_CHECK(out.h > 0 && out.w > 0, ShapeError, ctx.node.context(), " result size is ", out.w, "x", out.h,
+              " for a ", src.w, "x", src.h, " source with padding ", describe_padding_method(method), ", kernel ",
+              spec.kernel_w, "x", spec.kernel_h, " and stride ", spec.stride_x, "x", spec.stride_y,
+              "; expected a result of at least 1x1");
+  ShapeResult r;
+  r.out = out;
+  r.geom.edge_mode = kernel.edge_mode;
+  r.geom.exclude_edges = (method & kExcludeEdges) != 0;
+  if (!spec.reverse) {
+    r.geom.y = window_from_offset(src.h, out.h, spec.kernel_h, spec.stride_y, spec.dilation_y, kernel.offset_y);
+    r.geom.x = window_from_offset(src.w, out.w, spec.kernel_w, spec.stride_x, spec.dilation_x, kernel.offset_x);
+  } else {
+    // Reverse filters: the window runs over the zero-inserted source (stride 1 there);
+    // pad_before is Pz of nodes.md §4.3.
+    auto rev = [](int64_t S, int64_t D, int64_t K, int64_t s, int64_t d, int64_t offset) {
+      WindowAxis w;
+      w.kernel = K;
+      w.stride = s;
+      w.dilation = d;
+      w.pad_before = w.extent() / 2 - offset;
+      w.pad_after = (D - 1) + w.extent() - ((S - 1) * s + 1) - w.pad_before;
+      return w;
+    };
+    r.geom.y = rev(src.h, out.h, spec.kernel_h, spec.stride_y, spec.dilation_y, kernel.offset_y);
+    r.geom.x = rev(src.w, out.w, spec.kernel_w, spec.stride_x, spec.dilation_x, kernel.offset_x);
+  }
+  return r;
+}
+
+ShapeResult same_shape(const ShapeContext& ctx, int64_t channels) {
+  ShapeResult r;
+  r.out = ctx.sources.at(0);
+  if (channels > 0) r.out.c = channels;
+  const PaddingPolicy& policy = *ctx.node.padding_policy();
+  if (policy.padding_method() & kCustom) {
+    KernelProps kernel;
+    const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(r.out, ctx));
+    MPSNN_CHECK(d.width == r.out.w && d.height == r.out.h && d.feature_channels == r.out.c, UnsupportedError,
+                ctx.node.context(), " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels,
+                " result; this size-preserving node produces ", r.out.w, "x", r.out.h, "x", r.out.c);
+  }
+  return r;
+}
+
+ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out) {
+  ShapeResult r;
+  r.out = out;
+  const PaddingPolicy& policy = *ctx.node.padding_policy();
+  if (policy.padding_method() & kCustom) {
+    KernelProps kernel;
+    const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(out, ctx));
+    r.out.w = d.width;
+    r.out.h = d.height;
+    MPSNN_CHECK(d.feature_channels == out.c && d.width > 0 && d.height > 0, ShapeError, ctx.node.context(),
+                " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels,
+                " result; expected a positive size with ", out.c, " feature channels");
+  }
+  return r;
+}
+
+}  // namespace mpsnn

@@ -1,0 +1,141 @@
+"""Ready data sources holding NumPy arrays (mpsnn helpers; MPS leaves these to the user).
+
+Each implements the matching MPS protocol, so it can be handed to a node exactly like a
+user-written data source.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import _core
+
+
+def _float_vector(values, name: str, count: Optional[int] = None) -> Optional[np.ndarray]:
+    if values is None:
+        return None
+    arr = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    if count is not None and arr.size != count:
+        raise _core.ShapeError(f"{name} has {arr.size} values; expected {count}")
+    return arr
+
+
+class ArrayConvolutionDataSource:
+    """An MPSCNNConvolutionDataSource over NumPy arrays.
+
+    Args:
+        descriptor: the MPSCNNConvolutionDescriptor.
+        weights: OHWI array (Cout, KH, KW, Cin/groups) of float32, float16 or uint8; for binary
+            convolution uint32 words (Cout, KH, KW, ceil(Cin/32)).
+        bias: Cout float32 values or None.
+        label: kernel label.
+    """
+
+    def __init__(self, descriptor, weights, bias=None, label: Optional[str] = None):
+        self._descriptor = descriptor
+        w = np.ascontiguousarray(weights)
+        types = {
+            np.dtype(np.float32): _core.MPSDataType.float32,
+            np.dtype(np.float16): _core.MPSDataType.float16,
+            np.dtype(np.uint8): _core.MPSDataType.uint8,
+            np.dtype(np.uint32): _core.MPSDataType.uint32,
+        }
+        if w.dtype not in types:
+            raise _core.DTypeError(f"weights have dtype {w.dtype}; expected float32, float16, uint8 or uint32")
+        self._weights = w
+        self._data_type = types[w.dtype]
+        self._bias = _float_vector(bias, "bias", descriptor.output_feature_channels)
+        self._label = label
+        self.load_count = 0
+
+    def data_type(self):
+        return self._data_type
+
+    def descriptor(self):
+        return self._descriptor
+
+    def weights(self):
+        return self._weights
+
+    def bias_terms(self):
+        return self._bias
+
+    def load(self) -> bool:
+        self.load_count += 1
+        return True
+
+    def purge(self) -> None:
+        pass
+
+    def label(self) -> Optional[str]:
+        return self._label
+
+    def copy(self):
+        return ArrayConvolutionDataSource(self._descriptor, self._weights.copy(), self._bias, self._label)
+
+
+class ArrayBatchNormalizationDataSource:
+    """An MPSCNNBatchNormalizationDataSource over NumPy arrays (None arrays take the defaults
+    gamma 1, beta 0, mean 0, variance 1)."""
+
+    def __init__(self, gamma=None, beta=None, mean=None, variance=None, epsilon: Optional[float] = None,
+                 label: Optional[str] = None, number_of_feature_channels: Optional[int] = None):
+        arrays = [a for a in (gamma, beta, mean, variance) if a is not None]
+        n = number_of_feature_channels
+        if n is None:
+            if not arrays:
+                raise _core.ShapeError("number_of_feature_channels is needed when no array is given")
+            n = int(np.asarray(arrays[0]).size)
+        self._n = n
+        self._gamma = _float_vector(gamma, "gamma", n)
+        self._beta = _float_vector(beta, "beta", n)
+        self._mean = _float_vector(mean, "mean", n)
+        self._variance = _float_vector(variance, "variance", n)
+        self._epsilon = epsilon
+        self._label = label
+
+    def number_of_feature_channels(self) -> int:
+        return self._n
+
+    def gamma(self):
+        return self._gamma
+
+    def beta(self):
+        return self._beta
+
+    def mean(self):
+        return self._mean
+
+    def variance(self):
+        return self._variance
+
+    def epsilon(self) -> float:
+        # FLT_MIN when not given, MPS's default.
+        return float(np.finfo(np.float32).tiny) if self._epsilon is None else float(self._epsilon)
+
+    def load(self) -> bool:
+        return True
+
+    def purge(self) -> None:
+        pass
+
+    def label(self) -> Optional[str]:
+        return self._label
+
+    def copy(self):
+        return ArrayBatchNormalizationDataSource(self._gamma, self._beta, self._mean, self._variance, self._epsilon,
+                                                 self._label, self._n)
+
+
+class ArrayInstanceNormalizationDataSource(ArrayBatchNormalizationDataSource):
+    """An MPSCNNInstanceNormalizationDataSource over NumPy arrays (gamma, beta)."""
+
+    def __init__(self, gamma=None, beta=None, epsilon: Optional[float] = None, label: Optional[str] = None,
+                 number_of_feature_channels: Optional[int] = None):
+        super().__init__(gamma, beta, None, None, epsilon, label, number_of_feature_channels)
+
+    @property
+    def number_of_feature_channels(self) -> int:  # a property in the instance-norm protocol
+        return self._n
