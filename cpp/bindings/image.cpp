@@ -33,7 +33,7 @@ py::array as_numpy(const ImagePtr& img) {
   const int64_t ps = img->pixel_stride();
   std::vector<ssize_t> shape{s.n, s.h, s.w, s.c};
   std::vector<ssize_t> strides{s.h * s.w * ps * e, s.w * ps * e, ps * e, e};
-  return py::array(dtype_of(img->format()), shape, strides, img->data(), py::cast(img));
+  return py::array(dtype_of(img->format()), shape, strides, img->host_data("numpy"), py::cast(img));
 }
 
 // Host buffer of read_bytes / write_bytes: any writable buffer; NumPy arrays must have the

@@ -70,6 +70,11 @@ void* Image::data() {
   return static_cast<char*>(storage()->data()) + element_offset_ * int64_t(element_bytes());
 }
 
+void* Image::host_data(const char* what) {
+  check_cpu_access(what);
+  return data();
+}
+
 std::shared_ptr<Storage> Image::storage() {
   if (parent_) return root()->storage();
   std::lock_guard<std::mutex> lock(alloc_mutex_);

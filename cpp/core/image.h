@@ -71,6 +71,8 @@ class Image : public std::enable_shared_from_this<Image> {
 
   // Backing memory; allocates on first use (MPS allocates lazily too).
   void* data();
+  // data() for the CPU (NumPy views); temporary images refuse.
+  void* host_data(const char* what);
   bool allocated() const;
   // Bytes of the backing store this image owns: 0 for views and wrapped memory.
   size_t resource_size() const;

@@ -639,6 +639,33 @@ void test_concat() {
         }
     check("concat 5+7+2 -> 18, src ps " + std::to_string(counts[0] + src_extra), y, e, 0.0, 0.0);
   }
+  // One-pass concatenate: slots 0, 8, 16, 20 for 5, 7, 4, 3 channels (C_out = 23), into a
+  // strided view; then a dense destination wider than C_out (trailing channels zero).
+  for (int64_t dst_c : {23, 26})
+    for (int64_t extra : {0, 3}) {
+      const int64_t cs[] = {5, 7, 4, 3};
+      const int64_t offs[] = {0, 8, 16, 20};
+      const ImageShape d{2, 5, 9, dst_c};
+      std::vector<Image> srcs;
+      std::vector<TensorView> views;
+      for (int k = 0; k < 4; ++k) {
+        srcs.emplace_back(ImageShape{2, 5, 9, cs[k]}, k % 2 ? extra : 0);
+        srcs.back().fill(-1.0f, 1.0f);
+      }
+      for (const Image& im : srcs) views.push_back(im.v);
+      Image y(d, extra);
+      y.fill_value(-7.0f);
+      concatenate(views.data(), 4, y.v);
+      Expected e(d);
+      for (int64_t n = 0; n < d.n; ++n)
+        for (int64_t yy = 0; yy < d.h; ++yy)
+          for (int64_t x = 0; x < d.w; ++x) {
+            for (int64_t c = 0; c < d.c; ++c) e.at(n, yy, x, c) = 0.0;
+            for (int k = 0; k < 4; ++k)
+              for (int64_t c = 0; c < cs[k]; ++c) e.at(n, yy, x, offs[k] + c) = srcs[k].get(n, yy, x, c);
+          }
+      check("concatenate 5+7+4+3 -> " + shape_str(d, y.v.pixel_stride), y, e, 0.0, 0.0);
+    }
   {  // dense whole-pixel copy and whole-pixel zeroing
     const ImageShape s{3, 33, 35, 8};
     Image x(s, 0), y(s, 0), z(s, 0);

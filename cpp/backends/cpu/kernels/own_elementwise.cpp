@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "backends/cpu/kernels/own_kernels.h"
 
@@ -93,6 +94,36 @@ struct OperandWalk {
   }
 };
 
+// Copies / zeroes c_n channels of w pixels (K: c_n known at compile time, 0 if not). Inline
+// loops: a memcpy call per pixel costs more than copying a few channels.
+template <int64_t K>
+inline void copy_pixels(const float* ps, int64_t sps, float* pd, int64_t dps, int64_t w,
+                        int64_t c_n) {
+  for (int64_t x = 0; x < w; ++x) {
+    const float* s = ps + x * sps;
+    float* d = pd + x * dps;
+    if constexpr (K > 0) {
+      for (int64_t c = 0; c < K; ++c) d[c] = s[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < c_n; ++c) d[c] = s[c];
+    }
+  }
+}
+
+template <int64_t K>
+inline void zero_pixels(float* pd, int64_t dps, int64_t w, int64_t c_n) {
+  for (int64_t x = 0; x < w; ++x) {
+    float* d = pd + x * dps;
+    if constexpr (K > 0) {
+      for (int64_t c = 0; c < K; ++c) d[c] = 0.0f;
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < c_n; ++c) d[c] = 0.0f;
+    }
+  }
+}
+
 }  // namespace
 
 void soft_sign(const TensorView& src, const TensorView& dst) {
@@ -151,23 +182,13 @@ void copy_channels(const TensorView& src, const TensorView& dst, int64_t dst_cha
       src.dense() && dst.dense() && dst_channel_offset == 0 && s.c == dst.shape.c;
   detail::with_channel_count(s.c, [&](auto kc) {
     constexpr int64_t K = decltype(kc)::value;
-    const int64_t c_n = K ? K : s.c;
 #pragma omp parallel for collapse(2) schedule(static) if (s.numel() > kParallelMin)
     for (int64_t n = 0; n < s.n; ++n)
       for (int64_t y = 0; y < s.h; ++y) {
         const float* rs = src.pixel(n, y, 0);
         float* rd = dst.pixel(n, y, 0) + dst_channel_offset;
-        if (whole_rows) {
-          std::memcpy(rd, rs, sizeof(float) * s.w * s.c);
-          continue;
-        }
-        // An inline copy loop: a memcpy call per pixel costs more than copying a few channels.
-        for (int64_t x = 0; x < s.w; ++x) {
-          float* pd = rd + x * dst.pixel_stride;
-          const float* ps = rs + x * src.pixel_stride;
-#pragma omp simd
-          for (int64_t c = 0; c < c_n; ++c) pd[c] = ps[c];
-        }
+        if (whole_rows) std::memcpy(rd, rs, sizeof(float) * s.w * s.c);
+        else copy_pixels<K>(rs, src.pixel_stride, rd, dst.pixel_stride, s.w, s.c);
       }
   });
 }
@@ -177,18 +198,44 @@ void zero_channels(const TensorView& dst, int64_t begin, int64_t end) {
   if (end <= begin) return;
   const int64_t len = end - begin;
   const bool whole_rows = begin == 0 && len == dst.pixel_stride;
+  detail::with_channel_count(len, [&](auto kc) {
+    constexpr int64_t K = decltype(kc)::value;
 #pragma omp parallel for collapse(2) schedule(static) if (s.n * s.h * s.w * len > kParallelMin)
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t y = 0; y < s.h; ++y) {
-      float* rd = dst.pixel(n, y, 0) + begin;
-      if (whole_rows) {
-        std::memset(rd, 0, sizeof(float) * s.w * len);
-        continue;
+    for (int64_t n = 0; n < s.n; ++n)
+      for (int64_t y = 0; y < s.h; ++y) {
+        float* rd = dst.pixel(n, y, 0) + begin;
+        if (whole_rows) std::memset(rd, 0, sizeof(float) * s.w * len);
+        else zero_pixels<K>(rd, dst.pixel_stride, s.w, len);
       }
-      for (int64_t x = 0; x < s.w; ++x) {
-        float* pd = rd + x * dst.pixel_stride;
-#pragma omp simd
-        for (int64_t c = 0; c < len; ++c) pd[c] = 0.0f;
+  });
+}
+
+void concatenate(const TensorView* srcs, int64_t count, const TensorView& dst) {
+  const ImageShape& d = dst.shape;
+  std::vector<int64_t> offsets(static_cast<size_t>(count) + 1);
+  for (int64_t k = 0; k < count; ++k) offsets[k + 1] = offsets[k] + (srcs[k].shape.c + 3) / 4 * 4;
+  // Row by row, so that a destination row is still in cache when the next source fills it.
+#pragma omp parallel for collapse(2) schedule(static) if (d.numel() > kParallelMin)
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t y = 0; y < d.h; ++y) {
+      float* rd = dst.pixel(n, y, 0);
+      if (count == 0)
+        zero_pixels<0>(rd, dst.pixel_stride, d.w, d.c);
+      for (int64_t k = 0; k < count; ++k) {
+        // Source k, then the gap up to the next slot (after the last source: to the end).
+        const TensorView& src = srcs[k];
+        detail::with_channel_count(src.shape.c, [&](auto kc) {
+          constexpr int64_t K = decltype(kc)::value;
+          copy_pixels<K>(src.pixel(n, y, 0), src.pixel_stride, rd + offsets[k], dst.pixel_stride,
+                         d.w, K ? K : src.shape.c);
+        });
+        const int64_t begin = offsets[k] + src.shape.c;
+        const int64_t end = k + 1 < count ? offsets[k + 1] : d.c;
+        if (end > begin)
+          detail::with_channel_count(end - begin, [&](auto kc) {
+            constexpr int64_t K = decltype(kc)::value;
+            zero_pixels<K>(rd + begin, dst.pixel_stride, d.w, K ? K : end - begin);
+          });
       }
     }
 }

@@ -119,32 +119,34 @@ void bilinear_scale(const TensorView& src, const TensorView& dst, const ScaleTra
     k.i0 *= src.pixel_stride;
     k.i1 *= src.pixel_stride;
   }
-  const int64_t c_n = d.c;
-
+  detail::with_channel_count(d.c, [&](auto kc) {
+    constexpr int64_t K = decltype(kc)::value;  // channels, when few
+    const int64_t c_n = K ? K : d.c;
 #pragma omp parallel for collapse(2) schedule(static) if (d.numel() > 4096)
-  for (int64_t n = 0; n < d.n; ++n)
-    for (int64_t i = 0; i < d.h; ++i) {
-      const LinearTap& ky = ty[i];
-      const float* r0 = src.pixel(n, ky.i0, 0);
-      const float* r1 = src.pixel(n, ky.i1, 0);
-      const float wy = ky.lambda;
-      float* rd = dst.pixel(n, i, 0);
-      for (int64_t j = 0; j < d.w; ++j) {
-        const LinearTap& kx = tx[j];
-        const float* p00 = r0 + kx.i0;
-        const float* p01 = r0 + kx.i1;
-        const float* p10 = r1 + kx.i0;
-        const float* p11 = r1 + kx.i1;
-        const float wx = kx.lambda;
-        float* pd = rd + j * dst.pixel_stride;
+    for (int64_t n = 0; n < d.n; ++n)
+      for (int64_t i = 0; i < d.h; ++i) {
+        const LinearTap& ky = ty[i];
+        const float* r0 = src.pixel(n, ky.i0, 0);
+        const float* r1 = src.pixel(n, ky.i1, 0);
+        const float wy = ky.lambda;
+        float* rd = dst.pixel(n, i, 0);
+        for (int64_t j = 0; j < d.w; ++j) {
+          const LinearTap& kx = tx[j];
+          const float* p00 = r0 + kx.i0;
+          const float* p01 = r0 + kx.i1;
+          const float* p10 = r1 + kx.i0;
+          const float* p11 = r1 + kx.i1;
+          const float wx = kx.lambda;
+          float* pd = rd + j * dst.pixel_stride;
 #pragma omp simd
-        for (int64_t c = 0; c < c_n; ++c) {
-          const float top = p00[c] + wx * (p01[c] - p00[c]);
-          const float bottom = p10[c] + wx * (p11[c] - p10[c]);
-          pd[c] = top + wy * (bottom - top);
+          for (int64_t c = 0; c < c_n; ++c) {
+            const float top = p00[c] + wx * (p01[c] - p00[c]);
+            const float bottom = p10[c] + wx * (p11[c] - p10[c]);
+            pd[c] = top + wy * (bottom - top);
+          }
         }
       }
-    }
+  });
 }
 
 void lanczos_scale(const TensorView& src, const TensorView& dst, const ScaleTransform& t) {

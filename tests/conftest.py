@@ -1,0 +1,59 @@
+"""Shared fixtures and the one tolerance table (STYLE.md §7)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import mpsnn  # noqa: E402
+
+# Tests name a row, never a number. K is the reduction length.
+TOLERANCES = {
+    "exact": {"float32": (0.0, 0.0), "float16": (0.0, 0.0)},
+    "elementwise": {"float32": (1e-5, 1e-6), "float16": (1e-3, 1e-3)},
+    "reduction": {"float32": (1e-4, 1e-5), "float16": (1e-2, 1e-2)},
+}
+
+
+def assert_close(actual, expected, row: str, dtype: str = "float32", k: int = 1):
+    rtol, atol = TOLERANCES[row][dtype]
+    if row == "reduction" and dtype == "float32":
+        atol = atol * float(np.sqrt(max(k, 1)))
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def device():
+    return mpsnn.MTLCreateSystemDefaultDevice()
+
+
+def run_node(device, make, inputs, fuse=True):
+    """Builds image nodes for `inputs`, calls make(*nodes) -> filter node, runs it, returns numpy."""
+    nodes = [mpsnn.MPSNNImageNode() for _ in inputs]
+    f = make(*nodes)
+    g = mpsnn.MPSNNGraph(device, f.result_image)
+    g.fusion_enabled = fuse
+    return g.run([np.ascontiguousarray(x, np.float32) for x in inputs]).numpy()
+
+
+def conv_source(cin, cout, kh, kw, rng, stride=(1, 1), dilation=(1, 1), groups=1, bias=True, neuron=None):
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=kw, kernel_height=kh, input_feature_channels=cin,
+                                          output_feature_channels=cout)
+    d.stride_in_pixels_y, d.stride_in_pixels_x = stride
+    d.dilation_rate_y, d.dilation_rate_x = dilation
+    d.groups = groups
+    if neuron is not None:
+        d.fused_neuron_descriptor = neuron
+    w = rng.standard_normal((cout, kh, kw, cin // groups)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if bias else None
+    return mpsnn.ArrayConvolutionDataSource(d, w, b), w, b

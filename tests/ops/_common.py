@@ -1,0 +1,85 @@
+"""Helpers shared by the per-family forward tests (graph building, padding methods, PyTorch layout)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import mpsnn
+import reference as R
+
+FP16 = mpsnn.MPSImageFeatureChannelFormat.float16
+
+_SIZE = {R.SIZE_VALID_ONLY: "valid", R.SIZE_SAME: "same", R.SIZE_FULL: "full"}
+_ALIGN = {R.ALIGN_CENTERED: "centred", R.ALIGN_TOP_LEFT: "alignTL", R.ALIGN_BOTTOM_RIGHT: "alignBR"}
+_REM = {R.ADD_REMAINDER_TO_TOP_LEFT: "remTL", R.ADD_REMAINDER_TO_TOP_RIGHT: "remTR",
+        R.ADD_REMAINDER_TO_BOTTOM_LEFT: "remBL", R.ADD_REMAINDER_TO_BOTTOM_RIGHT: "remBR"}
+
+
+def method_id(m: int) -> str:
+    """Readable pytest id of a padding method, e.g. 'same-centred-remBR'."""
+    m = int(m)
+    return "-".join((_SIZE[m & R.SIZE_MASK], _ALIGN[m & R.ALIGN_MASK], _REM[m & R.REMAINDER_MASK]))
+
+
+# The 18 behaviourally distinct non-custom methods: every size style with centred alignment and
+# each of the four remainder placements, plus top-left / bottom-right alignment (where the
+# remainder does not matter; rotate it so every code still appears).
+REPRESENTATIVE_METHODS = tuple(
+    [size | R.ALIGN_CENTERED | rem for size in (R.SIZE_VALID_ONLY, R.SIZE_SAME, R.SIZE_FULL)
+     for rem in (R.ADD_REMAINDER_TO_TOP_LEFT, R.ADD_REMAINDER_TO_TOP_RIGHT, R.ADD_REMAINDER_TO_BOTTOM_LEFT,
+                 R.ADD_REMAINDER_TO_BOTTOM_RIGHT)]
+    + [size | align | rem for (size, rem) in ((R.SIZE_VALID_ONLY, R.ADD_REMAINDER_TO_TOP_RIGHT),
+                                              (R.SIZE_SAME, R.ADD_REMAINDER_TO_BOTTOM_LEFT),
+                                              (R.SIZE_FULL, R.ADD_REMAINDER_TO_BOTTOM_RIGHT))
+       for align in (R.ALIGN_TOP_LEFT, R.ALIGN_BOTTOM_RIGHT)])
+
+
+def set_padding(node, method):
+    """Give `node` the default padding policy for `method` (MPSNNPaddingMethod bits)."""
+    node.padding_policy = mpsnn.MPSNNDefaultPadding.padding_with_method(int(method))
+    return node
+
+
+def geometry_or_none(shape_hw, kernel_hw, stride_hw, dilation_hw, method, reverse=False):
+    """window_geometry, or None where the method gives a result size <= 0."""
+    try:
+        return R.window_geometry(shape_hw, kernel_hw, stride_hw, dilation_hw, method, reverse)
+    except ValueError:
+        return None
+
+
+def make_graph(device, make, n_inputs, fuse=True, fmt=None):
+    """Builds image nodes, calls make(*nodes) -> filter node and returns its MPSNNGraph."""
+    nodes = [mpsnn.MPSNNImageNode() for _ in range(n_inputs)]
+    f = make(*nodes)
+    g = mpsnn.MPSNNGraph(device, f.result_image)
+    g.fusion_enabled = fuse
+    if fmt is not None:
+        g.format = fmt
+    return g
+
+
+def run_graph(device, make, inputs, fuse=True, fmt=None):
+    """run_node with an optional graph format; returns a NumPy copy of the result."""
+    g = make_graph(device, make, len(inputs), fuse, fmt)
+    return np.array(g.run([np.ascontiguousarray(x, np.float32) for x in inputs]).numpy())
+
+
+def to_t(x):
+    """NHWC NumPy -> NCHW float64 torch tensor."""
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float64))).permute(0, 3, 1, 2)
+
+
+def from_t(t):
+    """NCHW torch tensor -> NHWC NumPy."""
+    return t.detach().permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def torch_pad(t, py, py_after, px, px_after, value=0.0):
+    """F.pad where negative amounts crop (nodes.md §1.2 recipe)."""
+    import torch.nn.functional as F
+    h, w = t.shape[2], t.shape[3]
+    t = t[:, :, max(0, -py):h - max(0, -py_after), max(0, -px):w - max(0, -px_after)]
+    pads = (max(0, px), max(0, px_after), max(0, py), max(0, py_after))
+    return F.pad(t, pads, value=value) if any(pads) else t
