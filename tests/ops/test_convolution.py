@@ -487,7 +487,7 @@ def test_convolution_channel_mismatch(device, rng):
 def test_convolution_valid_kernel_larger_than_source(device, rng):
     x = rng.standard_normal((1, 5, 5, 4)).astype(np.float32)
     ds, _, _ = conv_source(4, 3, 3, 7, rng)
-    with pytest.raises(mpsnn.ShapeError, match=r"\[convolution\] result size is 3x-1 for a 5x5 source"):
+    with pytest.raises(mpsnn.ShapeError, match=r"\[convolution\] result size is -1x3 for a 5x5 source .*kernel 7x3"):
         run_graph(device, _conv(ds, R.SIZE_VALID_ONLY), [x])
 
 
@@ -519,3 +519,127 @@ def test_convolution_weights_dtype():
                                           output_feature_channels=3)
     with pytest.raises(mpsnn.DTypeError, match="weights have dtype float64"):
         mpsnn.ArrayConvolutionDataSource(d, np.ones((3, 3, 3, 4)))
+
+
+# --------------------------------------------------------------------------------------------
+# fusion must not change results in the cases where it must not happen
+
+def _fuse_both(device, make, inputs, ref, k):
+    for fuse in (True, False):
+        assert_close(run_graph(device, make, inputs, fuse=fuse), ref, "reduction", k=k)
+
+
+def test_conv_with_descriptor_neuron_then_batch_norm(device, rng):
+    """BN after a conv whose descriptor already applies ReLU cannot be folded into the weights."""
+    x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    desc = mpsnn.MPSNNNeuronDescriptor.cnn_neuron_descriptor(mpsnn.MPSCNNNeuronType.reLU)
+    ds, w, b = conv_source(3, 5, 3, 3, rng, neuron=desc)
+    bn_ds, bn = _bn_source(rng, 5)
+
+    def make(src):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        return mpsnn.MPSCNNBatchNormalizationNode(conv.result_image, bn_ds)
+
+    _fuse_both(device, make, [x], R.batch_norm_inference(R.neuron(R.conv2d(x, w, b), 'relu'), *bn), 27)
+
+
+def test_conv_then_neuron_then_batch_norm(device, rng):
+    x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    ds, w, b = conv_source(3, 5, 3, 3, rng)
+    bn_ds, bn = _bn_source(rng, 5)
+
+    def make(src):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        act = mpsnn.MPSCNNNeuronTanHNode(conv.result_image)
+        return mpsnn.MPSCNNBatchNormalizationNode(act.result_image, bn_ds)
+
+    _fuse_both(device, make, [x], R.batch_norm_inference(R.neuron(R.conv2d(x, w, b), 'tanh'), *bn), 27)
+
+
+def test_conv_with_descriptor_neuron_then_residual_add(device, rng):
+    """relu(conv(x)) + x: the descriptor's neuron applies before the residual sum."""
+    x = rng.standard_normal((2, 5, 6, 4)).astype(np.float32)
+    desc = mpsnn.MPSNNNeuronDescriptor.cnn_neuron_descriptor(mpsnn.MPSCNNNeuronType.reLU)
+    ds, w, b = conv_source(4, 4, 3, 3, rng, neuron=desc)
+
+    def make(src):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        return mpsnn.MPSNNAdditionNode(left_source=conv.result_image, right_source=src)
+
+    _fuse_both(device, make, [x], R.neuron(R.conv2d(x, w, b), 'relu') + x, 36)
+
+
+def test_conv_then_batch_norm_result_also_read_raw(device, rng):
+    """conv feeds both a BN and an addition: folding the BN must not change the raw conv value."""
+    x = rng.standard_normal((1, 6, 5, 4)).astype(np.float32)
+    ds, w, b = conv_source(4, 4, 3, 3, rng)
+    bn_ds, bn = _bn_source(rng, 4)
+
+    def make(src):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        norm = mpsnn.MPSCNNBatchNormalizationNode(conv.result_image, bn_ds)
+        return mpsnn.MPSNNAdditionNode(left_source=norm.result_image, right_source=conv.result_image)
+
+    c = R.conv2d(x, w, b)
+    _fuse_both(device, make, [x], R.batch_norm_inference(c, *bn) + c, 36)
+
+
+def test_conv_then_batch_norm_with_batch_statistics(device, rng):
+    """A BN node computing its batch's own statistics cannot be folded into the weights."""
+    x = rng.standard_normal((3, 5, 4, 3)).astype(np.float32)
+    ds, w, b = conv_source(3, 5, 3, 3, rng)
+    bn_ds, (_, _, gamma, beta, eps) = _bn_source(rng, 5)
+
+    def make(src):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        norm = mpsnn.MPSCNNBatchNormalizationNode(conv.result_image, bn_ds)
+        norm.flags = mpsnn.MPSCNNBatchNormalizationFlags.calculate_statistics_always
+        return norm
+
+    _fuse_both(device, make, [x], R.batch_norm_training(R.conv2d(x, w, b), gamma, beta, eps), 27)
+
+
+def test_residual_add_with_scales_and_clamp(device, rng):
+    """A residual addition with non-default scale, bias and clamp keeps its full definition when fused."""
+    x = rng.standard_normal((2, 5, 5, 4)).astype(np.float32)
+    ds, w, b = conv_source(4, 4, 3, 3, rng)
+
+    def make(src):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        add = mpsnn.MPSNNAdditionNode(left_source=conv.result_image, right_source=src)
+        add.primary_scale, add.secondary_scale, add.bias = 0.5, -2.0, 0.25
+        add.minimum_value, add.maximum_value = -3.0, 2.5
+        return add
+
+    ref = R.binary_arithmetic('add', R.conv2d(x, w, b), x, 0.5, -2.0, 0.25, minimum_value=-3.0, maximum_value=2.5)
+    _fuse_both(device, make, [x], ref, 36)
+
+
+def test_residual_add_of_two_convolutions(device, rng):
+    x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+    ds1, w1, b1 = conv_source(3, 6, 3, 3, rng)
+    ds2, w2, b2 = conv_source(3, 6, 1, 1, rng)
+
+    def make(src):
+        c1 = mpsnn.MPSCNNConvolutionNode(src, ds1)
+        c2 = mpsnn.MPSCNNConvolutionNode(src, ds2)
+        add = mpsnn.MPSNNAdditionNode(left_source=c1.result_image, right_source=c2.result_image)
+        return mpsnn.MPSCNNNeuronReLUNode(add.result_image)
+
+    _fuse_both(device, make, [x], R.neuron(R.conv2d(x, w1, b1) + R.conv2d(x, w2, b2), 'relu'), 27)
+
+
+@pytest.mark.parametrize("method", [R.SIZE_SAME, R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT,
+                                    R.SIZE_VALID_ONLY, R.SIZE_FULL | R.ALIGN_TOP_LEFT], ids=method_id)
+def test_convolution_vs_torch(method, device, rng):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    case = ConvCase(2, 9, 7, 5, 6, 4, 3, stride=(2, 3), dilation=(1, 2))
+    x = rng.standard_normal((case.n, case.h, case.w, case.cin)).astype(np.float32)
+    ds, w, b = conv_source(case.cin, case.cout, case.kh, case.kw, rng, case.stride, case.dilation)
+    y = run_graph(device, _conv(ds, method), [x])
+    g = R.window_geometry((case.h, case.w), (case.kh, case.kw), case.stride, case.dilation, method)
+    xt = torch_pad(to_t(x), *g['pads'])
+    ref = F.conv2d(xt, torch.from_numpy(w.transpose(0, 3, 1, 2).astype(np.float64)),
+                   torch.from_numpy(b.astype(np.float64)), stride=case.stride, dilation=case.dilation)
+    assert_close(y, from_t(ref), "reduction", k=case.k)

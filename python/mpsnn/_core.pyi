@@ -1,0 +1,1492 @@
+"""
+mpsnn native core: Apple's MPSNNGraph node system on oneDNN (CPU).
+"""
+from __future__ import annotations
+import collections.abc
+import enum
+from mpsnn import BackendError
+from mpsnn import DTypeError
+from mpsnn import MPSError
+from mpsnn import MPSGraphError
+from mpsnn import MPSTemporaryImageError
+from mpsnn import ShapeError
+from mpsnn import UnsupportedError
+import typing
+import typing_extensions
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDropoutNode', 'MPSCNNFullyConnectedNode', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'ShapeError', 'UnsupportedError', 'available_backends']
+class MPSImageFeatureChannelFormat(enum.IntEnum):
+    """
+    Storage format of image channels.
+    """
+    float16: typing.ClassVar[MPSImageFeatureChannelFormat]
+    float32: typing.ClassVar[MPSImageFeatureChannelFormat]
+    none: typing.ClassVar[MPSImageFeatureChannelFormat]
+    unorm16: typing.ClassVar[MPSImageFeatureChannelFormat]
+    unorm8: typing.ClassVar[MPSImageFeatureChannelFormat]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSDataLayout(enum.IntEnum):
+    """
+    Buffer layout of read_bytes / write_bytes.
+    """
+    HeightxWidthxFeatureChannels: typing.ClassVar[MPSDataLayout]
+    featureChannelsxHeightxWidth: typing.ClassVar[MPSDataLayout]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSImageEdgeMode(enum.IntEnum):
+    """
+    How reads outside the source are satisfied.
+    """
+    clamp: typing.ClassVar[MPSImageEdgeMode]
+    constant: typing.ClassVar[MPSImageEdgeMode]
+    mirror: typing.ClassVar[MPSImageEdgeMode]
+    mirror_with_edge: typing.ClassVar[MPSImageEdgeMode]
+    zero: typing.ClassVar[MPSImageEdgeMode]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSNNPaddingMethod(enum.IntFlag):
+    """
+    Padding method bit field (graph.md §4.1).
+    """
+    add_remainder_to_bottom_left: typing.ClassVar[MPSNNPaddingMethod]
+    add_remainder_to_bottom_right: typing.ClassVar[MPSNNPaddingMethod]
+    add_remainder_to_top_left: typing.ClassVar[MPSNNPaddingMethod]
+    add_remainder_to_top_right: typing.ClassVar[MPSNNPaddingMethod]
+    align_bottom_right: typing.ClassVar[MPSNNPaddingMethod]
+    align_centered: typing.ClassVar[MPSNNPaddingMethod]
+    align_reserved: typing.ClassVar[MPSNNPaddingMethod]
+    align_top_left: typing.ClassVar[MPSNNPaddingMethod]
+    custom: typing.ClassVar[MPSNNPaddingMethod]
+    custom_allow_for_node_fusion: typing.ClassVar[MPSNNPaddingMethod]
+    custom_whitelist_for_node_fusion: typing.ClassVar[MPSNNPaddingMethod]
+    exclude_edges: typing.ClassVar[MPSNNPaddingMethod]
+    size_full: typing.ClassVar[MPSNNPaddingMethod]
+    size_mask: typing.ClassVar[MPSNNPaddingMethod]
+    size_reserved: typing.ClassVar[MPSNNPaddingMethod]
+    size_same: typing.ClassVar[MPSNNPaddingMethod]
+    size_valid_only: typing.ClassVar[MPSNNPaddingMethod]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __and__(self, other):
+        ...
+    def __format__(self, format_spec):
+        ...
+    def __invert__(self):
+        ...
+    def __or__(self, other):
+        ...
+    def __rand__(self, other):
+        ...
+    def __ror__(self, other):
+        ...
+    def __rxor__(self, other):
+        ...
+    def __xor__(self, other):
+        ...
+class MPSKernelOptions(enum.IntFlag):
+    """
+    MPSKernel option flags.
+    """
+    allow_reduced_precision: typing.ClassVar[MPSKernelOptions]
+    disable_internal_tiling: typing.ClassVar[MPSKernelOptions]
+    insert_debug_groups: typing.ClassVar[MPSKernelOptions]
+    none: typing.ClassVar[MPSKernelOptions]
+    skip_api_validation: typing.ClassVar[MPSKernelOptions]
+    verbose: typing.ClassVar[MPSKernelOptions]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __and__(self, other):
+        ...
+    def __format__(self, format_spec):
+        ...
+    def __invert__(self):
+        ...
+    def __or__(self, other):
+        ...
+    def __rand__(self, other):
+        ...
+    def __ror__(self, other):
+        ...
+    def __rxor__(self, other):
+        ...
+    def __xor__(self, other):
+        ...
+class MPSNNTrainingStyle(enum.IntEnum):
+    """
+    Where trainable nodes update parameters.
+    """
+    update_device_cpu: typing.ClassVar[MPSNNTrainingStyle]
+    update_device_gpu: typing.ClassVar[MPSNNTrainingStyle]
+    update_device_none: typing.ClassVar[MPSNNTrainingStyle]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSCNNNeuronType(enum.IntEnum):
+    """
+    Neuron (activation) function.
+    """
+    absolute: typing.ClassVar[MPSCNNNeuronType]
+    eLU: typing.ClassVar[MPSCNNNeuronType]
+    exponential: typing.ClassVar[MPSCNNNeuronType]
+    hardSigmoid: typing.ClassVar[MPSCNNNeuronType]
+    linear: typing.ClassVar[MPSCNNNeuronType]
+    logarithm: typing.ClassVar[MPSCNNNeuronType]
+    none: typing.ClassVar[MPSCNNNeuronType]
+    pReLU: typing.ClassVar[MPSCNNNeuronType]
+    power: typing.ClassVar[MPSCNNNeuronType]
+    reLU: typing.ClassVar[MPSCNNNeuronType]
+    reLUN: typing.ClassVar[MPSCNNNeuronType]
+    sigmoid: typing.ClassVar[MPSCNNNeuronType]
+    softPlus: typing.ClassVar[MPSCNNNeuronType]
+    softSign: typing.ClassVar[MPSCNNNeuronType]
+    tanH: typing.ClassVar[MPSCNNNeuronType]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSDataType(enum.IntEnum):
+    """
+    Element type of data-source buffers.
+    """
+    float16: typing.ClassVar[MPSDataType]
+    float32: typing.ClassVar[MPSDataType]
+    int16: typing.ClassVar[MPSDataType]
+    int8: typing.ClassVar[MPSDataType]
+    invalid: typing.ClassVar[MPSDataType]
+    uint16: typing.ClassVar[MPSDataType]
+    uint32: typing.ClassVar[MPSDataType]
+    uint8: typing.ClassVar[MPSDataType]
+    unorm1: typing.ClassVar[MPSDataType]
+    unorm8: typing.ClassVar[MPSDataType]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSCNNBatchNormalizationFlags(enum.IntEnum):
+    """
+    When batch normalization computes batch statistics.
+    """
+    calculate_statistics_always: typing.ClassVar[MPSCNNBatchNormalizationFlags]
+    calculate_statistics_automatic: typing.ClassVar[MPSCNNBatchNormalizationFlags]
+    calculate_statistics_never: typing.ClassVar[MPSCNNBatchNormalizationFlags]
+    default: typing.ClassVar[MPSCNNBatchNormalizationFlags]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSCNNBinaryConvolutionType(enum.IntEnum):
+    """
+    Binary convolution type.
+    """
+    and_: typing.ClassVar[MPSCNNBinaryConvolutionType]
+    binary_weights: typing.ClassVar[MPSCNNBinaryConvolutionType]
+    xnor: typing.ClassVar[MPSCNNBinaryConvolutionType]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MPSCNNBinaryConvolutionFlags(enum.IntFlag):
+    """
+    Binary convolution flags.
+    """
+    none: typing.ClassVar[MPSCNNBinaryConvolutionFlags]
+    use_beta_scaling: typing.ClassVar[MPSCNNBinaryConvolutionFlags]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __and__(self, other):
+        ...
+    def __format__(self, format_spec):
+        ...
+    def __invert__(self):
+        ...
+    def __or__(self, other):
+        ...
+    def __rand__(self, other):
+        ...
+    def __ror__(self, other):
+        ...
+    def __rxor__(self, other):
+        ...
+    def __xor__(self, other):
+        ...
+class MTLCommandBufferStatus(enum.IntEnum):
+    """
+    Command buffer status.
+    """
+    committed: typing.ClassVar[MTLCommandBufferStatus]
+    completed: typing.ClassVar[MTLCommandBufferStatus]
+    enqueued: typing.ClassVar[MTLCommandBufferStatus]
+    error: typing.ClassVar[MTLCommandBufferStatus]
+    not_enqueued: typing.ClassVar[MTLCommandBufferStatus]
+    scheduled: typing.ClassVar[MTLCommandBufferStatus]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MTLDevice:
+    """
+    A compute device; on this build the oneDNN CPU backend.
+    """
+    def __init__(self, backend: str = 'cpu') -> None:
+        """
+        A device of the named backend ('cpu').
+        """
+    def __repr__(self) -> str:
+        ...
+    def make_command_queue(self) -> ...:
+        """
+        A new MTLCommandQueue on this device.
+        """
+    @property
+    def backend(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+class MTLCommandQueue:
+    """
+    Runs committed command buffers in order on a worker thread.
+    """
+    label: str
+    def __init__(self, device: MTLDevice) -> None:
+        ...
+    def command_buffer(self) -> ...:
+        """
+        Alias of make_command_buffer (Swift makeCommandBuffer).
+        """
+    def drain(self) -> None:
+        """
+        Wait until every committed buffer of this queue completed.
+        """
+    def make_command_buffer(self) -> ...:
+        """
+        A new MPSCommandBuffer on this queue.
+        """
+    @property
+    def device(self) -> MTLDevice:
+        ...
+class MTLCommandBuffer:
+    """
+    Collects encoded work; commit() runs it on the queue's worker thread without the GIL. Errors raised there are stored and re-raised by wait_until_completed().
+    """
+    label: str
+    @staticmethod
+    def command_buffer_from_command_queue(command_queue: MTLCommandQueue) -> MTLCommandBuffer:
+        ...
+    def __init__(self, command_queue: MTLCommandQueue) -> None:
+        ...
+    def add_completed_handler(self, handler: collections.abc.Callable) -> None:
+        """
+        Call handler(command_buffer) on the worker thread once the work completed.
+        """
+    def commit(self) -> None:
+        ...
+    def commit_and_continue(self) -> None:
+        """
+        Run what was encoded so far now and keep the buffer open for more work.
+        """
+    def wait_until_completed(self) -> None:
+        """
+        Block until the buffer completed; raises the first error of its work or handlers.
+        """
+    @property
+    def command_queue(self) -> MTLCommandQueue:
+        ...
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def error(self) -> typing.Any:
+        """
+        Message of the first error of this buffer's work or handlers, or None.
+        """
+    @property
+    def root_command_buffer(self) -> MTLCommandBuffer:
+        ...
+    @property
+    def status(self) -> MTLCommandBufferStatus:
+        ...
+class MPSImageDescriptor:
+    """
+    Size, channels and format of an image.
+    """
+    channel_format: MPSImageFeatureChannelFormat
+    @staticmethod
+    def image_descriptor(channel_format: MPSImageFeatureChannelFormat, width: typing.SupportsInt | typing.SupportsIndex, height: typing.SupportsInt | typing.SupportsIndex, feature_channels: typing.SupportsInt | typing.SupportsIndex, number_of_images: typing.SupportsInt | typing.SupportsIndex = 1, usage: typing.SupportsInt | typing.SupportsIndex = 3) -> MPSImageDescriptor:
+        ...
+    def __init__(self, channel_format: MPSImageFeatureChannelFormat = ..., width: typing.SupportsInt | typing.SupportsIndex = 1, height: typing.SupportsInt | typing.SupportsIndex = 1, feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, number_of_images: typing.SupportsInt | typing.SupportsIndex = 1, usage: typing.SupportsInt | typing.SupportsIndex = 3) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def copy(self) -> MPSImageDescriptor:
+        ...
+    @property
+    def cpu_cache_mode(self) -> int:
+        ...
+    @cpu_cache_mode.setter
+    def cpu_cache_mode(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def feature_channels(self) -> int:
+        ...
+    @feature_channels.setter
+    def feature_channels(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def height(self) -> int:
+        ...
+    @height.setter
+    def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def number_of_images(self) -> int:
+        ...
+    @number_of_images.setter
+    def number_of_images(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def storage_mode(self) -> int:
+        ...
+    @storage_mode.setter
+    def storage_mode(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def usage(self) -> int:
+        ...
+    @usage.setter
+    def usage(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def width(self) -> int:
+        ...
+    @width.setter
+    def width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSImageAllocator:
+    """
+    Built-in image allocator (persistent or temporary).
+    """
+    @property
+    def is_temporary(self) -> bool:
+        ...
+class MPSImage:
+    """
+    N images of H x W x C pixels, stored NHWC. Memory is allocated on first use. numpy() and from_numpy() share memory with NumPy without copying.
+    """
+    label: str
+    @staticmethod
+    def default_allocator() -> MPSImageAllocator:
+        """
+        Allocator of persistent images.
+        """
+    @staticmethod
+    def from_numpy(array: typing.Any, device: MTLDevice = None) -> MPSImage:
+        """
+        Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.
+        
+        Raises:
+            DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
+            ShapeError: not 4-dimensional.
+        """
+    @typing.overload
+    def __init__(self, device: MTLDevice, image_descriptor: MPSImageDescriptor) -> None:
+        ...
+    @typing.overload
+    def __init__(self, parent_image: MPSImage, slice_range: typing.Any, feature_channels: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        Alias slices [start, start+length) of a parent image (one slice = 4 channels).
+        """
+    def __repr__(self) -> str:
+        ...
+    def batch_representation(self, with_sub_range: typing.Any = None) -> list[MPSImage]:
+        """
+        Split into single-image aliases sharing memory.
+        """
+    def numpy(self) -> numpy.ndarray:
+        """
+        An (N, H, W, C) NumPy view of the image's memory (no copy; keeps it alive).
+        """
+    def read_bytes(self, data: typing_extensions.Buffer, data_layout: MPSDataLayout, image_index: typing.SupportsInt | typing.SupportsIndex = 0, *, bytes_per_row: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_image: typing.SupportsInt | typing.SupportsIndex = 0, region: typing.Any = None, feature_channel_info: typing.Any = None) -> None:
+        """
+        Copy pixels into `data` (element type = the image's format). Strides 0 mean dense.
+        """
+    def resource_size(self) -> int:
+        ...
+    def set_purgeable_state(self, state: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def sub_image(self, with_feature_channel_range: typing.Any) -> MPSImage:
+        """
+        Alias of a channel range (start and length multiples of 4).
+        """
+    def synchronize(self, command_buffer: typing.Any) -> None:
+        """
+        No-op: host memory is always CPU-visible.
+        """
+    def write_bytes(self, data: typing_extensions.Buffer, data_layout: MPSDataLayout, image_index: typing.SupportsInt | typing.SupportsIndex = 0, *, bytes_per_column: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_row: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_image: typing.SupportsInt | typing.SupportsIndex = 0, region: typing.Any = None, feature_channel_info: typing.Any = None) -> None:
+        """
+        Copy pixels from `data` into the image.
+        """
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def feature_channel_format(self) -> MPSImageFeatureChannelFormat:
+        ...
+    @property
+    def feature_channels(self) -> int:
+        ...
+    @property
+    def height(self) -> int:
+        ...
+    @property
+    def is_temporary(self) -> bool:
+        ...
+    @property
+    def number_of_images(self) -> int:
+        ...
+    @property
+    def parent(self) -> MPSImage:
+        ...
+    @property
+    def pixel_format(self) -> MPSImageFeatureChannelFormat:
+        ...
+    @property
+    def pixel_size(self) -> int:
+        ...
+    @property
+    def precision(self) -> int:
+        ...
+    @property
+    def texture(self) -> numpy.ndarray:
+        """
+        The backing memory as a NumPy view (forces allocation).
+        """
+    @property
+    def texture_type(self) -> int:
+        ...
+    @property
+    def usage(self) -> int:
+        ...
+    @property
+    def width(self) -> int:
+        ...
+class MPSTemporaryImage(MPSImage):
+    """
+    An image valid only on one command buffer, with no CPU access, released when read_count reaches 0.
+    """
+    @staticmethod
+    def default_allocator() -> MPSImageAllocator:
+        """
+        Allocator of temporary images.
+        """
+    @staticmethod
+    def prefetch_storage(command_buffer: MTLCommandBuffer, image_descriptor_list: typing.Any) -> None:
+        """
+        A hint; host memory needs no prefetch.
+        """
+    @staticmethod
+    def temporary_image(command_buffer: MTLCommandBuffer, image_descriptor: MPSImageDescriptor) -> MPSTemporaryImage:
+        ...
+    def __init__(self, command_buffer: MTLCommandBuffer, image_descriptor: MPSImageDescriptor) -> None:
+        ...
+    @property
+    def read_count(self) -> int:
+        ...
+    @read_count.setter
+    def read_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSNNImageNode:
+    """
+    Placeholder for an image in a graph.
+    """
+    export_from_graph: bool
+    format: MPSImageFeatureChannelFormat
+    handle: typing.Any
+    image_allocator: typing.Any
+    stop_gradient: bool
+    synchronize_resource: bool
+    @staticmethod
+    def exported_node(handle: typing.Any = None) -> MPSNNImageNode:
+        ...
+    @staticmethod
+    def node(handle: typing.Any = None) -> MPSNNImageNode:
+        ...
+    def __init__(self, handle: typing.Any = None) -> None:
+        ...
+    @property
+    def parent(self) -> ...:
+        """
+        The filter producing this image, or None for an input.
+        """
+class MPSNNStateNode:
+    """
+    Placeholder for a state in a graph.
+    """
+    export_from_graph: bool
+    handle: typing.Any
+    synchronize_resource: bool
+class MPSNNGradientStateNode(MPSNNStateNode):
+    pass
+class MPSCNNConvolutionGradientStateNode(MPSNNGradientStateNode):
+    pass
+class MPSCNNConvolutionTransposeGradientStateNode(MPSCNNConvolutionGradientStateNode):
+    pass
+class MPSNNBinaryGradientStateNode(MPSNNStateNode):
+    pass
+class MPSNNArithmeticGradientStateNode(MPSNNBinaryGradientStateNode):
+    pass
+class MPSNNMultiaryGradientStateNode(MPSNNStateNode):
+    pass
+class MPSNNLabelsNode(MPSNNStateNode):
+    pass
+class MPSCNNKernel:
+    """
+    The kernel geometry a custom padding policy may inspect and change (offset, edge_mode).
+    """
+    edge_mode: MPSImageEdgeMode
+    offset: typing.Any
+    @property
+    def destination_feature_channel_offset(self) -> int:
+        ...
+    @destination_feature_channel_offset.setter
+    def destination_feature_channel_offset(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dilation_rate_x(self) -> int:
+        ...
+    @property
+    def dilation_rate_y(self) -> int:
+        ...
+    @property
+    def is_backwards(self) -> bool:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def offset_x(self) -> int:
+        ...
+    @offset_x.setter
+    def offset_x(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset_y(self) -> int:
+        ...
+    @offset_y.setter
+    def offset_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset_z(self) -> int:
+        ...
+    @offset_z.setter
+    def offset_z(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def source_feature_channel_offset(self) -> int:
+        ...
+    @source_feature_channel_offset.setter
+    def source_feature_channel_offset(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def stride_in_pixels_x(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_y(self) -> int:
+        ...
+class _NativePadding:
+    def label(self) -> str | None:
+        ...
+    def padding_method(self) -> int:
+        ...
+class MPSNNDefaultPadding(_NativePadding):
+    """
+    Padding policy from an MPSNNPaddingMethod (graph.md §4.5).
+    """
+    @staticmethod
+    def padding_for_tensorflow_average_pooling() -> MPSNNDefaultPadding:
+        """
+        TensorFlow SAME average pooling: same size, odd pixel after, edge clamp (divide by valid pixels).
+        """
+    @staticmethod
+    def padding_for_tensorflow_average_pooling_valid_only() -> MPSNNDefaultPadding:
+        ...
+    @staticmethod
+    def padding_with_method(method: typing.SupportsInt | typing.SupportsIndex) -> MPSNNDefaultPadding:
+        ...
+    def __init__(self, method: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSNNNeuronDescriptor:
+    """
+    A neuron type with its a, b, c parameters (and PReLU data).
+    """
+    neuron_type: MPSCNNNeuronType
+    @staticmethod
+    def cnn_neuron_descriptor(neuron_type: MPSCNNNeuronType, a: typing.SupportsFloat | typing.SupportsIndex | None = None, b: typing.SupportsFloat | typing.SupportsIndex | None = None, c: typing.SupportsFloat | typing.SupportsIndex | None = None) -> MPSNNNeuronDescriptor:
+        """
+        Parameters not given take the per-type defaults of nodes.md §6.2.
+        """
+    @staticmethod
+    def cnn_neuron_prelu_descriptor(data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], no_copy: bool = False) -> MPSNNNeuronDescriptor:
+        ...
+    def __init__(self, neuron_type: MPSCNNNeuronType = ..., a: typing.SupportsFloat | typing.SupportsIndex | None = None, b: typing.SupportsFloat | typing.SupportsIndex | None = None, c: typing.SupportsFloat | typing.SupportsIndex | None = None) -> None:
+        ...
+    @property
+    def a(self) -> float:
+        ...
+    @a.setter
+    def a(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def b(self) -> float:
+        ...
+    @b.setter
+    def b(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def c(self) -> float:
+        ...
+    @c.setter
+    def c(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def data(self) -> list[float]:
+        ...
+    @data.setter
+    def data(self, arg0: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+class MPSCNNConvolutionDescriptor:
+    """
+    Geometry of a convolution, read from its data source.
+    """
+    @staticmethod
+    def cnn_convolution_descriptor(kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, input_feature_channels: typing.SupportsInt | typing.SupportsIndex, output_feature_channels: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNConvolutionDescriptor:
+        ...
+    def __init__(self, kernel_width: typing.SupportsInt | typing.SupportsIndex = 3, kernel_height: typing.SupportsInt | typing.SupportsIndex = 3, input_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, output_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    def set_batch_normalization_parameters_for_inference(self, mean: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], variance: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], gamma: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, beta: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dilation_rate_x(self) -> int:
+        ...
+    @dilation_rate_x.setter
+    def dilation_rate_x(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dilation_rate_y(self) -> int:
+        ...
+    @dilation_rate_y.setter
+    def dilation_rate_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def fused_neuron_descriptor(self) -> MPSNNNeuronDescriptor:
+        ...
+    @fused_neuron_descriptor.setter
+    def fused_neuron_descriptor(self, arg1: typing.Any) -> None:
+        ...
+    @property
+    def groups(self) -> int:
+        ...
+    @groups.setter
+    def groups(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def input_feature_channels(self) -> int:
+        ...
+    @input_feature_channels.setter
+    def input_feature_channels(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @kernel_height.setter
+    def kernel_height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @kernel_width.setter
+    def kernel_width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def output_feature_channels(self) -> int:
+        ...
+    @output_feature_channels.setter
+    def output_feature_channels(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def stride_in_pixels_x(self) -> int:
+        ...
+    @stride_in_pixels_x.setter
+    def stride_in_pixels_x(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def stride_in_pixels_y(self) -> int:
+        ...
+    @stride_in_pixels_y.setter
+    def stride_in_pixels_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNDepthWiseConvolutionDescriptor(MPSCNNConvolutionDescriptor):
+    """
+    Each input channel is convolved separately (multiplier 1).
+    """
+    def __init__(self, kernel_width: typing.SupportsInt | typing.SupportsIndex = 3, kernel_height: typing.SupportsInt | typing.SupportsIndex = 3, input_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, output_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    @property
+    def channel_multiplier(self) -> int:
+        ...
+class MPSCNNSubPixelConvolutionDescriptor(MPSCNNConvolutionDescriptor):
+    """
+    Rearranges output channels into r x r pixel blocks.
+    """
+    def __init__(self, kernel_width: typing.SupportsInt | typing.SupportsIndex = 3, kernel_height: typing.SupportsInt | typing.SupportsIndex = 3, input_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, output_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    @property
+    def sub_pixel_scale_factor(self) -> int:
+        ...
+    @sub_pixel_scale_factor.setter
+    def sub_pixel_scale_factor(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSNNFilterNode:
+    """
+    Base of every operation node.
+    """
+    label: str | None
+    padding_policy: typing.Any
+    def __repr__(self) -> str:
+        ...
+    def gradient_filter(self, with_source: typing.Any = None, with_sources: typing.Any = None) -> typing.Any:
+        ...
+    def gradient_filters(self, with_source: typing.Any = None, with_sources: typing.Any = None) -> typing.Any:
+        ...
+    def training_graph(self, with_source_gradient: typing.Any = None, node_handler: typing.Any = None) -> typing.Any:
+        ...
+    @property
+    def result_image(self) -> MPSNNImageNode:
+        ...
+    @property
+    def result_state(self) -> MPSNNStateNode:
+        ...
+    @property
+    def result_states(self) -> list[MPSNNStateNode]:
+        ...
+    @property
+    def source_images(self) -> list[MPSNNImageNode]:
+        ...
+class MPSScaleTransform:
+    """
+    dest = source * scale + translate (pixel-edge coordinates).
+    """
+    def __init__(self, scale_x: typing.SupportsFloat | typing.SupportsIndex = 1.0, scale_y: typing.SupportsFloat | typing.SupportsIndex = 1.0, translate_x: typing.SupportsFloat | typing.SupportsIndex = 0.0, translate_y: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    @property
+    def scale_x(self) -> float:
+        ...
+    @scale_x.setter
+    def scale_x(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_y(self) -> float:
+        ...
+    @scale_y.setter
+    def scale_y(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def translate_x(self) -> float:
+        ...
+    @translate_x.setter
+    def translate_x(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def translate_y(self) -> float:
+        ...
+    @translate_y.setter
+    def translate_y(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNConvolutionNode(MPSNNFilterNode):
+    """
+    Convolution (nodes.md §4.2). Weights come from an MPSCNNConvolutionDataSource, read when a graph is built.
+    
+    Args:
+        source: MPSNNImageNode (N, H, W, Cin).
+        weights: data source; weights OHWI (Cout, KH, KW, Cin/groups).
+    """
+    def __init__(self, source: MPSNNImageNode, weights: typing.Any) -> None:
+        ...
+    @property
+    def accumulator_precision(self) -> int:
+        """
+        0 half, 1 float; the CPU always accumulates in float32.
+        """
+    @accumulator_precision.setter
+    def accumulator_precision(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def convolution_gradient_state(self) -> MPSNNStateNode:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (copied to gradients).
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
+        ...
+class MPSCNNFullyConnectedNode(MPSCNNConvolutionNode):
+    """
+    Fully connected layer: the kernel covers the whole source, result 1x1xCout; flatten order is row, column, channel.
+    """
+    def __init__(self, source: MPSNNImageNode, weights: typing.Any) -> None:
+        ...
+class MPSCNNConvolutionTransposeNode(MPSCNNConvolutionNode):
+    """
+    Transposed convolution (nodes.md §4.3). With a convolution's gradient state the result takes that convolution's source size; weights are used as given (no rotation).
+    """
+    def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode = None, weights: typing.Any) -> None:
+        ...
+class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
+    """
+    Binary convolution (nodes.md §4.5): uint32 bit-packed weights [Cout][KH][KW][ceil(Cin/32)]; inference only.
+    """
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNBinaryFullyConnectedNode(MPSCNNBinaryConvolutionNode):
+    """
+    Binary fully connected layer.
+    """
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNPoolingNode(MPSNNFilterNode):
+    """
+    Base of max, average and L2-norm pooling; default edge mode clamp, padding sizeSame.
+    """
+    @property
+    def edge_mode(self) -> MPSImageEdgeMode:
+        """
+        Kernel edge mode (zero or clamp).
+        """
+    @edge_mode.setter
+    def edge_mode(self, arg1: MPSImageEdgeMode) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_x(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_y(self) -> int:
+        ...
+    @property
+    def zero_pad_size_x(self) -> int:
+        """
+        Average pooling with clamp: zero border counted in the divisor.
+        """
+    @zero_pad_size_x.setter
+    def zero_pad_size_x(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def zero_pad_size_y(self) -> int:
+        ...
+    @zero_pad_size_y.setter
+    def zero_pad_size_y(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNPoolingMaxNode(MPSCNNPoolingNode):
+    """
+    Max pooling (nodes.md §5.3).
+    """
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
+        ...
+class MPSCNNPoolingAverageNode(MPSCNNPoolingNode):
+    """
+    Average pooling (nodes.md §5.2).
+    """
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
+        ...
+class MPSCNNPoolingL2NormNode(MPSCNNPoolingNode):
+    """
+    L2-norm pooling: sqrt of the window's sum of squares (§5.4).
+    """
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
+        ...
+class MPSCNNDilatedPoolingMaxNode(MPSNNFilterNode):
+    """
+    Dilated max pooling (nodes.md §5.5).
+    """
+    edge_mode: MPSImageEdgeMode
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None, dilation_rate: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
+        ...
+    @property
+    def dilation_rate_x(self) -> int:
+        ...
+    @property
+    def dilation_rate_y(self) -> int:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_x(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_y(self) -> int:
+        ...
+class MPSCNNNeuronNode(MPSNNFilterNode):
+    """
+    Base of the neuron (activation) nodes; elementwise, shape preserved.
+    """
+    @staticmethod
+    def node(source: MPSNNImageNode, descriptor: MPSNNNeuronDescriptor) -> MPSNNFilterNode:
+        """
+        The neuron node subclass matching descriptor.neuron_type.
+        """
+    @property
+    def a(self) -> float:
+        ...
+    @property
+    def b(self) -> float:
+        ...
+    @property
+    def c(self) -> float:
+        ...
+    @property
+    def descriptor(self) -> MPSNNNeuronDescriptor:
+        ...
+class _MPSCNNNeuronNoneNode(MPSCNNNeuronNode):
+    """
+    Identity neuron (type none).
+    """
+    def __init__(self, source: MPSNNImageNode) -> None:
+        ...
+class MPSCNNNeuronReLUNode(MPSCNNNeuronNode):
+    """
+    f(u) = u if u >= 0 else a*u (a = 0: ReLU).
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+class MPSCNNNeuronLinearNode(MPSCNNNeuronNode):
+    """
+    f(u) = a*u + b.
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+class MPSCNNNeuronSigmoidNode(MPSCNNNeuronNode):
+    """
+    f(u) = 1 / (1 + e^-u).
+    """
+    def __init__(self, source: MPSNNImageNode) -> None:
+        ...
+class MPSCNNNeuronHardSigmoidNode(MPSCNNNeuronNode):
+    """
+    f(u) = clamp(a*u + b, 0, 1).
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 0.20000000298023224, b: typing.SupportsFloat | typing.SupportsIndex = 0.5) -> None:
+        ...
+class MPSCNNNeuronTanHNode(MPSCNNNeuronNode):
+    """
+    f(u) = a * tanh(b*u).
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+        ...
+class MPSCNNNeuronAbsoluteNode(MPSCNNNeuronNode):
+    """
+    f(u) = |u|.
+    """
+    def __init__(self, source: MPSNNImageNode) -> None:
+        ...
+class MPSCNNNeuronSoftPlusNode(MPSCNNNeuronNode):
+    """
+    f(u) = a * ln(1 + e^(b*u)).
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+        ...
+class MPSCNNNeuronSoftSignNode(MPSCNNNeuronNode):
+    """
+    f(u) = u / (1 + |u|).
+    """
+    def __init__(self, source: MPSNNImageNode) -> None:
+        ...
+class MPSCNNNeuronELUNode(MPSCNNNeuronNode):
+    """
+    f(u) = u if u >= 0 else a*(e^u - 1).
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+        ...
+class MPSCNNNeuronReLUNNode(MPSCNNNeuronNode):
+    """
+    f(u) = min(u if u >= 0 else a*u, b).
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 6.0) -> None:
+        ...
+class MPSCNNNeuronPowerNode(MPSCNNNeuronNode):
+    """
+    f(u) = (a*u + b)^c.
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
+        ...
+class MPSCNNNeuronExponentialNode(MPSCNNNeuronNode):
+    """
+    f(u) = c^(a*u + b); base e when c = -1.
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = -1.0) -> None:
+        ...
+class MPSCNNNeuronLogarithmNode(MPSCNNNeuronNode):
+    """
+    f(u) = log_c(a*u + b); natural log when c = -1.
+    """
+    def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = -1.0) -> None:
+        ...
+class MPSCNNNeuronPReLUNode(MPSCNNNeuronNode):
+    """
+    f(u) = u if u >= 0 else a[c]*u with one slope per feature channel (or one for all).
+    """
+    def __init__(self, source: MPSNNImageNode, a_data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+class MPSNNBinaryArithmeticNode(MPSNNFilterNode):
+    """
+    Y = clamp(op(primary_scale*A, secondary_scale*B) + bias, minimum_value, maximum_value); a stride of 0 broadcasts an operand along that axis.
+    """
+    @property
+    def bias(self) -> float:
+        ...
+    @bias.setter
+    def bias(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def maximum_value(self) -> float:
+        ...
+    @maximum_value.setter
+    def maximum_value(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def minimum_value(self) -> float:
+        ...
+    @minimum_value.setter
+    def minimum_value(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def primary_scale(self) -> float:
+        ...
+    @primary_scale.setter
+    def primary_scale(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def primary_stride_in_feature_channels(self) -> int:
+        ...
+    @primary_stride_in_feature_channels.setter
+    def primary_stride_in_feature_channels(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def primary_stride_in_pixels_x(self) -> int:
+        ...
+    @primary_stride_in_pixels_x.setter
+    def primary_stride_in_pixels_x(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def primary_stride_in_pixels_y(self) -> int:
+        ...
+    @primary_stride_in_pixels_y.setter
+    def primary_stride_in_pixels_y(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_scale(self) -> float:
+        ...
+    @secondary_scale.setter
+    def secondary_scale(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_feature_channels(self) -> int:
+        ...
+    @secondary_stride_in_feature_channels.setter
+    def secondary_stride_in_feature_channels(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_pixels_x(self) -> int:
+        ...
+    @secondary_stride_in_pixels_x.setter
+    def secondary_stride_in_pixels_x(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_pixels_y(self) -> int:
+        ...
+    @secondary_stride_in_pixels_y.setter
+    def secondary_stride_in_pixels_y(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSNNAdditionNode(MPSNNBinaryArithmeticNode):
+    """
+    A + B.
+    """
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+        ...
+class MPSNNSubtractionNode(MPSNNBinaryArithmeticNode):
+    """
+    A - B.
+    """
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+        ...
+class MPSNNMultiplicationNode(MPSNNBinaryArithmeticNode):
+    """
+    A * B.
+    """
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+        ...
+class MPSNNDivisionNode(MPSNNBinaryArithmeticNode):
+    """
+    A / B (IEEE: x/0 = inf).
+    """
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+        ...
+class MPSNNConcatenationNode(MPSNNFilterNode):
+    """
+    Channel concatenation; each source but the last occupies a slot rounded up to 4 channels (gaps are 0).
+    """
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode]) -> None:
+        ...
+class MPSCNNSoftMaxNode(MPSNNFilterNode):
+    """
+    Softmax over the feature channels of each pixel.
+    """
+    def __init__(self, source: MPSNNImageNode) -> None:
+        ...
+class MPSCNNLogSoftMaxNode(MPSNNFilterNode):
+    """
+    Log-softmax over the feature channels of each pixel.
+    """
+    def __init__(self, source: MPSNNImageNode) -> None:
+        ...
+class MPSCNNDropoutNode(MPSNNFilterNode):
+    """
+    Dropout; in inference graphs the identity (the compiler removes it).
+    """
+    def __init__(self, source: MPSNNImageNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex = 0.5, seed: typing.SupportsInt | typing.SupportsIndex = 0, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"] = [1, 1, 1]) -> None:
+        ...
+    @property
+    def keep_probability(self) -> float:
+        ...
+    @property
+    def mask_stride_in_pixels(self) -> typing.Annotated[list[int], "FixedSize(3)"]:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+class MPSCNNBatchNormalizationNode(MPSNNFilterNode):
+    """
+    y = gamma*(x - mean)/sqrt(variance + epsilon) + beta. Inference uses the data source's statistics (and is folded into a preceding convolution); flags=calculate_statistics_always uses the batch's own.
+    """
+    training_style: MPSNNTrainingStyle
+    def __init__(self, source: MPSNNImageNode, data_source: typing.Any) -> None:
+        ...
+    @property
+    def flags(self) -> MPSCNNBatchNormalizationFlags:
+        """
+        MPSCNNBatchNormalizationFlags.
+        """
+    @flags.setter
+    def flags(self, arg1: MPSCNNBatchNormalizationFlags) -> None:
+        ...
+class MPSCNNInstanceNormalizationNode(MPSNNFilterNode):
+    """
+    Normalization per image and channel over its pixels (nodes.md §8.6).
+    """
+    training_style: MPSNNTrainingStyle
+    def __init__(self, source: MPSNNImageNode, data_source: typing.Any) -> None:
+        ...
+class MPSCNNNormalizationNode(MPSNNFilterNode):
+    """
+    Base of the LRN-style normalizations; alpha, beta, delta.
+    """
+    @property
+    def alpha(self) -> float:
+        ...
+    @alpha.setter
+    def alpha(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        ...
+    @beta.setter
+    def beta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        ...
+    @delta.setter
+    def delta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNCrossChannelNormalizationNode(MPSCNNNormalizationNode):
+    """
+    Local response normalization across channels (nodes.md §8.2).
+    """
+    def __init__(self, source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> None:
+        ...
+    @property
+    def kernel_size_in_feature_channels(self) -> int:
+        ...
+class MPSCNNSpatialNormalizationNode(MPSCNNNormalizationNode):
+    """
+    Normalization over a spatial window per channel (nodes.md §8.3).
+    """
+    def __init__(self, source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @kernel_height.setter
+    def kernel_height(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @kernel_width.setter
+    def kernel_width(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNLocalContrastNormalizationNode(MPSCNNNormalizationNode):
+    """
+    Local contrast normalization (nodes.md §8.4).
+    """
+    def __init__(self, source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @kernel_height.setter
+    def kernel_height(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @kernel_width.setter
+    def kernel_width(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def p0(self) -> float:
+        ...
+    @p0.setter
+    def p0(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def pm(self) -> float:
+        ...
+    @pm.setter
+    def pm(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ps(self) -> float:
+        ...
+    @ps.setter
+    def ps(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNUpsamplingNearestNode(MPSNNFilterNode):
+    """
+    Nearest-neighbour upsampling by integer factors.
+    """
+    def __init__(self, source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_factor_x(self) -> float:
+        ...
+    @property
+    def scale_factor_y(self) -> float:
+        ...
+class MPSCNNUpsamplingBilinearNode(MPSNNFilterNode):
+    """
+    Bilinear upsampling by integer factors (align_corners on or off).
+    """
+    def __init__(self, source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex, align_corners: bool = False) -> None:
+        ...
+    @property
+    def align_corners(self) -> bool:
+        ...
+    @property
+    def scale_factor_x(self) -> float:
+        ...
+    @property
+    def scale_factor_y(self) -> float:
+        ...
+class MPSNNScaleNode(MPSNNFilterNode):
+    """
+    Base of the resampling nodes with a fixed output size.
+    """
+class MPSNNBilinearScaleNode(MPSNNScaleNode):
+    """
+    Bilinear resampling (nodes.md §10.3).
+    """
+    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any = None, output_size: typing.Any) -> None:
+        ...
+class MPSNNLanczosScaleNode(MPSNNScaleNode):
+    """
+    Lanczos-3 resampling (nodes.md §10.4).
+    """
+    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any = None, output_size: typing.Any) -> None:
+        ...
+class MPSNNGraph:
+    """
+    An optimized, executable form of the nodes needed for one or more result images.
+    
+    The graph reads its data sources when it is built and compiles one immutable plan per set of source sizes and formats (pruning, shape inference, batch-norm folding, neuron and residual-addition fusion, NHWC layouts, temporary memory reuse). On the CPU backend `format` defaults to float32 (MPS's default is float16); float16, unorm8 and unorm16 are supported as storage at the graph's boundaries.
+    
+    Example:
+        graph = MPSNNGraph(device, result_image=softmax.result_image)
+        probs = graph.run([x]).numpy()
+    """
+    destination_image_allocator: typing.Any
+    label: str
+    output_state_is_temporary: bool
+    @staticmethod
+    def graph(device: MTLDevice, result_image: MPSNNImageNode = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> MPSNNGraph:
+        ...
+    def __init__(self, device: MTLDevice, result_image: MPSNNImageNode = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> None:
+        ...
+    def debug_description(self) -> str:
+        ...
+    def encode(self, command_buffer: MTLCommandBuffer, source_images: list, source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> MPSImage:
+        """
+        Encode one run; returns the result image (valid once the command buffer completed) or None.
+        """
+    def encode_batch(self, command_buffer: MTLCommandBuffer, source_images: collections.abc.Sequence[list], source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
+        """
+        Encode a batch: one list of single images per source.
+        """
+    def execute_async(self, source_images: list, completion_handler: collections.abc.Callable) -> MPSImage:
+        """
+        Run on a private queue; completion_handler(result, error) is called on a worker thread.
+        """
+    def plan_description(self, source_images: list) -> str:
+        """
+        mpsnn extension: the compiled plan for these sources (steps, buffers, fusion).
+        """
+    def read_count_for_source_image(self, index: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def read_count_for_source_state(self, index: typing.SupportsInt | typing.SupportsIndex) -> int:
+        ...
+    def reload_from_data_sources(self) -> None:
+        ...
+    def run(self, source_images: list, intermediate_images: typing.Any = None) -> typing.Any:
+        """
+        mpsnn convenience: run now on this thread (GIL released) and return the result MPSImage (a list for the several-results initializer).
+        
+        Args:
+            source_images: MPSImages or C-contiguous (N, H, W, C) NumPy arrays (wrapped without copying), in source_image_handles order.
+            intermediate_images: optional list that receives the exported images.
+        """
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def format(self) -> MPSImageFeatureChannelFormat:
+        """
+        Storage format of result and exported images whose node format is none (float32 by default).
+        """
+    @format.setter
+    def format(self, arg1: MPSImageFeatureChannelFormat) -> None:
+        ...
+    @property
+    def fusion_enabled(self) -> bool:
+        """
+        mpsnn extension: fuse batch norm, neurons and residual additions into convolutions (default True). Results are the same either way; switch off to compare.
+        """
+    @fusion_enabled.setter
+    def fusion_enabled(self, arg1: bool) -> None:
+        ...
+    @property
+    def intermediate_image_handles(self) -> list:
+        ...
+    @property
+    def options(self) -> int:
+        ...
+    @options.setter
+    def options(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def poison_temporaries(self) -> bool:
+        """
+        mpsnn extension (testing aid): fill temporary memory with NaN before every run.
+        """
+    @poison_temporaries.setter
+    def poison_temporaries(self, arg1: bool) -> None:
+        ...
+    @property
+    def result_handle(self) -> typing.Any:
+        ...
+    @property
+    def result_image_is_needed(self) -> bool:
+        ...
+    @property
+    def result_state_handles(self) -> list:
+        ...
+    @property
+    def source_image_handles(self) -> list:
+        ...
+    @property
+    def source_state_handles(self) -> list:
+        ...
+def MPSImageBatchIncrementReadCount(batch: list, amount: typing.SupportsInt | typing.SupportsIndex) -> int:
+    ...
+def MPSImageBatchResourceSize(batch: list) -> int:
+    ...
+def MPSImageBatchSynchronize(batch: list, command_buffer: typing.Any) -> None:
+    ...
+def MTLCreateSystemDefaultDevice() -> MTLDevice:
+    """
+    The default device: the first backend of this build (override with MPSNN_DEVICE).
+    """
+def _drain_all_queues() -> None:
+    """
+    Wait for every queue's committed work (registered with atexit).
+    """
+def available_backends() -> list[str]:
+    """
+    Backends compiled into this build.
+    """
+MPSCommandBuffer = MTLCommandBuffer
