@@ -374,6 +374,21 @@ void test_normalizations() {
                 std::to_string(k.kw) + "x" + std::to_string(k.kh) + " beta " + beta_name(beta),
             y, e, 2e-5, 2e-5);
     }
+  // NaN and infinity stay inside the windows that contain them (no smearing by running sums).
+  for (float beta : {5.0f, 0.75f}) {
+    const ImageShape s{2, 40, 13, 3};
+    Image x(s, 1);
+    x.fill(-2.0f, 2.0f);
+    x.at(0, 3, 4, 1) = std::numeric_limits<float>::quiet_NaN();
+    x.at(1, 30, 0, 2) = std::numeric_limits<float>::infinity();
+    Image y(s, 0), z(s, 2);
+    spatial_normalization(x.v, y.v, 5, 3, 1.0f, beta, 1.0f);
+    Expected e = ref_spatial(x, 5, 3, 1.0, beta, 1.0);
+    check(std::string("spatial_norm NaN/inf input beta ") + beta_name(beta), y, e, 1e-6, 2e-5);
+    local_contrast_normalization(x.v, z.v, 3, 5, 1.0f, beta, 1.0f / 1024, 0.0f, 1.0f, 1.0f);
+    Expected ez = ref_lcn(x, 3, 5, 1.0, beta, 1.0 / 1024, 0.0, 1.0, 1.0);
+    check(std::string("local_contrast_norm NaN/inf input beta ") + beta_name(beta), z, ez, 2e-5, 2e-5);
+  }
   // Large offset: the one-pass variance must not cancel.
   {
     const ImageShape s{2, 19, 23, 5};

@@ -224,6 +224,41 @@ void slide_rows(const Slide& s) {
   seg(b2, s.w);
 }
 
+// True if rows [y_lo, y_hi] of image n hold a NaN or an infinity. Running sums would smear such
+// a value over every later window (inf - inf and NaN - NaN are NaN), so those rows are summed
+// directly instead.
+bool has_non_finite(const TensorView& src, int64_t n, int64_t y_lo, int64_t y_hi) {
+  const int64_t w = src.shape.w, c_n = src.shape.c;
+  int bad = 0;
+  for (int64_t y = y_lo; y <= y_hi; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      const float* px = src.pixel(n, y, x);
+#pragma omp simd reduction(| : bad)
+      for (int64_t c = 0; c < c_n; ++c) bad |= !(std::fabs(px[c]) <= 3.40282347e38f);
+    }
+  return bad != 0;
+}
+
+// Window sums of row y computed tap by tap (O(KW*KH) per pixel): the fallback for rows near
+// non-finite values.
+template <bool kMean>
+void direct_sums(const TensorView& src, int64_t n, int64_t y, int64_t l, int64_t r, int64_t t,
+                 int64_t b, double* v2, double* v1) {
+  const int64_t w = src.shape.w, c_n = src.shape.c;
+  std::fill(v2, v2 + w * c_n, 0.0);
+  if (kMean) std::fill(v1, v1 + w * c_n, 0.0);
+  for (int64_t yy = std::max<int64_t>(0, y - t); yy <= std::min(src.shape.h - 1, y + b); ++yy)
+    for (int64_t x = 0; x < w; ++x)
+      for (int64_t xx = std::max<int64_t>(0, x - l); xx <= std::min(w - 1, x + r); ++xx) {
+        const float* px = src.pixel(n, yy, xx);
+        for (int64_t c = 0; c < c_n; ++c) {
+          const double v = px[c];
+          v2[x * c_n + c] += v * v;
+          if (kMean) v1[x * c_n + c] += v;
+        }
+      }
+}
+
 // Calls emit(n, y, v2, v1) for every row of the image with the window sums of X^2 (and X when
 // kMean) for each pixel of that row, as dense rows of W*C doubles. Rows are split into chunks
 // so that both threads have work even for one image; each chunk primes its own running sum.
@@ -271,6 +306,13 @@ void window_sums(const TensorView& src, int64_t kernel_w, int64_t kernel_h, cons
       for (int64_t ch = 0; ch < chunks; ++ch) {
         const int64_t y0 = ch * rows_per_chunk;
         const int64_t y1 = std::min(s.h, y0 + rows_per_chunk);
+        if (has_non_finite(src, n, std::max<int64_t>(0, y0 - t), std::min(s.h - 1, y1 - 1 + b))) {
+          for (int64_t y = y0; y < y1; ++y) {
+            direct_sums<kMean>(src, n, y, l, r, t, b, sl.v2, sl.v1);
+            emit(n, y, sl.v2, sl.v1);
+          }
+          continue;
+        }
         std::fill(sl.v2, sl.v2 + row_len, 0.0);
         if (kMean) std::fill(sl.v1, sl.v1 + row_len, 0.0);
         for (int64_t yy = std::max<int64_t>(0, y0 - t); yy <= std::min(s.h - 1, y0 + b); ++yy)
