@@ -263,3 +263,20 @@ def test_debug_description_names_nodes(device, rng):
     g = MPSNNGraph(device, out.result_image)
     text = g.debug_description()
     assert "convolution" in text and "arithmetic" in text
+
+
+def test_residual_fusion_waits_for_the_other_addend(device, rng):
+    """Both addends come from convolutions; the sum may only fuse into the one computed last."""
+    x = MPSNNImageNode()
+    t = MPSCNNNeuronReLUNode(source=x).result_image
+    ds_a, wa, ba = conv_source(8, 16, 3, 3, rng, stride=(2, 2))
+    ds_b, wb, bb = conv_source(8, 16, 1, 1, rng, stride=(2, 2))
+    left = mpsnn.MPSCNNConvolutionNode(source=t, weights=ds_a).result_image
+    right = mpsnn.MPSCNNConvolutionNode(source=t, weights=ds_b).result_image
+    add = MPSNNAdditionNode(left_source=left, right_source=right)
+    g = MPSNNGraph(device, add.result_image)
+    xv = rng.standard_normal((1, 8, 8, 8)).astype(np.float32)
+    h = np.maximum(xv, 0)
+    expected = conv_ref(h, wa, ba, (2, 2)) + conv_ref(h, wb, bb, (2, 2))
+    assert_close(g.run([xv]).numpy(), expected, "reduction", k=72)
+    assert "sum" in g.plan_description([xv])

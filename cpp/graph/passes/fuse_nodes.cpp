@@ -117,6 +117,8 @@ void fuse_nodes(CompileState& st) {
           const int operand = s.inputs[size_t(k)], other = s.inputs[size_t(1 - k)];
           StepInfo* p = fusable_producer(st, uses, operand);
           if (!p || p->sum_input >= 0 || operand == other) continue;
+          // The other addend must be computed before the convolution that accumulates into it.
+          if (st.values[size_t(st.root(other))].producer >= st.values[size_t(operand)].producer) continue;
           if (st.values[size_t(other)].shape != st.values[size_t(s.output)].shape) continue;
           p->post_ops.push_back(PostOp{PostOp::Kind::sum, {}, 0, 0});
           p->post_ops.push_back(PostOp{PostOp::Kind::clamp, {}, a.minimum_value, a.maximum_value});

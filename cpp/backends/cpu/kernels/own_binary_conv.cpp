@@ -2,7 +2,9 @@
 // scale and bias terms and the optional XNOR-Net beta image.
 // oneDNN 3.2 has no binarized convolution: it cannot take 1-bit weights, binarize its input, or
 // skip out-of-image taps instead of reading a padded zero (which binarization would turn into
-// +1). The XNOR/AND variants binarize the input once per call and count bits with popcount.
+// +1). XNOR/AND binarize the input once per call and count bits with popcount; binary weights
+// use +-1 float weights and register-blocked FMA, or the bits directly when there are only a
+// few output pixels (fully connected).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,8 +31,8 @@ struct Geometry {
 // ones by arrays of 1 / 0, keeping the output loops branch-free), and in_bias / in_scale are
 // only read through InputTerms.
 
-// in_bias and in_scale (0 / 1 when absent) repeated for every pixel of a row, so that X' of a run of pixels of a
-// dense source is one flat vector loop however few channels there are.
+// in_bias and in_scale (0 / 1 when absent) repeated for every pixel of a row, so that X' of a
+// run of pixels of a dense source is one flat vector loop however few channels there are.
 struct InputTerms {
   std::vector<float> bias, scale;  // w * cin entries
 };
@@ -130,9 +132,9 @@ int64_t cout_chunk(int64_t tasks, int64_t cout, int64_t quantum) {
   return std::max(size, quantum);
 }
 
-constexpr int kVec = 16;  // floats per AVX-512 register
-constexpr int kCo = 32;      // output channels per register block (popcount path)
-constexpr int kFmaCo = 64;   // output channels per register block (float path): 4 registers
+constexpr int kVec = 16;               // floats per AVX-512 register
+constexpr int kCo = 32;                // output channels per register block (popcount path)
+constexpr int kFmaCo = 64;             // output channels per register block (float path)
 constexpr int64_t kFmaMinPixels = 16;  // fewer output pixels: binary_weights_direct
 
 // Splits `count` output pixels into blocks of at most `most`, as even as possible

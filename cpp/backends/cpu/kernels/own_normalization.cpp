@@ -1,7 +1,8 @@
 // Spatial and local-contrast normalization (nodes.md 8.3, 8.4).
-// oneDNN 3.2 only has LRN within a channel with a fixed odd, centred window and no mean term;
-// it cannot express MPS's even-size window placement, the local-contrast mean subtraction and
-// its pm/ps/p0 parameters, so both are written here, fused into one pass over the image.
+// oneDNN 3.2's within-channel LRN has a square local_size x local_size window and no mean term:
+// it cannot express unequal kernel width/height, MPS's placement of even-size windows, or the
+// local-contrast mean subtraction with its pm/ps/p0 parameters. Both kernels are written here,
+// each fused into one pass (window sums by running sums, then the output).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,7 +22,7 @@ namespace {
 
 // ---- T^-beta, branch-free so that the output loops vectorize -----------------------------
 // std::pow/std::exp/std::log are opaque calls that stop the compiler from vectorizing; these
-// double-precision versions are plain arithmetic (relative error below 1e-13).
+// double-precision versions are plain arithmetic (relative error about 1e-12).
 
 constexpr double kLn2 = 0.69314718055994530942;
 constexpr double kLog2e = 1.44269504088896340736;
@@ -350,7 +351,8 @@ void spatial_normalization(const TensorView& src, const TensorView& dst, int64_t
   with_neg_pow(beta, [&](auto neg_pow) {
     auto span = [=](const float* x, const double* v2, const double*, float* y, int64_t len) {
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i) y[i] = static_cast<float>(x[i] * neg_pow(d + scale * v2[i]));
+      for (int64_t i = 0; i < len; ++i)
+        y[i] = static_cast<float>(x[i] * neg_pow(d + scale * v2[i]));
     };
     window_sums<false>(src, kernel_w, kernel_h,
                        [&](int64_t n, int64_t y, const double* v2, const double* v1) {
