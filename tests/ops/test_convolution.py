@@ -615,7 +615,8 @@ def test_residual_add_with_scales_and_clamp(device, rng):
     _fuse_both(device, make, [x], ref, 36)
 
 
-def test_residual_add_of_two_convolutions(device, rng):
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_residual_add_of_two_convolutions(fuse, device, rng):
     x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
     ds1, w1, b1 = conv_source(3, 6, 3, 3, rng)
     ds2, w2, b2 = conv_source(3, 6, 1, 1, rng)
@@ -626,7 +627,8 @@ def test_residual_add_of_two_convolutions(device, rng):
         add = mpsnn.MPSNNAdditionNode(left_source=c1.result_image, right_source=c2.result_image)
         return mpsnn.MPSCNNNeuronReLUNode(add.result_image)
 
-    _fuse_both(device, make, [x], R.neuron(R.conv2d(x, w1, b1) + R.conv2d(x, w2, b2), 'relu'), 27)
+    ref = R.neuron(R.conv2d(x, w1, b1) + R.conv2d(x, w2, b2), 'relu')
+    assert_close(run_graph(device, make, [x], fuse=fuse), ref, "reduction", k=27)
 
 
 @pytest.mark.parametrize("method", [R.SIZE_SAME, R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT,
@@ -643,3 +645,145 @@ def test_convolution_vs_torch(method, device, rng):
     ref = F.conv2d(xt, torch.from_numpy(w.transpose(0, 3, 1, 2).astype(np.float64)),
                    torch.from_numpy(b.astype(np.float64)), stride=case.stride, dilation=case.dilation)
     assert_close(y, from_t(ref), "reduction", k=case.k)
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_residual_add_of_two_convolutions_plain(fuse, device, rng):
+    """add(conv3x3(x), conv1x1(x)): the sum may only be fused into the convolution computed after the other
+    addend (regression: the fused step once ran before its summand's producer, 12e9b25)."""
+    x = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
+    ds1, w1, b1 = conv_source(3, 4, 3, 3, rng)
+    ds2, w2, b2 = conv_source(3, 4, 1, 1, rng)
+
+    def make(src):
+        c1 = mpsnn.MPSCNNConvolutionNode(src, ds1)
+        c2 = mpsnn.MPSCNNConvolutionNode(src, ds2)
+        return mpsnn.MPSNNAdditionNode(left_source=c1.result_image, right_source=c2.result_image)
+
+    g = make_graph(device, make, 1, fuse=fuse)
+    g.poison_temporaries = True
+    for x in (x, rng.standard_normal((1, 4, 4, 3)).astype(np.float32)):      # a stale summand would show
+        y = np.array(g.run([x]).numpy())
+        assert_close(y, R.conv2d(x, w1, b1) + R.conv2d(x, w2, b2), "reduction", k=27)
+
+
+def test_conv_descriptor_neuron_then_neuron_node(device, rng):
+    """A neuron node after a conv that already has a descriptor neuron applies on top of it."""
+    x = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)
+    desc = mpsnn.MPSNNNeuronDescriptor.cnn_neuron_descriptor(mpsnn.MPSCNNNeuronType.linear, 2.0, -1.0)
+    ds, w, b = conv_source(3, 5, 3, 3, rng, neuron=desc)
+
+    def make(src):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        return mpsnn.MPSCNNNeuronSigmoidNode(conv.result_image)
+
+    _fuse_both(device, make, [x], R.neuron(R.neuron(R.conv2d(x, w, b), 'linear', 2.0, -1.0), 'sigmoid'), 27)
+
+
+def test_conv_transpose_then_batch_norm_and_relu(device, rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    ds, w, b = conv_source(5, 3, 3, 3, rng, stride=(2, 2))
+    bn_ds, bn = _bn_source(rng, 3)
+
+    def make(src):
+        t = mpsnn.MPSCNNConvolutionTransposeNode(src, None, ds)
+        norm = mpsnn.MPSCNNBatchNormalizationNode(t.result_image, bn_ds)
+        return mpsnn.MPSCNNNeuronReLUNode(norm.result_image)
+
+    ref = R.neuron(R.batch_norm_inference(R.conv_transpose2d(x, w, b, (2, 2)), *bn), 'relu')
+    _fuse_both(device, make, [x], ref, 45)
+
+
+def test_fully_connected_then_batch_norm_and_neuron(device, rng):
+    x = rng.standard_normal((3, 2, 3, 5)).astype(np.float32)
+    ds, w, b = conv_source(5, 6, 2, 3, rng)
+    bn_ds, bn = _bn_source(rng, 6)
+
+    def make(src):
+        fc = mpsnn.MPSCNNFullyConnectedNode(src, ds)
+        norm = mpsnn.MPSCNNBatchNormalizationNode(fc.result_image, bn_ds)
+        return mpsnn.MPSCNNNeuronELUNode(norm.result_image, a=0.7)
+
+    ref = R.neuron(R.batch_norm_inference(R.fully_connected(x, w, b), *bn), 'elu', 0.7)
+    _fuse_both(device, make, [x], ref, 30)
+
+
+@pytest.mark.parametrize("fuse", [
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "fused residual addition (conv sum post-op + clamp post-op, fuse_nodes.cpp) maps a NaN summand to "
+        "-FLT_MAX: the fused clamp is not NaN-propagating, unlike the unfused arithmetic kernel and "
+        "nodes.md §3.1 (NaN propagates through the always-applied clamp)"))), False],
+    ids=["fused", "unfused"])
+def test_residual_add_propagates_nan(fuse, device, rng):
+    x = rng.standard_normal((1, 3, 3, 4)).astype(np.float32)
+    skip = rng.standard_normal((1, 3, 3, 4)).astype(np.float32)
+    skip[0, 1, 1, 2] = np.nan
+    ds, w, b = conv_source(4, 4, 3, 3, rng)
+
+    def make(src, other):
+        conv = mpsnn.MPSCNNConvolutionNode(src, ds)
+        return mpsnn.MPSNNAdditionNode(left_source=conv.result_image, right_source=other)
+
+    y = run_graph(device, make, [x, skip], fuse=fuse)
+    assert np.isnan(y[0, 1, 1, 2])
+    ref = R.binary_arithmetic('add', R.conv2d(x, w, b), skip)
+    mask = ~np.isnan(ref)
+    assert np.array_equal(np.isnan(y), ~mask)
+    assert_close(y[mask], ref[mask], "reduction", k=36)
+
+
+def test_graph_reused_with_new_inputs_and_sizes(device, rng):
+    """One graph, several runs with different values, batch sizes and image sizes (one plan each)."""
+    ds, w, b = conv_source(3, 6, 3, 2, rng, stride=(2, 1))
+    bn_ds, bn = _bn_source(rng, 6)
+
+    def make(src):
+        conv = set_padding(mpsnn.MPSCNNConvolutionNode(src, ds), R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT)
+        norm = mpsnn.MPSCNNBatchNormalizationNode(conv.result_image, bn_ds)
+        relu = mpsnn.MPSCNNNeuronReLUNode(norm.result_image)
+        return mpsnn.MPSCNNPoolingMaxNode(relu.result_image, 2)
+
+    for fuse in (True, False):
+        g = make_graph(device, make, 1, fuse=fuse)
+        for shape in ((1, 7, 6, 3), (3, 5, 9, 3), (1, 7, 6, 3), (2, 8, 8, 3)):
+            x = rng.standard_normal(shape).astype(np.float32)
+            y = np.array(g.run([x]).numpy())
+            geo = R.window_geometry(shape[1:3], (3, 2), (2, 1), (1, 1), R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT)
+            c = R.conv2d(x, w, b, stride=(2, 1), pad=geo['pad'], out_hw=geo['out_hw'])
+            ref = R.max_pool2d(R.neuron(R.batch_norm_inference(c, *bn), 'relu'), (2, 2))
+            assert_close(y, ref, "reduction", k=18)
+
+
+def test_convolution_float16_source_array(device, rng):
+    """A float16 source image is read as its float16 values; the result defaults to float32."""
+    x = rng.standard_normal((2, 5, 6, 3)).astype(np.float16)
+    ds, w, b = conv_source(3, 4, 3, 3, rng)
+    g = make_graph(device, _conv(ds), 1)
+    y = g.run([x]).numpy()
+    assert y.dtype == np.float32
+    assert_close(y, R.conv2d(x.astype(np.float64), w, b), "reduction", k=27)
+
+
+@pytest.mark.parametrize("h,w,kh,kw,stride,dil,groups,method", [
+    (9, 8, 3, 3, (2, 2), (2, 2), 1, R.SIZE_SAME),
+    (7, 9, 2, 3, (2, 3), (1, 2), 1, R.SIZE_FULL | R.ALIGN_BOTTOM_RIGHT),
+    (8, 8, 3, 3, (2, 2), (1, 1), 2, R.SIZE_VALID_ONLY | R.ADD_REMAINDER_TO_TOP_RIGHT),
+    (6, 7, 4, 2, (3, 2), (2, 1), 1, R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_LEFT),
+], ids=str)
+def test_convolution_transpose_paired_dilated_grouped(h, w, kh, kw, stride, dil, groups, method, device, rng):
+    cin, cmid = (8, 8) if groups == 2 else (3, 5)
+    x = rng.standard_normal((2, h, w, cin)).astype(np.float32)
+    ds1, w1, b1 = conv_source(cin, cmid, kh, kw, rng, stride, dil, groups)
+    ds2, w2, b2 = conv_source(cmid, cin, kh, kw, rng, stride, dil, groups)
+
+    def make(src):
+        conv = set_padding(mpsnn.MPSCNNConvolutionNode(src, ds1), method)
+        return mpsnn.MPSCNNConvolutionTransposeNode(conv.result_image, conv.convolution_gradient_state, ds2)
+
+    y = run_graph(device, make, [x])
+    geo = R.window_geometry((h, w), (kh, kw), stride, dil, method)
+    mid = R.conv2d(x, w1, b1, stride=stride, dilation=dil, groups=groups, pad=geo['pad'], out_hw=geo['out_hw'])
+    pz = tuple(R.transpose_pad_from_conv(p, k, d) for p, k, d in zip(geo['pad'], (kh, kw), dil))
+    ref = R.conv_transpose2d(mid, w2, b2, stride, dil, groups, pad_z=pz, out_hw=(h, w))
+    assert y.shape == (2, h, w, cin)
+    assert_close(y, ref, "reduction", k=kh * kw * cmid // groups)

@@ -69,6 +69,8 @@ void infer_shapes(CompileState& st) {
     for (size_t i = 1; i < ctx.sources.size(); ++i)
       MPSNN_CHECK(ctx.sources[i].n == ctx.sources[0].n, ShapeError, f.context(), " source ", i, " has ",
                   ctx.sources[i].n, " images, source 0 has ", ctx.sources[0].n, "; expected equal batch sizes");
+    // Properties stay writable after construction: check the attributes again before use.
+    if (s.validate_attrs) s.validate_attrs(f);
     const ShapeResult r = s.shape(ctx);
     step.geom = r.geom;
     step.conv = ctx.params.conv ? fold_descriptor_batch_norm(ctx.params.conv) : nullptr;

@@ -87,7 +87,10 @@ MPSNN_INLINE double exp_d(double y) {
   p = p * r + 1.0;
   p = p * r + 1.0;
   const int64_t k1 = ki / 2, k2 = ki - k1;
-  const double res = p * double_of((k1 + 1023) << 52) * double_of((k2 + 1023) << 52);
+  // Exponent fields built unsigned: for a NaN y, ki is meaningless and must not overflow a shift.
+  const double s1 = double_of(static_cast<int64_t>(static_cast<uint64_t>(k1 + 1023) << 52));
+  const double s2 = double_of(static_cast<int64_t>(static_cast<uint64_t>(k2 + 1023) << 52));
+  const double res = p * s1 * s2;
   return y == y ? res : y;
 }
 
