@@ -98,6 +98,21 @@ void check_descriptor(const ConvolutionDescriptor& d, const std::string& ctx) {
 
 }  // namespace
 
+std::shared_ptr<ConvolutionParams> fold_batch_norm(const ConvolutionParams& conv, const std::vector<float>& mean,
+                                                   const std::vector<float>& variance, const std::vector<float>& gamma,
+                                                   const std::vector<float>& beta, float epsilon) {
+  auto f = std::make_shared<ConvolutionParams>(conv);
+  const size_t cout = size_t(conv.desc.output_feature_channels);
+  const size_t per_out = f->weights.size() / cout;
+  if (f->bias.empty()) f->bias.assign(cout, 0.0f);
+  for (size_t o = 0; o < cout; ++o) {
+    const double scale = double(gamma[o]) / std::sqrt(double(variance[o]) + double(epsilon));
+    for (size_t i = 0; i < per_out; ++i) f->weights[o * per_out + i] = float(f->weights[o * per_out + i] * scale);
+    f->bias[o] = float(scale * (double(f->bias[o]) - double(mean[o])) + double(beta[o]));
+  }
+  return f;
+}
+
 std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionDataSource& source, bool binary,
                                                                  const std::string& ctx) {
   return with_loaded(source, ctx, [&] {

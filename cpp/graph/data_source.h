@@ -92,6 +92,13 @@ struct NormalizationParams {
   std::optional<std::string> label;
 };
 
+// Folds an inference batch normalization into convolution weights and bias, per output channel
+// (nodes.md §4.1): scale = gamma / sqrt(variance + epsilon), W' = W * scale,
+// b' = scale * (b - mean) + beta. Computed in double so fused and unfused results agree.
+std::shared_ptr<ConvolutionParams> fold_batch_norm(const ConvolutionParams& conv, const std::vector<float>& mean,
+                                                   const std::vector<float>& variance, const std::vector<float>& gamma,
+                                                   const std::vector<float>& beta, float epsilon);
+
 // Reads a data source (load, read, purge) and validates it against the node; `context` names
 // the node in errors.
 std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionDataSource& source, bool binary,

@@ -6,9 +6,6 @@
 //    post-op (the residual connection), followed by the addition's always-applied clamp.
 // A producer is fused into only when its result has exactly one consumer and is not a graph
 // output, and never across a custom padding policy that does not allow fusion.
-#include <cfloat>
-#include <cmath>
-
 #include "graph/passes/compile_state.h"
 
 namespace mpsnn {
@@ -64,20 +61,6 @@ bool default_addition(const ArithmeticAttrs& a) {
          a.primary_strides == std::array<int, 3>{1, 1, 1} && a.secondary_strides == std::array<int, 3>{1, 1, 1};
 }
 
-std::shared_ptr<const ConvolutionParams> fold_batch_norm(const ConvolutionParams& conv, const NormalizationParams& bn) {
-  auto f = std::make_shared<ConvolutionParams>(conv);
-  const size_t cout = size_t(conv.desc.output_feature_channels);
-  const size_t per_out = f->weights.size() / cout;
-  if (f->bias.empty()) f->bias.assign(cout, 0.0f);
-  for (size_t o = 0; o < cout; ++o) {
-    // Folded in double so that fused and unfused results agree to float rounding.
-    const double scale = double(bn.gamma[o]) / std::sqrt(double(bn.variance[o]) + double(bn.epsilon));
-    for (size_t i = 0; i < per_out; ++i) f->weights[o * per_out + i] = float(f->weights[o * per_out + i] * scale);
-    f->bias[o] = float(scale * (double(f->bias[o]) - double(bn.mean[o])) + double(bn.beta[o]));
-  }
-  return f;
-}
-
 }  // namespace
 
 void fuse_nodes(CompileState& st) {
@@ -98,7 +81,7 @@ void fuse_nodes(CompileState& st) {
         if (!p || !p->post_ops.empty() ||
             p->node->attrs_as<ConvolutionAttrs>().variant == ConvolutionVariant::transpose)
           break;
-        p->conv = fold_batch_norm(*p->conv, *s.norm);
+        p->conv = fold_batch_norm(*p->conv, s.norm->mean, s.norm->variance, s.norm->gamma, s.norm->beta, s.norm->epsilon);
         absorb(st, *p, s);
         break;
       }

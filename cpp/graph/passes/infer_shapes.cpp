@@ -9,19 +9,11 @@ namespace mpsnn {
 
 namespace {
 
-// Folds MPSCNNConvolutionDescriptor's batch-norm parameters into weights and bias (nodes.md §4.1).
+// Folds MPSCNNConvolutionDescriptor's batch-norm parameters into weights and bias.
 std::shared_ptr<const ConvolutionParams> fold_descriptor_batch_norm(std::shared_ptr<const ConvolutionParams> p) {
   if (!p->desc.batch_norm) return p;
-  auto f = std::make_shared<ConvolutionParams>(*p);
   const auto& bn = *p->desc.batch_norm;
-  const size_t cout = size_t(p->desc.output_feature_channels);
-  const size_t per_out = f->weights.size() / cout;
-  if (f->bias.empty()) f->bias.assign(cout, 0.0f);
-  for (size_t o = 0; o < cout; ++o) {
-    const float scale = bn.gamma[o] / std::sqrt(bn.variance[o] + bn.epsilon);
-    for (size_t i = 0; i < per_out; ++i) f->weights[o * per_out + i] *= scale;
-    f->bias[o] = scale * (f->bias[o] - bn.mean[o]) + bn.beta[o];
-  }
+  auto f = fold_batch_norm(*p, bn.mean, bn.variance, bn.gamma, bn.beta, bn.epsilon);
   f->desc.batch_norm.reset();
   return f;
 }
