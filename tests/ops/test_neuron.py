@@ -14,16 +14,6 @@ from ._common import FP16, run_graph, to_t, from_t
 
 T = mpsnn.MPSCNNNeuronType
 
-LOG_ACCURACY_BUG = (
-    "logarithm with c = -1 runs oneDNN eltwise_log (dnnl_utils.cpp eltwise_chain), whose float32 result has "
-    "an absolute error up to ~3.4e-6 (e.g. ln(0.5291), and ln(1.1313) = 0.1233088 comes out 0.1233056), "
-    "outside the elementwise row (rtol 1e-5, atol 1e-6) near ln = 0; std::log in the own loop is exact")
-SOFTPLUS_ACCURACY_BUG = (
-    "soft_plus runs oneDNN eltwise_soft_relu (dnnl_utils.cpp eltwise_chain), whose float32 result has an "
-    "absolute error up to ~2e-6 and is NEGATIVE for b*u in about [-30, -17] (a = b = 1: softplus(-17.68) "
-    "= 2.1e-8 comes out -1.9e-6; a = 2, b = 0.5: softplus(-40) = 4.1e-9 comes out -3.8e-6), outside the "
-    "elementwise row and below the function's range (0, inf); the own loop's stable formula is exact")
-
 # (id, node class, reference name, constructor kwargs, input domain)
 #   domain: 'any' standard normal * 3, 'pos' strictly positive (power with fractional c, logarithm)
 NEURONS = [
@@ -51,8 +41,7 @@ NEURONS = [
     ("power-cube", "MPSCNNNeuronPowerNode", "power", {"c": 3.0}, 'any'),
     ("exponential", "MPSCNNNeuronExponentialNode", "exponential", {}, 'any'),
     ("exponential-base2", "MPSCNNNeuronExponentialNode", "exponential", {"a": 0.5, "b": -1.0, "c": 2.0}, 'any'),
-    pytest.param("logarithm", "MPSCNNNeuronLogarithmNode", "logarithm", {}, 'pos', id="logarithm",
-                 marks=pytest.mark.xfail(strict=True, reason=LOG_ACCURACY_BUG)),
+    ("logarithm", "MPSCNNNeuronLogarithmNode", "logarithm", {}, 'pos'),
     ("logarithm-base10", "MPSCNNNeuronLogarithmNode", "logarithm", {"a": 2.0, "b": 0.1, "c": 10.0}, 'pos'),
 ]
 
@@ -61,11 +50,6 @@ SHAPES = [(1, 5, 7, 3), (2, 3, 4, 5), (3, 1, 1, 9)]
 
 def _ids(v):
     return v if isinstance(v, str) and not v.startswith("MPSCNN") else None
-
-
-def _plain(entries):
-    """The NEURONS rows without marks (for tests the marked bug does not affect)."""
-    return [tuple(e.values) if hasattr(e, "values") else e for e in entries]
 
 
 def _input(rng, shape, domain):
@@ -86,7 +70,7 @@ def test_neuron_node(nid, cls, name, kwargs, domain, shape, device, rng):
     assert_close(y, ref, "elementwise")
 
 
-@pytest.mark.parametrize("nid,cls,name,kwargs,domain", _plain(NEURONS), ids=_ids)
+@pytest.mark.parametrize("nid,cls,name,kwargs,domain", NEURONS, ids=_ids)
 def test_neuron_node_parameters(nid, cls, name, kwargs, domain):
     node = getattr(mpsnn, cls)(mpsnn.MPSNNImageNode(), **kwargs)
     da, db, dc = R.NEURON_DEFAULTS[name]
@@ -231,23 +215,13 @@ def test_neuron_ieee_edge_cases(device):
             assert_close(y[finite], ref[finite], "elementwise")
 
 
-def _nan_xfail(what):
-    return pytest.mark.xfail(strict=True, reason=(
-        f"{what} (oneDNN eltwise chain, dnnl_utils.cpp), while the nodes.md §6.2 formula and the oracle give "
-        "NaN for a NaN input (every other neuron type propagates NaN)"))
-
-
 NAN_CASES = [
-    pytest.param("MPSCNNNeuronReLUNode", {}, id="relu", marks=_nan_xfail("ReLU (a = 0) maps NaN to 0")),
+    pytest.param("MPSCNNNeuronReLUNode", {}, id="relu"),
     pytest.param("MPSCNNNeuronReLUNode", {"a": 0.1}, id="leaky_relu"),
-    pytest.param("MPSCNNNeuronReLUNNode", {}, id="relu_n",
-                 marks=_nan_xfail("ReLUN (default a = 1, b = 6) maps NaN to -FLT_MAX (relu then clip(-FLT_MAX, b))")),
-    pytest.param("MPSCNNNeuronReLUNNode", {"a": 0.0, "b": 6.0}, id="relu6",
-                 marks=_nan_xfail("ReLUN with a = 0 (ReLU6) maps NaN to 0")),
-    pytest.param("MPSCNNNeuronHardSigmoidNode", {}, id="hard_sigmoid",
-                 marks=_nan_xfail("HardSigmoid maps NaN to 1")),
-    pytest.param("MPSCNNNeuronExponentialNode", {}, id="exponential",
-                 marks=_nan_xfail("Exponential (c = -1) maps NaN to +inf")),
+    pytest.param("MPSCNNNeuronReLUNNode", {}, id="relu_n"),
+    pytest.param("MPSCNNNeuronReLUNNode", {"a": 0.0, "b": 6.0}, id="relu6"),
+    pytest.param("MPSCNNNeuronHardSigmoidNode", {}, id="hard_sigmoid"),
+    pytest.param("MPSCNNNeuronExponentialNode", {}, id="exponential"),
     pytest.param("MPSCNNNeuronSigmoidNode", {}, id="sigmoid"),
     pytest.param("MPSCNNNeuronTanHNode", {}, id="tanh"),
     pytest.param("MPSCNNNeuronELUNode", {}, id="elu"),
@@ -269,14 +243,12 @@ def test_neuron_nan_propagates(cls, kwargs, device):
     assert np.all(np.isfinite(y[0, 0, 0, 1:])), y
 
 
-@pytest.mark.xfail(strict=True, reason=LOG_ACCURACY_BUG)
 def test_logarithm_accuracy_near_one(device):
     u = np.linspace(0.5, 2.0, 2001).astype(np.float32).reshape(1, 1, -1, 1)
     y = run_graph(device, lambda s: mpsnn.MPSCNNNeuronLogarithmNode(s), [u])
     assert_close(y, R.neuron(u, 'logarithm'), "elementwise")
 
 
-@pytest.mark.xfail(strict=True, reason=SOFTPLUS_ACCURACY_BUG)
 @pytest.mark.parametrize("a,b", [(1.0, 1.0), (0.5, 2.0), (2.0, 0.5)], ids=str)
 def test_soft_plus_accuracy_negative_tail(a, b, device):
     u = (np.linspace(-45.0, -10.0, 701) / b).astype(np.float32).reshape(1, 1, -1, 1)
@@ -319,7 +291,7 @@ def test_neuron_wrong_input_dtype(device):
 # --------------------------------------------------------------------------------------------
 # neurons after a convolution (fused as post-ops) and padding policies
 
-@pytest.mark.parametrize("nid,cls,name,kwargs,domain", [n for n in _plain(NEURONS) if n[4] == 'any'], ids=_ids)
+@pytest.mark.parametrize("nid,cls,name,kwargs,domain", [n for n in NEURONS if n[4] == 'any'], ids=_ids)
 def test_neuron_after_convolution_fused_and_unfused(nid, cls, name, kwargs, domain, device, rng):
     from conftest import conv_source
     x = rng.standard_normal((2, 5, 4, 3)).astype(np.float32)

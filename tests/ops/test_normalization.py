@@ -115,12 +115,6 @@ def test_instance_norm_defaults(device, rng):
     assert_close(y, R.instance_norm(x, None, None, 1e-3), "reduction", k=20)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "InstanceNormalizationKernel (normalization.cpp) folds into y = x*scale + shift with float32 "
-    "scale = gamma/sqrt(v + eps) and shift = beta - scale*mean; for a constant channel (v = 0, e.g. H*W = 1, "
-    "scale = gamma*316 at eps = 1e-5) x*scale and shift cancel, so the documented x_hat = 0 => Y = beta "
-    "(nodes.md §8.6 edge cases) comes out beta +- 1e-4 (batch normalization with batch statistics gives "
-    "beta exactly)"))
 @pytest.mark.parametrize("hw", [(1, 1), (4, 3)], ids=str)
 def test_instance_norm_constant_channel_gives_beta(hw, device, rng):
     x = np.broadcast_to(rng.standard_normal((3, 1, 1, 6)) * 3, (3, hw[0], hw[1], 6)).astype(np.float32)

@@ -64,25 +64,6 @@ def _node(mode, method=None, edge=None, kernel_stride=None):
     return make
 
 
-PAD_BEYOND_WINDOW_BUG = (
-    "pooling.cpp: clamp-edge max / average pooling hands oneDNN a pad >= the dilated kernel extent "
-    "(windows lying entirely in the padding, e.g. sizeFull|alignTopLeft, K=3, s=1 gives P=4): average "
-    "pooling raises BackendError 'could not create a descriptor for a pooling forward propagation "
-    "primitive' instead of nodes.md §5.2 (Y = 0 when N = 0); max pooling returns -FLT_MAX for those "
-    "windows instead of §5.3 + §1.4 clamp (the nearest in-image pixel)")
-
-
-def _pad_bug_mark(mode):
-    return pytest.mark.xfail(strict=True, raises=mpsnn.BackendError if mode == 'average' else AssertionError,
-                             reason=PAD_BEYOND_WINDOW_BUG)
-
-
-def _window_in_padding(g, kernel_hw, dilation_hw=(1, 1)):
-    """True when some pad reaches a whole dilated window (windows without any in-image tap)."""
-    ke = [R.extent(k, d) for k, d in zip(kernel_hw, dilation_hw)]
-    return max(g['Py'], g['Py_after']) >= ke[0] or max(g['Px'], g['Px_after']) >= ke[1]
-
-
 def _params(edges, methods):
     out = []
     for c in CASES:
@@ -92,10 +73,7 @@ def _params(edges, methods):
                 continue
             for mode in NODES:
                 for e in edges:
-                    marks = ()
-                    if e in (None, 'clamp') and mode != 'l2' and _window_in_padding(g, (c.kh, c.kw)):
-                        marks = _pad_bug_mark(mode)
-                    out.append(pytest.param(c, m, mode, e, id=f"{mode}-{e}-{c}-{method_id(m)}", marks=marks))
+                    out.append(pytest.param(c, m, mode, e, id=f"{mode}-{e}-{c}-{method_id(m)}"))
     return out
 
 
@@ -232,10 +210,7 @@ def _dilated_params():
             if g is None:
                 continue
             for e in ('clamp', 'zero'):
-                marks = ()
-                if e == 'clamp' and _window_in_padding(g, (c.kh, c.kw), d):
-                    marks = _pad_bug_mark('max')
-                out.append(pytest.param(c, d, m, e, id=f"{e}-{c}-d{d[0]}{d[1]}-{method_id(m)}", marks=marks))
+                out.append(pytest.param(c, d, m, e, id=f"{e}-{c}-d{d[0]}{d[1]}-{method_id(m)}"))
     return out
 
 

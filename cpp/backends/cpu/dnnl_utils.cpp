@@ -50,61 +50,46 @@ SourceWindow source_window(const ImageShape& src, const ImageShape& dst, const W
   return w;
 }
 
-std::optional<std::vector<EltwiseOp>> eltwise_chain(const NeuronDescriptor& n) {
+std::optional<std::vector<EltwiseOp>> eltwise_chain(const NeuronDescriptor& n, EltwiseUse use) {
   using A = dnnl::algorithm;
+  const bool exact_nan = use == EltwiseUse::node;
   std::vector<EltwiseOp> c;
   switch (n.type) {
     case NeuronType::none: return c;
-    case NeuronType::relu: c.push_back({A::eltwise_relu, n.a, 0}); return c;
+    case NeuronType::relu:
+      if (n.a == 0.0f && exact_nan) return std::nullopt;  // oneDNN's a = 0 path is max(u, 0)
+      c.push_back({A::eltwise_relu, n.a, 0});
+      return c;
     case NeuronType::linear: c.push_back({A::eltwise_linear, n.a, n.b}); return c;
     case NeuronType::sigmoid: c.push_back({A::eltwise_logistic, 0, 0}); return c;
-    case NeuronType::hard_sigmoid: c.push_back({A::eltwise_hardsigmoid, n.a, n.b}); return c;
+    case NeuronType::hard_sigmoid:
+      if (exact_nan) return std::nullopt;
+      c.push_back({A::eltwise_hardsigmoid, n.a, n.b});
+      return c;
     case NeuronType::tanh:
       if (n.b != 1.0f) c.push_back({A::eltwise_linear, n.b, 0});
       c.push_back({A::eltwise_tanh, 0, 0});
       if (n.a != 1.0f) c.push_back({A::eltwise_linear, n.a, 0});
       return c;
     case NeuronType::absolute: c.push_back({A::eltwise_abs, 0, 0}); return c;
-    case NeuronType::soft_plus:
-      if (n.b == 0.0f) return std::nullopt;
-      // a*ln(1+e^(b*u)) = (a*b) * (1/b)*ln(1+e^(b*u)); oneDNN's soft_relu is the second factor.
-      c.push_back({A::eltwise_soft_relu, n.b, 0});
-      if (n.a * n.b != 1.0f) c.push_back({A::eltwise_linear, n.a * n.b, 0});
-      return c;
     case NeuronType::elu: c.push_back({A::eltwise_elu, n.a, 0}); return c;
     case NeuronType::relu_n:
+      if (exact_nan) return std::nullopt;
       c.push_back({A::eltwise_relu, n.a, 0});
       c.push_back({A::eltwise_clip, -FLT_MAX, n.b});
       return c;
-    case NeuronType::exponential:
-      if (n.c == -1.0f) {
-        c.push_back({A::eltwise_linear, n.a, n.b});
-      } else if (n.c > 0.0f && n.c != 1.0f) {
-        const float l = std::log(n.c);
-        c.push_back({A::eltwise_linear, n.a * l, n.b * l});
-      } else {
-        return std::nullopt;
-      }
-      c.push_back({A::eltwise_exp, 0, 0});
-      return c;
-    case NeuronType::logarithm:
-      if (n.c != -1.0f && !(n.c > 0.0f && n.c != 1.0f)) return std::nullopt;
-      c.push_back({A::eltwise_linear, n.a, n.b});
-      c.push_back({A::eltwise_log, 0, 0});
-      if (n.c != -1.0f) c.push_back({A::eltwise_linear, 1.0f / std::log(n.c), 0});
-      return c;
-    default: return std::nullopt;  // soft_sign, prelu, power: our own loop
+    default: return std::nullopt;  // soft plus, exponential, logarithm, soft sign, PReLU, power
   }
 }
 
-bool dnnl_can_fuse_neuron(const NeuronDescriptor& n) { return eltwise_chain(n).has_value(); }
+bool dnnl_can_fuse_neuron(const NeuronDescriptor& n) { return eltwise_chain(n, EltwiseUse::post_op).has_value(); }
 
 PostOpPlan plan_post_ops(const std::vector<PostOp>& post_ops, const std::string& context) {
   PostOpPlan p;
   for (const auto& op : post_ops) {
     switch (op.kind) {
       case PostOp::Kind::neuron: {
-        auto chain = p.tail.empty() ? eltwise_chain(op.neuron) : std::nullopt;
+        auto chain = p.tail.empty() ? eltwise_chain(op.neuron, EltwiseUse::post_op) : std::nullopt;
         if (!chain) {
           p.tail.push_back(op);
           break;

@@ -53,13 +53,25 @@ struct SourceWindow {
 };
 SourceWindow source_window(const ImageShape& src, const ImageShape& dst, const WindowAxis& y, const WindowAxis& x);
 
-// A neuron as a chain of oneDNN eltwise operations, or nothing if oneDNN cannot express it
-// exactly (soft sign, PReLU, power, exponential / logarithm with unusual bases).
+// A neuron as a chain of oneDNN eltwise operations, or nothing where our own loop must run it.
+// oneDNN's eltwise departs from the nodes.md §6.2 formulas in two known ways:
+//  * its max/min-based clamps (ReLU with a = 0, clip, hard sigmoid) return the bound for a NaN
+//    input, where the formula propagates NaN;
+//  * its exp / log / soft_relu approximations are off by up to ~3e-6 absolute (log near 1) and
+//    soft_relu can dip below 0.
+// The approximations are never used: soft plus, exponential and logarithm always run in our
+// loop. The NaN behaviour depends on the use (chosen definition): a standalone neuron node
+// propagates NaN exactly (our loop for the clamping types), while a neuron fused into a
+// convolution keeps oneDNN's clamps, because a second pass over every ReLU output would cost
+// ResNet-50 about a fifth of its speed. Finite inputs give identical results either way;
+// `graph.fusion_enabled = False` gives IEEE NaN propagation everywhere.
+enum class EltwiseUse { node, post_op };
 struct EltwiseOp {
   dnnl::algorithm alg;
   float alpha = 0, beta = 0;
 };
-std::optional<std::vector<EltwiseOp>> eltwise_chain(const NeuronDescriptor& n);
+std::optional<std::vector<EltwiseOp>> eltwise_chain(const NeuronDescriptor& n, EltwiseUse use);
+// Whether a neuron fused into a convolution runs inside the oneDNN primitive (graph fusion asks).
 bool dnnl_can_fuse_neuron(const NeuronDescriptor& n);
 
 // Post-ops split into what oneDNN runs inside the primitive and a tail we apply afterwards

@@ -1,5 +1,5 @@
-// Neurons: a chain of oneDNN eltwise primitives where oneDNN expresses the MPS function
-// exactly, our own loop otherwise (soft sign, PReLU, power, unusual exponential/log bases).
+// Neurons: a chain of oneDNN eltwise primitives where oneDNN computes the MPS function exactly
+// (NaN included), our own loop otherwise (see eltwise_chain in dnnl_utils.h for which and why).
 #include "backends/cpu/dnnl_utils.h"
 #include "backends/cpu/register.h"
 
@@ -16,7 +16,7 @@ class NeuronKernel final : public Kernel {
  public:
   explicit NeuronKernel(const KernelSpec& spec) : neuron_(spec.node->attrs_as<NeuronAttrs>().neuron) {
     md_ = nhwc_desc(spec.output);
-    if (auto chain = eltwise_chain(neuron_)) {
+    if (auto chain = eltwise_chain(neuron_, EltwiseUse::node)) {
       for (const auto& e : *chain) {
         auto pd = MPSNN_CHECK_DNNL(dnnl::eltwise_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
                                                                          e.alg, md_, md_, e.alpha, e.beta),

@@ -4,7 +4,12 @@
 // excludeEdges = avg_include_padding (divide by the window size, every tap lies in the padded
 // area by construction). Zero-edge max, where padded zeros can win, and clamp average with a
 // zero-pad border pool over an explicitly zero-padded copy of the source.
+// oneDNN refuses (average) or mis-handles (max: -FLT_MAX) windows that lie entirely in the
+// padding, which padding policies such as sizeFull | alignTopLeft produce (a pad at least the
+// dilated kernel extent); those rare geometries run DirectPoolingKernel, a plain loop over each
+// window's taps.
 #include <algorithm>
+#include <cfloat>
 #include <cstring>
 
 #include "backends/cpu/dnnl_utils.h"
@@ -102,6 +107,99 @@ class PoolingKernel final : public Kernel {
   size_t copy_bytes_ = 0;
 };
 
+// Pools each window tap by tap (nodes.md §5.2, §5.3 with §1.4, §5.5). Used only when some
+// window has no in-image tap; vectorized over channels, threaded over rows.
+class DirectPoolingKernel final : public Kernel {
+ public:
+  explicit DirectPoolingKernel(const KernelSpec& spec) : y_(spec.geom.y), x_(spec.geom.x) {
+    const auto& a = spec.node->attrs_as<PoolingAttrs>();
+    max_ = a.mode == PoolingMode::max || a.mode == PoolingMode::dilated_max;
+    zero_edge_ = spec.geom.edge_mode == EdgeMode::zero;
+    // The divisor counts the taps inside [-before, S + after) per axis (§5.2): the whole window
+    // for zero edges, the padded area with excludeEdges, the image plus zero_pad_size for clamp.
+    if (spec.geom.exclude_edges) {
+      count_y_ = {y_.pad_before, y_.pad_after};
+      count_x_ = {x_.pad_before, x_.pad_after};
+    } else if (zero_edge_) {
+      count_y_ = count_x_ = {INT64_MAX / 4, INT64_MAX / 4};
+    } else {
+      count_y_ = {a.zero_pad_size_y, a.zero_pad_size_y};
+      count_x_ = {a.zero_pad_size_x, a.zero_pad_size_x};
+    }
+  }
+
+  // Whether oneDNN cannot pool this geometry: some window lies entirely in the padding.
+  static bool needed(const WindowAxis& y, const WindowAxis& x) {
+    return std::max(y.pad_before, y.pad_after) >= y.extent() || std::max(x.pad_before, x.pad_after) >= x.extent();
+  }
+
+  void run(const KernelArgs& a, KernelState*) const override {
+    const TensorView& src = a.inputs[0];
+    const TensorView& dst = a.output;
+    const ImageShape& s = src.shape;
+    const ImageShape& d = dst.shape;
+    const int64_t C = d.c;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < d.n; ++n)
+      for (int64_t i = 0; i < d.h; ++i) {
+        const auto rows = own::detail::in_image_taps(y_, i, s.h);
+        const int64_t ny = count_taps(y_, rows.start, s.h, count_y_);
+        for (int64_t j = 0; j < d.w; ++j) {
+          const auto cols = own::detail::in_image_taps(x_, j, s.w);
+          float* out = dst.pixel(n, i, j);
+          if (max_) {
+            // Clamp edges with no in-image tap replicate the nearest pixels (§1.4); zero edges
+            // let the zeros of out-of-image taps compete.
+            const bool empty = rows.hi == rows.lo || cols.hi == cols.lo;
+            const bool replicate = empty && !zero_edge_;
+            const int64_t y0 = replicate ? 0 : rows.lo, y1 = replicate ? y_.kernel : rows.hi;
+            const int64_t x0 = replicate ? 0 : cols.lo, x1 = replicate ? x_.kernel : cols.hi;
+            const bool reads_zero = zero_edge_ && (rows.hi - rows.lo) * (cols.hi - cols.lo) < y_.kernel * x_.kernel;
+            const float init = reads_zero ? 0.0f : -FLT_MAX;
+            for (int64_t c = 0; c < C; ++c) out[c] = init;
+            for (int64_t ky = y0; ky < y1; ++ky)
+              for (int64_t kx = x0; kx < x1; ++kx) {
+                const float* p = src.pixel(n, std::clamp<int64_t>(rows.start + ky * y_.dilation, 0, s.h - 1),
+                                           std::clamp<int64_t>(cols.start + kx * x_.dilation, 0, s.w - 1));
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) out[c] = p[c] > out[c] || p[c] != p[c] ? p[c] : out[c];
+              }
+          } else {
+            const int64_t count = ny * count_taps(x_, cols.start, s.w, count_x_);
+            for (int64_t c = 0; c < C; ++c) out[c] = 0.0f;
+            for (int64_t ky = rows.lo; ky < rows.hi; ++ky)
+              for (int64_t kx = cols.lo; kx < cols.hi; ++kx) {
+                const float* p = src.pixel(n, rows.start + ky * y_.dilation, cols.start + kx * x_.dilation);
+#pragma omp simd
+                for (int64_t c = 0; c < C; ++c) out[c] += p[c];
+              }
+            const float inv = count > 0 ? 1.0f / float(count) : 0.0f;  // Y = 0 when N = 0
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) out[c] *= inv;
+          }
+        }
+      }
+  }
+
+ private:
+  struct Margin {
+    int64_t before, after;
+  };
+  // The taps of a window starting at `start` that land in [-m.before, size + m.after).
+  static int64_t count_taps(const WindowAxis& w, int64_t start, int64_t size, Margin m) {
+    int64_t k = 0;
+    for (int64_t t = 0; t < w.kernel; ++t) {
+      const int64_t p = start + t * w.dilation;
+      k += p >= -m.before && p < size + m.after;
+    }
+    return k;
+  }
+
+  WindowAxis y_, x_;
+  bool max_ = false, zero_edge_ = false;
+  Margin count_y_{}, count_x_{};
+};
+
 class L2PoolingKernel final : public Kernel {
  public:
   explicit L2PoolingKernel(const KernelSpec& spec) : y_(spec.geom.y), x_(spec.geom.x) {}
@@ -115,6 +213,7 @@ class L2PoolingKernel final : public Kernel {
 
 std::unique_ptr<Kernel> make_pooling(const KernelSpec& spec) {
   if (spec.node->attrs_as<PoolingAttrs>().mode == PoolingMode::l2_norm) return std::make_unique<L2PoolingKernel>(spec);
+  if (DirectPoolingKernel::needed(spec.geom.y, spec.geom.x)) return std::make_unique<DirectPoolingKernel>(spec);
   return std::make_unique<PoolingKernel>(spec);
 }
 
