@@ -187,6 +187,36 @@ void apply_tail(const std::vector<PostOp>& tail, const TensorView& out) {
   }
 }
 
+dnnl::primitive_attr scratchpad_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+PrimitiveRunner::PrimitiveRunner(const dnnl::primitive_desc& pd, size_t scratch_offset)
+    : primitive_(pd),
+      src_md_(pd.src_desc()),
+      dst_md_(pd.dst_desc()),
+      scratchpad_md_(pd.scratchpad_desc()),
+      offset_(scratch_offset) {}
+
+std::unique_ptr<PrimitiveState> PrimitiveRunner::make_state() const {
+  auto s = std::make_unique<PrimitiveState>();
+  s->args[DNNL_ARG_SRC] = memory(src_md_, engine(), DNNL_MEMORY_NONE);
+  s->args[DNNL_ARG_DST] = memory(dst_md_, engine(), DNNL_MEMORY_NONE);
+  s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
+  return s;
+}
+
+void PrimitiveRunner::run(KernelState* state, const float* src, float* dst, void* scratch) const {
+  auto* s = static_cast<PrimitiveState*>(state);
+  s->args[DNNL_ARG_SRC].set_data_handle(const_cast<float*>(src));
+  s->args[DNNL_ARG_DST].set_data_handle(dst);
+  s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(static_cast<char*>(scratch) + offset_);
+  primitive_.execute(s->stream, s->args);
+  s->stream.wait();
+}
+
 void copy_view(const TensorView& src, const TensorView& dst) {
   map_view(src, dst, [](float u, int64_t) { return u; });
 }

@@ -95,6 +95,40 @@ struct PrimitiveState : KernelState {
   explicit PrimitiveState() : stream(engine()) {}
 };
 
+// One oneDNN primitive reading SRC and writing DST with a user-managed scratchpad: what the
+// single-primitive kernels (pooling, softmax, batch norm, LRN, nearest upsampling) share. The
+// scratchpad lies `scratch_offset` bytes into the kernel's scratch memory, after the kernel's own.
+class PrimitiveRunner {
+ public:
+  PrimitiveRunner() = default;
+  explicit PrimitiveRunner(const dnnl::primitive_desc& pd, size_t scratch_offset = 0);
+  size_t scratch_bytes() const { return offset_ + scratchpad_md_.get_size(); }
+  // A state with SRC, DST and SCRATCHPAD bound at run time; callers may add constant arguments.
+  std::unique_ptr<PrimitiveState> make_state() const;
+  void run(KernelState* state, const float* src, float* dst, void* scratch) const;
+
+ private:
+  dnnl::primitive primitive_;
+  memory::desc src_md_, dst_md_, scratchpad_md_;
+  size_t offset_ = 0;
+};
+
+// A kernel that is exactly one primitive from input 0 to the output.
+class PrimitiveKernel : public Kernel {
+ public:
+  size_t scratch_bytes() const override { return runner_.scratch_bytes(); }
+  std::unique_ptr<KernelState> make_state() const override { return runner_.make_state(); }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    runner_.run(state, a.inputs[0].data, a.output.data, a.scratch);
+  }
+
+ protected:
+  PrimitiveRunner runner_;
+};
+
+// A primitive attribute with the user-managed scratchpad every kernel uses.
+dnnl::primitive_attr scratchpad_attr();
+
 // Copies a strided/cropped view into dense memory and back (for fallbacks).
 void copy_view(const TensorView& src, const TensorView& dst);
 

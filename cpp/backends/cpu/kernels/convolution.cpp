@@ -87,8 +87,7 @@ class ConvolutionKernelBase : public Kernel {
     bias_ = make_bias(p);
   }
   static dnnl::primitive_attr attr_for(const PostOpPlan& plan) {
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    dnnl::primitive_attr attr = scratchpad_attr();
     attr.set_post_ops(plan.ops);
     return attr;
   }

@@ -58,42 +58,18 @@ class NeuronKernel final : public Kernel {
   bool own_ = true;
 };
 
-class SoftMaxKernel final : public Kernel {
+class SoftMaxKernel final : public PrimitiveKernel {
  public:
   explicit SoftMaxKernel(const KernelSpec& spec) {
     const bool log = spec.node->attrs_as<SoftMaxAttrs>().log;
-    md_ = nhwc_desc(spec.output);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    auto pd = MPSNN_CHECK_DNNL(
+    const memory::desc md = nhwc_desc(spec.output);
+    runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
         dnnl::softmax_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
                                               log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate,
-                                              md_, md_, 1, attr),
-        spec.context);
-    primitive_ = dnnl::softmax_forward(pd);
-    scratchpad_md_ = pd.scratchpad_desc();
+                                              md, md, 1, scratchpad_attr()),
+        spec.context));
   }
   bool in_place_ok() const override { return true; }
-  size_t scratch_bytes() const override { return scratchpad_md_.get_size(); }
-  std::unique_ptr<KernelState> make_state() const override {
-    auto s = std::make_unique<PrimitiveState>();
-    s->args[DNNL_ARG_SRC] = memory(md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_DST] = memory(md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
-    return s;
-  }
-  void run(const KernelArgs& a, KernelState* state) const override {
-    auto* s = static_cast<PrimitiveState*>(state);
-    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data);
-    s->args[DNNL_ARG_DST].set_data_handle(a.output.data);
-    s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(a.scratch);
-    primitive_.execute(s->stream, s->args);
-    s->stream.wait();
-  }
-
- private:
-  dnnl::primitive primitive_;
-  memory::desc md_, scratchpad_md_;
 };
 
 // Dropout in inference is the identity; the compiler aliases it away, this kernel serves a

@@ -14,25 +14,21 @@ namespace mpsnn::cpu {
 
 namespace {
 
-class BatchNormalizationKernel final : public Kernel {
+class BatchNormalizationKernel final : public PrimitiveKernel {
  public:
   explicit BatchNormalizationKernel(const KernelSpec& spec) : stats_(spec.batch_statistics) {
     const NormalizationParams& p = *spec.norm;
-    md_ = nhwc_desc(spec.output);
+    const memory::desc md = nhwc_desc(spec.output);
     auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
     if (!stats_) flags = flags | dnnl::normalization_flags::use_global_stats;
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    auto pd = MPSNN_CHECK_DNNL(
+    runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
         dnnl::batch_normalization_forward::primitive_desc(
-            engine(), stats_ ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference, md_, md_,
-            p.epsilon, flags, attr),
-        spec.context);
-    primitive_ = dnnl::batch_normalization_forward(pd);
-    scratchpad_md_ = pd.scratchpad_desc();
-    const memory::desc vec({p.channels}, dt::f32, tag::a);
+            engine(), stats_ ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference, md, md,
+            p.epsilon, flags, scratchpad_attr()),
+        spec.context));
+    vec_md_ = memory::desc({p.channels}, dt::f32, tag::a);
     auto fill = [&](const std::vector<float>& v) {
-      memory m(vec, engine());
+      memory m(vec_md_, engine());
       std::copy(v.begin(), v.end(), static_cast<float*>(m.get_data_handle()));
       return m;
     };
@@ -42,35 +38,21 @@ class BatchNormalizationKernel final : public Kernel {
       mean_ = fill(p.mean);
       variance_ = fill(p.variance);
     }
-    vec_md_ = vec;
   }
   bool in_place_ok() const override { return true; }
-  size_t scratch_bytes() const override { return scratchpad_md_.get_size(); }
   std::unique_ptr<KernelState> make_state() const override {
-    auto s = std::make_unique<PrimitiveState>();
-    s->args[DNNL_ARG_SRC] = memory(md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_DST] = memory(md_, engine(), DNNL_MEMORY_NONE);
+    auto s = runner_.make_state();
     s->args[DNNL_ARG_SCALE] = scale_;
     s->args[DNNL_ARG_SHIFT] = shift_;
     // Batch statistics are written per run, so each context owns its mean/variance.
     s->args[DNNL_ARG_MEAN] = stats_ ? memory(vec_md_, engine()) : mean_;
     s->args[DNNL_ARG_VARIANCE] = stats_ ? memory(vec_md_, engine()) : variance_;
-    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
     return s;
-  }
-  void run(const KernelArgs& a, KernelState* state) const override {
-    auto* s = static_cast<PrimitiveState*>(state);
-    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data);
-    s->args[DNNL_ARG_DST].set_data_handle(a.output.data);
-    s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(a.scratch);
-    primitive_.execute(s->stream, s->args);
-    s->stream.wait();
   }
 
  private:
   bool stats_;
-  dnnl::primitive primitive_;
-  memory::desc md_, vec_md_, scratchpad_md_;
+  memory::desc vec_md_;
   memory scale_, shift_, mean_, variance_;
 };
 
@@ -165,36 +147,20 @@ class CrossChannelKernel final : public Kernel {
   explicit CrossChannelKernel(const KernelSpec& spec) : a_(spec.node->attrs_as<NormalizationAttrs>()) {
     const int64_t n = a_.kernel_width;
     if (n % 2 == 1) {
-      md_ = nhwc_desc(spec.output);
-      dnnl::primitive_attr attr;
-      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-      auto pd = MPSNN_CHECK_DNNL(
+      const memory::desc md = nhwc_desc(spec.output);
+      runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
           dnnl::lrn_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
-                                            dnnl::algorithm::lrn_across_channels, md_, md_, n, a_.alpha, a_.beta,
-                                            a_.delta, attr),
-          spec.context);
-      primitive_ = dnnl::lrn_forward(pd);
-      scratchpad_md_ = pd.scratchpad_desc();
+                                            dnnl::algorithm::lrn_across_channels, md, md, n, a_.alpha, a_.beta,
+                                            a_.delta, scratchpad_attr()),
+          spec.context));
       use_dnnl_ = true;
     }
   }
-  size_t scratch_bytes() const override { return use_dnnl_ ? scratchpad_md_.get_size() : 0; }
-  std::unique_ptr<KernelState> make_state() const override {
-    if (!use_dnnl_) return nullptr;
-    auto s = std::make_unique<PrimitiveState>();
-    s->args[DNNL_ARG_SRC] = memory(md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_DST] = memory(md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
-    return s;
-  }
+  size_t scratch_bytes() const override { return use_dnnl_ ? runner_.scratch_bytes() : 0; }
+  std::unique_ptr<KernelState> make_state() const override { return use_dnnl_ ? runner_.make_state() : nullptr; }
   void run(const KernelArgs& a, KernelState* state) const override {
     if (use_dnnl_) {
-      auto* s = static_cast<PrimitiveState*>(state);
-      s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data);
-      s->args[DNNL_ARG_DST].set_data_handle(a.output.data);
-      s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(a.scratch);
-      primitive_.execute(s->stream, s->args);
-      s->stream.wait();
+      runner_.run(state, a.inputs[0].data, a.output.data, a.scratch);
       return;
     }
     // nodes.md §8.2 window [k - N/2, k + (N-1)/2], divisor N.
@@ -217,8 +183,7 @@ class CrossChannelKernel final : public Kernel {
  private:
   NormalizationAttrs a_;
   bool use_dnnl_ = false;
-  dnnl::primitive primitive_;
-  memory::desc md_, scratchpad_md_;
+  PrimitiveRunner runner_;
 };
 
 class OwnNormalizationKernel final : public Kernel {

@@ -20,7 +20,7 @@ namespace mpsnn::cpu {
 
 namespace {
 
-class PoolingKernel final : public Kernel {
+class PoolingKernel final : public PrimitiveKernel {
  public:
   explicit PoolingKernel(const KernelSpec& spec) {
     const auto& a = spec.node->attrs_as<PoolingAttrs>();
@@ -56,29 +56,15 @@ class PoolingKernel final : public Kernel {
     }
     const SourceWindow w = source_window(pooled_src, spec.output, y, x);
     src_offset_ = w.offset;
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    auto pd = MPSNN_CHECK_DNNL(
-        dnnl::pooling_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference, alg, w.md,
-                                              nhwc_desc(spec.output), {y.stride, x.stride}, {y.kernel, x.kernel},
-                                              {y.dilation - 1, x.dilation - 1}, {w.y.pad_l, w.x.pad_l},
-                                              {w.y.pad_r, w.x.pad_r}, attr),
-        spec.context);
-    primitive_ = dnnl::pooling_forward(pd);
-    src_md_ = pd.src_desc();
-    dst_md_ = pd.dst_desc();
-    scratchpad_md_ = pd.scratchpad_desc();
-  }
-  size_t scratch_bytes() const override { return copy_bytes_ + scratchpad_md_.get_size(); }
-  std::unique_ptr<KernelState> make_state() const override {
-    auto s = std::make_unique<PrimitiveState>();
-    s->args[DNNL_ARG_SRC] = memory(src_md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_DST] = memory(dst_md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
-    return s;
+    runner_ = PrimitiveRunner(
+        MPSNN_CHECK_DNNL(dnnl::pooling_forward::primitive_desc(
+                             engine(), dnnl::prop_kind::forward_inference, alg, w.md, nhwc_desc(spec.output),
+                             {y.stride, x.stride}, {y.kernel, x.kernel}, {y.dilation - 1, x.dilation - 1},
+                             {w.y.pad_l, w.x.pad_l}, {w.y.pad_r, w.x.pad_r}, scratchpad_attr()),
+                         spec.context),
+        copy_bytes_);
   }
   void run(const KernelArgs& a, KernelState* state) const override {
-    auto* s = static_cast<PrimitiveState*>(state);
     float* src = a.inputs[0].data;
     if (copy_bytes_) {
       float* p = static_cast<float*>(a.scratch);
@@ -91,16 +77,10 @@ class PoolingKernel final : public Kernel {
                       size_t(in.w * in.c) * 4);
       src = p;
     }
-    s->args[DNNL_ARG_SRC].set_data_handle(src + src_offset_);
-    s->args[DNNL_ARG_DST].set_data_handle(a.output.data);
-    s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(static_cast<char*>(a.scratch) + copy_bytes_);
-    primitive_.execute(s->stream, s->args);
-    s->stream.wait();
+    runner_.run(state, src + src_offset_, a.output.data, a.scratch);
   }
 
  private:
-  dnnl::primitive primitive_;
-  memory::desc src_md_, dst_md_, scratchpad_md_;
   int64_t src_offset_ = 0;
   ImageShape padded_;
   int64_t border_y_ = 0, border_x_ = 0;

@@ -12,40 +12,15 @@ namespace mpsnn::cpu {
 
 namespace {
 
-class NearestKernel final : public Kernel {
+class NearestKernel final : public PrimitiveKernel {
  public:
   explicit NearestKernel(const KernelSpec& spec) {
-    src_md_ = nhwc_desc(spec.inputs[0]);
-    dst_md_ = nhwc_desc(spec.output);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    auto pd = MPSNN_CHECK_DNNL(
+    runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
         dnnl::resampling_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
-                                                 dnnl::algorithm::resampling_nearest, src_md_, dst_md_, attr),
-        spec.context);
-    primitive_ = dnnl::resampling_forward(pd);
-    scratchpad_md_ = pd.scratchpad_desc();
+                                                 dnnl::algorithm::resampling_nearest, nhwc_desc(spec.inputs[0]),
+                                                 nhwc_desc(spec.output), scratchpad_attr()),
+        spec.context));
   }
-  size_t scratch_bytes() const override { return scratchpad_md_.get_size(); }
-  std::unique_ptr<KernelState> make_state() const override {
-    auto s = std::make_unique<PrimitiveState>();
-    s->args[DNNL_ARG_SRC] = memory(src_md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_DST] = memory(dst_md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
-    return s;
-  }
-  void run(const KernelArgs& a, KernelState* state) const override {
-    auto* s = static_cast<PrimitiveState*>(state);
-    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data);
-    s->args[DNNL_ARG_DST].set_data_handle(a.output.data);
-    s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(a.scratch);
-    primitive_.execute(s->stream, s->args);
-    s->stream.wait();
-  }
-
- private:
-  dnnl::primitive primitive_;
-  memory::desc src_md_, dst_md_, scratchpad_md_;
 };
 
 // nodes.md §9.2 with align_corners: u = o·(S−1)/(D−1), separable weights.
