@@ -37,6 +37,17 @@ std::optional<std::string> optional_label(const py::object& o) {
   return py::str(l).cast<std::string>();
 }
 
+// The optional load() / purge() of the data-source protocols (protocols.py); called without
+// the GIL held.
+bool call_load(const py::object& o) {
+  py::gil_scoped_acquire gil;
+  return !py::hasattr(o, "load") || o.attr("load")().cast<bool>();
+}
+void call_purge(const py::object& o) {
+  py::gil_scoped_acquire gil;
+  if (py::hasattr(o, "purge")) o.attr("purge")();
+}
+
 std::optional<std::vector<float>> float_vector(const py::object& v, const std::string& what) {
   if (v.is_none()) return std::nullopt;
   py::array_t<float, py::array::c_style | py::array::forcecast> a;
@@ -97,14 +108,8 @@ class PyConvolutionSource final : public ConvolutionDataSource {
     py::gil_scoped_acquire gil;
     return float_vector(ref_.obj.attr("bias_terms")(), "[MPSCNNConvolutionDataSource] bias_terms()");
   }
-  bool load() override {
-    py::gil_scoped_acquire gil;
-    return !py::hasattr(ref_.obj, "load") || ref_.obj.attr("load")().cast<bool>();
-  }
-  void purge() override {
-    py::gil_scoped_acquire gil;
-    if (py::hasattr(ref_.obj, "purge")) ref_.obj.attr("purge")();
-  }
+  bool load() override { return call_load(ref_.obj); }
+  void purge() override { call_purge(ref_.obj); }
   std::optional<std::string> label() override {
     py::gil_scoped_acquire gil;
     return optional_label(ref_.obj);
@@ -146,14 +151,8 @@ class PyNormalizationSource final : public NormalizationDataSource {
     if (!has(ref_.obj, "epsilon")) return std::nullopt;
     return call_or_get(ref_.obj, "epsilon").cast<float>();
   }
-  bool load() override {
-    py::gil_scoped_acquire gil;
-    return !py::hasattr(ref_.obj, "load") || ref_.obj.attr("load")().cast<bool>();
-  }
-  void purge() override {
-    py::gil_scoped_acquire gil;
-    if (py::hasattr(ref_.obj, "purge")) ref_.obj.attr("purge")();
-  }
+  bool load() override { return call_load(ref_.obj); }
+  void purge() override { call_purge(ref_.obj); }
   std::optional<std::string> label() override {
     py::gil_scoped_acquire gil;
     return optional_label(ref_.obj);

@@ -5,6 +5,18 @@
 namespace mpsnn::bindings {
 
 namespace {
+
+// A convolution descriptor (or subclass) with the four constructor arguments MPS names.
+template <typename D>
+D descriptor(int64_t kernel_width, int64_t kernel_height, int64_t input_feature_channels,
+             int64_t output_feature_channels) {
+  D d;
+  d.kernel_width = kernel_width;
+  d.kernel_height = kernel_height;
+  d.input_feature_channels = input_feature_channels;
+  d.output_feature_channels = output_feature_channels;
+  return d;
+}
 // Python-only subclasses of the convolution descriptor (MPS's class hierarchy).
 struct DepthwiseDescriptor : ConvolutionDescriptor {};
 struct SubPixelDescriptor : ConvolutionDescriptor {};
@@ -109,14 +121,7 @@ void bind_nodes(py::module_& m) {
 
   auto desc = py::class_<ConvolutionDescriptor>(m, "MPSCNNConvolutionDescriptor",
                                                 "Geometry of a convolution, read from its data source.");
-  desc.def(py::init([](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
-             ConvolutionDescriptor d;
-             d.kernel_width = kw;
-             d.kernel_height = kh;
-             d.input_feature_channels = cin;
-             d.output_feature_channels = cout;
-             return d;
-           }),
+  desc.def(py::init(&descriptor<ConvolutionDescriptor>),
            "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
       .def_readwrite("kernel_width", &ConvolutionDescriptor::kernel_width)
       .def_readwrite("kernel_height", &ConvolutionDescriptor::kernel_height)
@@ -144,22 +149,11 @@ void bind_nodes(py::module_& m) {
              d.batch_norm = std::move(bn);
            },
            "mean"_a, "variance"_a, "gamma"_a, "beta"_a, "epsilon"_a)
-      .def_static("cnn_convolution_descriptor", [](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
-                    ConvolutionDescriptor d;
-                    d.kernel_width = kw;
-                    d.kernel_height = kh;
-                    d.input_feature_channels = cin;
-                    d.output_feature_channels = cout;
-                    return d;
-                  }, "kernel_width"_a, "kernel_height"_a, "input_feature_channels"_a, "output_feature_channels"_a);
+      .def_static("cnn_convolution_descriptor", &descriptor<ConvolutionDescriptor>, "kernel_width"_a, "kernel_height"_a, "input_feature_channels"_a, "output_feature_channels"_a);
   py::class_<DepthwiseDescriptor, ConvolutionDescriptor>(m, "MPSCNNDepthWiseConvolutionDescriptor",
                                                          "Each input channel is convolved separately (multiplier 1).")
       .def(py::init([](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
-             DepthwiseDescriptor d;
-             d.kernel_width = kw;
-             d.kernel_height = kh;
-             d.input_feature_channels = cin;
-             d.output_feature_channels = cout;
+             auto d = descriptor<DepthwiseDescriptor>(kw, kh, cin, cout);
              d.depthwise = true;
              return d;
            }),
@@ -168,14 +162,7 @@ void bind_nodes(py::module_& m) {
                              [](const ConvolutionDescriptor& d) { return d.output_feature_channels / d.input_feature_channels; });
   py::class_<SubPixelDescriptor, ConvolutionDescriptor>(m, "MPSCNNSubPixelConvolutionDescriptor",
                                                         "Rearranges output channels into r x r pixel blocks.")
-      .def(py::init([](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
-             SubPixelDescriptor d;
-             d.kernel_width = kw;
-             d.kernel_height = kh;
-             d.input_feature_channels = cin;
-             d.output_feature_channels = cout;
-             return d;
-           }),
+      .def(py::init(&descriptor<SubPixelDescriptor>),
            "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
       .def_readwrite("sub_pixel_scale_factor", &ConvolutionDescriptor::sub_pixel_scale_factor);
 
