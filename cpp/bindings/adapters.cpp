@@ -219,7 +219,8 @@ class PyAllocator final : public ImageAllocator {
 class PyTransformProvider final : public TransformProvider {
  public:
   explicit PyTransformProvider(py::object o) : ref(std::move(o)) {}
-  std::optional<ScaleTransform> transform(int64_t w, int64_t h, int64_t c) const override {
+  std::optional<ScaleTransform> transform(int64_t w, int64_t h, int64_t c,
+                                          const HandlePtr& handle) const override {
     py::gil_scoped_acquire gil;
     ImageDescriptor d;
     d.channel_format = ChannelFormat::float32;
@@ -227,7 +228,7 @@ class PyTransformProvider final : public TransformProvider {
     d.height = h;
     d.feature_channels = c;
     auto img = std::make_shared<Image>(system_default_device(), d);
-    py::object t = ref.obj.attr("transform")("for_source_image"_a = img, "handle"_a = py::none());
+    py::object t = ref.obj.attr("transform")("for_source_image"_a = img, "handle"_a = from_handle(handle));
     if (t.is_none()) return std::nullopt;
     return ScaleTransform{t.attr("scale_x").cast<double>(), t.attr("scale_y").cast<double>(),
                           t.attr("translate_x").cast<double>(), t.attr("translate_y").cast<double>()};

@@ -124,12 +124,16 @@ struct ScaleTransform {
   double scale_x = 1, scale_y = 1, translate_x = 0, translate_y = 0;
 };
 
-// MPSImageTransformProvider: asked once per source image when a plan is compiled.
+class Handle;
+
+// MPSImageTransformProvider: asked once per source image size when a plan is compiled, with the
+// handle of the scale node's source image node (may be null).
 class TransformProvider {
  public:
   virtual ~TransformProvider() = default;
   virtual std::optional<ScaleTransform> transform(int64_t source_width, int64_t source_height,
-                                                  int64_t source_channels) const = 0;
+                                                  int64_t source_channels,
+                                                  const std::shared_ptr<Handle>& source_handle) const = 0;
 };
 
 enum class ScaleMode { bilinear, lanczos };

@@ -214,3 +214,25 @@ def test_scale_transform_with_zero_scale(device, rng):
     x = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
     with pytest.raises(mpsnn.ShapeError, match=r"\[scale\] transform scale is 0x1; expected non-zero scales"):
         run_graph(device, lambda s: mpsnn.MPSNNBilinearScaleNode(s, Provider(0.0, 1.0, 0.0, 0.0), (3, 3)), [x])
+
+
+def test_transform_provider_receives_the_source_handle(device, rng):
+    """MPSImageTransformProvider.transform(for_source_image, handle): the handle of the scale
+    node's source image node (graph.md §2.9), here an input handle and a result-image handle."""
+    class Handle:
+        def __init__(self, label):
+            self._label = label
+
+        def label(self):
+            return self._label
+
+    x = rng.standard_normal((1, 6, 5, 4)).astype(np.float32)
+    first, second = Provider(2.0, 2.0, 0.0, 0.0), Provider(0.5, 0.5, 0.0, 0.0)
+    source = mpsnn.MPSNNImageNode(handle=Handle("input"))
+    up = mpsnn.MPSNNBilinearScaleNode(source, first, (10, 12, 1))
+    up.result_image.handle = Handle("upscaled")
+    down = mpsnn.MPSNNBilinearScaleNode(up.result_image, second, (5, 6, 1))
+    g = mpsnn.MPSNNGraph(device, result_image=down.result_image, result_image_is_needed=True)
+    g.run([x])
+    assert first.seen and all(h.label() == "input" for _, _, h in first.seen)
+    assert second.seen and all(h.label() == "upscaled" for _, _, h in second.seen)

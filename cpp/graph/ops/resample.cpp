@@ -41,7 +41,7 @@ const OpSchema& schema_Scale() {
       ShapeResult r = fixed_shape(ctx, ImageShape{src.n, a.output_height, a.output_width, src.c});
       ScaleTransform t{double(r.out.w) / double(src.w), double(r.out.h) / double(src.h), 0, 0};
       if (a.transform_provider) {
-        if (auto given = a.transform_provider->transform(src.w, src.h, src.c)) t = *given;
+        if (auto given = a.transform_provider->transform(src.w, src.h, src.c, ctx.node.sources()[0]->handle)) t = *given;
       }
       MPSNN_CHECK(t.scale_x != 0.0 && t.scale_y != 0.0, ShapeError, ctx.node.context(), " transform scale is ",
                   t.scale_x, "x", t.scale_y, "; expected non-zero scales");
