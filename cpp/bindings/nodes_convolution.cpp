@@ -88,7 +88,7 @@ void bind_nodes_convolution(py::module_& m) {
                            "[convolution] convolution_gradient_state must be an MPSCNNConvolutionGradientStateNode");
              return conv_node<PyConvolutionTransposeNode>(ConvolutionVariant::transpose, s, w, state);
            }),
-           "source"_a, "convolution_gradient_state"_a = nullptr, "weights"_a);
+           "source"_a, "convolution_gradient_state"_a, "weights"_a);  // the state may be None, as nil in MPS
 
   auto binary = py::class_<PyBinaryConvolutionNode, PyConvolutionNode, std::shared_ptr<PyBinaryConvolutionNode>>(
       m, "MPSCNNBinaryConvolutionNode",

@@ -25,18 +25,21 @@ std::array<int64_t, 3> size_of(const py::object& o) {
 
 template <typename T, ScaleMode Mode>
 void scale_class(py::module_& m, const char* name, const char* doc) {
+  auto make = [](const ImageNodePtr& s, const py::object& provider, const py::object& size) {
+    ScaleAttrs a;
+    a.mode = Mode;
+    auto [w, h, d] = size_of(size);
+    a.output_width = w;
+    a.output_height = h;
+    a.output_depth = d;
+    a.transform_provider = to_transform_provider(provider);
+    return make_node<T>(OpKind::Scale, a, {s});
+  };
+  // MPS's two initializers: (source, outputSize) and (source, transformProvider, outputSize).
   py::class_<T, PyScaleNode, std::shared_ptr<T>>(m, name, doc)
-      .def(py::init([](const ImageNodePtr& s, const py::object& provider, const py::object& size) {
-             ScaleAttrs a;
-             a.mode = Mode;
-             auto [w, h, d] = size_of(size);
-             a.output_width = w;
-             a.output_height = h;
-             a.output_depth = d;
-             a.transform_provider = to_transform_provider(provider);
-             return make_node<T>(OpKind::Scale, a, {s});
-           }),
-           "source"_a, "transform_provider"_a = py::none(), "output_size"_a);
+      .def(py::init([make](const ImageNodePtr& s, const py::object& size) { return make(s, py::none(), size); }),
+           "source"_a, "output_size"_a)
+      .def(py::init(make), "source"_a, "transform_provider"_a, "output_size"_a);
 }
 }  // namespace
 

@@ -863,7 +863,7 @@ class MPSCNNConvolutionTransposeNode(MPSCNNConvolutionNode):
     """
     Transposed convolution (nodes.md §4.3). With a convolution's gradient state the result takes that convolution's source size; weights are used as given (no rotation).
     """
-    def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode = None, weights: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: typing.Any) -> None:
         ...
 class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
     """
@@ -1362,13 +1362,21 @@ class MPSNNBilinearScaleNode(MPSNNScaleNode):
     """
     Bilinear resampling (nodes.md §10.3).
     """
-    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any = None, output_size: typing.Any) -> None:
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, output_size: typing.Any) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> None:
         ...
 class MPSNNLanczosScaleNode(MPSNNScaleNode):
     """
     Lanczos-3 resampling (nodes.md §10.4).
     """
-    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any = None, output_size: typing.Any) -> None:
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, output_size: typing.Any) -> None:
+        ...
+    @typing.overload
+    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> None:
         ...
 class MPSNNGraph:
     """
