@@ -21,6 +21,21 @@ def test_wrong_channel_count_names_node(device, rng):
         g.run([np.zeros((1, 5, 5, 3), np.float32)])
 
 
+def test_unlabelled_node_is_named_by_its_data_source(device, rng):
+    """Without a node label, errors name the node by its data source's label (MPS kernels take
+    their label from the data source); a node label wins."""
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=2, kernel_height=2, input_feature_channels=3,
+                                          output_feature_channels=5)
+    ds = mpsnn.ArrayConvolutionDataSource(d, rng.standard_normal((5, 2, 2, 3)).astype(np.float32), None, label="fc1")
+    fc = mpsnn.MPSCNNFullyConnectedNode(source=MPSNNImageNode(), weights=ds)
+    g = MPSNNGraph(device, fc.result_image)
+    with pytest.raises(mpsnn.ShapeError, match=r"\[convolution 'fc1'\] kernel is 2x2 but the source is 3x3"):
+        g.run([np.zeros((1, 3, 3, 3), np.float32)])
+    fc.label = "head"
+    with pytest.raises(mpsnn.ShapeError, match=r"\[convolution 'head'\] kernel is 2x2"):
+        MPSNNGraph(device, fc.result_image).run([np.zeros((1, 3, 3, 3), np.float32)])
+
+
 def test_wrong_dtype_and_non_contiguous(device, rng):
     g, _ = conv_graph(device, rng)
     with pytest.raises(mpsnn.DTypeError, match="int32"):

@@ -13,7 +13,7 @@ std::shared_ptr<T> conv_node(ConvolutionVariant v, const ImageNodePtr& source, c
   std::vector<StateNodePtr> states;
   if (state) states.push_back(state);
   auto n = make_node<T>(OpKind::Convolution, a, {source}, states);
-  n->convolution_source = to_convolution_source(weights);
+  n->set_data_source(to_convolution_source(weights));
   return n;
 }
 
@@ -21,7 +21,7 @@ template <typename T>
 std::shared_ptr<T> binary_node(bool fc, const ImageNodePtr& source, const py::object& weights, BinaryConvolutionAttrs a) {
   a.fully_connected = fc;
   auto n = make_node<T>(OpKind::BinaryConvolution, a, {source});
-  n->convolution_source = to_convolution_source(weights);
+  n->set_data_source(to_convolution_source(weights));
   return n;
 }
 

@@ -25,7 +25,7 @@ void bind_nodes_normalization(py::module_& m) {
       "folded into a preceding convolution); flags=calculate_statistics_always uses the batch's own.");
   bn.def(py::init([](const ImageNodePtr& s, const py::object& ds) {
            auto n = make_node<PyBatchNormalizationNode>(OpKind::BatchNormalization, BatchNormalizationAttrs{}, {s});
-           n->normalization_source = to_normalization_source(ds);
+           n->set_data_source(to_normalization_source(ds));
            return n;
          }),
          "source"_a, "data_source"_a);
@@ -36,7 +36,7 @@ void bind_nodes_normalization(py::module_& m) {
       m, "MPSCNNInstanceNormalizationNode", "Normalization per image and channel over its pixels (nodes.md §8.6).");
   in.def(py::init([](const ImageNodePtr& s, const py::object& ds) {
            auto n = make_node<PyInstanceNormalizationNode>(OpKind::InstanceNormalization, InstanceNormalizationAttrs{}, {s});
-           n->normalization_source = to_normalization_source(ds);
+           n->set_data_source(to_normalization_source(ds));
            return n;
          }),
          "source"_a, "data_source"_a);

@@ -93,8 +93,18 @@ void FilterNode::set_padding_policy(PaddingPtr policy) {
 
 std::string FilterNode::context() const {
   std::string c = std::string("[") + op_name(kind_);
-  if (label) c += " '" + *label + "'";
+  if (const auto& l = label ? label : source_label_) c += " '" + *l + "'";
   return c + "]";
+}
+
+void FilterNode::set_data_source(std::shared_ptr<ConvolutionDataSource> source) {
+  convolution_source = std::move(source);
+  source_label_ = convolution_source ? convolution_source->label() : std::nullopt;
+}
+
+void FilterNode::set_data_source(std::shared_ptr<NormalizationDataSource> source) {
+  normalization_source = std::move(source);
+  source_label_ = normalization_source ? normalization_source->label() : std::nullopt;
 }
 
 PaddingPtr default_padding_for(OpKind kind, const Attrs& attrs) {

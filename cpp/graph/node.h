@@ -118,8 +118,11 @@ class FilterNode : public std::enable_shared_from_this<FilterNode> {
   // Parameter sources (set by the node's constructor binding).
   std::shared_ptr<ConvolutionDataSource> convolution_source;
   std::shared_ptr<NormalizationDataSource> normalization_source;
+  void set_data_source(std::shared_ptr<ConvolutionDataSource> source);
+  void set_data_source(std::shared_ptr<NormalizationDataSource> source);
 
-  // "[convolution 'conv1']" for error messages.
+  // "[convolution 'conv1']" for error messages: the node's label, else its data source's label
+  // (read when the data source was given).
   std::string context() const;
 
   // Creates this node's result state (done by the constructor binding for kinds that have one).
@@ -133,6 +136,7 @@ class FilterNode : public std::enable_shared_from_this<FilterNode> {
   std::unique_ptr<ImageNode> result_;
   std::vector<std::unique_ptr<StateNode>> result_states_;
   PaddingPtr padding_;
+  std::optional<std::string> source_label_;  // the data source's label, for context()
 };
 using FilterNodePtr = std::shared_ptr<FilterNode>;
 
