@@ -92,7 +92,8 @@ ImageDescriptor make_descriptor(ChannelFormat f, int64_t w, int64_t h, int64_t c
 }  // namespace
 
 ImagePtr image_from_array(const py::object& obj, const DevicePtr& device, const char* what) {
-  MPSNN_CHECK(py::isinstance<py::array>(obj), DTypeError, "[", what, "] expected an MPSImage or a NumPy array, got ",
+  MPSNN_CHECK(py::isinstance<py::array>(obj), DTypeError, "[", what,
+              "] expected an MPSImage, a NumPy array or a DLPack tensor (__dlpack__), got ",
               py::str(py::type::of(obj)).cast<std::string>());
   py::array a = py::reinterpret_borrow<py::array>(obj);
   const ChannelFormat f = format_of(a.dtype());
@@ -108,8 +109,29 @@ ImagePtr image_from_array(const py::object& obj, const DevicePtr& device, const 
   return Image::wrap(device ? device : system_default_device(), f, s, const_cast<void*>(a.data()), keep_alive(a));
 }
 
+// DLPack import goes through NumPy's from_dlpack, which implements the protocol (versions,
+// capsule ownership, the producer's deleter, read-only flags) and returns a view, never a copy.
+ImagePtr image_from_dlpack(const py::object& obj, const DevicePtr& device, const char* what) {
+  MPSNN_CHECK(py::hasattr(obj, "__dlpack__"), DTypeError, "[", what, "] ",
+              py::str(py::type::of(obj)).cast<std::string>(), " does not implement the DLPack protocol (__dlpack__)");
+  if (py::hasattr(obj, "__dlpack_device__")) {
+    const auto dev = obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
+    constexpr int kDLCPU = 1;
+    MPSNN_CHECK(dev.first == kDLCPU, UnsupportedError, "[", what, "] tensor is on DLPack device type ", dev.first,
+                " (id ", dev.second, "); the CPU backend needs host memory (device type 1); move it to the CPU first");
+  }
+  py::object array;
+  try {
+    array = py::module_::import("numpy").attr("from_dlpack")(obj);
+  } catch (py::error_already_set& e) {
+    MPSNN_THROW(DTypeError, "[", what, "] DLPack import failed: ", e.what());
+  }
+  return image_from_array(array, device, what);
+}
+
 ImagePtr to_image(const py::object& o, const DevicePtr& device, const char* what) {
   if (py::isinstance<Image>(o)) return o.cast<ImagePtr>();
+  if (!py::isinstance<py::array>(o) && py::hasattr(o, "__dlpack__")) return image_from_dlpack(o, device, what);
   return image_from_array(o, device, what);
 }
 
@@ -159,7 +181,22 @@ void bind_images(py::module_& m) {
           "Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.\n\n"
           "Raises:\n    DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).\n"
           "    ShapeError: not 4-dimensional.")
+      .def_static(
+          "from_dlpack", [](const py::object& t, const DevicePtr& device) { return image_from_dlpack(t, device, "MPSImage.from_dlpack"); },
+          "tensor"_a, "device"_a = nullptr,
+          "Wrap a CPU DLPack tensor (PyTorch, JAX, CuPy host arrays...) of shape (N, H, W, C), C-contiguous,\n"
+          "float32/float16/uint8/uint16, without copying. A channels_last PyTorch tensor t qualifies as\n"
+          "t.permute(0, 2, 3, 1).\n\n"
+          "Raises:\n    UnsupportedError: the tensor is not in host memory.\n"
+          "    DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).\n"
+          "    ShapeError: not 4-dimensional.")
       .def("numpy", &as_numpy, "An (N, H, W, C) NumPy view of the image's memory (no copy; keeps it alive).")
+      .def(
+          "__dlpack__",
+          [](const ImagePtr& img, const py::kwargs& kwargs) { return as_numpy(img).attr("__dlpack__")(**kwargs); },
+          "DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image).")
+      .def("__dlpack_device__", [](const ImagePtr&) { return std::make_pair(1, 0); },
+           "(1, 0): host memory (kDLCPU).")
       .def_static("default_allocator", &persistent_image_allocator, "Allocator of persistent images.")
       .def_property_readonly("device", &Image::device)
       .def_property_readonly("width", &Image::width)

@@ -399,6 +399,18 @@ class MPSImage:
         Allocator of persistent images.
         """
     @staticmethod
+    def from_dlpack(tensor: typing.Any, device: MTLDevice = None) -> MPSImage:
+        """
+        Wrap a CPU DLPack tensor (PyTorch, JAX, CuPy host arrays...) of shape (N, H, W, C), C-contiguous,
+        float32/float16/uint8/uint16, without copying. A channels_last PyTorch tensor t qualifies as
+        t.permute(0, 2, 3, 1).
+        
+        Raises:
+            UnsupportedError: the tensor is not in host memory.
+            DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
+            ShapeError: not 4-dimensional.
+        """
+    @staticmethod
     def from_numpy(array: typing.Any, device: MTLDevice = None) -> MPSImage:
         """
         Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.
@@ -406,6 +418,14 @@ class MPSImage:
         Raises:
             DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
             ShapeError: not 4-dimensional.
+        """
+    def __dlpack__(self, **kwargs) -> typing.Any:
+        """
+        DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image).
+        """
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """
+        (1, 0): host memory (kDLCPU).
         """
     @typing.overload
     def __init__(self, device: MTLDevice, image_descriptor: MPSImageDescriptor) -> None:
