@@ -280,3 +280,30 @@ def test_residual_fusion_waits_for_the_other_addend(device, rng):
     expected = conv_ref(h, wa, ba, (2, 2)) + conv_ref(h, wb, bb, (2, 2))
     assert_close(g.run([xv]).numpy(), expected, "reduction", k=72)
     assert "sum" in g.plan_description([xv])
+
+
+def test_copy_is_independent_with_the_same_properties(device, rng):
+    import copy as copymod
+    ds, w, b = conv_source(3, 4, 3, 3, rng)
+    x = MPSNNImageNode(handle=None)
+    conv = mpsnn.MPSCNNConvolutionNode(source=x, weights=ds)
+    relu = mpsnn.MPSCNNNeuronReLUNode(source=conv.result_image)
+    g = MPSNNGraph(device, relu.result_image)
+    g.label, g.fusion_enabled = "original", False
+    g.format = mpsnn.MPSImageFeatureChannelFormat.float16
+    a = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    expected = g.run([a]).numpy().copy()
+
+    for c in (g.copy(), g.copy(device=device), copymod.copy(g)):
+        assert c is not g
+        assert (c.label, c.fusion_enabled, c.format) == (g.label, g.fusion_enabled, g.format)
+        np.testing.assert_array_equal(c.run([a]).numpy(), expected)
+    c = g.copy()
+    c.format = mpsnn.MPSImageFeatureChannelFormat.float32
+    c.label = "copy"
+    assert g.format == mpsnn.MPSImageFeatureChannelFormat.float16 and g.label == "original"
+
+    # The copy reads the data sources again: changed weights reach it, not the original's plans.
+    w[...] = 0.0
+    np.testing.assert_array_equal(g.run([a]).numpy(), expected)
+    np.testing.assert_allclose(g.copy().run([a]).numpy(), np.maximum(np.broadcast_to(b, expected.shape), 0), rtol=1e-3)

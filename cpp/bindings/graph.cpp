@@ -79,6 +79,24 @@ void bind_graph(py::module_& m) {
         py::kw_only(), "result_images"_a = py::none(), "results_are_needed"_a = py::none())
       .def_static("graph", &make_graph, "device"_a, "result_image"_a = nullptr, "result_image_is_needed"_a = true,
                   py::kw_only(), "result_images"_a = py::none(), "results_are_needed"_a = py::none())
+      .def(
+          "copy",
+          [](const PyGraph& p, const DevicePtr& device) {
+            auto g = std::make_shared<PyGraph>();
+            g->multi_result = p.multi_result;
+            const DevicePtr& d = device ? device : p.graph->device();
+            g->graph = p.graph->copy(d, kernel_registry(d->backend()));
+            return g;
+          },
+          "device"_a = nullptr,
+          "An independent graph over the same nodes with the same properties, on `device` or this graph's "
+          "(MPSKernel copy, graph.md §2.9). The data sources are read again.")
+      .def("__copy__", [](const PyGraph& p) {
+        auto g = std::make_shared<PyGraph>();
+        g->multi_result = p.multi_result;
+        g->graph = p.graph->copy(nullptr, nullptr);
+        return g;
+      })
       .def_property_readonly("device", [](const PyGraph& p) { return p.graph->device(); })
       .def_property_readonly("source_image_handles", [](const PyGraph& p) { return handles(p.graph->source_image_handles()); })
       .def_property_readonly("source_state_handles", [](const PyGraph& p) { return handles(p.graph->source_state_handles()); })

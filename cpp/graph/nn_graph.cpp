@@ -16,6 +16,18 @@ NNGraph::NNGraph(DevicePtr device, std::vector<ImageNodePtr> results, std::vecto
   def_.load_parameters();
 }
 
+std::shared_ptr<NNGraph> NNGraph::copy(DevicePtr device, const KernelRegistry* registry) const {
+  auto g = std::make_shared<NNGraph>(device ? std::move(device) : device_, def_.results, def_.results_needed,
+                                     device ? registry : registry_);
+  g->set_format(format());
+  g->set_destination_image_allocator(destination_image_allocator());
+  g->set_options(options());
+  g->output_state_is_temporary = output_state_is_temporary;
+  g->label = label;
+  g->kernel_options = kernel_options;
+  return g;
+}
+
 namespace {
 std::vector<HandlePtr> handles_of(const std::vector<ImageNodePtr>& nodes) {
   std::vector<HandlePtr> out;

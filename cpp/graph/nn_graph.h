@@ -57,6 +57,11 @@ class NNGraph {
   int read_count_for_source_image(int index) const;
   int read_count_for_source_state(int index) const;
   void reload_from_data_sources();
+
+  // MPSKernel copy (graph.md §2.9): an independent graph over the same nodes on `device` (this
+  // graph's device when null) with this graph's properties. Data sources are read again, not
+  // shared through compiled plans; trainable data sources will be copied once training exists.
+  std::shared_ptr<NNGraph> copy(DevicePtr device, const KernelRegistry* registry) const;
   std::string debug_description();
   // The plan used for these sources (compiling it if needed); for inspection and tests.
   PlanPtr plan_for(const std::vector<ImagePtr>& sources);

@@ -1414,8 +1414,14 @@ class MPSNNGraph:
     @staticmethod
     def graph(device: MTLDevice, result_image: MPSNNImageNode = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> MPSNNGraph:
         ...
+    def __copy__(self) -> MPSNNGraph:
+        ...
     def __init__(self, device: MTLDevice, result_image: MPSNNImageNode = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> None:
         ...
+    def copy(self, device: MTLDevice = None) -> MPSNNGraph:
+        """
+        An independent graph over the same nodes with the same properties, on `device` or this graph's (MPSKernel copy, graph.md §2.9). The data sources are read again.
+        """
     def debug_description(self) -> str:
         ...
     def encode(self, command_buffer: MTLCommandBuffer, source_images: list, source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> MPSImage:
