@@ -24,11 +24,14 @@ def _compiler():
     return None
 
 
+# native: the instruction set the package is built for by default (MPSNN_NATIVE_ARCH=ON, the
+# AVX-512 paths on our machines); portable: the baseline x86-64 / generic build of wheels.
 @pytest.mark.skipif(not SOURCES or not TEST.exists(), reason="C++ sources not present")
 @pytest.mark.skipif(_compiler() is None, reason="no C++ compiler")
-def test_own_kernels_against_double_loops(tmp_path):
+@pytest.mark.parametrize("arch", [["-march=native"], []], ids=["native", "portable"])
+def test_own_kernels_against_double_loops(arch, tmp_path):
     exe = tmp_path / "test_own_kernels"
-    cmd = [_compiler(), "-O1", "-fopenmp", "-std=c++17", "-I", str(ROOT / "cpp"), *map(str, SOURCES), str(TEST),
+    cmd = [_compiler(), "-O1", *arch, "-fopenmp", "-std=c++17", "-I", str(ROOT / "cpp"), *map(str, SOURCES), str(TEST),
            "-o", str(exe)]
     build = subprocess.run(cmd, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-4000:]
