@@ -73,7 +73,7 @@ def test_device_tensor_is_refused(device):
 
 @pytest.mark.parametrize("array,error,message", [
     (np.zeros((1, 2, 3, 4), np.float64), mpsnn.DTypeError, "dtype float64"),
-    (np.zeros((1, 4, 3, 2), np.float32).transpose(0, 3, 2, 1), mpsnn.DTypeError, "not C-contiguous"),
+    (np.zeros((1, 4, 3, 2), np.float32).transpose(0, 3, 2, 1), mpsnn.DTypeError, r"tensor is not C-contiguous in \(N, H, W, C\) order"),
     (np.zeros((2, 3, 4), np.float32), mpsnn.ShapeError, "3 dimensions; expected 4"),
 ], ids=["float64", "strided", "3d"])
 def test_from_dlpack_bad_tensors(array, error, message, device):

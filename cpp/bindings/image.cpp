@@ -126,6 +126,9 @@ ImagePtr image_from_dlpack(const py::object& obj, const DevicePtr& device, const
   } catch (py::error_already_set& e) {
     MPSNN_THROW(DTypeError, "[", what, "] DLPack import failed: ", e.what());
   }
+  MPSNN_CHECK(py::reinterpret_borrow<py::array>(array).flags() & py::array::c_style, DTypeError, "[", what,
+              "] tensor is not C-contiguous in (N, H, W, C) order (mpsnn never copies silently); a channels_last "
+              "PyTorch tensor t qualifies as t.permute(0, 2, 3, 1)");
   return image_from_array(array, device, what);
 }
 
