@@ -624,79 +624,50 @@ void test_binary_arithmetic() {
   }
 }
 
-void test_concat() {
-  // Sources of 5, 7, 2 channels into 4-aligned slots 0, 8, 16 (C_out = 18) of a strided view.
-  const int64_t counts[] = {5, 7, 2};
-  const int64_t offsets[] = {0, 8, 16};
-  for (int64_t src_extra : {0, 2}) {
-    const ImageShape d{2, 5, 7, 18};
-    Image y(d, 3);
-    y.fill_value(-7.0f);  // stale data that the gaps must overwrite
-    Expected e(d);
-    std::vector<Image> srcs;
-    for (int k = 0; k < 3; ++k) {
-      srcs.emplace_back(ImageShape{2, 5, 7, counts[k]}, src_extra);
-      srcs.back().fill(-1.0f, 1.0f);
-    }
-    for (int k = 0; k < 3; ++k) {
-      copy_channels(srcs[k].v, y.v, offsets[k]);
-      const int64_t end = offsets[k] + counts[k];
-      const int64_t next = k + 1 < 3 ? offsets[k + 1] : d.c;
-      zero_channels(y.v, end, next);
-    }
-    for (int64_t n = 0; n < d.n; ++n)
-      for (int64_t yy = 0; yy < d.h; ++yy)
-        for (int64_t x = 0; x < d.w; ++x) {
-          for (int64_t c = 0; c < d.c; ++c) e.at(n, yy, x, c) = 0.0;
-          for (int k = 0; k < 3; ++k)
-            for (int64_t c = 0; c < counts[k]; ++c)
-              e.at(n, yy, x, offsets[k] + c) = srcs[k].get(n, yy, x, c);
-        }
-    check("concat 5+7+2 -> 18, src ps " + std::to_string(counts[0] + src_extra), y, e, 0.0, 0.0);
+// Concatenates sources of `counts` channels (source k with `extra[k]` unused channels per pixel)
+// into a destination of dst_c channels with dst_extra unused ones, against the slot rule.
+void check_concatenate(const std::vector<int64_t>& counts, const std::vector<int64_t>& extra,
+                       int64_t dst_c, int64_t dst_extra) {
+  const int64_t n = 2, h = 5, w = 9;
+  std::vector<int64_t> offs(counts.size());
+  for (size_t k = 1; k < counts.size(); ++k) offs[k] = offs[k - 1] + (counts[k - 1] + 3) / 4 * 4;
+  std::vector<Image> srcs;
+  std::vector<TensorView> views;
+  std::string name = "concatenate";
+  for (size_t k = 0; k < counts.size(); ++k) {
+    srcs.emplace_back(ImageShape{n, h, w, counts[k]}, extra[k]);
+    srcs.back().fill(-1.0f, 1.0f);
+    name += (k ? "+" : " ") + std::to_string(counts[k]);
   }
-  // One-pass concatenate: slots 0, 8, 16, 20 for 5, 7, 4, 3 channels (C_out = 23), into a
-  // strided view; then a dense destination wider than C_out (trailing channels zero).
-  for (int64_t dst_c : {23, 26})
-    for (int64_t extra : {0, 3}) {
-      const int64_t cs[] = {5, 7, 4, 3};
-      const int64_t offs[] = {0, 8, 16, 20};
-      const ImageShape d{2, 5, 9, dst_c};
-      std::vector<Image> srcs;
-      std::vector<TensorView> views;
-      for (int k = 0; k < 4; ++k) {
-        srcs.emplace_back(ImageShape{2, 5, 9, cs[k]}, k % 2 ? extra : 0);
-        srcs.back().fill(-1.0f, 1.0f);
+  for (const Image& im : srcs) views.push_back(im.v);
+  const ImageShape d{n, h, w, dst_c};
+  Image y(d, dst_extra);
+  y.fill_value(-7.0f);  // stale data that the gaps must overwrite
+  concatenate(views.data(), static_cast<int64_t>(views.size()), y.v);
+  Expected e(d);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t yy = 0; yy < h; ++yy)
+      for (int64_t x = 0; x < w; ++x) {
+        for (int64_t c = 0; c < d.c; ++c) e.at(i, yy, x, c) = 0.0;
+        for (size_t k = 0; k < counts.size(); ++k)
+          for (int64_t c = 0; c < counts[k]; ++c) e.at(i, yy, x, offs[k] + c) = srcs[k].get(i, yy, x, c);
       }
-      for (const Image& im : srcs) views.push_back(im.v);
-      Image y(d, extra);
-      y.fill_value(-7.0f);
-      concatenate(views.data(), 4, y.v);
-      Expected e(d);
-      for (int64_t n = 0; n < d.n; ++n)
-        for (int64_t yy = 0; yy < d.h; ++yy)
-          for (int64_t x = 0; x < d.w; ++x) {
-            for (int64_t c = 0; c < d.c; ++c) e.at(n, yy, x, c) = 0.0;
-            for (int k = 0; k < 4; ++k)
-              for (int64_t c = 0; c < cs[k]; ++c) e.at(n, yy, x, offs[k] + c) = srcs[k].get(n, yy, x, c);
-          }
-      check("concatenate 5+7+4+3 -> " + shape_str(d, y.v.pixel_stride), y, e, 0.0, 0.0);
-    }
-  {  // dense whole-pixel copy and whole-pixel zeroing
-    const ImageShape s{3, 33, 35, 8};
-    Image x(s, 0), y(s, 0), z(s, 0);
-    x.fill(-1.0f, 1.0f);
-    y.fill_value(3.0f);
-    z.fill_value(3.0f);
-    copy_channels(x.v, y.v, 0);
-    zero_channels(z.v, 0, s.c);
-    Expected ex(s), ez(s);
-    for (size_t i = 0; i < ex.d.size(); ++i) {
-      ex.d[i] = x.data[i];
-      ez.d[i] = 0.0;
-    }
-    check("copy_channels dense " + shape_str(s, s.c), y, ex, 0.0, 0.0);
-    check("zero_channels dense " + shape_str(s, s.c), z, ez, 0.0, 0.0);
-  }
+  check(name + " -> " + shape_str(d, y.v.pixel_stride), y, e, 0.0, 0.0);
+}
+
+void test_concat() {
+  // Wide sources (slots 0, 8, 16, 20 for 5, 7, 4, 3 channels), dense and strided, and a
+  // destination wider than the last slot (its trailing channels are 0).
+  for (int64_t dst_c : {23, 26})
+    for (int64_t extra : {0, 3}) check_concatenate({5, 7, 4, 3}, {0, extra, 0, extra}, dst_c, extra);
+  check_concatenate({64, 32}, {0, 0}, 96, 0);
+  // Thin concatenations (at most 4 sources of at most 4 channels, at most 16 channels out).
+  check_concatenate({3, 3, 3}, {0, 0, 0}, 11, 0);
+  check_concatenate({3, 3, 3}, {1, 0, 2}, 11, 2);
+  check_concatenate({1, 2, 4, 4}, {0, 0, 0, 0}, 16, 0);
+  check_concatenate({2}, {1}, 2, 0);
+  check_concatenate({4, 1}, {0, 0}, 7, 1);
+  check_concatenate({3, 3, 3, 3, 3}, {0, 0, 0, 0, 0}, 19, 0);  // five sources: the general path
 }
 
 }  // namespace

@@ -93,16 +93,9 @@ struct ArithmeticParams {
 void binary_arithmetic(const TensorView& a, const TensorView& b, const TensorView& dst,
                        const ArithmeticParams& p);
 
-// Copies all src channels into dst channels [off, off + src.c) of every pixel (concatenation,
-// nodes.md 12.1). src and dst share n, h, w.
-void copy_channels(const TensorView& src, const TensorView& dst, int64_t dst_channel_offset);
-
-// Writes 0 into channels [begin, end) of every pixel of dst (concatenation gap channels).
-void zero_channels(const TensorView& dst, int64_t begin, int64_t end);
-
-// nodes.md 12.1 in one pass over dst (copy_channels per source reads and writes every dst cache
-// line once per source): source k goes to channels [off_k, off_k + C_k) with off_0 = 0,
-// off_{k+1} = off_k + 4*ceil(C_k/4); every other channel of dst is written 0. All share n, h, w.
+// nodes.md 12.1 in one pass over dst: source k goes to channels [off_k, off_k + C_k) with
+// off_0 = 0, off_{k+1} = off_k + 4*ceil(C_k/4); every other channel of dst is written 0. All
+// share n, h, w.
 void concatenate(const TensorView* srcs, int64_t count, const TensorView& dst);
 
 // ---- helpers shared by the kernel files above -----------------------------------------------
