@@ -484,6 +484,9 @@ void test_binary_conv() {
       {{1, 15, 17, 16}, 64, ax(3, 2, 1, 1), ax(5, 1, 1, 2), 0, 0},
       {{2, 4, 5, 40}, 9, ax(3, 1, 1, 0), ax(3, 1, 1, 1), 2, 1},     // few output pixels
       {{1, 6, 9, 300}, 50, ax(3, 1, 1, 1), ax(3, 1, 2, 1), 0, 0},    // many channel blocks
+      {{2, 9, 10, 3}, 20, ax(3, 1, 1, 1), ax(3, 1, 1, 1), 0, 0},     // window of 27 bits, padded
+      {{1, 11, 12, 7}, 70, ax(3, 2, 1, 1), ax(3, 1, 2, 2), 1, 0},    // 63 bits, strided, dilated
+      {{2, 8, 8, 2}, 5, ax(5, 1, 1, 2), ax(5, 1, 1, 3), 0, 2},       // 50 bits, wide border
   };
   std::uniform_int_distribution<uint32_t> bits;
   std::uniform_real_distribution<float> pos(0.5f, 1.5f), sym(-0.3f, 0.3f);
@@ -650,7 +653,8 @@ void check_concatenate(const std::vector<int64_t>& counts, const std::vector<int
       for (int64_t x = 0; x < w; ++x) {
         for (int64_t c = 0; c < d.c; ++c) e.at(i, yy, x, c) = 0.0;
         for (size_t k = 0; k < counts.size(); ++k)
-          for (int64_t c = 0; c < counts[k]; ++c) e.at(i, yy, x, offs[k] + c) = srcs[k].get(i, yy, x, c);
+          for (int64_t c = 0; c < counts[k]; ++c)
+            e.at(i, yy, x, offs[k] + c) = srcs[k].get(i, yy, x, c);
       }
   check(name + " -> " + shape_str(d, y.v.pixel_stride), y, e, 0.0, 0.0);
 }

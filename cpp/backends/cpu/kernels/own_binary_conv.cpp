@@ -2,9 +2,10 @@
 // scale and bias terms and the optional XNOR-Net beta image.
 // oneDNN 3.2 has no binarized convolution: it cannot take 1-bit weights, binarize its input, or
 // skip out-of-image taps instead of reading a padded zero (which binarization would turn into
-// +1). XNOR/AND binarize the input once per call and count bits with popcount; binary weights
-// use +-1 float weights and register-blocked FMA, or the bits directly when there are only a
-// few output pixels (fully connected).
+// +1). The weights are rearranged once, when the plan is made (BinaryConvolution): binary
+// weights become +-1 float blocks for register-blocked FMA, or stay bits when there are only a
+// few output pixels (fully connected); XNOR/AND weights become bit strips, and each call
+// binarizes its input once and counts bits with popcount.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -27,7 +28,7 @@ struct Geometry {
   std::vector<TapRange> cols;  // in-image x taps of every output column
 };
 
-// Inside this file out_scale and out_bias are never null (binary_convolution replaces missing
+// Inside this file out_scale and out_bias are never null (BinaryConvolution replaces missing
 // ones by arrays of 1 / 0, keeping the output loops branch-free), and in_bias / in_scale are
 // only read through InputTerms.
 
@@ -206,33 +207,14 @@ void fma_block_any(int64_t px, const FloatConv& f, const float* const* xs, const
   fma_block<PX, NV>(f, xs, w0, ci_n, first, acc);
 }
 
-void binary_weights_fma(const TensorView& src, const TensorView& dst, const uint32_t* weights,
-                        const Geometry& g, const InputTerms& in, const BinaryConvParams& p,
-                        const float* beta) {
-  FloatConv f{};
-  f.cin = g.cin;
-  f.kh = g.kh;
-  f.kw = g.kw;
-  f.sx = g.x.stride;
-  f.dy = g.y.dilation;
-  f.dx = g.x.dilation;
-  f.hp = (g.oh - 1) * g.y.stride + (g.kh - 1) * f.dy + 1;
-  f.wp = (g.ow - 1) * f.sx + (g.kw - 1) * f.dx + 1;
+// +-1 weights, blocked by kFmaCo output channels (innermost) so that one block's weights are one
+// contiguous, sequentially read run (a plain [tap][ci][cout] layout strides by Cout and thrashes a
+// few L1 sets): [cout / kFmaCo][kh][kw][cin][kFmaCo]. Padding channels of the last block are 0.
+std::vector<float> pack_float_weights(const uint32_t* weights, const Geometry& g) {
   const int64_t taps = g.kh * g.kw;
   const int64_t co_blocks = (g.cout + kFmaCo - 1) / kFmaCo;
-  f.block_stride = taps * g.cin * kFmaCo;
-
-  // Long inner loops matter more than L1 residency (measured: blocking the input channels to
-  // keep a block's weights in L1 cost 15 %), so input channels are split only when one output
-  // channel block's weights (all taps) would not fit the 1 MiB L2 they stream from.
-  const int64_t l2_channels = std::max<int64_t>(1, (int64_t{1} << 20) / (taps * kFmaCo * 4));
-  const int64_t cb = l2_channels >= g.cin ? g.cin : std::max<int64_t>(8, l2_channels / 8 * 8);
-  f.merged = cb == g.cin && f.dx == 1;
-
-  // +-1 weights, blocked by kFmaCo output channels (innermost) so that one block's weights are one
-  // contiguous, sequentially read run (a plain [tap][ci][cout] layout strides by Cout and
-  // thrashes a few L1 sets). Padding channels of the last block are 0.
-  std::vector<float> wf(static_cast<size_t>(co_blocks * f.block_stride));
+  const int64_t block_stride = taps * g.cin * kFmaCo;
+  std::vector<float> wf(static_cast<size_t>(co_blocks * block_stride));
 #pragma omp parallel for collapse(2) schedule(static) if (wf.size() > 32768)
   for (int64_t ob = 0; ob < co_blocks; ++ob)
     for (int64_t t = 0; t < taps; ++t) {
@@ -246,14 +228,39 @@ void binary_weights_fma(const TensorView& src, const TensorView& dst, const uint
         }
         const int64_t nb = std::min<int64_t>(32, g.cin - 32 * w);
         for (int64_t b = 0; b < nb; ++b) {
-          float* out = wf.data() + ob * f.block_stride + (t * g.cin + 32 * w + b) * kFmaCo;
+          float* out = wf.data() + ob * block_stride + (t * g.cin + 32 * w + b) * kFmaCo;
 #pragma omp simd
           for (int64_t k = 0; k < kFmaCo; ++k)
             out[k] = valid[k] * (((words[k] >> b) & 1u) ? 1.0f : -1.0f);
         }
       }
     }
-  f.wf = wf.data();
+  return wf;
+}
+
+// wf: pack_float_weights.
+void binary_weights_fma(const TensorView& src, const TensorView& dst, const float* wf,
+                        const Geometry& g, const InputTerms& in, const BinaryConvParams& p,
+                        const float* beta) {
+  FloatConv f{};
+  f.cin = g.cin;
+  f.kh = g.kh;
+  f.kw = g.kw;
+  f.sx = g.x.stride;
+  f.dy = g.y.dilation;
+  f.dx = g.x.dilation;
+  f.hp = (g.oh - 1) * g.y.stride + (g.kh - 1) * f.dy + 1;
+  f.wp = (g.ow - 1) * f.sx + (g.kw - 1) * f.dx + 1;
+  const int64_t taps = g.kh * g.kw;
+  f.block_stride = taps * g.cin * kFmaCo;
+
+  // Long inner loops matter more than L1 residency (measured: blocking the input channels to
+  // keep a block's weights in L1 cost 15 %), so input channels are split only when one output
+  // channel block's weights (all taps) would not fit the 1 MiB L2 they stream from.
+  const int64_t l2_channels = std::max<int64_t>(1, (int64_t{1} << 20) / (taps * kFmaCo * 4));
+  const int64_t cb = l2_channels >= g.cin ? g.cin : std::max<int64_t>(8, l2_channels / 8 * 8);
+  f.merged = cb == g.cin && f.dx == 1;
+  f.wf = wf;
 
   // X' with the window padding materialized as zeros: a zero times +-1 contributes nothing,
   // which is exactly "out-of-image taps contribute nothing" for this variant.
@@ -396,12 +403,15 @@ void binary_weights_direct(const TensorView& src, const TensorView& dst, const u
 }
 
 // ---- XNOR / AND: packed bits and popcount ----------------------------------------------------
-// The input is binarized once into "strips": for every source row y and output column j, the
-// bits of the KW taps of that column's window (tap kx's Cin bits at [kx*Cin, (kx+1)*Cin)), in
-// the order of the weights. One window row then costs ceil(KW*Cin/64) words per output channel,
-// so thin inputs (Cin = 3) do not pay a word per tap, and strips are shared by the KH output rows
-// that read them. Out-of-image taps hold 0 bits, which is all AND needs; XNOR also masks them
-// out of the mismatch count in border columns (rows outside the image are simply skipped).
+// The input is binarized once per call into "strips": for every source row y and output column
+// j, the bits of the KW taps of that column's window (tap kx's Cin bits at [kx*Cin, (kx+1)*Cin)),
+// in the order of the weights. One window row then costs ceil(KW*Cin/64) words per output
+// channel, so thin inputs (Cin = 3) do not pay a word per tap, and strips are shared by the KH
+// output rows that read them. Out-of-image taps hold 0 bits, which is all AND needs; XNOR also
+// masks them out of the mismatch count in border columns (rows outside the image are skipped).
+// When the whole window has at most 64 bits (KH*KW*Cin <= 64: 3x3 windows of up to 7 channels),
+// the KH strips of an output pixel are joined into one window word and each output channel
+// costs one popcount (window_conv); otherwise popcount_conv counts strip by strip.
 
 constexpr int kPopPx = 4;  // output pixels per register block (4 x 32 uint64 = 16 registers)
 
@@ -410,6 +420,162 @@ inline void put_bits(uint64_t* dst, uint64_t pos, uint64_t v, uint64_t nbits) {
   const uint64_t word = pos >> 6, shift = pos & 63;
   dst[word] |= v << shift;
   if (shift != 0 && shift + nbits > 64) dst[word + 1] |= v >> (64 - shift);
+}
+
+inline int64_t strip_words(const Geometry& g) { return (g.kw * g.cin + 63) / 64; }
+
+// The weight bits of output channel co, window row ky, in strip order (channels >= Cin dropped):
+// strip_words(g) words at out, which must be zero.
+void weight_strip(const uint32_t* weights, const Geometry& g, int64_t co, int64_t ky,
+                  uint64_t* out) {
+  const uint32_t* wsrc = weights + (co * g.kh * g.kw + ky * g.kw) * g.words32;
+  if (g.cin % 32 == 0) {  // the source words land on 32-bit boundaries: pair them up
+    const int64_t n32 = g.kw * g.words32;
+    for (int64_t h = 0; 2 * h + 1 < n32; ++h)
+      out[h] = wsrc[2 * h] | (static_cast<uint64_t>(wsrc[2 * h + 1]) << 32);
+    if (n32 % 2) out[n32 / 2] = wsrc[n32 - 1];
+    return;
+  }
+  for (int64_t kx = 0; kx < g.kw; ++kx)
+    for (int64_t w = 0; w < g.words32; ++w) {
+      const int64_t valid = std::min<int64_t>(32, g.cin - 32 * w);
+      put_bits(out, static_cast<uint64_t>(kx * g.cin + 32 * w),
+               wsrc[kx * g.words32 + w] & ((uint64_t{1} << valid) - 1),
+               static_cast<uint64_t>(valid));
+    }
+}
+
+// Weight strips blocked by kCo output channels (innermost) so that a block is read
+// sequentially: [cout / kCo][kh][words][kCo], padding output channels 0.
+std::vector<uint64_t> pack_strip_weights(const uint32_t* weights, const Geometry& g) {
+  const int64_t words = strip_words(g);
+  const int64_t co_blocks = (g.cout + kCo - 1) / kCo;
+  std::vector<uint64_t> wb(static_cast<size_t>(co_blocks * g.kh * words * kCo), 0);
+  std::vector<uint64_t> strip(static_cast<size_t>(words));
+  for (int64_t co = 0; co < g.cout; ++co)
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      std::fill(strip.begin(), strip.end(), uint64_t{0});
+      weight_strip(weights, g, co, ky, strip.data());
+      for (int64_t w = 0; w < words; ++w)
+        wb[static_cast<size_t>((((co / kCo) * g.kh + ky) * words + w) * kCo + co % kCo)] =
+            strip[w];
+    }
+  return wb;
+}
+
+// One word of KH*KW*Cin <= 64 bits per output channel: window row ky at bits [ky*KW*Cin, ...).
+template <class T>
+std::vector<T> pack_window_weights(const uint32_t* weights, const Geometry& g) {
+  std::vector<T> ww(static_cast<size_t>(g.cout));
+  for (int64_t co = 0; co < g.cout; ++co) {
+    uint64_t word = 0;
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      uint64_t row = 0;
+      weight_strip(weights, g, co, ky, &row);
+      word |= row << (ky * g.kw * g.cin);
+    }
+    ww[static_cast<size_t>(co)] = static_cast<T>(word);
+  }
+  return ww;
+}
+
+// XNOR bookkeeping of the left and right borders: the in-image bits of each column's window row
+// (strip_words(g) words per column), and the run [j_in, j_out) of columns whose window row lies
+// inside the image and needs no mask.
+struct ColumnMasks {
+  std::vector<uint64_t> bits;
+  int64_t j_in = 0, j_out = 0;
+};
+
+ColumnMasks column_masks(const Geometry& g) {
+  const int64_t words = strip_words(g), in_words = (g.cin + 63) / 64;
+  ColumnMasks m;
+  m.bits.assign(static_cast<size_t>(g.ow * words), 0);
+  m.j_in = m.j_out = g.ow;
+  for (int64_t j = 0; j < g.ow; ++j) {
+    const TapRange& rx = g.cols[j];
+    if (rx.lo == 0 && rx.hi == g.kw) {
+      if (m.j_in == g.ow) m.j_in = j;
+      m.j_out = j + 1;
+    }
+    for (int64_t kx = rx.lo; kx < rx.hi; ++kx)
+      for (int64_t w = 0; w < in_words; ++w) {
+        const int64_t nb = std::min<int64_t>(64, g.cin - 64 * w);
+        put_bits(m.bits.data() + j * words, static_cast<uint64_t>(kx * g.cin + 64 * w),
+                 nb == 64 ? ~uint64_t{0} : (uint64_t{1} << nb) - 1, static_cast<uint64_t>(nb));
+      }
+  }
+  return m;
+}
+
+// The strips of the source, (n, h, ow, strip_words(g)) words: binarize each source row (1 where
+// X' >= 0 for AND, where X' is not negative for XNOR: x^ = +1 unless X' < 0; the two differ only
+// for NaN), then gather the window row of every output column. Channels >= Cin and out-of-image
+// taps stay 0.
+template <bool kXnor>
+std::vector<uint64_t> binarized_strips(const TensorView& src, const Geometry& g,
+                                       const InputTerms& in) {
+  const int64_t words = strip_words(g), in_words = (g.cin + 63) / 64;
+  std::vector<uint64_t> strips(static_cast<size_t>(g.n * g.h * g.ow * words));
+  auto input_bit = [](float u) -> uint64_t { return kXnor ? !(u < 0.0f) : (u >= 0.0f); };
+  detail::with_channel_count(g.cin, [&](auto kc) {
+    constexpr int64_t K = decltype(kc)::value;
+#pragma omp parallel if (g.n * g.h * g.w * g.cin > 4096)
+    {
+      std::vector<float> xs(static_cast<size_t>(g.w * g.cin));
+      std::vector<uint64_t> row_bits(static_cast<size_t>(g.w * in_words));
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t n = 0; n < g.n; ++n)
+        for (int64_t y = 0; y < g.h; ++y) {
+          scaled_run(src, in, n, y, 0, g.w, xs.data());
+          for (int64_t x = 0; x < g.w; ++x) {
+            const float* px = xs.data() + x * g.cin;
+            uint64_t* out = row_bits.data() + x * in_words;
+            if constexpr (K > 0) {  // one word, straight code
+              uint64_t v = 0;
+              for (int64_t b = 0; b < K; ++b) v |= input_bit(px[b]) << b;
+              out[0] = v;
+              continue;
+            }
+            for (int64_t w = 0; w < in_words; ++w) {
+              const float* xw = px + 64 * w;
+              const int64_t valid = std::min<int64_t>(64, g.cin - 64 * w);
+              uint64_t v = 0;
+#pragma omp simd reduction(| : v)
+              for (int64_t b = 0; b < valid; ++b) v |= input_bit(xw[b]) << b;
+              out[w] = v;
+            }
+          }
+          uint64_t* strip_row = strips.data() + (n * g.h + y) * g.ow * words;
+          if (words == 1) {  // the whole window row fits one word (KW*Cin <= 64)
+            for (int64_t j = 0; j < g.ow; ++j) {
+              const TapRange& rx = g.cols[j];
+              uint64_t v = 0;
+              for (int64_t kx = rx.lo; kx < rx.hi; ++kx)
+                v |= row_bits[rx.start + kx * g.x.dilation] << (kx * g.cin);
+              strip_row[j] = v;
+            }
+            continue;
+          }
+          for (int64_t j = 0; j < g.ow; ++j) {
+            const TapRange& rx = g.cols[j];
+            uint64_t* out = strip_row + j * words;
+            std::fill(out, out + words, uint64_t{0});
+            for (int64_t kx = rx.lo; kx < rx.hi; ++kx) {
+              const uint64_t* px = row_bits.data() + (rx.start + kx * g.x.dilation) * in_words;
+              if (g.cin % 64 == 0) {  // whole words
+                std::copy(px, px + in_words, out + kx * in_words);
+                continue;
+              }
+              for (int64_t w = 0; w < in_words; ++w)
+                put_bits(out, static_cast<uint64_t>(kx * g.cin + 64 * w), px[w],
+                         static_cast<uint64_t>(std::min<int64_t>(64, g.cin - 64 * w)));
+            }
+          }
+        }
+    }
+  });
+  return strips;
 }
 
 struct PopConv {
@@ -459,142 +625,22 @@ void pop_block_any(int64_t px, const PopConv& c, int64_t n, const TapRange& ry, 
   }
 }
 
+// wb: pack_strip_weights; masks: column_masks.
 template <bool kXnor>
-void popcount_conv(const TensorView& src, const TensorView& dst, const uint32_t* weights,
-                   const Geometry& g, const InputTerms& in, const BinaryConvParams& p,
-                   const float* beta) {
-  const int64_t taps = g.kh * g.kw;
-  const int64_t in_words = (g.cin + 63) / 64;
+void popcount_conv(const TensorView& src, const TensorView& dst, const uint64_t* wb,
+                   const ColumnMasks& masks, const Geometry& g, const InputTerms& in,
+                   const BinaryConvParams& p, const float* beta) {
+  const std::vector<uint64_t> strips = binarized_strips<kXnor>(src, g, in);
   PopConv c{};
+  c.strips = strips.data();
+  c.masks = masks.bits.data();
+  c.wb = wb;
   c.h = g.h;
   c.ow = g.ow;
-  c.words = (g.kw * g.cin + 63) / 64;
-  const int64_t co_blocks = (g.cout + kCo - 1) / kCo;
+  c.words = strip_words(g);
   c.dy = g.y.dilation;
-  const int64_t words = c.words;
-
-  c.kh_words = g.kh * words;
-  // Weight bits in strip order, blocked by kCo output channels (innermost) so that a block is
-  // read sequentially; channels >= Cin dropped, padding output channels 0.
-  const size_t wb_count = static_cast<size_t>(co_blocks * c.kh_words * kCo);
-  std::unique_ptr<uint64_t[]> wb(new uint64_t[wb_count]);  // every entry is written below
-#pragma omp parallel if (wb_count > 32768)
-  {
-    std::vector<uint64_t> strip(static_cast<size_t>(kCo * words));
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t cb = 0; cb < co_blocks; ++cb)
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        std::fill(strip.begin(), strip.end(), 0);
-        const int64_t nco = std::min<int64_t>(kCo, g.cout - cb * kCo);
-        for (int64_t k = 0; k < nco; ++k) {
-          uint64_t* out = strip.data() + k * words;
-          const uint32_t* wsrc = weights + ((cb * kCo + k) * taps + ky * g.kw) * g.words32;
-          if (g.cin % 32 == 0) {  // the source words land on 32-bit boundaries: pair them up
-            const int64_t n32 = g.kw * g.words32;
-            for (int64_t h = 0; 2 * h + 1 < n32; ++h)
-              out[h] = wsrc[2 * h] | (static_cast<uint64_t>(wsrc[2 * h + 1]) << 32);
-            if (n32 % 2) out[n32 / 2] = wsrc[n32 - 1];
-            continue;
-          }
-          for (int64_t kx = 0; kx < g.kw; ++kx)
-            for (int64_t w = 0; w < g.words32; ++w) {
-              const int64_t valid = std::min<int64_t>(32, g.cin - 32 * w);
-              put_bits(out, static_cast<uint64_t>(kx * g.cin + 32 * w),
-                       wsrc[kx * g.words32 + w] & ((uint64_t{1} << valid) - 1),
-                       static_cast<uint64_t>(valid));
-            }
-        }
-        for (int64_t w = 0; w < words; ++w)
-          for (int64_t k = 0; k < kCo; ++k)
-            wb[((cb * g.kh + ky) * words + w) * kCo + k] = strip[k * words + w];
-      }
-  }
-  c.wb = wb.get();
-
-  // Strips, built row by row: binarize the source row (1 where X' >= 0 for AND, where X' is not
-  // negative for XNOR: x^ = +1 unless X' < 0; the two differ only for NaN), then gather the
-  // window row of every output column. Channels >= Cin and out-of-image taps stay 0.
-  const size_t strip_count = static_cast<size_t>(g.n * g.h * g.ow * words);
-  std::unique_ptr<uint64_t[]> strips(new uint64_t[strip_count]);
-  auto input_bit = [](float u) -> uint64_t { return kXnor ? !(u < 0.0f) : (u >= 0.0f); };
-  detail::with_channel_count(g.cin, [&](auto kc) {
-    constexpr int64_t K = decltype(kc)::value;
-#pragma omp parallel if (g.n * g.h * g.w * g.cin > 4096)
-    {
-      std::vector<float> xs(static_cast<size_t>(g.w * g.cin));
-      std::vector<uint64_t> row_bits(static_cast<size_t>(g.w * in_words));
-#pragma omp for collapse(2) schedule(static)
-      for (int64_t n = 0; n < g.n; ++n)
-        for (int64_t y = 0; y < g.h; ++y) {
-          scaled_run(src, in, n, y, 0, g.w, xs.data());
-          for (int64_t x = 0; x < g.w; ++x) {
-            const float* px = xs.data() + x * g.cin;
-            uint64_t* out = row_bits.data() + x * in_words;
-            if constexpr (K > 0) {  // one word, straight code
-              uint64_t v = 0;
-              for (int64_t b = 0; b < K; ++b) v |= input_bit(px[b]) << b;
-              out[0] = v;
-              continue;
-            }
-            for (int64_t w = 0; w < in_words; ++w) {
-              const float* xw = px + 64 * w;
-              const int64_t valid = std::min<int64_t>(64, g.cin - 64 * w);
-              uint64_t v = 0;
-#pragma omp simd reduction(| : v)
-              for (int64_t b = 0; b < valid; ++b) v |= input_bit(xw[b]) << b;
-              out[w] = v;
-            }
-          }
-          uint64_t* strip_row = strips.get() + (n * g.h + y) * g.ow * words;
-          if (words == 1) {  // the whole window row fits one word (KW*Cin <= 64)
-            for (int64_t j = 0; j < g.ow; ++j) {
-              const TapRange& rx = g.cols[j];
-              uint64_t v = 0;
-              for (int64_t kx = rx.lo; kx < rx.hi; ++kx)
-                v |= row_bits[rx.start + kx * g.x.dilation] << (kx * g.cin);
-              strip_row[j] = v;
-            }
-            continue;
-          }
-          for (int64_t j = 0; j < g.ow; ++j) {
-            const TapRange& rx = g.cols[j];
-            uint64_t* out = strip_row + j * words;
-            std::fill(out, out + words, uint64_t{0});
-            for (int64_t kx = rx.lo; kx < rx.hi; ++kx) {
-              const uint64_t* px = row_bits.data() + (rx.start + kx * g.x.dilation) * in_words;
-              if (g.cin % 64 == 0) {  // whole words
-                std::copy(px, px + in_words, out + kx * in_words);
-                continue;
-              }
-              for (int64_t w = 0; w < in_words; ++w)
-                put_bits(out, static_cast<uint64_t>(kx * g.cin + 64 * w), px[w],
-                         static_cast<uint64_t>(std::min<int64_t>(64, g.cin - 64 * w)));
-            }
-          }
-        }
-    }
-  });
-  c.strips = strips.get();
-
-  // XNOR masks of the columns whose window is cut by the left or right border; the others form
-  // one run [j_in, j_out) that needs none.
-  std::vector<uint64_t> masks(kXnor ? static_cast<size_t>(g.ow * words) : 0, 0);
-  int64_t j_in = g.ow, j_out = g.ow;
-  for (int64_t j = 0; j < g.ow; ++j) {
-    const TapRange& rx = g.cols[j];
-    if (rx.lo == 0 && rx.hi == g.kw) {
-      if (j_in == g.ow) j_in = j;
-      j_out = j + 1;
-    }
-    if (kXnor)
-      for (int64_t kx = rx.lo; kx < rx.hi; ++kx)
-        for (int64_t w = 0; w < in_words; ++w) {
-          const int64_t nb = std::min<int64_t>(64, g.cin - 64 * w);
-          put_bits(masks.data() + j * words, static_cast<uint64_t>(kx * g.cin + 64 * w),
-                   nb == 64 ? ~uint64_t{0} : (uint64_t{1} << nb) - 1, static_cast<uint64_t>(nb));
-        }
-  }
-  c.masks = masks.data();
+  c.kh_words = g.kh * c.words;
+  const int64_t j_in = masks.j_in, j_out = masks.j_out;
 
   const int64_t chunk = cout_chunk(g.n * g.oh, g.cout, kCo);
   const int64_t n_chunks = (g.cout + chunk - 1) / chunk;
@@ -631,18 +677,79 @@ void popcount_conv(const TensorView& src, const TensorView& dst, const uint32_t*
       }
 }
 
+// Windows of at most 64 bits (T: uint32_t up to 32 bits, else uint64_t): per output pixel the KH
+// strips and (XNOR) column masks of the in-image window rows are joined into one word each, and
+// every output channel is one popcount, vectorized across the output channels.
+// ww: pack_window_weights<T>; masks: column_masks.
+template <bool kXnor, class T>
+void window_conv(const TensorView& src, const TensorView& dst, const T* ww,
+                 const ColumnMasks& masks, const Geometry& g, const InputTerms& in,
+                 const BinaryConvParams& p, const float* beta) {
+  const std::vector<uint64_t> strips = binarized_strips<kXnor>(src, g, in);
+  const int64_t row_bits = g.kw * g.cin;
+  const float* os = p.out_scale;
+  const float* ob = p.out_bias;
+#pragma omp parallel for collapse(2) schedule(static) if (g.n * g.oh * g.ow * g.cout > 4096)
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t i = 0; i < g.oh; ++i) {
+      const TapRange ry = in_image_taps(g.y, i, g.h);
+      for (int64_t j = 0; j < g.ow; ++j) {
+        uint64_t xw = 0, mw = 0;
+        for (int64_t ky = ry.lo; ky < ry.hi; ++ky) {
+          xw |= strips[static_cast<size_t>((n * g.h + ry.start + ky * g.y.dilation) * g.ow + j)]
+                << (ky * row_bits);
+          if (kXnor) mw |= masks.bits[static_cast<size_t>(j)] << (ky * row_bits);
+        }
+        const T x = static_cast<T>(xw), m = static_cast<T>(mw);
+        // XNOR: sum of x^*w^ over the in-image bits = in-image bits - 2 * mismatches.
+        const int32_t valid = kXnor ? __builtin_popcountll(mw) : 0;
+        const float b = beta ? beta[(n * g.oh + i) * g.ow + j] : 1.0f;
+        float* pd = dst.pixel(n, i, j);
+#pragma omp simd
+        for (int64_t co = 0; co < g.cout; ++co) {
+          const T bits = kXnor ? static_cast<T>((x ^ ww[co]) & m) : static_cast<T>(x & ww[co]);
+          const int32_t ones = sizeof(T) == 4 ? __builtin_popcount(static_cast<uint32_t>(bits))
+                                              : __builtin_popcountll(bits);
+          const int32_t s = kXnor ? valid - 2 * ones : ones;
+          pd[co] = static_cast<float>(s) * os[co] * b + ob[co];
+        }
+      }
+    }
+}
+
 }  // namespace
 
-void binary_convolution(const TensorView& src, const TensorView& dst, const uint32_t* weights,
-                        const WindowAxis& y, const WindowAxis& x, const BinaryConvParams& p) {
+// ---- BinaryConvolution ----------------------------------------------------------------------
+
+struct BinaryConvolution::Impl {
+  enum class Path { fma, direct, strips, window32, window64 };
   Geometry g;
-  g.n = src.shape.n;
-  g.h = src.shape.h;
-  g.w = src.shape.w;
-  g.cin = src.shape.c;
-  g.oh = dst.shape.h;
-  g.ow = dst.shape.w;
-  g.cout = dst.shape.c;
+  InputTerms in;
+  std::vector<float> out_scale, out_bias, in_scale, in_bias;  // explicit 1 / 0 where absent
+  BinaryConvParams p{};  // pointing at the vectors above
+  Path path = Path::fma;
+  // The weights rearranged for `path` (one of these is filled).
+  std::vector<float> float_weights;        // fma
+  std::vector<uint32_t> words;             // direct: the original layout
+  std::vector<uint64_t> strip_weights;     // strips
+  std::vector<uint32_t> window32_weights;  // window32
+  std::vector<uint64_t> window64_weights;  // window64
+  ColumnMasks masks;                       // strips and window paths with XNOR
+};
+
+BinaryConvolution::BinaryConvolution(const uint32_t* weights, const ImageShape& src,
+                                     const ImageShape& dst, const WindowAxis& y,
+                                     const WindowAxis& x, const BinaryConvParams& p)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  Geometry& g = m.g;
+  g.n = src.n;
+  g.h = src.h;
+  g.w = src.w;
+  g.cin = src.c;
+  g.oh = dst.h;
+  g.ow = dst.w;
+  g.cout = dst.c;
   g.kh = y.kernel;
   g.kw = x.kernel;
   g.words32 = (g.cin + 31) / 32;
@@ -651,34 +758,85 @@ void binary_convolution(const TensorView& src, const TensorView& dst, const uint
   g.cols.resize(g.ow);
   for (int64_t j = 0; j < g.ow; ++j) g.cols[j] = in_image_taps(x, j, g.w);
 
-  // Missing output terms become explicit arrays of 1 (scales) and 0 (biases).
-  std::vector<float> ones(static_cast<size_t>(g.cout), 1.0f), zeros(ones.size(), 0.0f);
-  BinaryConvParams q = p;
-  if (!q.out_bias) q.out_bias = zeros.data();
-  if (!q.out_scale) q.out_scale = ones.data();
-
-  InputTerms in;
-  in.bias.resize(static_cast<size_t>(g.w * g.cin));
-  in.scale.resize(in.bias.size());
-  for (size_t i = 0; i < in.bias.size(); ++i) {
-    const size_t c = i % static_cast<size_t>(g.cin);
-    in.bias[i] = p.in_bias ? p.in_bias[c] : 0.0f;
-    in.scale[i] = p.in_scale ? p.in_scale[c] : 1.0f;
+  auto terms = [](const float* v, int64_t count, float absent) {
+    return v ? std::vector<float>(v, v + count) : std::vector<float>(count, absent);
+  };
+  m.out_scale = terms(p.out_scale, g.cout, 1.0f);
+  m.out_bias = terms(p.out_bias, g.cout, 0.0f);
+  m.in_scale = terms(p.in_scale, g.cin, 1.0f);
+  m.in_bias = terms(p.in_bias, g.cin, 0.0f);
+  m.p = {p.type, p.beta_scaling, m.out_scale.data(), m.out_bias.data(), m.in_scale.data(),
+         m.in_bias.data()};
+  m.in.bias.resize(static_cast<size_t>(g.w * g.cin));
+  m.in.scale.resize(m.in.bias.size());
+  for (size_t i = 0; i < m.in.bias.size(); ++i) {
+    m.in.bias[i] = m.in_bias[i % static_cast<size_t>(g.cin)];
+    m.in.scale[i] = m.in_scale[i % static_cast<size_t>(g.cin)];
   }
 
+  using Path = Impl::Path;
+  const int64_t window_bits = g.kh * g.kw * g.cin;
+  if (p.type == BinaryConvType::binary_weights) {
+    // Expanding the weights to floats pays off once they are reused over enough pixels.
+    if (g.n * g.oh * g.ow >= kFmaMinPixels) {
+      m.path = Path::fma;
+      m.float_weights = pack_float_weights(weights, g);
+    } else {
+      m.path = Path::direct;
+      m.words.assign(weights, weights + g.cout * g.kh * g.kw * g.words32);
+    }
+    return;
+  }
+  if (p.type == BinaryConvType::xnor) m.masks = column_masks(g);
+  if (window_bits <= 32) {
+    m.path = Path::window32;
+    m.window32_weights = pack_window_weights<uint32_t>(weights, g);
+  } else if (window_bits <= 64) {
+    m.path = Path::window64;
+    m.window64_weights = pack_window_weights<uint64_t>(weights, g);
+  } else {
+    m.path = Path::strips;
+    m.strip_weights = pack_strip_weights(weights, g);
+  }
+}
+
+BinaryConvolution::~BinaryConvolution() = default;
+BinaryConvolution::BinaryConvolution(BinaryConvolution&&) noexcept = default;
+BinaryConvolution& BinaryConvolution::operator=(BinaryConvolution&&) noexcept = default;
+
+void BinaryConvolution::run(const TensorView& src, const TensorView& dst) const {
+  const Impl& m = *impl_;
+  const Geometry& g = m.g;
   std::vector<float> beta;
-  if (q.beta_scaling) beta = beta_image(src, g, in);
-  const float* bp = q.beta_scaling ? beta.data() : nullptr;
-
-  switch (p.type) {
-    case BinaryConvType::binary_weights:
-      // Expanding the weights to floats pays off once they are reused over enough pixels.
-      if (g.n * g.oh * g.ow >= kFmaMinPixels)
-        return binary_weights_fma(src, dst, weights, g, in, q, bp);
-      return binary_weights_direct(src, dst, weights, g, in, q, bp);
-    case BinaryConvType::xnor: return popcount_conv<true>(src, dst, weights, g, in, q, bp);
-    case BinaryConvType::and_: return popcount_conv<false>(src, dst, weights, g, in, q, bp);
+  if (m.p.beta_scaling) beta = beta_image(src, g, m.in);
+  const float* bp = m.p.beta_scaling ? beta.data() : nullptr;
+  const bool xnor = m.p.type == BinaryConvType::xnor;
+  using Path = Impl::Path;
+  switch (m.path) {
+    case Path::fma:
+      return binary_weights_fma(src, dst, m.float_weights.data(), g, m.in, m.p, bp);
+    case Path::direct: return binary_weights_direct(src, dst, m.words.data(), g, m.in, m.p, bp);
+    case Path::strips: {
+      const uint64_t* wb = m.strip_weights.data();
+      if (xnor) return popcount_conv<true>(src, dst, wb, m.masks, g, m.in, m.p, bp);
+      return popcount_conv<false>(src, dst, wb, m.masks, g, m.in, m.p, bp);
+    }
+    case Path::window32: {
+      const uint32_t* ww = m.window32_weights.data();
+      if (xnor) return window_conv<true>(src, dst, ww, m.masks, g, m.in, m.p, bp);
+      return window_conv<false>(src, dst, ww, m.masks, g, m.in, m.p, bp);
+    }
+    case Path::window64: {
+      const uint64_t* ww = m.window64_weights.data();
+      if (xnor) return window_conv<true>(src, dst, ww, m.masks, g, m.in, m.p, bp);
+      return window_conv<false>(src, dst, ww, m.masks, g, m.in, m.p, bp);
+    }
   }
+}
+
+void binary_convolution(const TensorView& src, const TensorView& dst, const uint32_t* weights,
+                        const WindowAxis& y, const WindowAxis& x, const BinaryConvParams& p) {
+  BinaryConvolution(weights, src.shape, dst.shape, y, x, p).run(src, dst);
 }
 
 }  // namespace mpsnn::cpu::own

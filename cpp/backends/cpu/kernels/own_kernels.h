@@ -5,6 +5,7 @@
 // [0, c) of every pixel; channels between c and pixel_stride are left alone). Kernels
 // assume validated shapes (the graph checks them) and thread over (image, row) with OpenMP.
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 
 #ifdef _OPENMP
@@ -67,7 +68,25 @@ struct BinaryConvParams {
 
 // nodes.md 4.5 (groups = 1). weights: uint32 words [Cout][KH][KW][ceil(Cin/32)], bit b of word
 // w is input channel 32w + b (bit 1 = +1). Out-of-image taps contribute nothing, also to the
-// beta image, whose divisor stays KH*KW. Output size is dst.shape, Cout = dst.shape.c.
+// beta image, whose divisor stays KH*KW. Cout = dst.c.
+// Made once per plan: the constructor picks the algorithm for these shapes, rearranges the
+// weights for it and copies the per-channel terms (nothing of `weights` or `p` is kept); run()
+// takes images of exactly the constructor's shapes and may be called from several threads.
+class BinaryConvolution {
+ public:
+  BinaryConvolution(const uint32_t* weights, const ImageShape& src, const ImageShape& dst,
+                    const WindowAxis& y, const WindowAxis& x, const BinaryConvParams& p);
+  ~BinaryConvolution();
+  BinaryConvolution(BinaryConvolution&&) noexcept;
+  BinaryConvolution& operator=(BinaryConvolution&&) noexcept;
+  void run(const TensorView& src, const TensorView& dst) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One call of a BinaryConvolution made for these shapes (tests; kernels keep the object).
 void binary_convolution(const TensorView& src, const TensorView& dst, const uint32_t* weights,
                         const WindowAxis& y, const WindowAxis& x, const BinaryConvParams& p);
 
