@@ -2,6 +2,8 @@
 // naive float64 loops written from nodes.md. Prints the worst error per case; exits non-zero on
 // any failure. Covers odd sizes, batch > 1, channel counts not divisible by 4 and views whose
 // pixel_stride exceeds their channel count (whose extra channels must stay untouched).
+// Some kernels have an AVX-512 path and a portable one: build it with -march=native and again
+// with -march=x86-64-v3 to run both.
 #include <algorithm>
 #include <cassert>
 #include <cmath>

@@ -3,14 +3,18 @@
 // oneDNN 3.2 has no binarized convolution: it cannot take 1-bit weights, binarize its input, or
 // skip out-of-image taps instead of reading a padded zero (which binarization would turn into
 // +1). The weights are rearranged once, when the plan is made (BinaryConvolution): binary
-// weights become +-1 float blocks for register-blocked FMA, or stay bits when there are only a
-// few output pixels (fully connected); XNOR/AND weights become bit strips, and each call
-// binarizes its input once and counts bits with popcount.
+// weights become lane indices for table lookups (AVX-512) or +-1 float blocks for FMA, or stay
+// bits when there are only a few output pixels (fully connected); XNOR/AND weights become bit
+// strips or window words, and each call binarizes its input once and counts bits with popcount.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "backends/cpu/kernels/own_kernels.h"
 
@@ -135,8 +139,8 @@ int64_t cout_chunk(int64_t tasks, int64_t cout, int64_t quantum) {
 
 constexpr int kVec = 16;               // floats per AVX-512 register
 constexpr int kCo = 32;                // output channels per register block (popcount path)
-constexpr int kFmaCo = 64;             // output channels per register block (float path)
-constexpr int64_t kFmaMinPixels = 16;  // fewer output pixels: binary_weights_direct
+constexpr int kFloatCo = 64;           // output channels per register block (binary weights)
+constexpr int64_t kFloatMinPixels = 16;  // fewer output pixels: binary_weights_direct
 
 // Splits `count` output pixels into blocks of at most `most`, as even as possible
 // (28 = 4 x 7 rather than 3 x 8 + 4): calls f(first, size) for each block.
@@ -152,146 +156,64 @@ void even_blocks(int64_t first, int64_t count, int64_t most, F&& f) {
   }
 }
 
-// ---- binary weights, many output pixels: +-1 float weights and FMA ---------------------------
-
-struct FloatConv {
-  const float* xp;  // zero-padded X', dense (n, hp, wp, cin); padded row 0 = source row -pad
-  int64_t hp, wp, cin;
-  const float* wf;  // +-1 weights [cout / kFmaCo][kh][kw][cin][kFmaCo]
-  int64_t block_stride;  // floats per output channel block of wf
-  int64_t kh, kw, sx, dy, dx;
-  bool merged;      // dx == 1 and one channel block: (kx, ci) is one contiguous run
-};
-
-// Adds to acc (PX output pixels x NV*16 output channels, pixel stride kFmaCo; starting from 0
-// when `first`) the products of the input channel block [ci0, ci0 + ci_n) over all taps.
-// xs[p]: padded input of pixel p at (its first tap, ci0), for any pixels (they may span rows);
-// w0: weights at (tap 0, ci0) of the output channel block. Accumulates in registers.
-template <int PX, int NV>
-void fma_block(const FloatConv& f, const float* const* xs, const float* w0, int64_t ci_n,
-               bool first, float* acc) {
-  constexpr int kW = NV * kVec;
-  float a[PX][kW];
-  for (int p = 0; p < PX; ++p)
-    for (int v = 0; v < kW; ++v) a[p][v] = first ? 0.0f : acc[p * kFmaCo + v];
-  int64_t off[PX];  // pixel p relative to pixel 0
-  for (int p = 0; p < PX; ++p) off[p] = xs[p] - xs[0];
-  const int64_t kx_n = f.merged ? 1 : f.kw;
-  const int64_t inner = f.merged ? f.kw * f.cin : ci_n;
-  for (int64_t ky = 0; ky < f.kh; ++ky)
-    for (int64_t kx = 0; kx < kx_n; ++kx) {
-      const float* xr = xs[0] + (ky * f.dy * f.wp + kx * f.dx) * f.cin;
-      const float* wt = w0 + (ky * f.kw + kx) * f.cin * kFmaCo;
-      for (int64_t r = 0; r < inner; ++r) {
-        const float* w = wt + r * kFmaCo;
-        for (int p = 0; p < PX; ++p) {
-          const float xv = xr[off[p] + r];
-#pragma omp simd
-          for (int v = 0; v < kW; ++v) a[p][v] += xv * w[v];
-        }
-      }
-    }
-  for (int p = 0; p < PX; ++p)
-    for (int v = 0; v < kW; ++v) acc[p * kFmaCo + v] = a[p][v];
-}
+// ---- binary weights, many output pixels: register blocks over a zero-padded input ------------
+// Two ways to compute a block of up to block_px(NV) output pixels x NV*16 output channels in
+// registers: +-1 float weights and FMA (any CPU), or, with AVX-512, table lookups that add four
+// input values with their signs at once (about twice as fast, below).
 
 // Most pixels per block for NV accumulator vectors per pixel: 24 accumulators, at most 12 pixels.
-constexpr int fma_max_px(int nv) { return 24 / nv < 12 ? 24 / nv : 12; }
+constexpr int block_px(int nv) { return 24 / nv < 12 ? 24 / nv : 12; }
 
-template <int NV, int PX = fma_max_px(NV)>
-void fma_block_any(int64_t px, const FloatConv& f, const float* const* xs, const float* w0,
-                   int64_t ci_n, bool first, float* acc) {
-  if constexpr (PX > 1) {
-    if (px < PX) return fma_block_any<NV, PX - 1>(px, f, xs, w0, ci_n, first, acc);
-  }
-  fma_block<PX, NV>(f, xs, w0, ci_n, first, acc);
-}
+// X' with the window padding materialized as zeros: a zero times +-1 contributes nothing, which
+// is exactly "out-of-image taps contribute nothing" for this variant. Dense (n, hp, wp, cin);
+// padded row 0 is source row -pad_before.
+struct PaddedInput {
+  std::vector<float> x;
+  int64_t hp, wp;
+};
 
-// +-1 weights, blocked by kFmaCo output channels (innermost) so that one block's weights are one
-// contiguous, sequentially read run (a plain [tap][ci][cout] layout strides by Cout and thrashes a
-// few L1 sets): [cout / kFmaCo][kh][kw][cin][kFmaCo]. Padding channels of the last block are 0.
-std::vector<float> pack_float_weights(const uint32_t* weights, const Geometry& g) {
-  const int64_t taps = g.kh * g.kw;
-  const int64_t co_blocks = (g.cout + kFmaCo - 1) / kFmaCo;
-  const int64_t block_stride = taps * g.cin * kFmaCo;
-  std::vector<float> wf(static_cast<size_t>(co_blocks * block_stride));
-#pragma omp parallel for collapse(2) schedule(static) if (wf.size() > 32768)
-  for (int64_t ob = 0; ob < co_blocks; ++ob)
-    for (int64_t t = 0; t < taps; ++t) {
-      uint32_t words[kFmaCo];
-      float valid[kFmaCo];
-      for (int64_t w = 0; w < g.words32; ++w) {
-        for (int64_t k = 0; k < kFmaCo; ++k) {
-          const int64_t co = ob * kFmaCo + k;
-          valid[k] = co < g.cout ? 1.0f : 0.0f;
-          words[k] = co < g.cout ? weights[(co * taps + t) * g.words32 + w] : 0u;
-        }
-        const int64_t nb = std::min<int64_t>(32, g.cin - 32 * w);
-        for (int64_t b = 0; b < nb; ++b) {
-          float* out = wf.data() + ob * block_stride + (t * g.cin + 32 * w + b) * kFmaCo;
-#pragma omp simd
-          for (int64_t k = 0; k < kFmaCo; ++k)
-            out[k] = valid[k] * (((words[k] >> b) & 1u) ? 1.0f : -1.0f);
-        }
-      }
-    }
-  return wf;
-}
-
-// wf: pack_float_weights.
-void binary_weights_fma(const TensorView& src, const TensorView& dst, const float* wf,
-                        const Geometry& g, const InputTerms& in, const BinaryConvParams& p,
-                        const float* beta) {
-  FloatConv f{};
-  f.cin = g.cin;
-  f.kh = g.kh;
-  f.kw = g.kw;
-  f.sx = g.x.stride;
-  f.dy = g.y.dilation;
-  f.dx = g.x.dilation;
-  f.hp = (g.oh - 1) * g.y.stride + (g.kh - 1) * f.dy + 1;
-  f.wp = (g.ow - 1) * f.sx + (g.kw - 1) * f.dx + 1;
-  const int64_t taps = g.kh * g.kw;
-  f.block_stride = taps * g.cin * kFmaCo;
-
-  // Long inner loops matter more than L1 residency (measured: blocking the input channels to
-  // keep a block's weights in L1 cost 15 %), so input channels are split only when one output
-  // channel block's weights (all taps) would not fit the 1 MiB L2 they stream from.
-  const int64_t l2_channels = std::max<int64_t>(1, (int64_t{1} << 20) / (taps * kFmaCo * 4));
-  const int64_t cb = l2_channels >= g.cin ? g.cin : std::max<int64_t>(8, l2_channels / 8 * 8);
-  f.merged = cb == g.cin && f.dx == 1;
-  f.wf = wf;
-
-  // X' with the window padding materialized as zeros: a zero times +-1 contributes nothing,
-  // which is exactly "out-of-image taps contribute nothing" for this variant.
-  std::vector<float> xp(static_cast<size_t>(g.n * f.hp * f.wp * g.cin));
-  const int64_t py = g.y.pad_before, px = g.x.pad_before;
-#pragma omp parallel for collapse(2) schedule(static) if (xp.size() > 8192)
+PaddedInput padded_input(const TensorView& src, const Geometry& g, const InputTerms& in) {
+  PaddedInput xp;
+  xp.hp = (g.oh - 1) * g.y.stride + (g.kh - 1) * g.y.dilation + 1;
+  xp.wp = (g.ow - 1) * g.x.stride + (g.kw - 1) * g.x.dilation + 1;
+  xp.x.resize(static_cast<size_t>(g.n * xp.hp * xp.wp * g.cin));
+  const int64_t py = g.y.pad_before, px = g.x.pad_before, wp = xp.wp;
+  // Padded column c holds source column c - px; [x0, x1) are the source columns present.
+  const int64_t x0 = std::max<int64_t>(0, -px), x1 = std::min(g.w, wp - px);
+#pragma omp parallel for collapse(2) schedule(static) if (xp.x.size() > 8192)
   for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t r = 0; r < f.hp; ++r) {
-      float* row = xp.data() + (n * f.hp + r) * f.wp * g.cin;
+    for (int64_t r = 0; r < xp.hp; ++r) {
+      float* row = xp.x.data() + (n * xp.hp + r) * wp * g.cin;
       const int64_t sy = r - py;
-      // Padded column c holds source column c - px; [x0, x1) are the source columns present.
-      const int64_t x0 = std::max<int64_t>(0, -px), x1 = std::min(g.w, f.wp - px);
       if (sy < 0 || sy >= g.h || x1 <= x0) {
-        std::fill(row, row + f.wp * g.cin, 0.0f);
+        std::fill(row, row + wp * g.cin, 0.0f);
         continue;
       }
       std::fill(row, row + (x0 + px) * g.cin, 0.0f);
       scaled_run(src, in, n, sy, x0, x1 - x0, row + (x0 + px) * g.cin);
-      std::fill(row + (x1 + px) * g.cin, row + f.wp * g.cin, 0.0f);
+      std::fill(row + (x1 + px) * g.cin, row + wp * g.cin, 0.0f);
     }
-  f.xp = xp.data();
+  return xp;
+}
 
+// The output loop shared by both ways: tasks of whole output rows and output channel chunks,
+// blocks of pixels in registers, then Y per pixel. `block(nv, size, xs, co0, ci0, ci_n, acc)`
+// computes output channels [co0, co0 + 16*nv) of `size` pixels from input channels
+// [ci0, ci0 + ci_n) into acc (pixel stride kFloatCo), adding to it unless ci0 == 0; xs[q] points
+// at pixel q's first tap, channel ci0. Input channels come in chunks of `ci_block`.
+template <class Block>
+void binary_weights_blocked(const TensorView& dst, const Geometry& g, const PaddedInput& xp,
+                            int64_t ci_block, const BinaryConvParams& p, const float* beta,
+                            const Block& block) {
   // Tasks are groups of whole output rows, so that small images still fill register blocks
   // (a 7-pixel row alone would leave them half empty): a group has at least 24 pixels.
   const int64_t rows_per_task = std::min(g.oh, (24 + g.ow - 1) / g.ow);
   const int64_t row_groups = (g.oh + rows_per_task - 1) / rows_per_task;
-  const int64_t chunk = cout_chunk(g.n * row_groups, g.cout, kFmaCo);
+  const int64_t chunk = cout_chunk(g.n * row_groups, g.cout, kFloatCo);
   const int64_t n_chunks = (g.cout + chunk - 1) / chunk;
 #pragma omp parallel if (g.n * g.oh * g.ow * g.cout > 4096)
   {
-    std::vector<float> acc(static_cast<size_t>(rows_per_task * g.ow * kFmaCo));
+    std::vector<float> acc(static_cast<size_t>(rows_per_task * g.ow * kFloatCo));
 #pragma omp for collapse(3) schedule(static)
     for (int64_t n = 0; n < g.n; ++n)
       for (int64_t rg = 0; rg < row_groups; ++rg)
@@ -299,21 +221,21 @@ void binary_weights_fma(const TensorView& src, const TensorView& dst, const floa
           const int64_t i0 = rg * rows_per_task;
           const int64_t pixels = (std::min(g.oh, i0 + rows_per_task) - i0) * g.ow;
           const int64_t co_end = std::min(g.cout, (ch + 1) * chunk);
-          for (int64_t co0 = ch * chunk; co0 < co_end; co0 += kFmaCo) {
-            const int64_t nco = std::min<int64_t>(kFmaCo, co_end - co0);
-            for (int64_t ci0 = 0; ci0 < g.cin; ci0 += cb) {
-              const int64_t ci_n = std::min(cb, g.cin - ci0);
-              const float* w0 = f.wf + (co0 / kFmaCo) * f.block_stride + ci0 * kFmaCo;
+          for (int64_t co0 = ch * chunk; co0 < co_end; co0 += kFloatCo) {
+            const int64_t nco = std::min<int64_t>(kFloatCo, co_end - co0);
+            for (int64_t ci0 = 0; ci0 < g.cin; ci0 += ci_block) {
+              const int64_t ci_n = std::min(ci_block, g.cin - ci0);
               auto blocks = [&](auto nv) {
                 constexpr int NV = decltype(nv)::value;
-                even_blocks(0, pixels, fma_max_px(NV), [&](int64_t q0, int64_t size) {
-                  const float* xs[fma_max_px(NV)];
+                even_blocks(0, pixels, block_px(NV), [&](int64_t q0, int64_t size) {
+                  const float* xs[block_px(NV)];
                   int64_t i = i0 + q0 / g.ow, j = q0 % g.ow;
                   for (int64_t q = 0; q < size; ++q) {
-                    xs[q] = f.xp + ((n * f.hp + i * g.y.stride) * f.wp + j * f.sx) * g.cin + ci0;
+                    xs[q] = xp.x.data() +
+                            ((n * xp.hp + i * g.y.stride) * xp.wp + j * g.x.stride) * g.cin + ci0;
                     if (++j == g.ow) j = 0, ++i;
                   }
-                  fma_block_any<NV>(size, f, xs, w0, ci_n, ci0 == 0, acc.data() + q0 * kFmaCo);
+                  block(nv, size, xs, co0, ci0, ci_n, acc.data() + q0 * kFloatCo);
                 });
               };
               switch ((nco + kVec - 1) / kVec) {
@@ -325,13 +247,235 @@ void binary_weights_fma(const TensorView& src, const TensorView& dst, const floa
             }
             for (int64_t q = 0, i = i0, j = 0; q < pixels; ++q) {
               const float b = beta ? beta[(n * g.oh + i) * g.ow + j] : 1.0f;
-              write_output(dst.pixel(n, i, j), acc.data() + q * kFmaCo, co0, nco, b, p);
+              write_output(dst.pixel(n, i, j), acc.data() + q * kFloatCo, co0, nco, b, p);
               if (++j == g.ow) j = 0, ++i;
             }
           }
         }
   }
 }
+
+// -- +-1 float weights and FMA --
+
+struct FloatConv {
+  int64_t wp, cin;
+  int64_t kh, kw, dy, dx;
+  bool merged;  // dx == 1 and one input channel chunk: (kx, ci) is one contiguous run
+};
+
+// Adds to acc (PX output pixels x NV*16 output channels, pixel stride kFloatCo; starting from 0
+// when `first`) the products of the input channel block [ci0, ci0 + ci_n) over all taps.
+// xs[p]: padded input of pixel p at (its first tap, ci0), for any pixels (they may span rows);
+// w0: weights at (tap 0, ci0) of the output channel block. Accumulates in registers.
+template <int PX, int NV>
+void fma_block(const FloatConv& f, const float* const* xs, const float* w0, int64_t ci_n,
+               bool first, float* acc) {
+  constexpr int kW = NV * kVec;
+  float a[PX][kW];
+  for (int p = 0; p < PX; ++p)
+    for (int v = 0; v < kW; ++v) a[p][v] = first ? 0.0f : acc[p * kFloatCo + v];
+  int64_t off[PX];  // pixel p relative to pixel 0
+  for (int p = 0; p < PX; ++p) off[p] = xs[p] - xs[0];
+  const int64_t kx_n = f.merged ? 1 : f.kw;
+  const int64_t inner = f.merged ? f.kw * f.cin : ci_n;
+  for (int64_t ky = 0; ky < f.kh; ++ky)
+    for (int64_t kx = 0; kx < kx_n; ++kx) {
+      const float* xr = xs[0] + (ky * f.dy * f.wp + kx * f.dx) * f.cin;
+      const float* wt = w0 + (ky * f.kw + kx) * f.cin * kFloatCo;
+      for (int64_t r = 0; r < inner; ++r) {
+        const float* w = wt + r * kFloatCo;
+        for (int p = 0; p < PX; ++p) {
+          const float xv = xr[off[p] + r];
+#pragma omp simd
+          for (int v = 0; v < kW; ++v) a[p][v] += xv * w[v];
+        }
+      }
+    }
+  for (int p = 0; p < PX; ++p)
+    for (int v = 0; v < kW; ++v) acc[p * kFloatCo + v] = a[p][v];
+}
+
+template <int NV, int PX = block_px(NV)>
+void fma_block_any(int64_t px, const FloatConv& f, const float* const* xs, const float* w0,
+                   int64_t ci_n, bool first, float* acc) {
+  if constexpr (PX > 1) {
+    if (px < PX) return fma_block_any<NV, PX - 1>(px, f, xs, w0, ci_n, first, acc);
+  }
+  fma_block<PX, NV>(f, xs, w0, ci_n, first, acc);
+}
+
+// +-1 weights, blocked by kFloatCo output channels (innermost) so that one block's weights are
+// one contiguous, sequentially read run (a plain [tap][ci][cout] layout strides by Cout and
+// thrashes a few L1 sets): [cout / kFloatCo][kh][kw][cin][kFloatCo], padding channels 0.
+// (With AVX-512 the table lookups below replace this way; it stays compiled there so that it
+// does not rot, and tests/cpp runs it in a build without AVX-512.)
+[[maybe_unused]] std::vector<float> pack_float_weights(const uint32_t* weights, const Geometry& g) {
+  const int64_t taps = g.kh * g.kw;
+  const int64_t co_blocks = (g.cout + kFloatCo - 1) / kFloatCo;
+  const int64_t block_stride = taps * g.cin * kFloatCo;
+  std::vector<float> wf(static_cast<size_t>(co_blocks * block_stride));
+  for (int64_t ob = 0; ob < co_blocks; ++ob)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t w = 0; w < g.words32; ++w) {
+        uint32_t words[kFloatCo];
+        float valid[kFloatCo];
+        for (int64_t k = 0; k < kFloatCo; ++k) {
+          const int64_t co = ob * kFloatCo + k;
+          valid[k] = co < g.cout ? 1.0f : 0.0f;
+          words[k] = co < g.cout ? weights[(co * taps + t) * g.words32 + w] : 0u;
+        }
+        const int64_t nb = std::min<int64_t>(32, g.cin - 32 * w);
+        for (int64_t b = 0; b < nb; ++b) {
+          float* out = wf.data() + ob * block_stride + (t * g.cin + 32 * w + b) * kFloatCo;
+          for (int64_t k = 0; k < kFloatCo; ++k)
+            out[k] = valid[k] * (((words[k] >> b) & 1u) ? 1.0f : -1.0f);
+        }
+      }
+  return wf;
+}
+
+// wf: pack_float_weights.
+[[maybe_unused]] void binary_weights_fma(const TensorView& src, const TensorView& dst,
+                                         const float* wf, const Geometry& g, const InputTerms& in,
+                                         const BinaryConvParams& p, const float* beta) {
+  const PaddedInput xp = padded_input(src, g, in);
+  const int64_t taps = g.kh * g.kw;
+  const int64_t block_stride = taps * g.cin * kFloatCo;
+  // Long inner loops matter more than L1 residency (measured: blocking the input channels to
+  // keep a block's weights in L1 cost 15 %), so input channels are split only when one output
+  // channel block's weights (all taps) would not fit the 1 MiB L2 they stream from.
+  const int64_t l2_channels = std::max<int64_t>(1, (int64_t{1} << 20) / (taps * kFloatCo * 4));
+  const int64_t cb = l2_channels >= g.cin ? g.cin : std::max<int64_t>(8, l2_channels / 8 * 8);
+  const FloatConv f{xp.wp, g.cin, g.kh, g.kw, g.y.dilation, g.x.dilation,
+                    cb == g.cin && g.x.dilation == 1};
+  binary_weights_blocked(
+      dst, g, xp, cb, p, beta,
+      [&](auto nv, int64_t size, const float* const* xs, int64_t co0, int64_t ci0, int64_t ci_n,
+          float* acc) {
+        const float* w0 = wf + (co0 / kFloatCo) * block_stride + ci0 * kFloatCo;
+        fma_block_any<decltype(nv)::value>(size, f, xs, w0, ci_n, ci0 == 0, acc);
+      });
+}
+
+#ifdef __AVX512F__
+// -- table lookups (AVX-512) --
+// The window's K = KH*KW*Cin inputs, in weight order, form groups of four. For one pixel and
+// one group (x0..x3), the 16 lanes of a register hold every signed sum: lane b = sum over q of
+// (bit q of b ? +x_q : -x_q), made with four FMAs. The group's contribution to 16 output
+// channels is then one permute (lane k picks the lane that output channel k's four weight bits
+// name) and one add: two instructions for 64 multiply-adds where FMA needs four, and they run
+// on other ports than the FMAs that build the table.
+
+// Lane b of kSigns[q]: +1 if bit q of b is set, else -1.
+struct SignTable {
+  alignas(64) float v[4][16];
+  constexpr SignTable() : v{} {
+    for (int q = 0; q < 4; ++q)
+      for (int b = 0; b < 16; ++b) v[q][b] = ((b >> q) & 1) ? 1.0f : -1.0f;
+  }
+};
+constexpr SignTable kSigns;
+
+// The signed sums of group members x[o[0]] .. x[o[M-1]] (M < 4: the last, partial group).
+template <int M>
+inline __m512 signed_sums(const float* x, const int64_t* o) {
+  __m512 t = _mm512_mul_ps(_mm512_set1_ps(x[o[0]]), _mm512_load_ps(kSigns.v[0]));
+  if constexpr (M > 1) t = _mm512_fmadd_ps(_mm512_set1_ps(x[o[1]]), _mm512_load_ps(kSigns.v[1]), t);
+  if constexpr (M > 2) t = _mm512_fmadd_ps(_mm512_set1_ps(x[o[2]]), _mm512_load_ps(kSigns.v[2]), t);
+  if constexpr (M > 3) t = _mm512_fmadd_ps(_mm512_set1_ps(x[o[3]]), _mm512_load_ps(kSigns.v[3]), t);
+  return t;
+}
+
+// a[p][v] += the contribution of one group of M members (offsets o from each pixel's first
+// tap) to output channels 16v .. 16v+15 of pixel p; wi: the group's lane indices, 16 per v.
+template <int PX, int NV, int M>
+inline void lookup_group(const float* const* xs, const int64_t* o, const int32_t* wi,
+                         __m512 (&a)[PX][NV]) {
+  __m512i idx[NV];
+  for (int v = 0; v < NV; ++v) idx[v] = _mm512_loadu_si512(wi + v * kVec);
+  for (int p = 0; p < PX; ++p) {
+    const __m512 t = signed_sums<M>(xs[p], o);
+    // maskz with all lanes: the same instruction as _mm512_permutexvar_ps, without GCC 12's
+    // false "may be used uninitialized" warning about that intrinsic's undefined source.
+    for (int v = 0; v < NV; ++v)
+      a[p][v] = _mm512_add_ps(a[p][v], _mm512_maskz_permutexvar_ps(0xFFFF, idx[v], t));
+  }
+}
+
+struct LookupConv {
+  const int64_t* off;  // K member offsets from a pixel's first tap, in weight order
+  int64_t groups;      // ceil(K / 4)
+  int64_t rem;         // members of the last group when it is partial (K % 4), else 0
+};
+
+// acc (PX pixels x NV*16 output channels, pixel stride kFloatCo) = the whole window's sums.
+// wi: lane indices of the output channel block, [groups][4][16].
+template <int PX, int NV>
+void lookup_block(const LookupConv& c, const float* const* xs, const int32_t* wi, float* acc) {
+  __m512 a[PX][NV];
+  for (int p = 0; p < PX; ++p)
+    for (int v = 0; v < NV; ++v) a[p][v] = _mm512_setzero_ps();
+  const int64_t full = c.rem ? c.groups - 1 : c.groups;
+  const int64_t* o = c.off;
+  for (int64_t k = 0; k < full; ++k, o += 4, wi += 4 * kVec)
+    lookup_group<PX, NV, 4>(xs, o, wi, a);
+  switch (c.rem) {
+    case 3: lookup_group<PX, NV, 3>(xs, o, wi, a); break;
+    case 2: lookup_group<PX, NV, 2>(xs, o, wi, a); break;
+    case 1: lookup_group<PX, NV, 1>(xs, o, wi, a); break;
+    default: break;
+  }
+  for (int p = 0; p < PX; ++p)
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(acc + p * kFloatCo + v * kVec, a[p][v]);
+}
+
+template <int NV, int PX = block_px(NV)>
+void lookup_block_any(int64_t px, const LookupConv& c, const float* const* xs, const int32_t* wi,
+                      float* acc) {
+  if constexpr (PX > 1) {
+    if (px < PX) return lookup_block_any<NV, PX - 1>(px, c, xs, wi, acc);
+  }
+  lookup_block<PX, NV>(c, xs, wi, acc);
+}
+
+// Lane indices: for output channel co and group k, the four weight bits of its members
+// (member q at bit q), as [cout / kFloatCo][groups][kFloatCo] int32; padding channels 0.
+std::vector<int32_t> pack_lookup_weights(const uint32_t* weights, const Geometry& g) {
+  const int64_t taps = g.kh * g.kw, k_total = taps * g.cin, groups = (k_total + 3) / 4;
+  const int64_t co_blocks = (g.cout + kFloatCo - 1) / kFloatCo;
+  std::vector<int32_t> wi(static_cast<size_t>(co_blocks * groups * kFloatCo), 0);
+  for (int64_t co = 0; co < g.cout; ++co)
+    for (int64_t k = 0; k < k_total; ++k) {
+      const int64_t t = k / g.cin, c = k % g.cin;
+      const uint32_t bit = (weights[(co * taps + t) * g.words32 + c / 32] >> (c % 32)) & 1u;
+      wi[static_cast<size_t>(((co / kFloatCo) * groups + k / 4) * kFloatCo + co % kFloatCo)] |=
+          static_cast<int32_t>(bit << (k % 4));
+    }
+  return wi;
+}
+
+// wi: pack_lookup_weights.
+void binary_weights_lookup(const TensorView& src, const TensorView& dst, const int32_t* wi,
+                           const Geometry& g, const InputTerms& in, const BinaryConvParams& p,
+                           const float* beta) {
+  const PaddedInput xp = padded_input(src, g, in);
+  const int64_t k_total = g.kh * g.kw * g.cin, groups = (k_total + 3) / 4;
+  std::vector<int64_t> off(static_cast<size_t>(k_total));
+  for (int64_t k = 0; k < k_total; ++k) {
+    const int64_t t = k / g.cin, ky = t / g.kw, kx = t % g.kw;
+    off[static_cast<size_t>(k)] =
+        (ky * g.y.dilation * xp.wp + kx * g.x.dilation) * g.cin + k % g.cin;
+  }
+  const LookupConv c{off.data(), groups, k_total % 4};
+  binary_weights_blocked(
+      dst, g, xp, g.cin, p, beta,
+      [&](auto nv, int64_t size, const float* const* xs, int64_t co0, int64_t, int64_t,
+          float* acc) {
+        const int32_t* w0 = wi + (co0 / kFloatCo) * groups * kFloatCo;
+        lookup_block_any<decltype(nv)::value>(size, c, xs, w0, acc);
+      });
+}
+#endif
 
 // ---- binary weights, few output pixels: straight from the bits -------------------------------
 // With one output pixel per image (the fully connected variant) every weight is used once, so
@@ -722,7 +866,7 @@ void window_conv(const TensorView& src, const TensorView& dst, const T* ww,
 // ---- BinaryConvolution ----------------------------------------------------------------------
 
 struct BinaryConvolution::Impl {
-  enum class Path { fma, direct, strips, window32, window64 };
+  enum class Path { fma, lookup, direct, strips, window32, window64 };
   Geometry g;
   InputTerms in;
   std::vector<float> out_scale, out_bias, in_scale, in_bias;  // explicit 1 / 0 where absent
@@ -730,6 +874,7 @@ struct BinaryConvolution::Impl {
   Path path = Path::fma;
   // The weights rearranged for `path` (one of these is filled).
   std::vector<float> float_weights;        // fma
+  std::vector<int32_t> lookup_weights;     // lookup
   std::vector<uint32_t> words;             // direct: the original layout
   std::vector<uint64_t> strip_weights;     // strips
   std::vector<uint32_t> window32_weights;  // window32
@@ -778,9 +923,14 @@ BinaryConvolution::BinaryConvolution(const uint32_t* weights, const ImageShape& 
   const int64_t window_bits = g.kh * g.kw * g.cin;
   if (p.type == BinaryConvType::binary_weights) {
     // Expanding the weights to floats pays off once they are reused over enough pixels.
-    if (g.n * g.oh * g.ow >= kFmaMinPixels) {
+    if (g.n * g.oh * g.ow >= kFloatMinPixels) {
+#ifdef __AVX512F__
+      m.path = Path::lookup;
+      m.lookup_weights = pack_lookup_weights(weights, g);
+#else
       m.path = Path::fma;
       m.float_weights = pack_float_weights(weights, g);
+#endif
     } else {
       m.path = Path::direct;
       m.words.assign(weights, weights + g.cout * g.kh * g.kw * g.words32);
@@ -815,6 +965,12 @@ void BinaryConvolution::run(const TensorView& src, const TensorView& dst) const 
   switch (m.path) {
     case Path::fma:
       return binary_weights_fma(src, dst, m.float_weights.data(), g, m.in, m.p, bp);
+    case Path::lookup:
+#ifdef __AVX512F__
+      return binary_weights_lookup(src, dst, m.lookup_weights.data(), g, m.in, m.p, bp);
+#else
+      break;  // not chosen without AVX-512
+#endif
     case Path::direct: return binary_weights_direct(src, dst, m.words.data(), g, m.in, m.p, bp);
     case Path::strips: {
       const uint64_t* wb = m.strip_weights.data();

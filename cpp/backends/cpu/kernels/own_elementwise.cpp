@@ -137,7 +137,6 @@ template <int COUNT>
 void concatenate_thin(const TensorView* srcs, const TensorView& dst) {
   const ImageShape& d = dst.shape;
   const __mmask16 store = static_cast<__mmask16>((1u << d.c) - 1);
-  constexpr __mmask16 kUsed = static_cast<__mmask16>((1u << (4 * COUNT)) - 1);
   const int64_t dps = dst.pixel_stride;
 #pragma omp parallel for collapse(2) schedule(static) if (d.numel() > kParallelMin)
   for (int64_t n = 0; n < d.n; ++n)
@@ -155,12 +154,10 @@ void concatenate_thin(const TensorView* srcs, const TensorView& dst) {
       float* rd = dst.pixel(n, y, 0);
       for (int64_t x = 0; x < d.w; ++x) {
         auto slot = [&](int k) { return _mm_maskz_loadu_ps(r[k].m, r[k].p + x * r[k].ps); };
-        __m512 v = _mm512_castps128_ps512(slot(0));
+        __m512 v = _mm512_zextps128_ps512(slot(0));  // channels past the last slot are 0
         if constexpr (COUNT > 1) v = _mm512_insertf32x4(v, slot(1), 1);
         if constexpr (COUNT > 2) v = _mm512_insertf32x4(v, slot(2), 2);
         if constexpr (COUNT > 3) v = _mm512_insertf32x4(v, slot(3), 3);
-        // The upper lanes of the cast are undefined; channels past the last slot are written 0.
-        if constexpr (COUNT < 4) v = _mm512_maskz_mov_ps(kUsed, v);
         _mm512_mask_storeu_ps(rd + x * dps, store, v);
       }
     }
