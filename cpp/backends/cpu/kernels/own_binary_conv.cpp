@@ -445,12 +445,18 @@ std::vector<int32_t> pack_lookup_weights(const uint32_t* weights, const Geometry
   const int64_t taps = g.kh * g.kw, k_total = taps * g.cin, groups = (k_total + 3) / 4;
   const int64_t co_blocks = (g.cout + kFloatCo - 1) / kFloatCo;
   std::vector<int32_t> wi(static_cast<size_t>(co_blocks * groups * kFloatCo), 0);
-  for (int64_t co = 0; co < g.cout; ++co)
-    for (int64_t k = 0; k < k_total; ++k) {
-      const int64_t t = k / g.cin, c = k % g.cin;
-      const uint32_t bit = (weights[(co * taps + t) * g.words32 + c / 32] >> (c % 32)) & 1u;
-      wi[static_cast<size_t>(((co / kFloatCo) * groups + k / 4) * kFloatCo + co % kFloatCo)] |=
-          static_cast<int32_t>(bit << (k % 4));
+  auto bit = [&](int64_t co, int64_t k) {  // weight bit of input k (tap k / Cin) of channel co
+    const int64_t t = k / g.cin, c = k % g.cin;
+    return static_cast<int32_t>((weights[(co * taps + t) * g.words32 + c / 32] >> (c % 32)) & 1u);
+  };
+#pragma omp parallel for collapse(2) schedule(static) if (wi.size() > 65536)
+  for (int64_t cb = 0; cb < co_blocks; ++cb)
+    for (int64_t k4 = 0; k4 < groups; ++k4) {
+      int32_t* out = wi.data() + (cb * groups + k4) * kFloatCo;
+      const int64_t members = std::min<int64_t>(4, k_total - 4 * k4);
+      for (int64_t lane = 0; lane < kFloatCo && cb * kFloatCo + lane < g.cout; ++lane)
+        for (int64_t q = 0; q < members; ++q)
+          out[lane] |= bit(cb * kFloatCo + lane, 4 * k4 + q) << q;
     }
   return wi;
 }
