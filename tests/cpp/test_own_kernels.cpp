@@ -391,6 +391,19 @@ void test_normalizations() {
     Expected ez = ref_lcn(x, 3, 5, 1.0, beta, 1.0 / 1024, 0.0, 1.0, 1.0);
     check(std::string("local_contrast_norm NaN/inf input beta ") + beta_name(beta), z, ez, 2e-5, 2e-5);
   }
+  // T^-1/2 at IEEE edges: a 1x1 window has V = 0, so T = delta.
+  for (float delta : {0.0f, -1.0f, std::numeric_limits<float>::infinity(),
+                      std::numeric_limits<float>::quiet_NaN(), 3e-39f, 1e30f}) {
+    const ImageShape s{1, 3, 4, 5};
+    Image x(s, 0);
+    x.fill(-2.0f, 2.0f, 0.1f);
+    Image y(s, 0);
+    local_contrast_normalization(x.v, y.v, 1, 1, 1.0f, 0.5f, delta, 0.0f, 1.0f, 0.0f);
+    Expected e = ref_lcn(x, 1, 1, 1.0, 0.5, delta, 0.0, 1.0, 0.0);
+    char name[64];
+    std::snprintf(name, sizeof name, "local_contrast_norm beta 0.5 delta %g", delta);
+    check(name, y, e, 1e-6, 1e-6);
+  }
   // Large offset: the one-pass variance must not cancel.
   {
     const ImageShape s{2, 19, 23, 5};

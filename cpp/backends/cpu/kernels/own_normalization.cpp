@@ -94,12 +94,29 @@ MPSNN_INLINE double exp_d(double y) {
   return y == y ? res : y;
 }
 
+// 1/sqrt(t): a first guess from the bits of t, then four Newton steps, each squaring the relative
+// error (3.4e-2, 1.8e-3, 4.6e-6, 3e-11, then below double rounding). 1 / std::sqrt would be two
+// instructions, but std::sqrt may set errno, which keeps GCC from vectorizing the output loop
+// (measured 2.2x slower). IEEE results for 0, < 0, inf and NaN; subnormals are scaled up first.
+MPSNN_INLINE double rsqrt_d(double t) {
+  const bool tiny = t < 2.2250738585072014e-308;
+  const double ts = tiny ? t * 1152921504606846976.0 : t;  // 2^60
+  const uint64_t b = static_cast<uint64_t>(bits_of(ts));
+  double y = double_of(static_cast<int64_t>(0x5fe6eb50c7b537a9ULL - (b >> 1)));
+  const double h = 0.5 * ts;
+  for (int i = 0; i < 4; ++i) y = y * (1.5 - h * y * y);
+  y = tiny ? y * 1073741824.0 : y;  // 2^30
+  y = t > 0.0 ? y : (t == 0.0 ? std::numeric_limits<double>::infinity()
+                              : std::numeric_limits<double>::quiet_NaN());
+  return t < std::numeric_limits<double>::infinity() ? y : (t == t ? 0.0 : t);
+}
+
 // Functors computing T^-beta; exact shortcuts for the common exponents.
 struct NegPowZero {
   MPSNN_INLINE double operator()(double) const { return 1.0; }
 };
 struct NegPowHalf {  // local-contrast default
-  MPSNN_INLINE double operator()(double t) const { return 1.0 / std::sqrt(t); }
+  MPSNN_INLINE double operator()(double t) const { return rsqrt_d(t); }
 };
 template <int K>
 struct NegPowInt {  // spatial default beta = 5
