@@ -538,6 +538,89 @@ void test_binary_conv() {
   }
 }
 
+void test_instance_norm() {
+  struct Case {
+    ImageShape s;
+    int64_t src_extra, dst_extra;
+    float offset;
+  };
+  const Case cases[] = {{{2, 7, 9, 5}, 0, 0, 0.5f},   {{1, 33, 31, 3}, 2, 1, 0.0f},
+                        {{3, 1, 1, 6}, 0, 0, 1.0f},   {{1, 20, 18, 70}, 0, 3, 1000.0f},
+                        {{8, 6, 5, 16}, 1, 0, -2.0f}};
+  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
+  for (const Case& k : cases) {
+    Image x(k.s, k.src_extra);
+    x.fill(k.offset - 2.0f, k.offset + 2.0f);
+    if (k.s.c > 2)  // a constant channel: Y = beta exactly
+      for (int64_t y = 0; y < k.s.h; ++y)
+        for (int64_t xx = 0; xx < k.s.w; ++xx) x.at(0, y, xx, 2) = 0.3f + k.offset;
+    std::vector<float> gamma(k.s.c), beta(k.s.c);
+    for (float& v : gamma) v = u(g_rng);
+    for (float& v : beta) v = u(g_rng);
+    const double eps = 1e-5;
+    Expected e(k.s);
+    for (int64_t n = 0; n < k.s.n; ++n)
+      for (int64_t c = 0; c < k.s.c; ++c) {
+        double mean = 0.0, var = 0.0;
+        const double m = double(k.s.h * k.s.w);
+        for (int64_t y = 0; y < k.s.h; ++y)
+          for (int64_t xx = 0; xx < k.s.w; ++xx) mean += x.get(n, y, xx, c) / m;
+        for (int64_t y = 0; y < k.s.h; ++y)
+          for (int64_t xx = 0; xx < k.s.w; ++xx) var += std::pow(x.get(n, y, xx, c) - mean, 2) / m;
+        for (int64_t y = 0; y < k.s.h; ++y)
+          for (int64_t xx = 0; xx < k.s.w; ++xx)
+            e.at(n, y, xx, c) =
+                gamma[c] * (x.get(n, y, xx, c) - mean) / std::sqrt(var + eps) + beta[c];
+      }
+    Image y(k.s, k.dst_extra);
+    instance_normalization(x.v, y.v, gamma.data(), beta.data(), eps);
+    check("instance_norm " + shape_str(k.s, x.v.pixel_stride) + " offset " +
+              std::to_string(int(k.offset)),
+          y, e, 2e-5, 2e-5);
+    if (k.s.c > 2) {  // exactly beta, not beta +- rounding
+      bool exact = true;
+      for (int64_t yy = 0; yy < k.s.h; ++yy)
+        for (int64_t xx = 0; xx < k.s.w; ++xx) exact = exact && y.get(0, yy, xx, 2) == beta[2];
+      if (!exact) ++g_failures;
+      std::printf("%-4s instance_norm constant channel gives beta exactly\n",
+                  exact ? "ok" : "FAIL");
+    }
+    if (k.src_extra == k.dst_extra) {  // in place
+      Image z(k.s, k.src_extra);
+      z.data = x.data;
+      instance_normalization(z.v, z.v, gamma.data(), beta.data(), eps);
+      check("instance_norm in place " + shape_str(k.s, z.v.pixel_stride), z, e, 2e-5, 2e-5);
+    }
+  }
+}
+
+void test_prelu() {
+  for (int64_t extra : {0, 3})
+    for (int64_t c : {1, 3, 5, 64})
+      for (bool shared : {false, true}) {
+        const ImageShape s{2, 5, 7, c};
+        Image x(s, extra), y(s, extra);
+        x.fill(-2.0f, 2.0f);
+        x.at(0, 0, 0, 0) = std::numeric_limits<float>::quiet_NaN();
+        x.at(1, 4, 6, c - 1) = -std::numeric_limits<float>::infinity();
+        std::vector<float> a(shared ? 1 : c);
+        for (size_t i = 0; i < a.size(); ++i) a[i] = 0.1f + 0.05f * float(i);
+        prelu(x.v, y.v, a.data(), static_cast<int64_t>(a.size()));
+        Expected e(s);
+        for (int64_t n = 0; n < s.n; ++n)
+          for (int64_t yy = 0; yy < s.h; ++yy)
+            for (int64_t xx = 0; xx < s.w; ++xx)
+              for (int64_t k = 0; k < c; ++k) {
+                const double u = x.get(n, yy, xx, k);
+                e.at(n, yy, xx, k) = u >= 0 ? u : double(a[shared ? 0 : k]) * u;
+              }
+        const std::string name = std::string(shared ? "shared " : "") + shape_str(s, s.c + extra);
+        check("prelu " + name, y, e, 1e-7, 1e-6);
+        prelu(x.v, x.v, a.data(), static_cast<int64_t>(a.size()));  // in place
+        check("prelu in place " + name, x, e, 1e-7, 1e-6);
+      }
+}
+
 void test_soft_sign() {
   for (int64_t extra : {0, 3}) {
     const ImageShape s{3, 7, 9, 5};
@@ -696,6 +779,8 @@ int main() {
   test_l2_pooling();
   test_scale();
   test_binary_conv();
+  test_instance_norm();
+  test_prelu();
   test_soft_sign();
   test_binary_arithmetic();
   test_concat();

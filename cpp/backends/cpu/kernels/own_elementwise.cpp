@@ -1,8 +1,10 @@
-// Element-wise kernels: soft-sign, MPS binary arithmetic and concatenation channel copies.
-// oneDNN 3.2 has no soft-sign eltwise algorithm, and its binary primitive cannot express the MPS
-// arithmetic semantics (per-operand scales, a NaN-propagating clamp that is always applied,
-// stride-0 broadcasting of the primary operand); concatenation needs zero-filled gap channels
-// between 4-aligned slots, which oneDNN's concat does not write.
+// Element-wise kernels: soft-sign, PReLU, MPS binary arithmetic and concatenation.
+// oneDNN 3.2 has no soft-sign eltwise algorithm and no PReLU eltwise algorithm (its separate
+// prelu primitive cannot follow a convolution as a post-op tail on the output view, where
+// neurons are applied too), and its binary primitive cannot express the MPS arithmetic semantics
+// (per-operand scales, a NaN-propagating clamp that is always applied, stride-0 broadcasting of
+// the primary operand); concatenation needs zero-filled gap channels between 4-aligned slots,
+// which oneDNN's concat does not write.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -27,6 +29,16 @@ inline void soft_sign_span(const float* s, float* d, int64_t len) {
   for (int64_t i = 0; i < len; ++i) {
     const float u = s[i];
     d[i] = u / (1.0f + std::fabs(u));
+  }
+}
+
+// ---- PReLU ------------------------------------------------------------------------------------
+
+inline void prelu_span(const float* s, float* d, const float* a, int64_t len) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float u = s[i];
+    d[i] = u >= 0.0f ? u : a[i] * u;
   }
 }
 
@@ -183,6 +195,26 @@ void soft_sign(const TensorView& src, const TensorView& dst) {
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t y = 0; y < s.h; ++y)
       for (int64_t x = 0; x < s.w; ++x) soft_sign_span(src.pixel(n, y, x), dst.pixel(n, y, x), s.c);
+}
+
+void prelu(const TensorView& src, const TensorView& dst, const float* slopes, int64_t count) {
+  const ImageShape& s = dst.shape;
+  // The slopes repeated along a whole row (dense data) or a pixel, so that a run of any number of
+  // channels is one flat vector loop.
+  const bool rows = src.dense() && dst.dense();
+  std::vector<float> a(static_cast<size_t>(rows ? s.w * s.c : s.c));
+  for (size_t i = 0; i < a.size(); ++i)
+    a[i] = slopes[count == 1 ? 0 : static_cast<int64_t>(i) % s.c];
+#pragma omp parallel for collapse(2) schedule(static) if (s.numel() > kParallelMin)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t y = 0; y < s.h; ++y) {
+      if (rows) {
+        prelu_span(src.pixel(n, y, 0), dst.pixel(n, y, 0), a.data(), s.w * s.c);
+        continue;
+      }
+      for (int64_t x = 0; x < s.w; ++x)
+        prelu_span(src.pixel(n, y, x), dst.pixel(n, y, x), a.data(), s.c);
+    }
 }
 
 void binary_arithmetic(const TensorView& a, const TensorView& b, const TensorView& dst,

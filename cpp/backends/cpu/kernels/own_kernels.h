@@ -29,6 +29,12 @@ void local_contrast_normalization(const TensorView& src, const TensorView& dst, 
                                   int64_t kernel_h, float alpha, float beta, float delta, float pm,
                                   float ps, float p0);
 
+// nodes.md 8.6: per image n and channel c, over its H*W pixels, Y = gamma_c * (X - mean) /
+// sqrt(var + epsilon) + beta_c with the biased variance (two passes in double). A constant
+// channel gives beta_c exactly. gamma and beta have C entries. May run in place.
+void instance_normalization(const TensorView& src, const TensorView& dst, const float* gamma,
+                            const float* beta, double epsilon);
+
 // ---- pooling (own_pooling.cpp) -------------------------------------------------------------
 
 // nodes.md 5.4: Y = sqrt(sum of X^2 over the in-image taps of the window); out-of-image taps
@@ -94,6 +100,10 @@ void binary_convolution(const TensorView& src, const TensorView& dst, const uint
 
 // nodes.md 6.2: Y = u / (1 + |u|). May run in place (src.data == dst.data, same layout).
 void soft_sign(const TensorView& src, const TensorView& dst);
+
+// nodes.md 6.2: Y = u if u >= 0 else a_c * u, with `count` slopes: C of them, or 1 for all
+// channels. May run in place.
+void prelu(const TensorView& src, const TensorView& dst, const float* slopes, int64_t count);
 
 enum class ArithmeticOp { add, subtract, multiply, divide };
 
