@@ -142,8 +142,9 @@ def l2_pool_cases(rng, mpsnn, torch) -> list[Case]:
 
     return [
         Case("l2_pool", f"{shape_str(x)} k2 s2", "F.lp_pool2d(p=2)", [x], node, torch_fn)
-        for x in (randn(rng, 1, 112, 112, 64), randn(rng, 8, 56, 56, 64), randn(rng, 1, 224, 224, 3))
-    ]
+        for x in (randn(rng, 1, 112, 112, 64), randn(rng, 8, 56, 56, 64), randn(rng, 8, 56, 56, 37),
+                  randn(rng, 1, 224, 224, 3))
+    ]  # fmt: skip
 
 
 def scale_cases(rng, mpsnn, torch) -> list[Case]:
@@ -297,6 +298,7 @@ def add_cases(rng, mpsnn, torch) -> list[Case]:
     cases = [
         Case("add", f"{shape_str(x)} + same", "torch.add", [x, y], node, lambda t, F, x, y: t.add(x, y))
         for x, y in ((randn(rng, 8, 56, 56, 64), randn(rng, 8, 56, 56, 64)),
+                     (randn(rng, 8, 56, 56, 37), randn(rng, 8, 56, 56, 37)),
                      (randn(rng, 1, 224, 224, 3), randn(rng, 1, 224, 224, 3)))
     ]  # fmt: skip
     x, y = randn(rng, 8, 56, 56, 64), randn(rng, 8, 1, 1, 64)
@@ -315,8 +317,8 @@ def concat_cases(rng, mpsnn, torch) -> list[Case]:
         return t.cat(xs, 1)
 
     cases = []
-    for xs in ([randn(rng, 8, 56, 56, 64) for _ in range(2)], [randn(rng, 8, 56, 56, 4) for _ in range(4)],
-               [randn(rng, 1, 224, 224, 3) for _ in range(3)]):  # fmt: skip
+    for xs in ([randn(rng, 8, 56, 56, 64) for _ in range(2)], [randn(rng, 8, 56, 56, 37), randn(rng, 8, 56, 56, 27)],
+               [randn(rng, 8, 56, 56, 4) for _ in range(4)], [randn(rng, 1, 224, 224, 3) for _ in range(3)]):  # fmt: skip
         # Every source but the last starts at a multiple of 4 (nodes.md 12.1); the gaps are 0.
         starts = np.cumsum([0] + [-(-x.shape[3] // 4) * 4 for x in xs[:-1]])
         channels = np.concatenate([s + np.arange(x.shape[3]) for s, x in zip(starts, xs, strict=True)])
