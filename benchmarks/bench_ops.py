@@ -168,7 +168,7 @@ def scale_cases(rng, mpsnn, torch) -> list[Case]:
             Case(
                 "lanczos_scale",
                 f"{shape_str(x)} -> {oh}x{ow}",
-                "F.interpolate(bicubic, antialias) (nearest, not the same filter)",
+                "F.interpolate(bicubic, antialias=True): nearest, not the same filter",
                 [x],
                 lambda m, s, oh=oh, ow=ow: m.MPSNNLanczosScaleNode(s, output_size=(ow, oh)),
                 lambda t, F, x, oh=oh, ow=ow: F.interpolate(
