@@ -148,8 +148,10 @@ def _git(*args: str) -> str | None:
 
 
 def git_info() -> dict[str, Any]:
+    """HEAD and whether tracked files differ from it (untracked files, such as the result JSON of an
+    earlier run, do not count)."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain")
+    status = _git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit or "none", "dirty": bool(status) if status is not None else None}
 
 
