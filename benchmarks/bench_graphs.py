@@ -21,21 +21,17 @@ reported.
 from __future__ import annotations
 
 import argparse
-import datetime
-import gc
 import json
-import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import _harness as H
+from _harness import Contender, time_round_robin
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,19 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 ARGS = parse_args() if __name__ == "__main__" else None
 
 # Thread settings must be in the environment before NumPy, PyTorch or mpsnn load their runtimes.
-_THREADS = str(ARGS.threads if ARGS else 2)
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = _THREADS
-
-import numpy as np  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
+H.set_thread_env(ARGS.threads if ARGS else 2)
 
 import models  # noqa: E402
+import numpy as np  # noqa: E402
 
-README = HERE / "README.md"
 BEGIN, END = "<!-- bench_graphs:begin -->", "<!-- bench_graphs:end -->"
 FRAMEWORK_TITLES = {"mpsnn": "mpsnn", "torch": "PyTorch", "onnxruntime": "ONNX Runtime"}
 PEERS = ("torch", "onnxruntime")
@@ -81,87 +69,15 @@ PEERS = ("torch", "onnxruntime")
 
 
 def import_frameworks(wanted: list[str], threads: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """Returns ({name: module}, {name: why it is unavailable}). mpsnn is imported first, so that
-    it loads its own oneDNN and OpenMP before PyTorch brings its copies."""
-    mods: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for name in ("mpsnn", "torch", "onnxruntime"):
-        if name not in wanted and not (name == "torch" and "onnxruntime" in wanted):
-            continue  # ONNX Runtime's model is exported from the PyTorch one
-        try:
-            mods[name] = __import__(name)
-        except Exception as e:  # ImportError, or an OSError from a missing shared library
-            errors[name] = f"{type(e).__name__}: {e}"
-    if "torch" in mods:
-        mods["torch"].set_num_threads(threads)
-    return mods, errors
+    """The wanted frameworks, mpsnn first; PyTorch also for ONNX Runtime, whose model is exported
+    from the PyTorch one."""
+    names = [n for n in ("mpsnn", "torch", "onnxruntime") if n in wanted or (n == "torch" and "onnxruntime" in wanted)]
+    return H.import_frameworks(names, threads)
 
 
 # --------------------------------------------------------------------------------------------------
-# Timing
+# Results of one model and batch
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Contender:
-    name: str
-    run: Callable[[np.ndarray], Any]
-    calls_per_sample: int = 1
-    sample_s: list[float] = field(default_factory=list)  # seconds per call, averaged over a sample
-    call_s: list[float] = field(default_factory=list)  # every single call
-    error: str | None = None
-
-
-def warm_up(c: Contender, x: np.ndarray, warmup_s: float, target_s: float) -> None:
-    """At least 3 calls and ``warmup_s`` seconds; then choose how many calls make one sample."""
-    times = []
-    t_end = time.perf_counter() + warmup_s
-    while len(times) < 3 or time.perf_counter() < t_end:
-        t0 = time.perf_counter()
-        c.run(x)
-        times.append(time.perf_counter() - t0)
-    per_call = statistics.median(times[len(times) // 2 :])
-    c.calls_per_sample = max(1, min(1000, round(target_s / per_call)))
-
-
-def take_sample(c: Contender, x: np.ndarray) -> None:
-    calls = []
-    for _ in range(c.calls_per_sample):
-        t0 = time.perf_counter()
-        c.run(x)
-        calls.append(time.perf_counter() - t0)
-    c.call_s.extend(calls)
-    c.sample_s.append(sum(calls) / len(calls))
-
-
-def time_round_robin(
-    contenders: list[Contender], x: np.ndarray, rounds: int, warmup_s: float, target_s: float, gap_s: float
-) -> None:
-    """Warm every contender, then ``rounds`` rounds of one sample each, the order rotating.
-
-    ``gap_s`` of sleep before each sample lets the previous framework's spinning worker threads
-    (OpenMP, ONNX Runtime) go to sleep so that they do not steal the two cores."""
-    for c in contenders:
-        try:
-            warm_up(c, x, warmup_s, target_s)
-        except Exception as e:
-            c.error = f"{type(e).__name__}: {e}"
-    live = [c for c in contenders if c.error is None]
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            k = r % len(live) if live else 0
-            for c in live[k:] + live[:k]:
-                if c.error is not None:
-                    continue
-                time.sleep(gap_s)
-                try:
-                    take_sample(c, x)
-                except Exception as e:
-                    c.error = f"{type(e).__name__}: {e}"
-    finally:
-        gc.enable()
 
 
 def summarize(c: Contender, batch: int) -> dict[str, Any]:
@@ -188,12 +104,11 @@ def summarize(c: Contender, batch: int) -> dict[str, Any]:
 
 def paired_ratios(a: Contender, b: Contender, batch: int) -> dict[str, float] | None:
     """a/b throughput (> 1: a is faster), from the samples of the same round; plus ratios of medians."""
-    if a.error or b.error or not a.sample_s or not b.sample_s:
+    per_round = H.round_ratio(a, b)
+    if per_round is None:
         return None
-    n = min(len(a.sample_s), len(b.sample_s))
-    per_round = [b.sample_s[i] / a.sample_s[i] for i in range(n)]
     out = {
-        "images_per_s": statistics.median(per_round),
+        "images_per_s": per_round,
         "images_per_s_of_medians": statistics.median(b.sample_s) / statistics.median(a.sample_s),
     }
     if batch == 1:
@@ -333,94 +248,6 @@ def print_batch(model: str, batch: int, entry: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Environment record
-# --------------------------------------------------------------------------------------------------
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def git_info() -> dict[str, Any]:
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain")
-    return {"commit": commit or "none", "dirty": bool(status) if status is not None else None}
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    cpu, flags = "", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not cpu:
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1]
-    except OSError:
-        pass
-    cpu = cpu or platform.processor() or platform.machine()
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gib = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile") if f in flags.split()]
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu": cpu,
-        "isa": isa,
-        "logical_cpus": os.cpu_count(),
-        "cpus_available": affinity,
-        "memory_gib": mem_gib,
-        "threads_per_framework": threads,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def versions(mods: dict[str, Any]) -> dict[str, Any]:
-    v: dict[str, Any] = {"numpy": np.__version__}
-    for name, mod in mods.items():
-        v[name] = getattr(mod, "__version__", "unknown")
-    if "onnxruntime" in mods:
-        try:
-            import onnx
-
-            v["onnx"] = onnx.__version__
-        except ImportError:
-            pass
-    return v
-
-
-def mpsnn_build_info(mod: Any) -> dict[str, Any]:
-    """Whatever build description the package offers (names differ as the package evolves)."""
-    info: dict[str, Any] = {"file": getattr(mod, "__file__", None)}
-    for attr in ("build_info", "__build_info__", "build_type", "__build_type__", "backends"):
-        val = getattr(mod, attr, None)
-        if val is None:
-            continue
-        try:
-            val = val() if callable(val) else val
-            json.dumps(val)
-        except Exception:
-            val = repr(val)
-        info[attr.strip("_")] = val
-    return info
-
-
-# --------------------------------------------------------------------------------------------------
 # README table
 # --------------------------------------------------------------------------------------------------
 
@@ -440,23 +267,8 @@ def _fmt_ratio(entry: dict[str, Any], peer: str, key: str) -> str:
 
 
 def readme_section(res: dict[str, Any]) -> str:
-    m, v, s = res["machine"], res["versions"], res["settings"]
-    commit = res["git"]["commit"]
-    where = "before the first commit" if commit == "none" else f"at commit `{commit[:12]}`"
-    lines = [
-        BEGIN,
-        "",
-        f"Command: `{res['command']}`  ",
-        f"Run {res['created']} {where}"
-        + (" (uncommitted changes)" if res["git"].get("dirty") else "")
-        + f"; {s['rounds']} alternating rounds per framework, medians.  ",
-        f"Machine: {m['cpu']} ({', '.join(m['isa']) or 'no AVX'}), {m['cpus_available']} CPUs available, "
-        f"{m['threads_per_framework']} threads per framework"
-        + (f", load average {m['loadavg_at_start'][0]:.2f} at start" if m.get("loadavg_at_start") else "")
-        + ".  ",
-        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-        "",
-    ]
+    s = res["settings"]
+    lines = [*H.readme_header(res, f"{s['rounds']} alternating rounds per framework, medians"), ""]
     if not res["mpsnn"]["available"]:
         lines += [f"**mpsnn was not benchmarked**: {res['mpsnn']['error']}", ""]
 
@@ -520,31 +332,14 @@ def readme_section(res: dict[str, Any]) -> str:
     ]
     if errors:
         lines += ["", "Not built:", "", *errors]
-    lines += ["", END]
     return "\n".join(lines)
-
-
-def update_readme(res: dict[str, Any]) -> None:
-    text = README.read_text() if README.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
-        raise SystemExit(f"{README}: markers {BEGIN} / {END} not found")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(head + readme_section(res) + tail)
-    print(f"updated {README}")
 
 
 # --------------------------------------------------------------------------------------------------
 
 
-def command_line(args: argparse.Namespace) -> str:
-    argv = sys.argv[1:]
-    script = os.path.relpath(Path(sys.argv[0]).resolve(), REPO) if sys.argv[0] else "benchmarks/bench_graphs.py"
-    return " ".join(["python", shlex.quote(script), *map(shlex.quote, argv)])
-
-
 def main(args: argparse.Namespace) -> int:
-    load_start = load_average()  # before this process adds its own load
+    load_start = H.load_average()  # before this process adds its own load
     wanted = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     model_names = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in model_names:
@@ -577,31 +372,20 @@ def main(args: argparse.Namespace) -> int:
         if name in import_errors:
             print(f"NOTE: import {name} failed: {import_errors[name]}")
 
-    res: dict[str, Any] = {
-        "schema": 1,
-        "benchmark": "bench_graphs",
-        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": command_line(args),
-        "git": git_info(),
-        "machine": machine_info(args.threads),
-        "versions": versions(mods),
-        "settings": settings,
-        "mpsnn": {
-            "available": "mpsnn" in mods,
-            "error": mpsnn_error,
-            "build": mpsnn_build_info(mods["mpsnn"]) if "mpsnn" in mods else None,
-        },
-        "padding_mismatches": bad_padding,
-        "models": {},
-    }
-    res["machine"]["loadavg_at_start"] = load_start
-    print(f"machine: {res['machine']['cpu']}, {res['machine']['cpus_available']} CPUs; versions: {res['versions']}")
-    cpus = res["machine"]["cpus_available"] or 1
-    if load_start is not None and load_start[0] > 0.25 * cpus:
-        print(
-            f"WARNING: load average {load_start[0]:.2f} at start: other work shares the CPUs, expect noise "
-            "(multi-threaded runtimes suffer badly when a core is taken)"
-        )
+    res: dict[str, Any] = H.run_record("bench_graphs", args.threads, mods, load_start)
+    res.update(
+        {
+            "settings": settings,
+            "mpsnn": {
+                "available": "mpsnn" in mods,
+                "error": mpsnn_error,
+                "build": H.mpsnn_build_info(mods["mpsnn"]) if "mpsnn" in mods else None,
+            },
+            "padding_mismatches": bad_padding,
+            "models": {},
+        }
+    )
+    H.warn_if_busy(res)
 
     failed = False
     for model in model_names:
@@ -614,7 +398,7 @@ def main(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.update_readme:
-        update_readme(res)
+        H.replace_readme_section(BEGIN, END, readme_section(res))
     if failed:
         print("some outputs disagree beyond the tolerance or failed to run (see above)")
     return 1 if failed else 0

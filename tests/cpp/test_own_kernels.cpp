@@ -2,6 +2,8 @@
 // naive float64 loops written from nodes.md. Prints the worst error per case; exits non-zero on
 // any failure. Covers odd sizes, batch > 1, channel counts not divisible by 4 and views whose
 // pixel_stride exceeds their channel count (whose extra channels must stay untouched).
+// Some kernels have an AVX-512 path and a portable one: build it with -march=native and again
+// with -march=x86-64-v3 to run both.
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -389,6 +391,19 @@ void test_normalizations() {
     Expected ez = ref_lcn(x, 3, 5, 1.0, beta, 1.0 / 1024, 0.0, 1.0, 1.0);
     check(std::string("local_contrast_norm NaN/inf input beta ") + beta_name(beta), z, ez, 2e-5, 2e-5);
   }
+  // T^-1/2 at IEEE edges: a 1x1 window has V = 0, so T = delta.
+  for (float delta : {0.0f, -1.0f, std::numeric_limits<float>::infinity(),
+                      std::numeric_limits<float>::quiet_NaN(), 3e-39f, 1e30f}) {
+    const ImageShape s{1, 3, 4, 5};
+    Image x(s, 0);
+    x.fill(-2.0f, 2.0f, 0.1f);
+    Image y(s, 0);
+    local_contrast_normalization(x.v, y.v, 1, 1, 1.0f, 0.5f, delta, 0.0f, 1.0f, 0.0f);
+    Expected e = ref_lcn(x, 1, 1, 1.0, 0.5, delta, 0.0, 1.0, 0.0);
+    char name[64];
+    std::snprintf(name, sizeof name, "local_contrast_norm beta 0.5 delta %g", delta);
+    check(name, y, e, 1e-6, 1e-6);
+  }
   // Large offset: the one-pass variance must not cancel.
   {
     const ImageShape s{2, 19, 23, 5};
@@ -484,6 +499,9 @@ void test_binary_conv() {
       {{1, 15, 17, 16}, 64, ax(3, 2, 1, 1), ax(5, 1, 1, 2), 0, 0},
       {{2, 4, 5, 40}, 9, ax(3, 1, 1, 0), ax(3, 1, 1, 1), 2, 1},     // few output pixels
       {{1, 6, 9, 300}, 50, ax(3, 1, 1, 1), ax(3, 1, 2, 1), 0, 0},    // many channel blocks
+      {{2, 9, 10, 3}, 20, ax(3, 1, 1, 1), ax(3, 1, 1, 1), 0, 0},     // window of 27 bits, padded
+      {{1, 11, 12, 7}, 70, ax(3, 2, 1, 1), ax(3, 1, 2, 2), 1, 0},    // 63 bits, strided, dilated
+      {{2, 8, 8, 2}, 5, ax(5, 1, 1, 2), ax(5, 1, 1, 3), 0, 2},       // 50 bits, wide border
   };
   std::uniform_int_distribution<uint32_t> bits;
   std::uniform_real_distribution<float> pos(0.5f, 1.5f), sym(-0.3f, 0.3f);
@@ -518,6 +536,89 @@ void test_binary_conv() {
               y, e, 1e-5 * std::sqrt(taps), 1e-4);  // nodes.md 0.2 / STYLE.md "reduction" row
       }
   }
+}
+
+void test_instance_norm() {
+  struct Case {
+    ImageShape s;
+    int64_t src_extra, dst_extra;
+    float offset;
+  };
+  const Case cases[] = {{{2, 7, 9, 5}, 0, 0, 0.5f},   {{1, 33, 31, 3}, 2, 1, 0.0f},
+                        {{3, 1, 1, 6}, 0, 0, 1.0f},   {{1, 20, 18, 70}, 0, 3, 1000.0f},
+                        {{8, 6, 5, 16}, 1, 0, -2.0f}};
+  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
+  for (const Case& k : cases) {
+    Image x(k.s, k.src_extra);
+    x.fill(k.offset - 2.0f, k.offset + 2.0f);
+    if (k.s.c > 2)  // a constant channel: Y = beta exactly
+      for (int64_t y = 0; y < k.s.h; ++y)
+        for (int64_t xx = 0; xx < k.s.w; ++xx) x.at(0, y, xx, 2) = 0.3f + k.offset;
+    std::vector<float> gamma(k.s.c), beta(k.s.c);
+    for (float& v : gamma) v = u(g_rng);
+    for (float& v : beta) v = u(g_rng);
+    const double eps = 1e-5;
+    Expected e(k.s);
+    for (int64_t n = 0; n < k.s.n; ++n)
+      for (int64_t c = 0; c < k.s.c; ++c) {
+        double mean = 0.0, var = 0.0;
+        const double m = double(k.s.h * k.s.w);
+        for (int64_t y = 0; y < k.s.h; ++y)
+          for (int64_t xx = 0; xx < k.s.w; ++xx) mean += x.get(n, y, xx, c) / m;
+        for (int64_t y = 0; y < k.s.h; ++y)
+          for (int64_t xx = 0; xx < k.s.w; ++xx) var += std::pow(x.get(n, y, xx, c) - mean, 2) / m;
+        for (int64_t y = 0; y < k.s.h; ++y)
+          for (int64_t xx = 0; xx < k.s.w; ++xx)
+            e.at(n, y, xx, c) =
+                gamma[c] * (x.get(n, y, xx, c) - mean) / std::sqrt(var + eps) + beta[c];
+      }
+    Image y(k.s, k.dst_extra);
+    instance_normalization(x.v, y.v, gamma.data(), beta.data(), eps);
+    check("instance_norm " + shape_str(k.s, x.v.pixel_stride) + " offset " +
+              std::to_string(int(k.offset)),
+          y, e, 2e-5, 2e-5);
+    if (k.s.c > 2) {  // exactly beta, not beta +- rounding
+      bool exact = true;
+      for (int64_t yy = 0; yy < k.s.h; ++yy)
+        for (int64_t xx = 0; xx < k.s.w; ++xx) exact = exact && y.get(0, yy, xx, 2) == beta[2];
+      if (!exact) ++g_failures;
+      std::printf("%-4s instance_norm constant channel gives beta exactly\n",
+                  exact ? "ok" : "FAIL");
+    }
+    if (k.src_extra == k.dst_extra) {  // in place
+      Image z(k.s, k.src_extra);
+      z.data = x.data;
+      instance_normalization(z.v, z.v, gamma.data(), beta.data(), eps);
+      check("instance_norm in place " + shape_str(k.s, z.v.pixel_stride), z, e, 2e-5, 2e-5);
+    }
+  }
+}
+
+void test_prelu() {
+  for (int64_t extra : {0, 3})
+    for (int64_t c : {1, 3, 5, 64})
+      for (bool shared : {false, true}) {
+        const ImageShape s{2, 5, 7, c};
+        Image x(s, extra), y(s, extra);
+        x.fill(-2.0f, 2.0f);
+        x.at(0, 0, 0, 0) = std::numeric_limits<float>::quiet_NaN();
+        x.at(1, 4, 6, c - 1) = -std::numeric_limits<float>::infinity();
+        std::vector<float> a(shared ? 1 : c);
+        for (size_t i = 0; i < a.size(); ++i) a[i] = 0.1f + 0.05f * float(i);
+        prelu(x.v, y.v, a.data(), static_cast<int64_t>(a.size()));
+        Expected e(s);
+        for (int64_t n = 0; n < s.n; ++n)
+          for (int64_t yy = 0; yy < s.h; ++yy)
+            for (int64_t xx = 0; xx < s.w; ++xx)
+              for (int64_t k = 0; k < c; ++k) {
+                const double u = x.get(n, yy, xx, k);
+                e.at(n, yy, xx, k) = u >= 0 ? u : double(a[shared ? 0 : k]) * u;
+              }
+        const std::string name = std::string(shared ? "shared " : "") + shape_str(s, s.c + extra);
+        check("prelu " + name, y, e, 1e-7, 1e-6);
+        prelu(x.v, x.v, a.data(), static_cast<int64_t>(a.size()));  // in place
+        check("prelu in place " + name, x, e, 1e-7, 1e-6);
+      }
 }
 
 void test_soft_sign() {
@@ -624,79 +725,51 @@ void test_binary_arithmetic() {
   }
 }
 
-void test_concat() {
-  // Sources of 5, 7, 2 channels into 4-aligned slots 0, 8, 16 (C_out = 18) of a strided view.
-  const int64_t counts[] = {5, 7, 2};
-  const int64_t offsets[] = {0, 8, 16};
-  for (int64_t src_extra : {0, 2}) {
-    const ImageShape d{2, 5, 7, 18};
-    Image y(d, 3);
-    y.fill_value(-7.0f);  // stale data that the gaps must overwrite
-    Expected e(d);
-    std::vector<Image> srcs;
-    for (int k = 0; k < 3; ++k) {
-      srcs.emplace_back(ImageShape{2, 5, 7, counts[k]}, src_extra);
-      srcs.back().fill(-1.0f, 1.0f);
-    }
-    for (int k = 0; k < 3; ++k) {
-      copy_channels(srcs[k].v, y.v, offsets[k]);
-      const int64_t end = offsets[k] + counts[k];
-      const int64_t next = k + 1 < 3 ? offsets[k + 1] : d.c;
-      zero_channels(y.v, end, next);
-    }
-    for (int64_t n = 0; n < d.n; ++n)
-      for (int64_t yy = 0; yy < d.h; ++yy)
-        for (int64_t x = 0; x < d.w; ++x) {
-          for (int64_t c = 0; c < d.c; ++c) e.at(n, yy, x, c) = 0.0;
-          for (int k = 0; k < 3; ++k)
-            for (int64_t c = 0; c < counts[k]; ++c)
-              e.at(n, yy, x, offsets[k] + c) = srcs[k].get(n, yy, x, c);
-        }
-    check("concat 5+7+2 -> 18, src ps " + std::to_string(counts[0] + src_extra), y, e, 0.0, 0.0);
+// Concatenates sources of `counts` channels (source k with `extra[k]` unused channels per pixel)
+// into a destination of dst_c channels with dst_extra unused ones, against the slot rule.
+void check_concatenate(const std::vector<int64_t>& counts, const std::vector<int64_t>& extra,
+                       int64_t dst_c, int64_t dst_extra) {
+  const int64_t n = 2, h = 5, w = 9;
+  std::vector<int64_t> offs(counts.size());
+  for (size_t k = 1; k < counts.size(); ++k) offs[k] = offs[k - 1] + (counts[k - 1] + 3) / 4 * 4;
+  std::vector<Image> srcs;
+  std::vector<TensorView> views;
+  std::string name = "concatenate";
+  for (size_t k = 0; k < counts.size(); ++k) {
+    srcs.emplace_back(ImageShape{n, h, w, counts[k]}, extra[k]);
+    srcs.back().fill(-1.0f, 1.0f);
+    name += (k ? "+" : " ") + std::to_string(counts[k]);
   }
-  // One-pass concatenate: slots 0, 8, 16, 20 for 5, 7, 4, 3 channels (C_out = 23), into a
-  // strided view; then a dense destination wider than C_out (trailing channels zero).
-  for (int64_t dst_c : {23, 26})
-    for (int64_t extra : {0, 3}) {
-      const int64_t cs[] = {5, 7, 4, 3};
-      const int64_t offs[] = {0, 8, 16, 20};
-      const ImageShape d{2, 5, 9, dst_c};
-      std::vector<Image> srcs;
-      std::vector<TensorView> views;
-      for (int k = 0; k < 4; ++k) {
-        srcs.emplace_back(ImageShape{2, 5, 9, cs[k]}, k % 2 ? extra : 0);
-        srcs.back().fill(-1.0f, 1.0f);
+  for (const Image& im : srcs) views.push_back(im.v);
+  const ImageShape d{n, h, w, dst_c};
+  Image y(d, dst_extra);
+  y.fill_value(-7.0f);  // stale data that the gaps must overwrite
+  concatenate(views.data(), static_cast<int64_t>(views.size()), y.v);
+  Expected e(d);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t yy = 0; yy < h; ++yy)
+      for (int64_t x = 0; x < w; ++x) {
+        for (int64_t c = 0; c < d.c; ++c) e.at(i, yy, x, c) = 0.0;
+        for (size_t k = 0; k < counts.size(); ++k)
+          for (int64_t c = 0; c < counts[k]; ++c)
+            e.at(i, yy, x, offs[k] + c) = srcs[k].get(i, yy, x, c);
       }
-      for (const Image& im : srcs) views.push_back(im.v);
-      Image y(d, extra);
-      y.fill_value(-7.0f);
-      concatenate(views.data(), 4, y.v);
-      Expected e(d);
-      for (int64_t n = 0; n < d.n; ++n)
-        for (int64_t yy = 0; yy < d.h; ++yy)
-          for (int64_t x = 0; x < d.w; ++x) {
-            for (int64_t c = 0; c < d.c; ++c) e.at(n, yy, x, c) = 0.0;
-            for (int k = 0; k < 4; ++k)
-              for (int64_t c = 0; c < cs[k]; ++c) e.at(n, yy, x, offs[k] + c) = srcs[k].get(n, yy, x, c);
-          }
-      check("concatenate 5+7+4+3 -> " + shape_str(d, y.v.pixel_stride), y, e, 0.0, 0.0);
-    }
-  {  // dense whole-pixel copy and whole-pixel zeroing
-    const ImageShape s{3, 33, 35, 8};
-    Image x(s, 0), y(s, 0), z(s, 0);
-    x.fill(-1.0f, 1.0f);
-    y.fill_value(3.0f);
-    z.fill_value(3.0f);
-    copy_channels(x.v, y.v, 0);
-    zero_channels(z.v, 0, s.c);
-    Expected ex(s), ez(s);
-    for (size_t i = 0; i < ex.d.size(); ++i) {
-      ex.d[i] = x.data[i];
-      ez.d[i] = 0.0;
-    }
-    check("copy_channels dense " + shape_str(s, s.c), y, ex, 0.0, 0.0);
-    check("zero_channels dense " + shape_str(s, s.c), z, ez, 0.0, 0.0);
-  }
+  check(name + " -> " + shape_str(d, y.v.pixel_stride), y, e, 0.0, 0.0);
+}
+
+void test_concat() {
+  // Wide sources (slots 0, 8, 16, 20 for 5, 7, 4, 3 channels), dense and strided, and a
+  // destination wider than the last slot (its trailing channels are 0).
+  for (int64_t dst_c : {23, 26})
+    for (int64_t extra : {0, 3}) check_concatenate({5, 7, 4, 3}, {0, extra, 0, extra}, dst_c, extra);
+  check_concatenate({64, 32}, {0, 0}, 96, 0);
+  // Thin concatenations (at most 4 sources of at most 4 channels, at most 16 channels out).
+  check_concatenate({3, 3, 3}, {0, 0, 0}, 11, 0);
+  check_concatenate({3, 3, 3}, {1, 0, 2}, 11, 2);
+  check_concatenate({1, 2, 4, 4}, {0, 0, 0, 0}, 16, 0);
+  check_concatenate({2}, {1}, 2, 0);
+  check_concatenate({4, 1}, {0, 0}, 7, 1);
+  check_concatenate({3, 3, 3, 3, 3}, {0, 0, 0, 0, 0}, 19, 0);  // five sources: the general path
 }
 
 }  // namespace
@@ -706,6 +779,8 @@ int main() {
   test_l2_pooling();
   test_scale();
   test_binary_conv();
+  test_instance_norm();
+  test_prelu();
   test_soft_sign();
   test_binary_arithmetic();
   test_concat();

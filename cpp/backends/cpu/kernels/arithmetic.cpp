@@ -5,10 +5,6 @@
 #include "backends/cpu/kernels/own_kernels.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn {
-std::vector<int64_t> concatenation_offsets(const std::vector<ImageShape>& sources);
-}
-
 namespace mpsnn::cpu {
 
 namespace {
@@ -41,25 +37,14 @@ class ArithmeticKernel final : public Kernel {
 
 class ConcatenationKernel final : public Kernel {
  public:
-  explicit ConcatenationKernel(const KernelSpec& spec) : offsets_(concatenation_offsets(spec.inputs)) {}
   void run(const KernelArgs& a, KernelState*) const override {
-    for (int i = 0; i < a.num_inputs; ++i) {
-      own::copy_channels(a.inputs[i], a.output, offsets_[size_t(i)]);
-      const int64_t end = offsets_[size_t(i)] + a.inputs[i].shape.c;
-      const int64_t next = i + 1 < a.num_inputs ? offsets_[size_t(i + 1)] : a.output.shape.c;
-      if (next > end) own::zero_channels(a.output, end, next);
-    }
+    own::concatenate(a.inputs, a.num_inputs, a.output);
   }
-
- private:
-  std::vector<int64_t> offsets_;
 };
 
 }  // namespace
 
 std::unique_ptr<Kernel> make_arithmetic(const KernelSpec& spec) { return std::make_unique<ArithmeticKernel>(spec); }
-std::unique_ptr<Kernel> make_concatenation(const KernelSpec& spec) {
-  return std::make_unique<ConcatenationKernel>(spec);
-}
+std::unique_ptr<Kernel> make_concatenation(const KernelSpec&) { return std::make_unique<ConcatenationKernel>(); }
 
 }  // namespace mpsnn::cpu

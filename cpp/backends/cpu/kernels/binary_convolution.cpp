@@ -8,46 +8,46 @@ namespace mpsnn::cpu {
 
 namespace {
 
+// The per-channel terms of nodes.md 4.5 as the node defines them.
+own::BinaryConvParams binary_params(const KernelSpec& spec, std::vector<float>& out_scale) {
+  const auto& a = spec.node->attrs_as<BinaryConvolutionAttrs>();
+  auto ptr = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+  own::BinaryConvParams p{};
+  p.type = own::BinaryConvType(int(a.type));
+  p.beta_scaling = (a.flags & 1) != 0;
+  if (a.scale_value) {  // chosen definition: output biases come from the data source
+    out_scale.assign(size_t(spec.output.c), *a.scale_value);
+    p.out_scale = out_scale.data();
+    p.out_bias = ptr(spec.conv->bias);
+  } else {
+    p.out_scale = ptr(a.output_scale_terms);
+    p.out_bias = ptr(a.output_bias_terms);
+  }
+  p.in_scale = ptr(a.input_scale_terms);
+  p.in_bias = ptr(a.input_bias_terms);
+  return p;
+}
+
 class BinaryConvolutionKernel final : public Kernel {
  public:
-  explicit BinaryConvolutionKernel(const KernelSpec& spec)
-      : params_(spec.conv), y_(spec.geom.y), x_(spec.geom.x), tail_(spec.post_ops) {
-    const auto& a = spec.node->attrs_as<BinaryConvolutionAttrs>();
-    const int64_t cout = params_->desc.output_feature_channels;
-    if (a.scale_value) {  // chosen definition: output biases come from the data source
-      out_scale_.assign(size_t(cout), *a.scale_value);
-      out_bias_ = params_->bias;
-    } else {
-      out_scale_ = a.output_scale_terms;
-      out_bias_ = a.output_bias_terms;
-    }
-    in_scale_ = a.input_scale_terms;
-    in_bias_ = a.input_bias_terms;
-    p_.type = own::BinaryConvType(int(a.type));
-    p_.beta_scaling = (a.flags & 1) != 0;
-    auto ptr = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
-    p_.out_scale = ptr(out_scale_);
-    p_.out_bias = ptr(out_bias_);
-    p_.in_scale = ptr(in_scale_);
-    p_.in_bias = ptr(in_bias_);
-  }
+  BinaryConvolutionKernel(const KernelSpec& spec, const own::BinaryConvParams& p)
+      : conv_(spec.conv->binary_weights.data(), spec.inputs[0], spec.output, spec.geom.y, spec.geom.x, p),
+        tail_(spec.post_ops) {}
   void run(const KernelArgs& a, KernelState*) const override {
-    own::binary_convolution(a.inputs[0], a.output, params_->binary_weights.data(), y_, x_, p_);
+    conv_.run(a.inputs[0], a.output);
     apply_tail(tail_, a.output);
   }
 
  private:
-  std::shared_ptr<const ConvolutionParams> params_;
-  WindowAxis y_, x_;
+  own::BinaryConvolution conv_;  // the weights, rearranged once for the kernel
   std::vector<PostOp> tail_;
-  std::vector<float> out_scale_, out_bias_, in_scale_, in_bias_;
-  own::BinaryConvParams p_{};
 };
 
 }  // namespace
 
 std::unique_ptr<Kernel> make_binary_convolution(const KernelSpec& spec) {
-  return std::make_unique<BinaryConvolutionKernel>(spec);
+  std::vector<float> out_scale;  // copied by the kernel, like every term
+  return std::make_unique<BinaryConvolutionKernel>(spec, binary_params(spec, out_scale));
 }
 
 }  // namespace mpsnn::cpu

@@ -1,12 +1,18 @@
-// Element-wise kernels: soft-sign, MPS binary arithmetic and concatenation channel copies.
-// oneDNN 3.2 has no soft-sign eltwise algorithm, and its binary primitive cannot express the MPS
-// arithmetic semantics (per-operand scales, a NaN-propagating clamp that is always applied,
-// stride-0 broadcasting of the primary operand); concatenation needs zero-filled gap channels
-// between 4-aligned slots, which oneDNN's concat does not write.
+// Element-wise kernels: soft-sign, PReLU, MPS binary arithmetic and concatenation.
+// oneDNN 3.2 has no soft-sign eltwise algorithm and no PReLU eltwise algorithm (its separate
+// prelu primitive cannot follow a convolution as a post-op tail on the output view, where
+// neurons are applied too), and its binary primitive cannot express the MPS arithmetic semantics
+// (per-operand scales, a NaN-propagating clamp that is always applied, stride-0 broadcasting of
+// the primary operand); concatenation needs zero-filled gap channels between 4-aligned slots,
+// which oneDNN's concat does not write.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #include "backends/cpu/kernels/own_kernels.h"
 
@@ -23,6 +29,16 @@ inline void soft_sign_span(const float* s, float* d, int64_t len) {
   for (int64_t i = 0; i < len; ++i) {
     const float u = s[i];
     d[i] = u / (1.0f + std::fabs(u));
+  }
+}
+
+// ---- PReLU ------------------------------------------------------------------------------------
+
+inline void prelu_span(const float* s, float* d, const float* a, int64_t len) {
+#pragma omp simd
+  for (int64_t i = 0; i < len; ++i) {
+    const float u = s[i];
+    d[i] = u >= 0.0f ? u : a[i] * u;
   }
 }
 
@@ -124,6 +140,42 @@ inline void zero_pixels(float* pd, int64_t dps, int64_t w, int64_t c_n) {
   }
 }
 
+#ifdef __AVX512F__
+// Concatenation of COUNT <= 4 sources of <= 4 channels into <= 16 channels: slot k is exactly
+// lanes [4k, 4k+4) of one 512-bit register, so a destination pixel is COUNT masked loads (which
+// leave the gap lanes 0) and one masked store. Copying a few channels per source pixel with
+// scalar moves costs twice as much (stores are the limit).
+template <int COUNT>
+void concatenate_thin(const TensorView* srcs, const TensorView& dst) {
+  const ImageShape& d = dst.shape;
+  const __mmask16 store = static_cast<__mmask16>((1u << d.c) - 1);
+  const int64_t dps = dst.pixel_stride;
+#pragma omp parallel for collapse(2) schedule(static) if (d.numel() > kParallelMin)
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t y = 0; y < d.h; ++y) {
+      // Source k's pixels of this row, as (first, pixel stride, load mask) in locals that the
+      // stores below cannot change.
+      struct Row {
+        const float* p;
+        int64_t ps;
+        __mmask8 m;
+      } r[4] = {};
+      for (int k = 0; k < COUNT; ++k)
+        r[k] = {srcs[k].pixel(n, y, 0), srcs[k].pixel_stride,
+                static_cast<__mmask8>((1u << srcs[k].shape.c) - 1)};
+      float* rd = dst.pixel(n, y, 0);
+      for (int64_t x = 0; x < d.w; ++x) {
+        auto slot = [&](int k) { return _mm_maskz_loadu_ps(r[k].m, r[k].p + x * r[k].ps); };
+        __m512 v = _mm512_zextps128_ps512(slot(0));  // channels past the last slot are 0
+        if constexpr (COUNT > 1) v = _mm512_insertf32x4(v, slot(1), 1);
+        if constexpr (COUNT > 2) v = _mm512_insertf32x4(v, slot(2), 2);
+        if constexpr (COUNT > 3) v = _mm512_insertf32x4(v, slot(3), 3);
+        _mm512_mask_storeu_ps(rd + x * dps, store, v);
+      }
+    }
+}
+#endif
+
 }  // namespace
 
 void soft_sign(const TensorView& src, const TensorView& dst) {
@@ -143,6 +195,26 @@ void soft_sign(const TensorView& src, const TensorView& dst) {
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t y = 0; y < s.h; ++y)
       for (int64_t x = 0; x < s.w; ++x) soft_sign_span(src.pixel(n, y, x), dst.pixel(n, y, x), s.c);
+}
+
+void prelu(const TensorView& src, const TensorView& dst, const float* slopes, int64_t count) {
+  const ImageShape& s = dst.shape;
+  // The slopes repeated along a whole row (dense data) or a pixel, so that a run of any number of
+  // channels is one flat vector loop.
+  const bool rows = src.dense() && dst.dense();
+  std::vector<float> a(static_cast<size_t>(rows ? s.w * s.c : s.c));
+  for (size_t i = 0; i < a.size(); ++i)
+    a[i] = slopes[count == 1 ? 0 : static_cast<int64_t>(i) % s.c];
+#pragma omp parallel for collapse(2) schedule(static) if (s.numel() > kParallelMin)
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t y = 0; y < s.h; ++y) {
+      if (rows) {
+        prelu_span(src.pixel(n, y, 0), dst.pixel(n, y, 0), a.data(), s.w * s.c);
+        continue;
+      }
+      for (int64_t x = 0; x < s.w; ++x)
+        prelu_span(src.pixel(n, y, x), dst.pixel(n, y, x), a.data(), s.c);
+    }
 }
 
 void binary_arithmetic(const TensorView& a, const TensorView& b, const TensorView& dst,
@@ -176,44 +248,22 @@ void binary_arithmetic(const TensorView& a, const TensorView& b, const TensorVie
     }
 }
 
-void copy_channels(const TensorView& src, const TensorView& dst, int64_t dst_channel_offset) {
-  const ImageShape& s = src.shape;
-  const bool whole_rows =
-      src.dense() && dst.dense() && dst_channel_offset == 0 && s.c == dst.shape.c;
-  detail::with_channel_count(s.c, [&](auto kc) {
-    constexpr int64_t K = decltype(kc)::value;
-#pragma omp parallel for collapse(2) schedule(static) if (s.numel() > kParallelMin)
-    for (int64_t n = 0; n < s.n; ++n)
-      for (int64_t y = 0; y < s.h; ++y) {
-        const float* rs = src.pixel(n, y, 0);
-        float* rd = dst.pixel(n, y, 0) + dst_channel_offset;
-        if (whole_rows) std::memcpy(rd, rs, sizeof(float) * s.w * s.c);
-        else copy_pixels<K>(rs, src.pixel_stride, rd, dst.pixel_stride, s.w, s.c);
-      }
-  });
-}
-
-void zero_channels(const TensorView& dst, int64_t begin, int64_t end) {
-  const ImageShape& s = dst.shape;
-  if (end <= begin) return;
-  const int64_t len = end - begin;
-  const bool whole_rows = begin == 0 && len == dst.pixel_stride;
-  detail::with_channel_count(len, [&](auto kc) {
-    constexpr int64_t K = decltype(kc)::value;
-#pragma omp parallel for collapse(2) schedule(static) if (s.n * s.h * s.w * len > kParallelMin)
-    for (int64_t n = 0; n < s.n; ++n)
-      for (int64_t y = 0; y < s.h; ++y) {
-        float* rd = dst.pixel(n, y, 0) + begin;
-        if (whole_rows) std::memset(rd, 0, sizeof(float) * s.w * len);
-        else zero_pixels<K>(rd, dst.pixel_stride, s.w, len);
-      }
-  });
-}
-
 void concatenate(const TensorView* srcs, int64_t count, const TensorView& dst) {
   const ImageShape& d = dst.shape;
   std::vector<int64_t> offsets(static_cast<size_t>(count) + 1);
   for (int64_t k = 0; k < count; ++k) offsets[k + 1] = offsets[k] + (srcs[k].shape.c + 3) / 4 * 4;
+#ifdef __AVX512F__
+  bool thin = count >= 1 && count <= 4 && d.c <= 16;
+  for (int64_t k = 0; k < count; ++k) thin = thin && srcs[k].shape.c <= 4;
+  if (thin) {
+    switch (count) {
+      case 1: return concatenate_thin<1>(srcs, dst);
+      case 2: return concatenate_thin<2>(srcs, dst);
+      case 3: return concatenate_thin<3>(srcs, dst);
+      default: return concatenate_thin<4>(srcs, dst);
+    }
+  }
+#endif
   // Row by row, so that a destination row is still in cache when the next source fills it.
 #pragma omp parallel for collapse(2) schedule(static) if (d.numel() > kParallelMin)
   for (int64_t n = 0; n < d.n; ++n)

@@ -5,6 +5,7 @@
 // [0, c) of every pixel; channels between c and pixel_stride are left alone). Kernels
 // assume validated shapes (the graph checks them) and thread over (image, row) with OpenMP.
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 
 #ifdef _OPENMP
@@ -27,6 +28,12 @@ void spatial_normalization(const TensorView& src, const TensorView& dst, int64_t
 void local_contrast_normalization(const TensorView& src, const TensorView& dst, int64_t kernel_w,
                                   int64_t kernel_h, float alpha, float beta, float delta, float pm,
                                   float ps, float p0);
+
+// nodes.md 8.6: per image n and channel c, over its H*W pixels, Y = gamma_c * (X - mean) /
+// sqrt(var + epsilon) + beta_c with the biased variance (two passes in double). A constant
+// channel gives beta_c exactly. gamma and beta have C entries. May run in place.
+void instance_normalization(const TensorView& src, const TensorView& dst, const float* gamma,
+                            const float* beta, double epsilon);
 
 // ---- pooling (own_pooling.cpp) -------------------------------------------------------------
 
@@ -67,7 +74,25 @@ struct BinaryConvParams {
 
 // nodes.md 4.5 (groups = 1). weights: uint32 words [Cout][KH][KW][ceil(Cin/32)], bit b of word
 // w is input channel 32w + b (bit 1 = +1). Out-of-image taps contribute nothing, also to the
-// beta image, whose divisor stays KH*KW. Output size is dst.shape, Cout = dst.shape.c.
+// beta image, whose divisor stays KH*KW. Cout = dst.c.
+// Made once per plan: the constructor picks the algorithm for these shapes, rearranges the
+// weights for it and copies the per-channel terms (nothing of `weights` or `p` is kept); run()
+// takes images of exactly the constructor's shapes and may be called from several threads.
+class BinaryConvolution {
+ public:
+  BinaryConvolution(const uint32_t* weights, const ImageShape& src, const ImageShape& dst,
+                    const WindowAxis& y, const WindowAxis& x, const BinaryConvParams& p);
+  ~BinaryConvolution();
+  BinaryConvolution(BinaryConvolution&&) noexcept;
+  BinaryConvolution& operator=(BinaryConvolution&&) noexcept;
+  void run(const TensorView& src, const TensorView& dst) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One call of a BinaryConvolution made for these shapes (tests; kernels keep the object).
 void binary_convolution(const TensorView& src, const TensorView& dst, const uint32_t* weights,
                         const WindowAxis& y, const WindowAxis& x, const BinaryConvParams& p);
 
@@ -75,6 +100,10 @@ void binary_convolution(const TensorView& src, const TensorView& dst, const uint
 
 // nodes.md 6.2: Y = u / (1 + |u|). May run in place (src.data == dst.data, same layout).
 void soft_sign(const TensorView& src, const TensorView& dst);
+
+// nodes.md 6.2: Y = u if u >= 0 else a_c * u, with `count` slopes: C of them, or 1 for all
+// channels. May run in place.
+void prelu(const TensorView& src, const TensorView& dst, const float* slopes, int64_t count);
 
 enum class ArithmeticOp { add, subtract, multiply, divide };
 
@@ -93,16 +122,9 @@ struct ArithmeticParams {
 void binary_arithmetic(const TensorView& a, const TensorView& b, const TensorView& dst,
                        const ArithmeticParams& p);
 
-// Copies all src channels into dst channels [off, off + src.c) of every pixel (concatenation,
-// nodes.md 12.1). src and dst share n, h, w.
-void copy_channels(const TensorView& src, const TensorView& dst, int64_t dst_channel_offset);
-
-// Writes 0 into channels [begin, end) of every pixel of dst (concatenation gap channels).
-void zero_channels(const TensorView& dst, int64_t begin, int64_t end);
-
-// nodes.md 12.1 in one pass over dst (copy_channels per source reads and writes every dst cache
-// line once per source): source k goes to channels [off_k, off_k + C_k) with off_0 = 0,
-// off_{k+1} = off_k + 4*ceil(C_k/4); every other channel of dst is written 0. All share n, h, w.
+// nodes.md 12.1 in one pass over dst: source k goes to channels [off_k, off_k + C_k) with
+// off_0 = 0, off_{k+1} = off_k + 4*ceil(C_k/4); every other channel of dst is written 0. All
+// share n, h, w.
 void concatenate(const TensorView* srcs, int64_t count, const TensorView& dst);
 
 // ---- helpers shared by the kernel files above -----------------------------------------------
