@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "backends/cpu/kernels/own_kernels.h"
+
 namespace mpsnn::cpu {
 
 dnnl::engine& engine() {
@@ -153,12 +155,7 @@ void apply_neuron(const NeuronDescriptor& n, const TensorView& src, const Tensor
     case NeuronType::elu:
       map_view(src, dst, [a](float u, int64_t) { return u >= 0 ? u : a * (std::exp(u) - 1.0f); });
       return;
-    case NeuronType::prelu: {
-      const float* slopes = n.data.data();
-      const bool broadcast = n.data.size() == 1;
-      map_view(src, dst, [slopes, broadcast](float u, int64_t k) { return u >= 0 ? u : slopes[broadcast ? 0 : k] * u; });
-      return;
-    }
+    case NeuronType::prelu: own::prelu(src, dst, n.data.data(), int64_t(n.data.size())); return;
     case NeuronType::relu_n:
       map_view(src, dst, [a, b](float u, int64_t) { return std::min(u >= 0 ? u : a * u, b); });
       return;

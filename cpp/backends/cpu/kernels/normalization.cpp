@@ -56,90 +56,18 @@ class BatchNormalizationKernel final : public PrimitiveKernel {
   memory scale_, shift_, mean_, variance_;
 };
 
-// y = gamma * (x - mean[n,c]) / sqrt(var[n,c] + eps) + beta, statistics over each image's pixels.
-// nodes.md §8.6: per image and channel, Y = gamma * (X - mean) / sqrt(var + eps) + beta with
-// the population variance. Statistics are summed in double in two passes (mean, then squared
-// deviations) with every thread taking a share of the pixels, so one large image (style
-// transfer runs batch 1) uses all threads. The output is written as (X - mean) * scale + beta,
-// not X * scale + shift: a constant channel then gives exactly beta.
+// nodes.md §8.6 with our own kernel (own_normalization.cpp): oneDNN 3.2 has no per-image
+// statistics primitive.
 class InstanceNormalizationKernel final : public Kernel {
  public:
-  explicit InstanceNormalizationKernel(const KernelSpec& spec)
-      : p_(spec.norm), channels_(spec.output.c), threads_(int(own::detail::max_threads())) {}
+  explicit InstanceNormalizationKernel(const KernelSpec& spec) : p_(spec.norm) {}
   bool in_place_ok() const override { return true; }
-  // Per-thread partial sums, then the mean and the variance, all double per channel.
-  size_t scratch_bytes() const override { return size_t(threads_ + 2) * size_t(channels_) * sizeof(double); }
   void run(const KernelArgs& a, KernelState*) const override {
-    const TensorView& src = a.inputs[0];
-    const TensorView& dst = a.output;
-    const int64_t pixels = src.shape.h * src.shape.w, C = channels_;
-    double* partial = static_cast<double*>(a.scratch);
-    double* mean = partial + threads_ * C;
-    double* var = mean + C;
-    for (int64_t n = 0; n < src.shape.n; ++n) {
-      const float* x = src.pixel(n, 0, 0);
-      channel_sums(x, pixels, src.pixel_stride, nullptr, partial, mean);
-      for (int64_t k = 0; k < C; ++k) mean[k] /= double(pixels);
-      channel_sums(x, pixels, src.pixel_stride, mean, partial, var);
-      // The partial sums are free again: they hold the float factors of the output pass.
-      float* mean_f = reinterpret_cast<float*>(partial);
-      float* scale = mean_f + C;
-      const float* gamma = p_->gamma.data();
-      const float* beta = p_->beta.data();
-      for (int64_t k = 0; k < C; ++k) {
-        mean_f[k] = float(mean[k]);
-        scale[k] = float(double(gamma[k]) / std::sqrt(var[k] / double(pixels) + double(p_->epsilon)));
-      }
-      float* y = dst.pixel(n, 0, 0);
-      const int64_t ss = src.pixel_stride, ds = dst.pixel_stride;
-#pragma omp parallel for schedule(static) num_threads(threads_)
-      for (int64_t p = 0; p < pixels; ++p) {
-        const float* xp = x + p * ss;
-        float* yp = y + p * ds;
-#pragma omp simd
-        for (int64_t k = 0; k < C; ++k) yp[k] = (xp[k] - mean_f[k]) * scale[k] + beta[k];
-      }
-    }
+    own::instance_normalization(a.inputs[0], a.output, p_->gamma.data(), p_->beta.data(), p_->epsilon);
   }
 
  private:
-  // out[k] = sum over the pixels of x[k], or of (x[k] - center[k])^2 when center is given.
-  void channel_sums(const float* x, int64_t pixels, int64_t stride, const double* center, double* partial,
-                    double* out) const {
-    const int64_t C = channels_;
-    std::fill(partial, partial + threads_ * C, 0.0);
-#pragma omp parallel num_threads(threads_)
-    {
-#ifdef _OPENMP
-      double* acc = partial + omp_get_thread_num() * C;
-#else
-      double* acc = partial;
-#endif
-#pragma omp for schedule(static)
-      for (int64_t p = 0; p < pixels; ++p) {
-        const float* xp = x + p * stride;
-        if (center) {
-#pragma omp simd
-          for (int64_t k = 0; k < C; ++k) {
-            const double d = double(xp[k]) - center[k];
-            acc[k] += d * d;
-          }
-        } else {
-#pragma omp simd
-          for (int64_t k = 0; k < C; ++k) acc[k] += double(xp[k]);
-        }
-      }
-    }
-    for (int64_t k = 0; k < C; ++k) {
-      double s = 0;
-      for (int t = 0; t < threads_; ++t) s += partial[t * C + k];
-      out[k] = s;
-    }
-  }
-
   std::shared_ptr<const NormalizationParams> p_;
-  int64_t channels_;
-  int threads_;
 };
 
 class CrossChannelKernel final : public Kernel {
