@@ -492,14 +492,31 @@ def bench_case(case: Case, mods: dict[str, Any], device: Any, settings: dict[str
     except Exception as e:
         entry["error"] = f"{type(e).__name__}: {e}"
         return entry
-    contenders = [Contender("mpsnn", mps_run), Contender("torch", torch_run)]
-    time_round_robin(
-        contenders, None, settings["rounds"], settings["warmup_s"], settings["target_sample_s"], settings["gap_s"]
-    )
+    # Another job holding a core for a while slows whichever framework runs then, by up to 30x:
+    # a case whose samples spread too far (median / best of either framework) is measured again,
+    # and the attempt that spread least is kept.
+    attempts = []
+    for _ in range(1 + settings["retries"]):
+        contenders = [Contender("mpsnn", mps_run), Contender("torch", torch_run)]
+        time_round_robin(
+            contenders, None, settings["rounds"], settings["warmup_s"], settings["target_sample_s"], settings["gap_s"]
+        )
+        attempts.append((spread(contenders), contenders))
+        if attempts[-1][0] <= settings["max_spread"]:
+            break
+    entry["spread"], contenders = min(attempts, key=lambda a: a[0])
+    entry["attempts"] = len(attempts)
     entry["mpsnn"] = timing(contenders[0])
     entry["torch"] = timing(contenders[1])
     entry["speedup"] = H.round_ratio(contenders[0], contenders[1])
     return entry
+
+
+def spread(contenders: list[Contender]) -> float:
+    """The largest median / best sample time of the contenders (inf if one failed)."""
+    if any(c.error or not c.sample_s for c in contenders):
+        return float("inf")
+    return max(statistics.median(c.sample_s) / min(c.sample_s) for c in contenders)
 
 
 def print_entry(e: dict[str, Any]) -> None:
@@ -516,7 +533,8 @@ def print_entry(e: dict[str, Any]) -> None:
     s = e["speedup"]
     print(
         f"{head} mpsnn {t[0]:8.3f} ms  torch {t[1]:8.3f} ms ({e['torch_layout']:13s})  "
-        f"x{s if s is not None else float('nan'):.2f}  {agree}"
+        f"x{s if s is not None else float('nan'):.2f}  {agree}  spread {e['spread']:.2f}"
+        + (f" after {e['attempts']} attempts" if e["attempts"] > 1 else "")
     )
     sys.stdout.flush()
 
@@ -535,7 +553,10 @@ def readme_section(res: dict[str, Any]) -> str:
         "ratios (≥ 1: meets the target). mpsnn times are whole `graph.run` calls (see the first row for "
         "the fixed cost of one). Layout: the PyTorch input's memory format (cl = channels_last view of "
         "the NHWC data, nchw = contiguous copy made beforehand), whichever was faster. Diff: max abs "
-        "diff of the results (~: PyTorch computes a different filter; not checked).",
+        "diff of the results (~: PyTorch computes a different filter; not checked). A case whose "
+        f"samples spread more than {s['max_spread']}x (median / best, either framework: another job "
+        f"took a core) was measured again, up to {s['retries']} times, keeping the attempt that spread "
+        "least; * marks a case still that noisy.",
         "",
         "| Op | Shape (N×H×W×C), parameters | PyTorch op | mpsnn ms | PyTorch ms | speed-up | layout | diff |",
         "|---|---|---|---:|---:|---:|---|---:|",
@@ -556,6 +577,8 @@ def readme_section(res: dict[str, Any]) -> str:
             f"{a['max_abs_diff']:.1e}" + ("" if a["ok"] else " **FAIL**") + ("" if a["same_math"] else " ~")
         )
         sp = "—" if e["speedup"] is None else f"{e['speedup']:.2f}"
+        if e["spread"] > s["max_spread"]:
+            sp += " *"
         layout = {"channels_last": "cl", "contiguous": "nchw"}[e["torch_layout"]]
         lines.append(
             f"| {e['op']} | {e['params']} | {e['torch_op']} | {ms(e.get('mpsnn'))} | {ms(e.get('torch'))} | "
@@ -577,6 +600,8 @@ def main(args: argparse.Namespace) -> int:
         "target_sample_s": 0.05 if args.quick else 0.15,
         "gap_s": 0.02,
         "layout_trial_s": 0.1 if args.quick else 0.3,
+        "retries": 0 if args.quick else 2,
+        "max_spread": 1.25,
         "seed": 0,
         "quick": args.quick,
         "ops": wanted,
