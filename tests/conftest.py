@@ -37,12 +37,23 @@ def device():
     return mpsnn.MTLCreateSystemDefaultDevice()
 
 
-def run_node(device, make, inputs, fuse=True):
-    """Builds image nodes for `inputs`, calls make(*nodes) -> filter node, runs it, returns numpy."""
-    nodes = [mpsnn.MPSNNImageNode() for _ in inputs]
+def make_graph(device, make, n_inputs, fuse=True, fmt=None):
+    """Builds image nodes, calls make(*nodes) -> filter node and returns its MPSNNGraph. Temporary
+    memory and the result are poisoned (NaN) before each run, so stale reads and elements a kernel
+    leaves unwritten show up as NaN."""
+    nodes = [mpsnn.MPSNNImageNode() for _ in range(n_inputs)]
     f = make(*nodes)
     g = mpsnn.MPSNNGraph(device, f.result_image)
     g.fusion_enabled = fuse
+    g.poison_temporaries = True
+    if fmt is not None:
+        g.format = fmt
+    return g
+
+
+def run_node(device, make, inputs, fuse=True):
+    """Builds image nodes for `inputs`, calls make(*nodes) -> filter node, runs it, returns numpy."""
+    g = make_graph(device, make, len(inputs), fuse)
     return g.run([np.ascontiguousarray(x, np.float32) for x in inputs]).numpy()
 
 

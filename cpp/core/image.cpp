@@ -82,6 +82,12 @@ std::shared_ptr<Storage> Image::storage() {
   return storage_;
 }
 
+void Image::allocate_for_overwrite() {
+  if (parent_) return;
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  if (!storage_) storage_ = Storage::allocate(size_t(shape_.numel()) * element_bytes(), false);
+}
+
 bool Image::allocated() const {
   if (parent_) return parent_->allocated();
   std::lock_guard<std::mutex> lock(alloc_mutex_);

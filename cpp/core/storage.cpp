@@ -1,5 +1,6 @@
 #include "core/storage.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -10,17 +11,18 @@ namespace mpsnn {
 namespace {
 constexpr size_t kAlignment = 64;
 
-char* aligned_zeroed(size_t bytes) {
-  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+char* aligned_block(size_t bytes, bool zeroed) {
+  const size_t rounded = std::max<size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  void* p = std::aligned_alloc(kAlignment, rounded);
   if (!p) throw std::bad_alloc();
-  std::memset(p, 0, rounded == 0 ? kAlignment : rounded);
+  if (zeroed) std::memset(p, 0, rounded);
   return static_cast<char*>(p);
 }
+char* aligned_zeroed(size_t bytes) { return aligned_block(bytes, true); }
 }  // namespace
 
-std::shared_ptr<Storage> Storage::allocate(size_t bytes) {
-  return std::shared_ptr<Storage>(new Storage(aligned_zeroed(bytes), bytes, nullptr));
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zeroed) {
+  return std::shared_ptr<Storage>(new Storage(aligned_block(bytes, zeroed), bytes, nullptr));
 }
 
 std::shared_ptr<Storage> Storage::borrow(void* data, size_t bytes, std::shared_ptr<void> owner) {

@@ -5,11 +5,11 @@
 
 namespace mpsnn {
 
-// A block of bytes, either owned (64-byte aligned, zero-initialised) or borrowed from a foreign
-// owner (a NumPy array) that is kept alive through `owner`.
+// A block of bytes, either owned (64-byte aligned, zero-initialised unless the caller will
+// overwrite all of it) or borrowed from a foreign owner (a NumPy array) kept alive through `owner`.
 class Storage {
  public:
-  static std::shared_ptr<Storage> allocate(size_t bytes);
+  static std::shared_ptr<Storage> allocate(size_t bytes, bool zeroed = true);
   static std::shared_ptr<Storage> borrow(void* data, size_t bytes, std::shared_ptr<void> owner);
   ~Storage();
   Storage(const Storage&) = delete;

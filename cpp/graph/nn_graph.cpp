@@ -159,6 +159,7 @@ std::vector<ImagePtr> NNGraph::allocate_outputs(const Plan& plan, const CommandB
                 shapes[j].w, "x", shapes[j].h, "x", shapes[j].c, ", ", shapes[j].n, " images, ",
                 format_name(formats[j]), ")");
     MPSNN_CHECK(img->device() == device_, GraphError, "[MPSNNGraph] image allocator returned an image of another device");
+    img->allocate_for_overwrite();  // every plan writes all of its outputs' elements
     out.push_back(img);
   }
   return out;

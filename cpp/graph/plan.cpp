@@ -91,6 +91,15 @@ void Plan::execute(const std::vector<RawImage>& inputs, const std::vector<RawIma
     float* a = reinterpret_cast<float*>(ctx->arena.data());
     const size_t n = arena_bytes_ / sizeof(float);
     for (size_t i = 0; i < n; ++i) a[i] = std::numeric_limits<float>::quiet_NaN();
+    // Outputs are allocated without a zero fill (Image::allocate_for_overwrite): all bits set (NaN
+    // in float formats) shows any element a plan fails to write.
+    for (const RawImage& o : outputs) {
+      if (!o.data) continue;
+      const size_t e = element_size(o.format);
+      const int64_t pixels = o.shape.n * o.shape.h * o.shape.w;
+      for (int64_t p = 0; p < pixels; ++p)
+        std::memset(static_cast<char*>(o.data) + size_t(p * o.pixel_stride) * e, 0xFF, size_t(o.shape.c) * e);
+    }
   }
   for (size_t v = 0; v < values_.size(); ++v) {
     const ValueSlot& slot = values_[v];

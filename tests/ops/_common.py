@@ -6,6 +6,7 @@ import numpy as np
 
 import mpsnn
 import reference as R
+from conftest import make_graph  # noqa: F401  (re-exported for the op tests)
 
 FP16 = mpsnn.MPSImageFeatureChannelFormat.float16
 
@@ -46,17 +47,6 @@ def geometry_or_none(shape_hw, kernel_hw, stride_hw, dilation_hw, method, revers
         return R.window_geometry(shape_hw, kernel_hw, stride_hw, dilation_hw, method, reverse)
     except ValueError:
         return None
-
-
-def make_graph(device, make, n_inputs, fuse=True, fmt=None):
-    """Builds image nodes, calls make(*nodes) -> filter node and returns its MPSNNGraph."""
-    nodes = [mpsnn.MPSNNImageNode() for _ in range(n_inputs)]
-    f = make(*nodes)
-    g = mpsnn.MPSNNGraph(device, f.result_image)
-    g.fusion_enabled = fuse
-    if fmt is not None:
-        g.format = fmt
-    return g
 
 
 def run_graph(device, make, inputs, fuse=True, fmt=None):

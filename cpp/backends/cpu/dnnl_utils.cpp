@@ -114,15 +114,26 @@ PostOpPlan plan_post_ops(const std::vector<PostOp>& post_ops, const std::string&
 }
 
 namespace {
+// dst = f(src) elementwise. Dense views run as one flat loop (thin images such as RGB vectorize
+// too); strided views per pixel.
 template <typename F>
 void map_view(const TensorView& src, const TensorView& dst, F f) {
-  const int64_t pixels = src.shape.n * src.shape.h * src.shape.w, c = src.shape.c;
-#pragma omp parallel for schedule(static)
+  const ImageShape& s = src.shape;
+  if (src.dense() && dst.dense()) {
+    const int64_t total = s.numel();
+    const float* x = src.data;
+    float* y = dst.data;
+#pragma omp parallel for simd schedule(static) if (total > 16384)
+    for (int64_t i = 0; i < total; ++i) y[i] = f(x[i]);
+    return;
+  }
+  const int64_t pixels = s.n * s.h * s.w, c = s.c;
+#pragma omp parallel for schedule(static) if (pixels * c > 16384)
   for (int64_t p = 0; p < pixels; ++p) {
-    const float* s = src.data + p * src.pixel_stride;
-    float* d = dst.data + p * dst.pixel_stride;
+    const float* x = src.data + p * src.pixel_stride;
+    float* y = dst.data + p * dst.pixel_stride;
 #pragma omp simd
-    for (int64_t k = 0; k < c; ++k) d[k] = f(s[k], k);
+    for (int64_t k = 0; k < c; ++k) y[k] = f(x[k]);
   }
 }
 
@@ -136,37 +147,37 @@ float stable_sigmoid(float t) {
 void apply_neuron(const NeuronDescriptor& n, const TensorView& src, const TensorView& dst) {
   const float a = n.a, b = n.b, c = n.c;
   switch (n.type) {
-    case NeuronType::none: map_view(src, dst, [](float u, int64_t) { return u; }); return;
-    case NeuronType::relu: map_view(src, dst, [a](float u, int64_t) { return u >= 0 ? u : a * u; }); return;
-    case NeuronType::linear: map_view(src, dst, [a, b](float u, int64_t) { return a * u + b; }); return;
-    case NeuronType::sigmoid: map_view(src, dst, [](float u, int64_t) { return stable_sigmoid(u); }); return;
+    case NeuronType::none: map_view(src, dst, [](float u) { return u; }); return;
+    case NeuronType::relu: map_view(src, dst, [a](float u) { return u >= 0 ? u : a * u; }); return;
+    case NeuronType::linear: map_view(src, dst, [a, b](float u) { return a * u + b; }); return;
+    case NeuronType::sigmoid: map_view(src, dst, [](float u) { return stable_sigmoid(u); }); return;
     case NeuronType::hard_sigmoid:
-      map_view(src, dst, [a, b](float u, int64_t) { return std::min(std::max(a * u + b, 0.0f), 1.0f); });
+      map_view(src, dst, [a, b](float u) { return std::min(std::max(a * u + b, 0.0f), 1.0f); });
       return;
-    case NeuronType::tanh: map_view(src, dst, [a, b](float u, int64_t) { return a * std::tanh(b * u); }); return;
-    case NeuronType::absolute: map_view(src, dst, [](float u, int64_t) { return std::fabs(u); }); return;
+    case NeuronType::tanh: map_view(src, dst, [a, b](float u) { return a * std::tanh(b * u); }); return;
+    case NeuronType::absolute: map_view(src, dst, [](float u) { return std::fabs(u); }); return;
     case NeuronType::soft_plus:
-      map_view(src, dst, [a, b](float u, int64_t) {
+      map_view(src, dst, [a, b](float u) {
         const float t = b * u;
         return a * (std::max(t, 0.0f) + std::log1p(std::exp(-std::fabs(t))));
       });
       return;
-    case NeuronType::soft_sign: map_view(src, dst, [](float u, int64_t) { return u / (1.0f + std::fabs(u)); }); return;
+    case NeuronType::soft_sign: own::soft_sign(src, dst); return;
     case NeuronType::elu:
-      map_view(src, dst, [a](float u, int64_t) { return u >= 0 ? u : a * (std::exp(u) - 1.0f); });
+      map_view(src, dst, [a](float u) { return u >= 0 ? u : a * (std::exp(u) - 1.0f); });
       return;
     case NeuronType::prelu: own::prelu(src, dst, n.data.data(), int64_t(n.data.size())); return;
     case NeuronType::relu_n:
-      map_view(src, dst, [a, b](float u, int64_t) { return std::min(u >= 0 ? u : a * u, b); });
+      map_view(src, dst, [a, b](float u) { return std::min(u >= 0 ? u : a * u, b); });
       return;
-    case NeuronType::power: map_view(src, dst, [a, b, c](float u, int64_t) { return std::pow(a * u + b, c); }); return;
+    case NeuronType::power: map_view(src, dst, [a, b, c](float u) { return std::pow(a * u + b, c); }); return;
     case NeuronType::exponential:
-      if (c == -1.0f) map_view(src, dst, [a, b](float u, int64_t) { return std::exp(a * u + b); });
-      else map_view(src, dst, [a, b, c](float u, int64_t) { return std::exp((a * u + b) * std::log(c)); });
+      if (c == -1.0f) map_view(src, dst, [a, b](float u) { return std::exp(a * u + b); });
+      else map_view(src, dst, [a, b, c](float u) { return std::exp((a * u + b) * std::log(c)); });
       return;
     case NeuronType::logarithm:
-      if (c == -1.0f) map_view(src, dst, [a, b](float u, int64_t) { return std::log(a * u + b); });
-      else map_view(src, dst, [a, b, c](float u, int64_t) { return std::log(a * u + b) / std::log(c); });
+      if (c == -1.0f) map_view(src, dst, [a, b](float u) { return std::log(a * u + b); });
+      else map_view(src, dst, [a, b, c](float u) { return std::log(a * u + b) / std::log(c); });
       return;
     default:
       MPSNN_THROW(UnsupportedError, "[neuron] type ", int(n.type), " has no CPU implementation");
@@ -179,7 +190,7 @@ void apply_tail(const std::vector<PostOp>& tail, const TensorView& out) {
       apply_neuron(op.neuron, out, out);
     } else if (op.kind == PostOp::Kind::clamp) {
       const float lo = op.lo, hi = op.hi;
-      map_view(out, out, [lo, hi](float u, int64_t) { return u != u ? u : std::min(std::max(u, lo), hi); });
+      map_view(out, out, [lo, hi](float u) { return u != u ? u : std::min(std::max(u, lo), hi); });
     }
   }
 }
@@ -215,7 +226,7 @@ void PrimitiveRunner::run(KernelState* state, const float* src, float* dst, void
 }
 
 void copy_view(const TensorView& src, const TensorView& dst) {
-  map_view(src, dst, [](float u, int64_t) { return u; });
+  map_view(src, dst, [](float u) { return u; });
 }
 
 }  // namespace mpsnn::cpu
