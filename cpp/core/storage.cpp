@@ -18,7 +18,6 @@ char* aligned_block(size_t bytes, bool zeroed) {
   if (zeroed) std::memset(p, 0, rounded);
   return static_cast<char*>(p);
 }
-char* aligned_zeroed(size_t bytes) { return aligned_block(bytes, true); }
 }  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(size_t bytes, bool zeroed) {
@@ -33,7 +32,7 @@ Storage::~Storage() {
   if (!owner_) std::free(data_);
 }
 
-AlignedBuffer::AlignedBuffer(size_t bytes) : data_(aligned_zeroed(bytes)), size_(bytes) {}
+AlignedBuffer::AlignedBuffer(size_t bytes) : data_(aligned_block(bytes, true)), size_(bytes) {}
 AlignedBuffer::AlignedBuffer(AlignedBuffer&& o) noexcept
     : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
 AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 import mpsnn
@@ -73,3 +75,31 @@ def torch_pad(t, py, py_after, px, px_after, value=0.0):
     t = t[:, :, max(0, -py):h - max(0, -py_after), max(0, -px):w - max(0, -px_after)]
     pads = (max(0, px), max(0, px_after), max(0, py), max(0, py_after))
     return F.pad(t, pads, value=value) if any(pads) else t
+
+
+# One convolution test case (also the binary convolution tables, which use groups 1, no dilation).
+class ConvCase(NamedTuple):
+    n: int
+    h: int
+    w: int
+    cin: int
+    cout: int
+    kh: int
+    kw: int
+    stride: tuple = (1, 1)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+
+    def __str__(self):
+        s = f"n{self.n}-{self.h}x{self.w}x{self.cin}-o{self.cout}-k{self.kh}x{self.kw}"
+        if self.stride != (1, 1):
+            s += f"-s{self.stride[0]}{self.stride[1]}"
+        if self.dilation != (1, 1):
+            s += f"-d{self.dilation[0]}{self.dilation[1]}"
+        if self.groups != 1:
+            s += f"-g{self.groups}"
+        return s
+
+    @property
+    def k(self):
+        return self.kh * self.kw * self.cin // self.groups

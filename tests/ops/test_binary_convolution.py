@@ -3,8 +3,6 @@ xnor and AND types, beta scaling, input / output scale and bias, padding methods
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,7 @@ import mpsnn
 import reference as R
 from conftest import assert_close
 
-from ._common import FP16, geometry_or_none, method_id, run_graph, set_padding
+from ._common import FP16, ConvCase, geometry_or_none, method_id, run_graph, set_padding
 
 BT = mpsnn.MPSCNNBinaryConvolutionType
 BF = mpsnn.MPSCNNBinaryConvolutionFlags
@@ -20,26 +18,11 @@ TYPES = {"binary_weights": BT.binary_weights, "xnor": BT.xnor, "and": BT.and_}
 TYPE_CODE = {"binary_weights": 0, "xnor": 1, "and": 2}
 
 
-class BinCase(NamedTuple):
-    n: int
-    h: int
-    w: int
-    cin: int
-    cout: int
-    kh: int
-    kw: int
-    stride: tuple = (1, 1)
-
-    def __str__(self):
-        s = f"n{self.n}-{self.h}x{self.w}x{self.cin}-o{self.cout}-k{self.kh}x{self.kw}"
-        return s + (f"-s{self.stride[0]}{self.stride[1]}" if self.stride != (1, 1) else "")
-
-
 CASES = [
-    BinCase(1, 5, 6, 5, 3, 3, 3),
-    BinCase(2, 7, 5, 33, 6, 3, 2, stride=(2, 1)),
-    BinCase(2, 4, 4, 70, 5, 1, 1),
-    BinCase(3, 6, 7, 3, 9, 2, 3, stride=(1, 2)),
+    ConvCase(1, 5, 6, 5, 3, 3, 3),
+    ConvCase(2, 7, 5, 33, 6, 3, 2, stride=(2, 1)),
+    ConvCase(2, 4, 4, 70, 5, 1, 1),
+    ConvCase(3, 6, 7, 3, 9, 2, 3, stride=(1, 2)),
 ]
 
 
@@ -118,7 +101,7 @@ def test_binary_convolution_none_arrays_mean_identity(device, rng):
 
 def test_binary_weights_equals_conv_with_signed_weights(device, rng):
     """binaryWeights = F.conv2d-style convolution with weights ±1·out_scale (nodes.md §4.5 cross-check)."""
-    case = BinCase(2, 6, 5, 37, 4, 3, 3)
+    case = ConvCase(2, 6, 5, 37, 4, 3, 3)
     x = _input(rng, case)
     d, bits = _weights(rng, case)
     ds = mpsnn.ArrayConvolutionDataSource(d, bits)
@@ -137,7 +120,7 @@ PAD_METHODS = [R.SIZE_SAME, R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT, R.SIZ
 @pytest.mark.parametrize("flags", [BF.none, BF.use_beta_scaling], ids=["plain", "beta"])
 def test_binary_convolution_padding(method, btype, flags, device, rng):
     """Padded taps contribute nothing, also for xnor / AND where zero-fill would binarize to +1."""
-    case = BinCase(2, 7, 6, 5, 3, 3, 2, stride=(2, 1))
+    case = ConvCase(2, 7, 6, 5, 3, 3, 2, stride=(2, 1))
     if geometry_or_none((case.h, case.w), (case.kh, case.kw), case.stride, (1, 1), method) is None:
         pytest.skip("result size <= 0")
     x = _input(rng, case)
@@ -155,7 +138,7 @@ def test_binary_convolution_padding(method, btype, flags, device, rng):
 @pytest.mark.parametrize("btype", list(TYPES))
 @pytest.mark.parametrize("n,h,w,c,cout", [(1, 1, 1, 40, 5), (2, 3, 4, 7, 6), (3, 2, 2, 33, 2)], ids=str)
 def test_binary_fully_connected(n, h, w, c, cout, btype, device, rng):
-    case = BinCase(n, h, w, c, cout, h, w)
+    case = ConvCase(n, h, w, c, cout, h, w)
     x = _input(rng, case)
     d, bits = _weights(rng, case)
     bias = rng.standard_normal(cout).astype(np.float32)
@@ -168,7 +151,7 @@ def test_binary_fully_connected(n, h, w, c, cout, btype, device, rng):
 
 
 def test_binary_convolution_ignores_bits_beyond_cin(device, rng):
-    case = BinCase(1, 4, 5, 5, 3, 1, 1)
+    case = ConvCase(1, 4, 5, 5, 3, 1, 1)
     x = _input(rng, case)
     d, bits = _weights(rng, case)
     ds1 = mpsnn.ArrayConvolutionDataSource(d, bits & np.uint32(0x1F))
@@ -197,7 +180,7 @@ def test_binary_convolution_float16_graph_format(device, rng):
 # bad parameters
 
 def test_binary_convolution_groups(device, rng):
-    case = BinCase(1, 4, 4, 8, 8, 3, 3)
+    case = ConvCase(1, 4, 4, 8, 8, 3, 3)
     d, bits = _weights(rng, case)
     d.groups = 2
     ds = mpsnn.ArrayConvolutionDataSource(d, bits)
@@ -237,7 +220,7 @@ def test_binary_convolution_unknown_flags():
 
 
 def test_binary_fully_connected_kernel_must_cover_source(device, rng):
-    case = BinCase(1, 3, 3, 5, 2, 2, 2)
+    case = ConvCase(1, 3, 3, 5, 2, 2, 2)
     d, bits = _weights(rng, case)
     ds = mpsnn.ArrayConvolutionDataSource(d, bits)
     with pytest.raises(mpsnn.ShapeError, match=r"\[binary convolution\] kernel is 2x2 but the source is 3x3"):

@@ -3,8 +3,6 @@ connected and transposed convolution, folded / fused batch norm and neurons, res
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,7 @@ import mpsnn
 import reference as R
 from conftest import assert_close, conv_source
 
-from ._common import (FP16, REPRESENTATIVE_METHODS, geometry_or_none, make_graph, method_id, run_graph,
+from ._common import (FP16, REPRESENTATIVE_METHODS, ConvCase, geometry_or_none, make_graph, method_id, run_graph,
                       set_padding, to_t, from_t, torch_pad)
 
 
@@ -21,33 +19,6 @@ try:
     _HAVE_TORCH = True
 except ImportError:  # pragma: no cover
     _HAVE_TORCH = False
-
-
-class ConvCase(NamedTuple):
-    n: int
-    h: int
-    w: int
-    cin: int
-    cout: int
-    kh: int
-    kw: int
-    stride: tuple = (1, 1)
-    dilation: tuple = (1, 1)
-    groups: int = 1
-
-    def __str__(self):
-        s = f"n{self.n}-{self.h}x{self.w}x{self.cin}-o{self.cout}-k{self.kh}x{self.kw}"
-        if self.stride != (1, 1):
-            s += f"-s{self.stride[0]}{self.stride[1]}"
-        if self.dilation != (1, 1):
-            s += f"-d{self.dilation[0]}{self.dilation[1]}"
-        if self.groups != 1:
-            s += f"-g{self.groups}"
-        return s
-
-    @property
-    def k(self):
-        return self.kh * self.kw * self.cin // self.groups
 
 
 CASES = [
