@@ -81,10 +81,17 @@ def test_result_no_filter_reaches(device):
 
 def test_unknown_handles_and_devices(device, rng):
     g, _ = conv_graph(device, rng)
-    other = mpsnn.MTLDevice("cpu")
-    img = mpsnn.MPSImage(other, mpsnn.MPSImageDescriptor(mpsnn.MPSImageFeatureChannelFormat.float32, 5, 5, 4))
-    with pytest.raises(mpsnn.MPSGraphError, match="another device"):
-        g.run([img])
+    # One canonical object per device: another device is a device of another backend or index.
+    assert mpsnn.MTLDevice("cpu") is device and mpsnn.MTLDevice("cpu:0") is device
+    others = [d for d in mpsnn.MTLCopyAllDevices() if d is not device]
+    for other in others:
+        img = mpsnn.MPSImage(other, mpsnn.MPSImageDescriptor(mpsnn.MPSImageFeatureChannelFormat.float32, 5, 5, 4))
+        with pytest.raises(mpsnn.MPSGraphError, match="another device"):
+            g.run([img])
+    with pytest.raises(mpsnn.UnsupportedError, match="index 7 does not exist"):
+        mpsnn.MTLDevice("cpu:7")
+    with pytest.raises(mpsnn.ShapeError, match="not a device name"):
+        mpsnn.MTLDevice("cpu:x")
     with pytest.raises(mpsnn.MPSGraphError, match="index 3"):
         g.read_count_for_source_image(3)
     with pytest.raises(mpsnn.UnsupportedError, match="backend 'cuda'"):

@@ -1,6 +1,7 @@
 #include "backends/registry.h"
 
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -12,43 +13,84 @@
 namespace mpsnn {
 
 namespace {
-struct Registries {
-  std::vector<std::unique_ptr<KernelRegistry>> all;
-  Registries() {
+struct Backend {
+  std::unique_ptr<KernelRegistry> registry;
+  int (*device_count)() = nullptr;
+  DevicePtr (*make_device)(int index) = nullptr;
+};
+
+struct Backends {
+  std::vector<Backend> all;
+  Backends() {
 #ifdef MPSNN_WITH_CPU
-    auto cpu = std::make_unique<KernelRegistry>("cpu");
-    cpu::register_cpu_kernels(*cpu);
+    Backend cpu{std::make_unique<KernelRegistry>("cpu"), cpu::device_count, cpu::make_device};
+    cpu::register_cpu_kernels(*cpu.registry);
     all.push_back(std::move(cpu));
 #endif
   }
 };
 
-const Registries& registries() {
-  static const Registries r;
-  return r;
+const Backends& backends() {
+  static const Backends b;
+  return b;
+}
+
+const Backend* find_backend(const std::string& name) {
+  for (const auto& b : backends().all)
+    if (b.registry->backend() == name) return &b;
+  return nullptr;
+}
+
+std::string backend_list() {
+  std::string s;
+  for (const auto& b : available_backends()) s += (s.empty() ? "" : ", ") + b;
+  return s;
 }
 }  // namespace
 
 const KernelRegistry* kernel_registry(const std::string& backend) {
-  for (const auto& r : registries().all)
-    if (r->backend() == backend) return r.get();
-  return nullptr;
+  const Backend* b = find_backend(backend);
+  return b ? b->registry.get() : nullptr;
 }
 
 std::vector<std::string> available_backends() {
   std::vector<std::string> out;
-  for (const auto& r : registries().all) out.push_back(r->backend());
+  for (const auto& b : backends().all) out.push_back(b.registry->backend());
   return out;
 }
 
-DevicePtr make_device(const std::string& backend) {
-  MPSNN_CHECK(kernel_registry(backend) != nullptr, UnsupportedError, "[MTLDevice] backend '", backend,
-              "' is not part of this build; available: ", [] {
-                std::string s;
-                for (const auto& b : available_backends()) s += (s.empty() ? "" : ", ") + b;
-                return s;
-              }());
-  return std::make_shared<Device>(backend == "cpu" ? "mpsnn CPU (oneDNN)" : "mpsnn " + backend, backend);
+DevicePtr make_device(const std::string& name) {
+  const size_t colon = name.find(':');
+  const std::string backend = name.substr(0, colon);
+  int index = 0;
+  if (colon != std::string::npos) {
+    const std::string digits = name.substr(colon + 1);
+    char* end = nullptr;
+    const long v = std::strtol(digits.c_str(), &end, 10);
+    MPSNN_CHECK(!digits.empty() && end && *end == '\0' && v >= 0, ShapeError, "[MTLDevice] '", name,
+                "' is not a device name; expected 'backend' or 'backend:index', e.g. 'cpu' or 'cuda:1'");
+    index = int(v);
+  }
+  const Backend* b = find_backend(backend);
+  MPSNN_CHECK(b != nullptr, UnsupportedError, "[MTLDevice] backend '", backend,
+              "' is not part of this build; available: ", backend_list());
+  const int count = b->device_count();
+  MPSNN_CHECK(index < count, UnsupportedError, "[MTLDevice] backend '", backend, "' has ", count,
+              " device(s); index ", index, " does not exist");
+  // One canonical object per (backend, index): images and graphs compare devices by identity.
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, int>, DevicePtr> devices;
+  std::lock_guard<std::mutex> lock(mutex);
+  DevicePtr& d = devices[{backend, index}];
+  if (!d) d = b->make_device(index);
+  return d;
+}
+
+std::vector<DevicePtr> all_devices() {
+  std::vector<DevicePtr> out;
+  for (const auto& b : backends().all)
+    for (int i = 0; i < b.device_count(); ++i) out.push_back(make_device(b.registry->backend() + ":" + std::to_string(i)));
+  return out;
 }
 
 DevicePtr system_default_device() {
@@ -56,7 +98,13 @@ DevicePtr system_default_device() {
   static DevicePtr device;
   std::call_once(once, [] {
     const char* env = std::getenv("MPSNN_DEVICE");
-    device = make_device(env && *env ? env : available_backends().at(0));
+    if (env && *env) {
+      device = make_device(env);
+      return;
+    }
+    const auto all = all_devices();
+    MPSNN_CHECK(!all.empty(), UnsupportedError, "[MTLCreateSystemDefaultDevice] this build has no device");
+    device = all.front();
   });
   return device;
 }

@@ -1,5 +1,6 @@
 #pragma once
-// The only place that knows which backends this build has (STYLE.md §1).
+// The only place that knows which backends this build has (STYLE.md §1). Each backend gives a
+// kernel registry and its devices; one canonical device object exists per (backend, index).
 #include <string>
 #include <vector>
 
@@ -11,9 +12,12 @@ namespace mpsnn {
 // Kernel registry of a backend by name ("cpu", later "cuda", "metal"), or null if not built.
 const KernelRegistry* kernel_registry(const std::string& backend);
 std::vector<std::string> available_backends();
-// MTLCreateSystemDefaultDevice(): the first available backend (the CPU unless configured
-// through the MPSNN_DEVICE environment variable).
+// MTLCopyAllDevices(): every device of every backend of this build, in backend order.
+std::vector<DevicePtr> all_devices();
+// MTLCreateSystemDefaultDevice(): MPSNN_DEVICE ("cpu", "cuda:1", ...) if set, else the first
+// device of the first backend that has one (the GPU once GPU backends exist).
 DevicePtr system_default_device();
+// The device named "backend" or "backend:index" (index 0 when omitted).
 DevicePtr make_device(const std::string& name);
 
 }  // namespace mpsnn

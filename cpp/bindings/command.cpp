@@ -25,16 +25,29 @@ CommandBuffer::Handler python_handler(py::function fn) {
 }  // namespace
 
 void bind_commands(py::module_& m) {
-  py::class_<Device, std::shared_ptr<Device>>(m, "MTLDevice", "A compute device; on this build the oneDNN CPU backend.")
-      .def(py::init([](const std::string& backend) { return make_device(backend); }), "backend"_a = "cpu",
-           "A device of the named backend ('cpu').")
-      .def_property_readonly("name", &Device::name)
+  auto device = py::class_<Device, std::shared_ptr<Device>>(
+      m, "MTLDevice", "A compute device. There is one object per device: MTLDevice('cpu') is MTLDevice('cpu:0').");
+  // MTLDevice(name) returns the canonical object (py::init would wrap it in a new Python object).
+  device.attr("__new__") = py::staticmethod(py::cpp_function(
+      [](const py::object&, const std::string& name) { return make_device(name); }, "cls"_a, "name"_a = "cpu",
+      "The device 'backend' or 'backend:index' (e.g. 'cpu', 'cuda:1'), as MPSNN_DEVICE spells it."));
+  device.attr("__init__") = py::cpp_function([](const py::object&, const py::args&, const py::kwargs&) {},
+                                             py::is_method(device));
+  device.def_property_readonly("name", &Device::name)
       .def_property_readonly("backend", &Device::backend)
+      .def_property_readonly("index", &Device::index)
+      .def_property_readonly("registry_id", &Device::id, "'backend:index'.")
+      .def_property_readonly("memory_kind", [](const Device& d) { return std::string(memory_kind_name(d.memory_kind())); },
+                             "'host', 'unified' or 'device': whether NumPy views of its memory are possible.")
+      .def_property_readonly("has_unified_memory", [](const Device& d) { return d.host_accessible(); })
+      .def("make_buffer", [](const DevicePtr& d, size_t length) { return std::make_shared<Buffer>(d, length); },
+           "length"_a, "A new zero-filled MTLBuffer of `length` bytes (device.makeBuffer(length:)).")
       .def("make_command_queue", [](const DevicePtr& d) { return std::make_shared<CommandQueue>(d); },
            "A new MTLCommandQueue on this device.")
       .def("__repr__", [](const Device& d) { return "<MTLDevice '" + d.name() + "'>"; });
   m.def("MTLCreateSystemDefaultDevice", &system_default_device,
-        "The default device: the first backend of this build (override with MPSNN_DEVICE).");
+        "The default device: MPSNN_DEVICE ('cpu', 'cuda:1', ...) if set, else the first device of this build.");
+  m.def("MTLCopyAllDevices", &all_devices, "Every device of this build.");
   m.def("available_backends", &available_backends, "Backends compiled into this build.");
 
   py::class_<CommandQueue, std::shared_ptr<CommandQueue>>(m, "MTLCommandQueue",

@@ -14,6 +14,8 @@
 #include "core/command.h"
 #include "core/errors.h"
 #include "core/image.h"
+#include "core/state.h"
+#include "graph/gradients.h"
 #include "graph/nn_graph.h"
 #include "graph/node.h"
 #include "graph/schema.h"
@@ -87,6 +89,13 @@ MPSNN_PY_NODE(PyUpsamplingBilinearNode, FilterNode)
 MPSNN_PY_NODE(PyScaleNode, FilterNode)
 MPSNN_PY_NODE(PyBilinearScaleNode, PyScaleNode)
 MPSNN_PY_NODE(PyLanczosScaleNode, PyScaleNode)
+MPSNN_PY_NODE(PyGradientFilterNode, FilterNode)
+MPSNN_PY_NODE(PyPoolingGradientNode, PyGradientFilterNode)
+MPSNN_PY_NODE(PyPoolingMaxGradientNode, PyPoolingGradientNode)
+MPSNN_PY_NODE(PyPoolingAverageGradientNode, PyPoolingGradientNode)
+MPSNN_PY_NODE(PyPoolingL2NormGradientNode, PyPoolingGradientNode)
+MPSNN_PY_NODE(PyDilatedPoolingMaxGradientNode, PyPoolingGradientNode)
+MPSNN_PY_NODE(PyNeuronGradientNode, PyGradientFilterNode)
 #undef MPSNN_PY_NODE
 
 // Neuron node classes share one C++ base with a per-class type tag.
@@ -95,13 +104,17 @@ struct PyNeuron : PyNeuronNode {
   using PyNeuronNode::PyNeuronNode;
 };
 
-// Creates node `T` of `kind` with its result state.
+// Creates node `T` of `kind` (the C++ node makes its own result states).
 template <typename T>
 std::shared_ptr<T> make_node(OpKind kind, Attrs attrs, std::vector<ImageNodePtr> sources,
                              std::vector<StateNodePtr> states = {}) {
-  auto n = std::make_shared<T>(kind, std::move(attrs), std::move(sources), std::move(states));
-  n->add_result_state(schema(kind).result_state);
-  return n;
+  return std::make_shared<T>(kind, std::move(attrs), std::move(sources), std::move(states));
+}
+
+// A NodeFactory (graph/gradients.h) making Python class T, for nodes created in C++.
+template <typename T>
+FilterNodePtr node_factory(OpKind kind, Attrs attrs, std::vector<ImageNodePtr> sources, std::vector<StateNodePtr> states) {
+  return make_node<T>(kind, std::move(attrs), std::move(sources), std::move(states));
 }
 
 // A read/write Python property over one field of a node's attribute struct.
@@ -127,5 +140,6 @@ void bind_nodes_arithmetic(py::module_& m);
 void bind_nodes_normalization(py::module_& m);
 void bind_nodes_resample(py::module_& m);
 void bind_graph(py::module_& m);
+void bind_states(py::module_& m);
 
 }  // namespace mpsnn::bindings

@@ -56,12 +56,35 @@ py::list handles(const std::vector<HandlePtr>& hs) {
   return l;
 }
 
-void check_no_states(const py::object& states, const NNGraph& g, const char* what) {
-  if (states.is_none()) return;
-  MPSNN_CHECK(py::len(states) == g.definition().source_states.size(), GraphError, "[MPSNNGraph.", what,
-              "] got ", py::len(states), " source state(s); the graph has ", g.definition().source_states.size());
-  MPSNN_CHECK(py::len(states) == 0, UnsupportedError, "[MPSNNGraph.", what,
-              "] source states (labels, gradient states) need training support, which this build does not have yet");
+// source_states: None or one MPSState per source_state_handles entry (for encode_batch an
+// MPSStateBatch, a list: its states must be one object, as one run serves the whole batch).
+std::optional<std::vector<StatePtr>> to_states(const py::object& states, bool batch, const char* what) {
+  if (states.is_none()) return std::nullopt;
+  std::vector<StatePtr> out;
+  for (const py::handle& item : states) {
+    if (!batch) {
+      MPSNN_CHECK(py::isinstance<State>(item), DTypeError, "[MPSNNGraph.", what, "] source state ", out.size(),
+                  " is a ", std::string(py::str(py::type::of(item).attr("__name__"))), "; expected an MPSState");
+      out.push_back(item.cast<StatePtr>());
+      continue;
+    }
+    StatePtr first;
+    for (const py::handle& s : item) {
+      MPSNN_CHECK(py::isinstance<State>(s), DTypeError, "[MPSNNGraph.", what, "] source state batch ", out.size(),
+                  " holds a ", std::string(py::str(py::type::of(s).attr("__name__"))), "; expected MPSStates");
+      StatePtr st = s.cast<StatePtr>();
+      MPSNN_CHECK(!first || first == st, UnsupportedError, "[MPSNNGraph.", what, "] source state batch ", out.size(),
+                  " holds different states; this backend runs a batch as one run, which needs one state object");
+      first = st;
+    }
+    out.push_back(first);
+  }
+  return out;
+}
+
+void append_all(const py::object& list, const py::object& items) {
+  if (list.is_none()) return;
+  for (const py::handle& i : items) list.attr("append")(i);
 }
 
 }  // namespace
@@ -138,54 +161,59 @@ void bind_graph(py::module_& m) {
           "encode",
           [](PyGraph& p, const CommandBufferPtr& cb, const py::list& sources, const py::object& source_states,
              const py::object& intermediate_images, const py::object& destination_states) {
-            check_no_states(source_states, *p.graph, "encode");
+            const auto states = to_states(source_states, false, "encode");
             auto imgs = to_images(sources, p.graph->device());
             std::vector<ImagePtr> inter;
+            std::vector<StatePtr> out_states;
             ImagePtr result;
             {
               py::gil_scoped_release nogil;
-              result = p.graph->encode(cb, imgs, &inter);
+              result = p.graph->encode(cb, imgs, states ? &*states : nullptr, &inter, &out_states);
             }
-            if (!intermediate_images.is_none())
-              for (auto& i : inter) intermediate_images.attr("append")(i);
-            (void)destination_states;
+            append_all(intermediate_images, py::cast(inter));
+            append_all(destination_states, py::cast(out_states));
             return result;
           },
           "command_buffer"_a, "source_images"_a, "source_states"_a = py::none(), "intermediate_images"_a = py::none(),
           "destination_states"_a = py::none(),
-          "Encode one run; returns the result image (valid once the command buffer completed) or None.")
+          "Encode one run; returns the result image (valid once the command buffer completed) or None. "
+          "destination_states receives the exported result states (result_state_handles order), temporary iff "
+          "output_state_is_temporary.")
       .def(
           "encode_batch",
           [](PyGraph& p, const CommandBufferPtr& cb, const std::vector<py::list>& sources, const py::object& source_states,
              const py::object& intermediate_images, const py::object& destination_states) {
-            check_no_states(source_states, *p.graph, "encode_batch");
+            const auto states = to_states(source_states, true, "encode_batch");
             std::vector<std::vector<ImagePtr>> batches;
             for (const auto& l : sources) batches.push_back(to_images(l, p.graph->device()));
             std::vector<std::vector<ImagePtr>> inter;
+            std::vector<std::vector<StatePtr>> out_states;
             std::vector<ImagePtr> result;
             {
               py::gil_scoped_release nogil;
-              result = p.graph->encode_batch(cb, batches, &inter);
+              result = p.graph->encode_batch(cb, batches, states ? &*states : nullptr, &inter, &out_states);
             }
-            if (!intermediate_images.is_none())
-              for (auto& i : inter) intermediate_images.attr("append")(i);
-            (void)destination_states;
+            append_all(intermediate_images, py::cast(inter));
+            append_all(destination_states, py::cast(out_states));
             return result.empty() ? py::object(py::none()) : py::cast(result);
           },
           "command_buffer"_a, "source_images"_a, "source_states"_a = py::none(), "intermediate_images"_a = py::none(),
           "destination_states"_a = py::none(), "Encode a batch: one list of single images per source.")
       .def(
           "run",
-          [](PyGraph& p, const py::list& sources, const py::object& intermediate_images) -> py::object {
+          [](PyGraph& p, const py::list& sources, const py::object& intermediate_images,
+             const py::object& destination_states) -> py::object {
             auto imgs = to_images(sources, p.graph->device());
             std::vector<ImagePtr> outs;
+            std::vector<StatePtr> states;
             {
               py::gil_scoped_release nogil;
-              outs = p.graph->run(imgs);
+              outs = p.graph->run(imgs, &states);
             }
             const auto& def = p.graph->definition();
             if (!intermediate_images.is_none())
               for (size_t j = 1; j < outs.size(); ++j) intermediate_images.attr("append")(outs[j]);
+            append_all(destination_states, py::cast(states));
             if (!p.multi_result) return outs[0] ? py::cast(outs[0]) : py::none();
             // Several results: in the initializer's order (None where not needed).
             py::list results;
@@ -197,11 +225,12 @@ void bind_graph(py::module_& m) {
             }
             return results;
           },
-          "source_images"_a, "intermediate_images"_a = py::none(),
+          "source_images"_a, "intermediate_images"_a = py::none(), "destination_states"_a = py::none(),
           "mpsnn convenience: run now on this thread (GIL released) and return the result MPSImage (a list for "
           "the several-results initializer).\n\nArgs:\n    source_images: MPSImages or C-contiguous (N, H, W, C) "
           "NumPy arrays (wrapped without copying), in source_image_handles order.\n    intermediate_images: "
-          "optional list that receives the exported images.")
+          "optional list that receives the exported images.\n    destination_states: optional list that receives "
+          "the exported result states (persistent MPSStates).")
       .def(
           "execute_async",
           [](PyGraph& p, const py::list& sources, const py::function& handler) {
@@ -217,7 +246,7 @@ void bind_graph(py::module_& m) {
             ImagePtr result;
             {
               py::gil_scoped_release nogil;
-              result = p.graph->encode(cb, imgs, nullptr);
+              result = p.graph->encode(cb, imgs, nullptr, nullptr, nullptr);
             }
             auto ref = std::make_shared<PyRef>(handler);
             cb->add_completed_handler([ref, result](CommandBuffer& c) {

@@ -21,9 +21,12 @@ D descriptor(int64_t kernel_width, int64_t kernel_height, int64_t input_feature_
 struct DepthwiseDescriptor : ConvolutionDescriptor {};
 struct SubPixelDescriptor : ConvolutionDescriptor {};
 
-[[noreturn]] void no_gradients(const FilterNode& n) {
-  MPSNN_THROW(UnsupportedError, n.context(),
-              " gradient nodes and training graphs are not implemented yet in this build (inference only)");
+// The incoming gradient(s) of gradient_filter(s): with_source or with_sources, exactly one.
+std::vector<ImageNodePtr> incoming(const FilterNode& n, const std::optional<ImageNodePtr>& one,
+                                   const std::optional<std::vector<ImageNodePtr>>& many) {
+  MPSNN_CHECK(one.has_value() != many.has_value(), GraphError, n.context(),
+              " pass with_source or with_sources (exactly one)");
+  return one ? std::vector<ImageNodePtr>{*one} : *many;
 }
 }  // namespace
 
@@ -174,13 +177,29 @@ void bind_nodes(py::module_& m) {
       .def_property("padding_policy", [](const FilterNode& n) { return from_padding(n.padding_policy()); },
                     [](FilterNode& n, const py::object& p) { n.set_padding_policy(to_padding(p)); })
       .def_readwrite("label", &FilterNode::label)
-      .def("gradient_filter", [](const FilterNode& n, const py::object&, const py::object&) -> py::object { no_gradients(n); },
-           "with_source"_a = py::none(), "with_sources"_a = py::none())
-      .def("gradient_filters", [](const FilterNode& n, const py::object&, const py::object&) -> py::object { no_gradients(n); },
-           "with_source"_a = py::none(), "with_sources"_a = py::none())
-      .def("training_graph", [](const FilterNode& n, const py::object&, const py::object&) -> py::object { no_gradients(n); },
-           "with_source_gradient"_a = py::none(), "node_handler"_a = py::none())
+      .def(
+          "gradient_filter",
+          [](FilterNode& n, const std::optional<ImageNodePtr>& one, const std::optional<std::vector<ImageNodePtr>>& many) {
+            return gradient_filter(n, incoming(n, one, many));
+          },
+          "with_source"_a = py::none(), "with_sources"_a = py::none(),
+          "The gradient node of this node for the incoming gradient image (graph.md §1.8): its sources are the "
+          "gradient and this node's sources, its gradient state this node's result_state.")
+      .def(
+          "gradient_filters",
+          [](FilterNode& n, const std::optional<ImageNodePtr>& one, const std::optional<std::vector<ImageNodePtr>>& many) {
+            return gradient_filters(n, incoming(n, one, many));
+          },
+          "with_source"_a = py::none(), "with_sources"_a = py::none(), "One gradient node per source of this node.")
+      .def("training_graph", [](const FilterNode& n, const py::object&, const py::object&) -> py::object {
+             MPSNN_THROW(UnsupportedError, n.context(), " training_graph is not implemented yet in this build");
+           }, "with_source_gradient"_a = py::none(), "node_handler"_a = py::none())
       .def("__repr__", [](const FilterNode& n) { return "<" + n.context() + ">"; });
+  py::class_<PyGradientFilterNode, FilterNode, std::shared_ptr<PyGradientFilterNode>>(
+      m, "MPSNNGradientFilterNode",
+      "Base of the gradient nodes: sources are the incoming gradient, then the forward node's source(s); the "
+      "gradient state is the forward node's result_state. Gradients of gradients are not supported "
+      "(gradient_filter raises NotImplementedError).");
 
   py::class_<ScaleTransform>(m, "MPSScaleTransform", "dest = source * scale + translate (pixel-edge coordinates).")
       .def(py::init([](double sx, double sy, double tx, double ty) { return ScaleTransform{sx, sy, tx, ty}; }),

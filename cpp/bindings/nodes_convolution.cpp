@@ -94,6 +94,15 @@ void bind_nodes_convolution(py::module_& m) {
       m, "MPSCNNBinaryConvolutionNode",
       "Binary convolution (nodes.md §4.5): uint32 bit-packed weights [Cout][KH][KW][ceil(Cin/32)]; inference only.");
   add_binary_inits<PyBinaryConvolutionNode>(binary, false);
+  // Inherited from MPSCNNConvolutionNode but stored with the binary attributes; binary nodes have
+  // no gradient (graph.md §1.8), so there is no convolution gradient state either.
+  attr_property(binary, "training_style", &BinaryConvolutionAttrs::training_style,
+                "MPSNNTrainingStyle (formal only: binary convolutions have no gradient).");
+  attr_property(binary, "accumulator_precision", &BinaryConvolutionAttrs::accumulator_precision,
+                "0 half, 1 float; the CPU always accumulates in float32.");
+  binary.def_property_readonly("convolution_gradient_state", [](const FilterNode& n) -> py::object {
+    MPSNN_THROW(UnsupportedError, n.context(), " binary convolutions have no gradient state (they are not trainable)");
+  });
   auto binary_fc = py::class_<PyBinaryFullyConnectedNode, PyBinaryConvolutionNode,
                               std::shared_ptr<PyBinaryFullyConnectedNode>>(m, "MPSCNNBinaryFullyConnectedNode",
                                                                           "Binary fully connected layer.");

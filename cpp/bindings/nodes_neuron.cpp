@@ -89,6 +89,18 @@ void bind_nodes_neuron(py::module_& m) {
              return neuron_node<NeuronType::prelu>(s, d);
            }),
            "source"_a, "a_data"_a);
+
+  // nodes.md §6.3: one class for every neuron type; dX = G * f'(X) with X the forward input.
+  py::class_<PyNeuronGradientNode, PyGradientFilterNode, std::shared_ptr<PyNeuronGradientNode>>(
+      m, "MPSCNNNeuronGradientNode", "Neuron gradient: dX = G * f'(X), X the forward node's source.")
+      .def(py::init([](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, const NeuronDescriptor& d) {
+             MPSNN_CHECK(state != nullptr, GraphError,
+                         "[neuron gradient] gradient_state is None; pass the forward node's result_state");
+             return make_node<PyNeuronGradientNode>(OpKind::NeuronGradient, NeuronAttrs{d}, {g, x}, {state});
+           }),
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a, "descriptor"_a)
+      .def_property_readonly("descriptor", [](const FilterNode& n) { return n.attrs_as<NeuronAttrs>().neuron; });
+  set_node_factory(OpKind::NeuronGradient, node_factory<PyNeuronGradientNode>);
 }
 
 }  // namespace mpsnn::bindings

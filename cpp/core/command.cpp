@@ -62,7 +62,7 @@ void CommandBuffer::run_tasks(std::vector<Task>& tasks) {
       if (error_) break;  // later work depends on earlier results: skip it
     }
     try {
-      t();
+      t(queue_->stream());
     } catch (...) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
@@ -90,6 +90,11 @@ void CommandBuffer::execute() {
   }
   run_tasks(tasks);
   tasks.clear();
+  // Handlers and releases wait for the device; a host stream calls back right away.
+  queue_->stream().when_done([self = shared_from_this()] { self->complete(); });
+}
+
+void CommandBuffer::complete() {
   std::vector<Handler> handlers;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -116,6 +121,12 @@ void CommandBuffer::execute() {
     finished_ = true;
   }
   done_cv_.notify_all();
+  auto& worker = *queue_->worker_;
+  {
+    std::lock_guard<std::mutex> lock(worker.mutex);
+    --worker.in_flight;
+  }
+  worker.cv.notify_all();
 }
 
 void CommandBuffer::wait_until_completed() {
@@ -149,18 +160,13 @@ void detail::QueueWorker::loop(std::shared_ptr<QueueWorker> self) {
       cb = std::move(self->pending.front());
       self->pending.pop_front();
     }
-    cb->execute();
+    cb->execute();  // in_flight drops when the buffer completes (CommandBuffer::complete)
     cb.reset();
-    {
-      std::lock_guard<std::mutex> lock(self->mutex);
-      --self->in_flight;
-    }
-    self->cv.notify_all();
   }
 }
 
 CommandQueue::CommandQueue(DevicePtr device)
-    : device_(std::move(device)), worker_(std::make_shared<detail::QueueWorker>()) {
+    : device_(std::move(device)), stream_(device_->make_stream()), worker_(std::make_shared<detail::QueueWorker>()) {
   std::lock_guard<std::mutex> lock(g_workers_mutex);
   g_workers.erase(std::remove_if(g_workers.begin(), g_workers.end(), [](auto& w) { return w.expired(); }),
                   g_workers.end());

@@ -1,7 +1,10 @@
 #pragma once
-// MTLCommandQueue / MTLCommandBuffer for host backends. Encoding appends tasks; commit() hands
-// the buffer to the queue's worker thread, which runs buffers in commit order. Nothing throws
-// out of the worker: the first error is stored and rethrown by wait_until_completed().
+// MTLCommandQueue / MTLCommandBuffer. Encoding appends tasks; commit() hands the buffer to the
+// queue's worker thread, which runs buffers in commit order. A task enqueues its work on the
+// queue's device stream (on the CPU the work runs right then). The buffer completes when the
+// device has finished that work (Stream::when_done): only then do completion handlers run and
+// retained objects (results, temporaries, plan contexts) get released. Nothing throws out of the
+// worker: the first error is stored and rethrown by wait_until_completed().
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -26,7 +29,7 @@ struct QueueWorker;
 
 class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
  public:
-  using Task = std::function<void()>;
+  using Task = std::function<void(Stream&)>;
   using Handler = std::function<void(CommandBuffer&)>;
 
   explicit CommandBuffer(std::shared_ptr<CommandQueue> queue);
@@ -55,7 +58,8 @@ class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
  private:
   friend class CommandQueue;
   friend struct detail::QueueWorker;
-  void execute();  // on the worker thread
+  void execute();   // on the worker thread
+  void complete();  // once the device finished the buffer's work
   void run_tasks(std::vector<Task>& tasks);
 
   std::shared_ptr<CommandQueue> queue_;
@@ -91,6 +95,8 @@ class CommandQueue : public std::enable_shared_from_this<CommandQueue> {
   explicit CommandQueue(DevicePtr device);
   ~CommandQueue();
   const DevicePtr& device() const { return device_; }
+  // The device stream every buffer of this queue runs on.
+  Stream& stream() const { return *stream_; }
   CommandBufferPtr make_command_buffer();
   // Waits until every committed buffer of this queue has completed.
   void drain();
@@ -101,6 +107,7 @@ class CommandQueue : public std::enable_shared_from_this<CommandQueue> {
   void submit(CommandBufferPtr cb);
 
   DevicePtr device_;
+  std::unique_ptr<Stream> stream_;
   std::shared_ptr<detail::QueueWorker> worker_;
 };
 

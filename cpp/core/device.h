@@ -1,22 +1,79 @@
 #pragma once
-// A compute device (MTLDevice in the Python API). Which backend executes its work is a name
-// resolved by backends/registry.cpp; core code never knows which backends exist.
+// A compute device (MTLDevice in the Python API) with its allocator and streams. Core code sees
+// only these interfaces; each backend implements them (backends/<name>/device.*) and
+// backends/registry.cpp hands out one canonical object per (backend, index).
+//
+//  * Allocator: device memory as Storage blocks (host memory on the CPU, device memory on CUDA,
+//    shared memory on Metal).
+//  * Stream: an ordered queue of device work. Kernels enqueue on the stream they are given;
+//    `when_done` runs a callback once everything enqueued so far has finished on the device, which
+//    is when command buffers complete and per-run memory may be reused. A host stream runs work as
+//    it is enqueued, so its `when_done` calls back at once.
+#include <functional>
 #include <memory>
 #include <string>
 
+#include "core/format.h"
+#include "core/storage.h"
+
 namespace mpsnn {
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  // Stream-ordered copy between any two memories of this device and the host.
+  virtual void copy(const void* src, void* dst, size_t bytes) = 0;
+  // Calls `fn` after all work enqueued so far has completed (possibly on another thread).
+  virtual void when_done(std::function<void()> fn) = 0;
+  // Blocks until all work enqueued so far has completed.
+  virtual void synchronize() = 0;
+  // The backend's own stream object (cudaStream_t, id<MTLCommandQueue>), or null.
+  virtual void* native_handle() const { return nullptr; }
+};
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  // `zeroed` = false is for memory the caller overwrites completely.
+  virtual std::shared_ptr<Storage> allocate(size_t bytes, bool zeroed) = 0;
+};
 
 class Device {
  public:
-  Device(std::string name, std::string backend) : name_(std::move(name)), backend_(std::move(backend)) {}
+  Device(std::string name, std::string backend, int index)
+      : name_(std::move(name)), backend_(std::move(backend)), index_(index) {}
+  virtual ~Device() = default;
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
   const std::string& name() const { return name_; }
   const std::string& backend() const { return backend_; }
+  int index() const { return index_; }
+  // "cpu:0", "cuda:1": the spelling MPSNN_DEVICE and MTLDevice(...) accept.
+  std::string id() const { return backend_ + ":" + std::to_string(index_); }
+
+  virtual MemoryKind memory_kind() const = 0;
+  bool host_accessible() const { return memory_kind() != MemoryKind::device; }
+  virtual Allocator& allocator() = 0;
+  virtual std::unique_ptr<Stream> make_stream() = 0;
+  // MPSNNGraph.format of a new graph on this device (MPS: float16 on GPUs).
+  virtual ChannelFormat default_graph_format() const = 0;
 
  private:
   std::string name_;
   std::string backend_;
+  int index_;
 };
 
 using DevicePtr = std::shared_ptr<Device>;
+
+// Host memory and a host stream, for backends whose memory the CPU addresses directly.
+Allocator& host_allocator();
+class HostStream final : public Stream {
+ public:
+  void copy(const void* src, void* dst, size_t bytes) override;
+  void when_done(std::function<void()> fn) override { fn(); }
+  void synchronize() override {}
+};
 
 }  // namespace mpsnn

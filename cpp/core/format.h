@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/dtype.h"
+
 namespace mpsnn {
 
 // Raw values are MPS's (graph.md §0.2).
@@ -31,6 +33,16 @@ inline int precision_bits(ChannelFormat f) {
 }
 
 const char* format_name(ChannelFormat f);
+
+// The element type an image of this format is stored as (unorm formats as unsigned integers).
+inline DType storage_dtype(ChannelFormat f) {
+  switch (f) {
+    case ChannelFormat::unorm8: return DType::u8;
+    case ChannelFormat::unorm16: return DType::u16;
+    case ChannelFormat::float16: return DType::f16;
+    default: return DType::f32;
+  }
+}
 
 // IEEE binary16 <-> binary32, round to nearest even, with infinities, NaN and subnormals.
 inline float half_to_float(uint16_t h) {

@@ -52,7 +52,8 @@ std::shared_ptr<Image> Image::wrap(DevicePtr device, ChannelFormat format, const
   d.width = shape.w;
   d.feature_channels = shape.c;
   auto img = std::make_shared<Image>(std::move(device), d);
-  img->storage_ = Storage::borrow(data, size_t(shape.numel()) * element_size(format), std::move(owner));
+  img->storage_ = Storage::borrow(data, size_t(shape.numel()) * element_size(format), std::move(owner),
+                                 img->device_->memory_kind());
   return img;
 }
 
@@ -63,6 +64,12 @@ std::shared_ptr<Image> Image::root() {
 }
 
 void Image::check_cpu_access(const char*) const {}
+
+void Image::check_host_accessible(const char* what) const {
+  MPSNN_CHECK(device_->host_accessible(), UnsupportedError, "[MPSImage.", what, "] the image lives in ",
+              memory_kind_name(device_->memory_kind()), " memory of device '", device_->name(),
+              "', which the CPU cannot address");
+}
 void Image::check_usable(const char*) const {}
 
 void* Image::data() {
@@ -72,20 +79,21 @@ void* Image::data() {
 
 void* Image::host_data(const char* what) {
   check_cpu_access(what);
+  check_host_accessible(what);
   return data();
 }
 
 std::shared_ptr<Storage> Image::storage() {
   if (parent_) return root()->storage();
   std::lock_guard<std::mutex> lock(alloc_mutex_);
-  if (!storage_) storage_ = Storage::allocate(size_t(shape_.numel()) * element_bytes());
+  if (!storage_) storage_ = device_->allocator().allocate(size_t(shape_.numel()) * element_bytes(), true);
   return storage_;
 }
 
 void Image::allocate_for_overwrite() {
   if (parent_) return;
   std::lock_guard<std::mutex> lock(alloc_mutex_);
-  if (!storage_) storage_ = Storage::allocate(size_t(shape_.numel()) * element_bytes(), false);
+  if (!storage_) storage_ = device_->allocator().allocate(size_t(shape_.numel()) * element_bytes(), false);
 }
 
 bool Image::allocated() const {
@@ -101,7 +109,7 @@ size_t Image::resource_size() const {
   return size_t(shape_.numel()) * element_size(format_);
 }
 
-RawImage Image::raw() { return RawImage{data(), format_, shape_, pixel_stride_}; }
+TensorRef Image::ref() { return TensorRef{data(), storage_dtype(format_), shape_, pixel_stride_}; }
 
 std::shared_ptr<Image> Image::make_view(const ImageShape& shape, int64_t element_offset) {
   return std::shared_ptr<Image>(new Image(shared_from_this(), format_, shape, pixel_stride_, element_offset));
@@ -145,6 +153,7 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
                         const ImageRegion& region, int64_t image_index, bool to_host) {
   const char* op = to_host ? "read_bytes" : "write_bytes";
   check_cpu_access(op);
+  check_host_accessible(op);  // device memory: a backend staging copy (CUDA issue) goes here
   const int64_t x0 = region.x, y0 = region.y;
   const int64_t w = region.width < 0 ? shape_.w - x0 : region.width;
   const int64_t h = region.height < 0 ? shape_.h - y0 : region.height;

@@ -11,7 +11,7 @@
 #include "core/device.h"
 #include "core/format.h"
 #include "core/storage.h"
-#include "core/tensor_view.h"
+#include "core/tensor.h"
 
 namespace mpsnn {
 
@@ -35,14 +35,6 @@ struct ImageRegion {
 // Byte strides of the caller's buffer; 0 means dense.
 struct HostStrides {
   int64_t bytes_per_column = 0, bytes_per_row = 0, bytes_per_image = 0;
-};
-
-// Raw, typed description of an image's memory, handed to plans.
-struct RawImage {
-  void* data = nullptr;
-  ChannelFormat format = ChannelFormat::float32;
-  ImageShape shape;
-  int64_t pixel_stride = 0;
 };
 
 class Image : public std::enable_shared_from_this<Image> {
@@ -78,7 +70,8 @@ class Image : public std::enable_shared_from_this<Image> {
   size_t resource_size() const;
   // Keeps the memory alive independently of this object (for work in flight, NumPy views).
   std::shared_ptr<Storage> storage();
-  RawImage raw();
+  // The image's memory as a plan value (allocates if needed).
+  TensorRef ref();
   // Allocates without the zero fill when nothing is allocated yet (not a view): for an image the
   // caller overwrites completely, like a graph's result (a single-threaded memset of a large
   // result cost memory-bound graphs up to a third of their time).
@@ -102,6 +95,7 @@ class Image : public std::enable_shared_from_this<Image> {
   // Throws when CPU access is not allowed (temporary images); base: always allowed.
   virtual void check_cpu_access(const char* what) const;
   virtual void check_usable(const char* what) const;
+  void check_host_accessible(const char* what) const;
   Image(std::shared_ptr<Image> parent, ChannelFormat format, const ImageShape& shape,
         int64_t pixel_stride, int64_t element_offset);
   std::shared_ptr<Image> root();

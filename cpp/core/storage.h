@@ -1,45 +1,40 @@
 #pragma once
-// Host memory blocks shared by images, plans and the buffers handed to Python.
+// Memory blocks shared by images, states, plans and the buffers handed to Python. A block is
+// allocated by a device's allocator (and released through the release function it was given)
+// or borrowed from a foreign owner (a NumPy array) that `owner` keeps alive.
 #include <cstddef>
+#include <functional>
 #include <memory>
 
 namespace mpsnn {
 
-// A block of bytes, either owned (64-byte aligned, zero-initialised unless the caller will
-// overwrite all of it) or borrowed from a foreign owner (a NumPy array) kept alive through `owner`.
+// Where a block lives: host memory, memory both the host and the device address (Metal shared
+// storage, CUDA managed memory), or device memory the host cannot address.
+enum class MemoryKind { host, unified, device };
+const char* memory_kind_name(MemoryKind k);
+
 class Storage {
  public:
-  static std::shared_ptr<Storage> allocate(size_t bytes, bool zeroed = true);
-  static std::shared_ptr<Storage> borrow(void* data, size_t bytes, std::shared_ptr<void> owner);
+  // A block owned by this object; `release(data)` frees it.
+  static std::shared_ptr<Storage> adopt(void* data, size_t bytes, MemoryKind kind, std::function<void(void*)> release);
+  static std::shared_ptr<Storage> borrow(void* data, size_t bytes, std::shared_ptr<void> owner,
+                                         MemoryKind kind = MemoryKind::host);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  MemoryKind kind() const { return kind_; }
   bool owned() const { return owner_ == nullptr; }
 
  private:
-  Storage(void* data, size_t bytes, std::shared_ptr<void> owner)
-      : data_(data), bytes_(bytes), owner_(std::move(owner)) {}
+  Storage(void* data, size_t bytes, MemoryKind kind) : data_(data), bytes_(bytes), kind_(kind) {}
   void* data_;
   size_t bytes_;
+  MemoryKind kind_;
+  std::function<void(void*)> release_;
   std::shared_ptr<void> owner_;
-};
-
-// Aligned scratch memory owned by value (arenas of execution contexts).
-struct AlignedBuffer {
-  AlignedBuffer() = default;
-  explicit AlignedBuffer(size_t bytes);
-  AlignedBuffer(AlignedBuffer&&) noexcept;
-  AlignedBuffer& operator=(AlignedBuffer&&) noexcept;
-  ~AlignedBuffer();
-  char* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  char* data_ = nullptr;
-  size_t size_ = 0;
 };
 
 }  // namespace mpsnn

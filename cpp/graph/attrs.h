@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include "core/format.h"
+
 namespace mpsnn {
 
 // MPSCNNNeuronType raw values.
@@ -50,6 +52,9 @@ struct BinaryConvolutionAttrs {
   bool fully_connected = false;
   BinaryConvolutionType type = BinaryConvolutionType::binary_weights;
   int flags = 0;  // MPSCNNBinaryConvolutionFlags: 1 = useBetaScaling
+  // Inherited from MPSCNNConvolutionNode; binary nodes have no gradient (graph.md §1.7).
+  int accumulator_precision = 1;
+  TrainingStyle training_style = TrainingStyle::update_device_gpu;
   std::optional<float> scale_value;  // the scale_value initializer; else the four arrays
   std::vector<float> output_bias_terms, output_scale_terms, input_bias_terms, input_scale_terms;
 };
@@ -144,9 +149,19 @@ struct ScaleAttrs {
   std::shared_ptr<TransformProvider> transform_provider;
 };
 
+// Internal kinds. Convert: between a caller image's storage format and the float32 values plans
+// compute on. Fill: a 32-bit pattern repeated over every element byte (poisoning test aid).
+struct ConvertAttrs {
+  ChannelFormat from = ChannelFormat::float32, to = ChannelFormat::float32;
+};
+struct FillAttrs {
+  uint32_t pattern = 0;
+};
+
+// Every attrs type of op_list.def (schema.cpp checks each row against this list).
 using Attrs = std::variant<ConvolutionAttrs, BinaryConvolutionAttrs, PoolingAttrs, NeuronAttrs, SoftMaxAttrs,
                            ArithmeticAttrs, ConcatenationAttrs, BatchNormalizationAttrs,
                            InstanceNormalizationAttrs, NormalizationAttrs, DropoutAttrs, UpsamplingAttrs,
-                           ScaleAttrs>;
+                           ScaleAttrs, ConvertAttrs, FillAttrs>;
 
 }  // namespace mpsnn

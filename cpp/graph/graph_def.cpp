@@ -78,7 +78,7 @@ GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std:
     for (const auto& st : f->result_states())
       if (st->export_from_graph) def.result_states.push_back(st);
   }
-  bool any = false;
+  bool any = !def.result_states.empty();
   for (const auto& o : def.outputs) any = any || o;
   MPSNN_CHECK(any, GraphError, "[MPSNNGraph] no result is needed and nothing is exported; the graph would do nothing");
 
@@ -87,6 +87,7 @@ GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std:
   std::vector<const FilterNode*> work;
   for (const auto& o : def.outputs)
     if (o) work.push_back(o->parent().get());
+  for (const auto& st : def.result_states) work.push_back(st->producer().get());
   while (!work.empty()) {
     const FilterNode* f = work.back();
     work.pop_back();
@@ -99,20 +100,12 @@ GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std:
   }
   for (const auto& f : topo)
     if (keep.count(f.get())) def.filters.push_back(f);
-  return def;
-}
-
-void GraphDef::load_parameters() {
-  params.clear();
-  for (const auto& f : filters) {
-    NodeParams p;
-    if (f->convolution_source)
-      p.conv = read_convolution_source(*f->convolution_source, f->kind() == OpKind::BinaryConvolution, f->context());
-    if (f->normalization_source)
-      p.norm = read_normalization_source(*f->normalization_source, f->kind() == OpKind::BatchNormalization,
-                                         f->context());
-    params[f.get()] = std::move(p);
+  for (const auto& f : def.filters) {
+    const OpSchema& s = schema(f->kind());
+    if (s.validate_attrs) s.validate_attrs(*f, f->attrs());
+    def.frozen[f.get()] = Frozen{f->attrs(), f->padding_policy()};
   }
+  return def;
 }
 
 }  // namespace mpsnn

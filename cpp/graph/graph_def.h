@@ -1,7 +1,8 @@
 #pragma once
 // What an MPSNNGraph keeps after walking its nodes once (graph.md §2.2): the filters needed for
-// the results in topological order, the graph inputs and outputs in handle order, and the
-// parameters read from data sources.
+// the results in topological order, the graph inputs and outputs in handle order, and each
+// filter's attributes and padding policy frozen at that moment (MPS fixes node parameters when
+// the graph is made: a property changed later affects new graphs, not this one).
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -21,12 +22,15 @@ struct GraphDef {
   // intermediate images (results 2..n, then exported images) in intermediate_image_handles order.
   std::vector<ImageNodePtr> outputs;
   std::vector<StateNodePtr> result_states;      // exported states, result_state_handles order
-  std::unordered_map<const FilterNode*, NodeParams> params;
+  struct Frozen {
+    Attrs attrs;
+    PaddingPtr padding;
+  };
+  std::unordered_map<const FilterNode*, Frozen> frozen;
 
   // Walks from the results; throws GraphError for unusable graphs.
   static GraphDef discover(const std::vector<ImageNodePtr>& results, const std::vector<bool>& needed);
-  // Reads every data source (load, read, purge).
-  void load_parameters();
+  const Frozen& frozen_of(const FilterNode& f) const { return frozen.at(&f); }
 };
 
 }  // namespace mpsnn

@@ -1,22 +1,35 @@
 #pragma once
 // The interface between compiled plans and backends. A factory runs once per plan, when it is
-// compiled (weights are reordered then); `run` only binds buffers and launches, and never
-// allocates. Per-run objects live in a KernelState owned by the execution context, so one
-// plan runs from many threads at once.
+// compiled, with the device the plan runs on; `run` only binds memory and enqueues work on the
+// stream it is given, and never allocates. Per-run objects live in a KernelState owned by the
+// execution context, so one plan runs from many threads at once.
+//
+// A step has several inputs and outputs over typed values (TensorRef): inputs are the source
+// images in schema order, then the buffers of the source states; outputs are the result image,
+// then the buffers of the result states the graph consumes (a forward kernel fills its state only
+// when it is asked to, i.e. when the spec lists those outputs). Parameters are graph-owned
+// (graph/params.h): a kernel gets their current version per run and refreshes whatever layout it
+// derived from them (VersionCache) when the version changes, so reloading parameters never
+// recompiles a plan.
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "core/tensor_view.h"
+#include "core/device.h"
+#include "core/tensor.h"
 #include "graph/attrs.h"
 #include "graph/data_source.h"
 #include "graph/node.h"
 #include "graph/op_kind.h"
+#include "graph/params.h"
 #include "graph/schema.h"
 
 namespace mpsnn {
 
-// An operation fused behind a kernel's main computation, applied in order.
+// An operation fused behind a kernel's main computation, applied in order. A `sum` adds the
+// step's last input (the residual addend) to the result.
 struct PostOp {
   enum class Kind { neuron, sum, clamp };
   Kind kind = Kind::neuron;
@@ -25,16 +38,24 @@ struct PostOp {
 };
 
 struct KernelSpec {
-  const FilterNode* node = nullptr;
-  OpKind kind;
-  std::vector<ImageShape> inputs;
-  ImageShape output;
+  const FilterNode* node = nullptr;  // null for internal steps
+  OpKind kind = OpKind::None;
+  const Attrs* attrs = nullptr;      // the node's attributes frozen with the graph
+  std::vector<TensorDesc> inputs;    // images, then source-state buffers
+  std::vector<TensorDesc> outputs;   // result image, then result-state buffers
   NodeGeometry geom;
   std::vector<PostOp> post_ops;
-  std::shared_ptr<const ConvolutionParams> conv;       // possibly with batch norm folded in
-  std::shared_ptr<const NormalizationParams> norm;
-  bool batch_statistics = false;  // batch normalization computes the batch's own mean/variance
-  std::string context;  // "[convolution 'conv1']"
+  // Parameter values at compile time (descriptor, shapes); runs see the current version through
+  // KernelArgs::params, in the same order as `param_slots`.
+  NodeParams params;
+  std::vector<const ParamSlot*> param_slots;
+  bool batch_statistics = false;     // batch normalization computes the batch's own mean/variance
+  std::string context;               // "[convolution 'conv1']"
+
+  template <typename T>
+  const T& attrs_as() const { return std::get<T>(*attrs); }
+  const ImageShape& input(size_t i) const { return inputs[i].shape; }
+  const ImageShape& output() const { return outputs[0].shape; }
 };
 
 class KernelState {
@@ -43,10 +64,14 @@ class KernelState {
 };
 
 struct KernelArgs {
-  const TensorView* inputs = nullptr;
+  const TensorRef* inputs = nullptr;
   int num_inputs = 0;
-  TensorView output;
-  void* scratch = nullptr;  // scratch_bytes() bytes, private to this run
+  const TensorRef* outputs = nullptr;
+  int num_outputs = 0;
+  const ParamSnapshot* params = nullptr;  // per KernelSpec::param_slots
+  int num_params = 0;
+  void* scratch = nullptr;  // scratch_bytes() bytes of device memory, private to this run
+  Stream* stream = nullptr;
 };
 
 class Kernel {
@@ -54,14 +79,33 @@ class Kernel {
   virtual ~Kernel() = default;
   virtual size_t scratch_bytes() const { return 0; }
   virtual std::unique_ptr<KernelState> make_state() const { return nullptr; }
-  // Whether the output may share memory with input 0 (elementwise kernels).
-  virtual bool in_place_ok() const { return false; }
-  // Whether input views may have pixel_stride != channels.
-  virtual bool accepts_strided_inputs() const { return false; }
+  // The input whose memory the result image may reuse (elementwise kernels: 0; a fused residual
+  // sum: the addend), or -1.
+  virtual int in_place_input() const { return -1; }
   virtual void run(const KernelArgs& args, KernelState* state) const = 0;
 };
 
-using KernelFactory = std::unique_ptr<Kernel> (*)(const KernelSpec&);
+using KernelFactory = std::unique_ptr<Kernel> (*)(const KernelSpec& spec, Device& device);
+
+// What a kernel derived from a parameter version (reordered weights, prepacked bits), refreshed
+// once when a run brings a newer version. Reloads happen only while no run is in flight
+// (NNGraph::reload_from_data_sources checks), so the refresh never races with a reader.
+class VersionCache {
+ public:
+  template <typename F>
+  void ensure(uint64_t version, F&& refresh) const {
+    if (version_.load(std::memory_order_acquire) == version) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (version_.load(std::memory_order_relaxed) == version) return;
+    refresh();
+    version_.store(version, std::memory_order_release);
+  }
+  void set(uint64_t version) const { version_.store(version, std::memory_order_release); }
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::atomic<uint64_t> version_{~uint64_t(0)};
+};
 
 // Filled by one backend's register function; consulted by the compiler.
 class KernelRegistry {
@@ -71,7 +115,7 @@ class KernelRegistry {
   KernelFactory find(OpKind kind) const { return factories_[size_t(kind)]; }
   const std::string& backend() const { return backend_; }
 
-  // Which post-ops the backend can fuse into convolution / fully connected kernels.
+  // Fusion abilities of the backend's convolution / fully connected kernels.
   bool (*can_fuse_neuron)(const NeuronDescriptor&) = nullptr;
   bool can_fuse_sum = false;
 

@@ -13,7 +13,8 @@ NNGraph::NNGraph(DevicePtr device, std::vector<ImageNodePtr> results, std::vecto
   MPSNN_CHECK(registry_ != nullptr, UnsupportedError, "[MPSNNGraph] device '", device_->name(),
               "' has no compute backend in this build");
   def_ = GraphDef::discover(results, results_needed);
-  def_.load_parameters();
+  params_.load(def_.filters);
+  format_.store(device_->default_graph_format());
 }
 
 std::shared_ptr<NNGraph> NNGraph::copy(DevicePtr device, const KernelRegistry* registry) const {
@@ -76,10 +77,49 @@ void NNGraph::set_options(const CompileOptions& o) {
   options_ = o;
 }
 
-NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const CommandBuffer* cb, const char* what) {
+PlanPtr NNGraph::find_plan(const PlanKey& key, const CompileOptions& opts) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return it->second;
+  }
+  std::lock_guard<std::mutex> compile_lock(compile_mutex_);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return it->second;
+  }
+  PlanPtr plan = compile_plan(def_, key, *registry_, device_, params_, opts);
+  std::lock_guard<std::mutex> lock(mutex_);
+  plans_[key] = plan;
+  return plan;
+}
+
+void NNGraph::check_source_states(const std::vector<StatePtr>* states, const CommandBuffer* cb, const char* what) const {
+  const size_t expected = def_.source_states.size();
+  const size_t got = states ? states->size() : 0;
+  MPSNN_CHECK(got == expected, GraphError, "[MPSNNGraph.", what, "] got ", got, " source state(s); the graph has ",
+              expected, " (see source_state_handles)");
+  for (size_t i = 0; i < got; ++i) {
+    const StatePtr& s = (*states)[i];
+    MPSNN_CHECK(s != nullptr, GraphError, "[MPSNNGraph.", what, "] source state ", i, " is None");
+    MPSNN_CHECK(s->device() == device_, GraphError, "[MPSNNGraph.", what, "] source state ", i,
+                " belongs to another device than the graph");
+    if (s->is_temporary()) {
+      MPSNN_CHECK(cb != nullptr, TemporaryImageError, "[MPSNNGraph.", what, "] source state ", i,
+                  " is temporary; temporary states can only be used with encode() on their command buffer");
+      s->check_command_buffer(cb, what);
+      s->check_usable(what);
+    }
+  }
+}
+
+NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states,
+                                   const CommandBufferPtr& cb, const char* what) {
   const size_t expected = def_.source_images.size();
   MPSNN_CHECK(sources.size() == expected, GraphError, "[MPSNNGraph.", what, "] got ", sources.size(),
               " source image(s); the graph has ", expected, " (see source_image_handles)");
+  check_source_states(source_states, cb.get(), what);
   Prepared p;
   PlanKey key;
   for (size_t i = 0; i < sources.size(); ++i) {
@@ -92,7 +132,7 @@ NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const C
       auto* t = static_cast<TemporaryImage*>(img.get());
       MPSNN_CHECK(cb != nullptr, TemporaryImageError, "[MPSNNGraph.", what, "] source image ", i,
                   " is temporary; temporary images can only be used with encode() on their command buffer");
-      t->check_command_buffer(cb, what);
+      t->check_command_buffer(cb.get(), what);
       MPSNN_CHECK(t->read_count() >= 1, TemporaryImageError, "[MPSNNGraph.", what, "] temporary source image ", i,
                   " has read_count 0; its memory was already released");
     }
@@ -104,48 +144,34 @@ NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const C
   key.graph_format = format();
   key.fuse = opts.fuse;
   key.poison = opts.poison_temporaries;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = plans_.find(key);
-    if (it != plans_.end()) p.plan = it->second;
-  }
-  if (!p.plan) {
-    std::lock_guard<std::mutex> compile_lock(compile_mutex_);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = plans_.find(key);
-      if (it != plans_.end()) p.plan = it->second;
-    }
-    if (!p.plan) {
-      PlanPtr plan = compile_plan(def_, key, *registry_, opts);
-      std::lock_guard<std::mutex> lock(mutex_);
-      plans_[key] = plan;
-      p.plan = plan;
-    }
-  }
+  p.plan = find_plan(key, opts);
   for (const auto& img : sources) {
-    p.inputs.push_back(img->raw());
+    p.inputs.push_back(img->ref());
     p.keepalive.push_back(img->storage());
   }
+  allocate_outputs(p, cb);
+  allocate_states(p, cb);
   return p;
 }
 
-std::vector<ImagePtr> NNGraph::allocate_outputs(const Plan& plan, const CommandBufferPtr& cb) {
-  std::vector<ImagePtr> out;
+void NNGraph::allocate_outputs(Prepared& p, const CommandBufferPtr& cb) {
+  const Plan& plan = *p.plan;
   const auto& shapes = plan.output_shapes();
   const auto& formats = plan.output_formats();
   for (size_t j = 0; j < def_.outputs.size(); ++j) {
     if (!def_.outputs[j]) {
-      out.push_back(nullptr);
+      p.images.push_back(nullptr);
+      p.outputs.push_back(TensorRef{});
       continue;
     }
     // The result node's own allocator is ignored (graph.md §2.1); a result also exported is
     // the same image object in both places.
-    bool is_result = def_.outputs[j] == def_.results[0] || (j > 0 && def_.outputs[j] == def_.outputs[0]);
     if (j > 0 && def_.outputs[j] == def_.outputs[0]) {
-      out.push_back(out[0]);
+      p.images.push_back(p.images[0]);
+      p.outputs.push_back(p.outputs[0]);
       continue;
     }
+    const bool is_result = def_.outputs[j] == def_.results[0];
     ImageDescriptor d;
     d.channel_format = formats[j];
     d.width = shapes[j].w;
@@ -159,62 +185,76 @@ std::vector<ImagePtr> NNGraph::allocate_outputs(const Plan& plan, const CommandB
                 shapes[j].w, "x", shapes[j].h, "x", shapes[j].c, ", ", shapes[j].n, " images, ",
                 format_name(formats[j]), ")");
     MPSNN_CHECK(img->device() == device_, GraphError, "[MPSNNGraph] image allocator returned an image of another device");
+    MPSNN_CHECK(img->dense(), GraphError,
+                "[MPSNNGraph] image allocator returned a channel slice of a wider image; expected a dense image");
     img->allocate_for_overwrite();  // every plan writes all of its outputs' elements
-    out.push_back(img);
+    p.outputs.push_back(img->ref());
+    p.keepalive.push_back(img->storage());
+    p.images.push_back(std::move(img));
   }
-  return out;
 }
 
-std::vector<RawImage> NNGraph::output_views(std::vector<ImagePtr>& outputs,
-                                            std::vector<std::shared_ptr<const void>>& keep) {
-  std::vector<RawImage> raw;
-  for (auto& img : outputs) {
-    if (!img) {
-      raw.push_back(RawImage{});
-      continue;
+void NNGraph::allocate_states(Prepared& p, const CommandBufferPtr& cb) {
+  const auto& layouts = p.plan->result_state_layouts();
+  for (size_t j = 0; j < def_.result_states.size(); ++j) {
+    std::vector<size_t> sizes;
+    for (const auto& d : layouts[j]) sizes.push_back(d.bytes());
+    const StateClass cls = def_.result_states[j]->state_class();
+    // graph.md §2.5: temporary iff output_state_is_temporary (and there is a command buffer).
+    StatePtr s = make_state(cls, device_, output_state_is_temporary ? cb : nullptr, sizes);
+    s->set_layout(layouts[j]);
+    for (int k = 0; k < s->resource_count(); ++k) {
+      BufferPtr b = s->resource(k, true);
+      auto storage = b->storage();
+      p.outputs.push_back(dense_ref(storage->data(), layouts[j][size_t(k)].dtype, layouts[j][size_t(k)].shape));
+      p.keepalive.push_back(std::move(storage));
     }
-    raw.push_back(img->raw());
-    keep.push_back(img->storage());
+    p.states.push_back(std::move(s));
   }
-  return raw;
 }
 
 ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>& sources,
-                         std::vector<ImagePtr>* intermediates) {
+                         const std::vector<StatePtr>* source_states, std::vector<ImagePtr>* intermediates,
+                         std::vector<StatePtr>* destination_states) {
   MPSNN_CHECK(cb != nullptr, GraphError, "[MPSNNGraph.encode] command_buffer is None");
   MPSNN_CHECK(cb->device() == device_, GraphError, "[MPSNNGraph.encode] the command buffer belongs to device '",
               cb->device()->name(), "', the graph to device '", device_->name(), "'");
   MPSNN_CHECK(!cb->committed(), GraphError, "[MPSNNGraph.encode] the command buffer was already committed");
-  Prepared p = prepare(sources, cb.get(), "encode");
-  std::vector<ImagePtr> outputs = allocate_outputs(*p.plan, cb);
+  Prepared p = prepare(sources, source_states, cb, "encode");
+  std::vector<ImagePtr>& outputs = p.images;
   // A temporary result that is also exported is read twice by the caller.
   for (size_t j = 1; j < outputs.size(); ++j)
     if (outputs[j] && outputs[j] == outputs[0] && outputs[0]->is_temporary())
       static_cast<TemporaryImage*>(outputs[0].get())->set_read_count(2);
-  std::vector<std::shared_ptr<const void>> keep = std::move(p.keepalive);
-  std::vector<RawImage> out_raw = output_views(outputs, keep);
   PlanPtr plan = p.plan;
-  std::vector<RawImage> in_raw = std::move(p.inputs);
-  auto pending = pending_;
-  ++*pending;
-  cb->encode(
-      [plan, in_raw, out_raw, keep, pending]() {
-        struct Done {
-          std::shared_ptr<std::atomic<int>> p;
-          ~Done() { --*p; }
-        } done{pending};
-        plan->execute(in_raw, out_raw);
-      },
-      "MPSNNGraph.encode");
+  // The command buffer keeps the plan and every memory the run touches alive until the device
+  // has completed it; the pending count drops then too.
+  ++*pending_;
+  struct Done {
+    std::shared_ptr<std::atomic<int>> pending;
+    ~Done() { --*pending; }
+  };
+  cb->retain(std::make_shared<Done>(Done{pending_}));
+  cb->retain(plan);
+  for (auto& k : p.keepalive) cb->retain(std::move(k));
+  cb->encode([plan, in = std::move(p.inputs), out = std::move(p.outputs)](Stream& stream) {
+    plan->execute(in, out, &stream);
+  }, "MPSNNGraph.encode");
   for (const auto& img : sources)
     if (img->is_temporary()) static_cast<TemporaryImage*>(img.get())->consume_read(1, "MPSNNGraph.encode");
+  if (source_states)
+    for (const auto& s : *source_states) s->consume_read(1, "MPSNNGraph.encode");
   if (intermediates)
     for (size_t j = 1; j < outputs.size(); ++j) intermediates->push_back(outputs[j]);
+  if (destination_states)
+    for (auto& s : p.states) destination_states->push_back(s);
   return outputs[0];
 }
 
 std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const std::vector<std::vector<ImagePtr>>& sources,
-                                            std::vector<std::vector<ImagePtr>>* intermediates) {
+                                            const std::vector<StatePtr>* source_states,
+                                            std::vector<std::vector<ImagePtr>>* intermediates,
+                                            std::vector<std::vector<StatePtr>>* destination_states) {
   MPSNN_CHECK(!sources.empty(), GraphError, "[MPSNNGraph.encode_batch] no source images");
   const size_t n = sources[0].size();
   MPSNN_CHECK(n > 0, GraphError, "[MPSNNGraph.encode_batch] source batch 0 is empty");
@@ -249,22 +289,29 @@ std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const st
     gathered.push_back(batch);
   }
   std::vector<ImagePtr> inter;
-  ImagePtr result = encode(cb, gathered, &inter);
+  std::vector<StatePtr> states;
+  ImagePtr result = encode(cb, gathered, source_states, &inter, &states);
   if (intermediates)
     for (auto& img : inter) intermediates->push_back(img ? img->batch_representation(0, -1) : std::vector<ImagePtr>{});
+  if (destination_states)
+    for (auto& s : states) destination_states->push_back(std::vector<StatePtr>(n, s));
   return result ? result->batch_representation(0, -1) : std::vector<ImagePtr>{};
 }
 
-std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources) {
-  Prepared p = prepare(sources, nullptr, "run");
-  std::vector<ImagePtr> outputs = allocate_outputs(*p.plan, nullptr);
-  std::vector<std::shared_ptr<const void>> keep;
-  std::vector<RawImage> out_raw = output_views(outputs, keep);
-  p.plan->execute(p.inputs, out_raw);
-  return outputs;
+std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, std::vector<StatePtr>* destination_states) {
+  Prepared p = prepare(sources, nullptr, nullptr, "run");
+  ++*pending_;
+  struct Done {
+    std::atomic<int>& pending;
+    ~Done() { --pending; }
+  } done{*pending_};
+  p.plan->execute(p.inputs, p.outputs, nullptr);
+  if (destination_states)
+    for (auto& s : p.states) destination_states->push_back(s);
+  return p.images;
 }
 
-PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources) { return prepare(sources, nullptr, "plan").plan; }
+PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources) { return prepare(sources, nullptr, nullptr, "plan").plan; }
 
 int NNGraph::read_count_for_source_image(int index) const {
   MPSNN_CHECK(index >= 0 && size_t(index) < def_.source_images.size(), GraphError,
@@ -283,11 +330,13 @@ int NNGraph::read_count_for_source_state(int index) const {
 void NNGraph::reload_from_data_sources() {
   MPSNN_CHECK(pending_->load() == 0, GraphError,
               "[MPSNNGraph.reload_from_data_sources] ", pending_->load(),
-              " encoded run(s) of this graph have not completed; wait for their command buffers first");
+              " run(s) of this graph have not completed; wait for their command buffers first");
   std::lock_guard<std::mutex> compile_lock(compile_mutex_);
-  def_.load_parameters();
-  std::lock_guard<std::mutex> lock(mutex_);
-  plans_.clear();
+  // Parameters are updated in place; plans survive unless a descriptor changed their structure.
+  if (params_.reload()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    plans_.clear();
+  }
 }
 
 std::string NNGraph::debug_description() {

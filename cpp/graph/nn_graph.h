@@ -1,7 +1,8 @@
 #pragma once
-// MPSNNGraph: discovers its nodes once, reads the data sources, and compiles a plan per set of
-// input sizes and formats (cached). `encode` records a plan run into a command buffer; `run`
-// executes synchronously on the calling thread. Both are safe from many threads at once.
+// MPSNNGraph: discovers its nodes once (freezing their attributes), reads the data sources into
+// its parameter store, and compiles a plan per set of input sizes and formats (cached). `encode`
+// records a plan run into a command buffer; `run` executes on the calling thread and waits.
+// Both are safe from many threads at once.
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -13,6 +14,7 @@
 #include "core/image.h"
 #include "graph/graph_def.h"
 #include "graph/kernel.h"
+#include "graph/params.h"
 #include "graph/plan.h"
 
 namespace mpsnn {
@@ -31,7 +33,7 @@ class NNGraph {
   HandlePtr result_handle() const;
   bool result_image_is_needed() const { return def_.results_needed[0]; }
 
-  // Properties (MPSNNGraph). `format` is float32 by default on host backends.
+  // Properties (MPSNNGraph). `format` defaults to the device's (float32 on the CPU).
   ChannelFormat format() const { return format_.load(); }
   void set_format(ChannelFormat f);
   ImageAllocatorPtr destination_image_allocator() const;
@@ -43,48 +45,62 @@ class NNGraph {
   CompileOptions options() const;
   void set_options(const CompileOptions& o);
 
-  // Encodes one run. `intermediates` receives the exported images (may be null). Returns the
-  // result image or null when it is not needed.
+  // Encodes one run. `source_states` in source_state_handles order (null: none given);
+  // `intermediates` receives the exported images and `destination_states` the exported result
+  // states (either may be null). Returns the result image or null when it is not needed.
   ImagePtr encode(const CommandBufferPtr& command_buffer, const std::vector<ImagePtr>& sources,
-                  std::vector<ImagePtr>* intermediates);
-  // Encodes a batch: sources[i] holds one single-image MPSImage per batch item.
+                  const std::vector<StatePtr>* source_states, std::vector<ImagePtr>* intermediates,
+                  std::vector<StatePtr>* destination_states);
+  // Encodes a batch: sources[i] holds one single-image MPSImage per batch item. The batch runs as
+  // one N-image run, so each exported state covers the whole batch and fills its batch N times.
   std::vector<ImagePtr> encode_batch(const CommandBufferPtr& command_buffer,
                                      const std::vector<std::vector<ImagePtr>>& sources,
-                                     std::vector<std::vector<ImagePtr>>* intermediates);
+                                     const std::vector<StatePtr>* source_states,
+                                     std::vector<std::vector<ImagePtr>>* intermediates,
+                                     std::vector<std::vector<StatePtr>>* destination_states);
   // Runs now on this thread; returns [result or null, intermediates...].
-  std::vector<ImagePtr> run(const std::vector<ImagePtr>& sources);
+  std::vector<ImagePtr> run(const std::vector<ImagePtr>& sources, std::vector<StatePtr>* destination_states = nullptr);
 
   int read_count_for_source_image(int index) const;
   int read_count_for_source_state(int index) const;
   void reload_from_data_sources();
 
-  // MPSKernel copy (graph.md §2.9): an independent graph over the same nodes on `device` (this
-  // graph's device when null) with this graph's properties. Data sources are read again, not
-  // shared through compiled plans; trainable data sources will be copied once training exists.
+  // MPSKernel copy (graph.md §2.9): an independent graph over the same nodes on `device` with its
+  // kernel registry (both null: this graph's) and this graph's properties. Data sources are read
+  // again into the copy's own parameter store; trainable data sources will be copied once
+  // training exists.
   std::shared_ptr<NNGraph> copy(DevicePtr device, const KernelRegistry* registry) const;
   std::string debug_description();
   // The plan used for these sources (compiling it if needed); for inspection and tests.
   PlanPtr plan_for(const std::vector<ImagePtr>& sources);
 
  private:
+  // One run's plan and the caller memory bound to it (kept alive until the run completes).
   struct Prepared {
     PlanPtr plan;
-    std::vector<RawImage> inputs;
+    std::vector<TensorRef> inputs, outputs;
+    std::vector<ImagePtr> images;   // GraphDef::outputs order
+    std::vector<StatePtr> states;   // GraphDef::result_states order
     std::vector<std::shared_ptr<const void>> keepalive;
   };
-  Prepared prepare(const std::vector<ImagePtr>& sources, const CommandBuffer* cb, const char* what);
-  std::vector<ImagePtr> allocate_outputs(const Plan& plan, const CommandBufferPtr& cb);
-  static std::vector<RawImage> output_views(std::vector<ImagePtr>& outputs, std::vector<std::shared_ptr<const void>>& keep);
+  Prepared prepare(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states,
+                   const CommandBufferPtr& cb, const char* what);
+  PlanPtr find_plan(const PlanKey& key, const CompileOptions& opts);
+  void check_source_states(const std::vector<StatePtr>* states, const CommandBuffer* cb, const char* what) const;
+  void allocate_outputs(Prepared& p, const CommandBufferPtr& cb);
+  void allocate_states(Prepared& p, const CommandBufferPtr& cb);
 
   DevicePtr device_;
   const KernelRegistry* registry_;
   GraphDef def_;
+  ParamStore params_;
   std::atomic<ChannelFormat> format_{ChannelFormat::float32};
   mutable std::mutex mutex_;  // plan cache, options, allocator
   ImageAllocatorPtr destination_allocator_ = persistent_image_allocator();
   CompileOptions options_;
   std::unordered_map<PlanKey, PlanPtr, PlanKeyHash> plans_;
   std::mutex compile_mutex_;
+  // Runs encoded or running and not yet completed (reload_from_data_sources refuses while > 0).
   std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
 };
 

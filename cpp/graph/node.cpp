@@ -54,9 +54,19 @@ FilterNode::FilterNode(OpKind kind, Attrs attrs, std::vector<ImageNodePtr> sourc
                                                                         std::to_string(s.max_sources)));
   for (size_t i = 0; i < sources_.size(); ++i)
     MPSNN_CHECK(sources_[i] != nullptr, ShapeError, "[", s.name, "] source image ", i, " is None");
+  MPSNN_CHECK(holds_attrs_of(kind_, attrs_), GraphError, "[", s.name, "] internal error: attributes of another kind");
   result_->parent_ = this;
+  // nodes.md §2.2: a gradient's result has the format of its incoming gradient; other results
+  // default to none (the graph's format).
+  if (s.is_gradient) result_->format = sources_[0]->format;
   padding_ = default_padding_for(kind_, attrs_);
-  if (s.validate_attrs) s.validate_attrs(*this);
+  for (const auto& st : s.result_states) add_result_state(st.node_class);
+  if (s.validate_attrs) s.validate_attrs(*this, attrs_);
+}
+
+void FilterNode::wrong_attrs() const {
+  MPSNN_THROW(UnsupportedError, context(), " has no such property (its attributes are those of a ", op_name(kind_),
+              " node)");
 }
 
 ImageNodePtr FilterNode::result_image() { return ImageNodePtr(shared_from_this(), result_.get()); }
@@ -112,6 +122,7 @@ PaddingPtr default_padding_for(OpKind kind, const Attrs& attrs) {
   static const PaddingPtr same = DefaultPadding::with_method(kSizeSame);
   static const PaddingPtr valid = DefaultPadding::with_method(kSizeValidOnly);
   if (kind == OpKind::BinaryConvolution) return valid;
+  if (kind == OpKind::Convert || kind == OpKind::Fill) return same;
   if (kind == OpKind::Convolution &&
       std::get<ConvolutionAttrs>(attrs).variant == ConvolutionVariant::fully_connected)
     return valid;

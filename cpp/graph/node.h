@@ -9,6 +9,7 @@
 
 #include "core/command.h"
 #include "core/image.h"
+#include "core/state.h"
 #include "graph/attrs.h"
 #include "graph/data_source.h"
 #include "graph/op_kind.h"
@@ -67,6 +68,8 @@ using ImageNodePtr = std::shared_ptr<ImageNode>;
 class StateNode {
  public:
   virtual ~StateNode() = default;
+  // The MPSState class a graph delivers for this node (destination_states).
+  virtual StateClass state_class() const { return StateClass::plain; }
   HandlePtr handle;
   bool export_from_graph = false;
   bool synchronize_resource = false;
@@ -76,16 +79,28 @@ class StateNode {
   friend class FilterNode;
   FilterNode* producer_ = nullptr;
 };
-class GradientStateNode : public StateNode {};
-class ConvolutionGradientStateNode : public GradientStateNode {};
+class GradientStateNode : public StateNode {
+ public:
+  StateClass state_class() const override { return StateClass::gradient; }
+};
+class ConvolutionGradientStateNode : public GradientStateNode {
+ public:
+  StateClass state_class() const override { return StateClass::convolution_gradient; }
+};
 class ConvolutionTransposeGradientStateNode : public ConvolutionGradientStateNode {};
-class BinaryGradientStateNode : public StateNode {};
+class BinaryGradientStateNode : public StateNode {
+ public:
+  StateClass state_class() const override { return StateClass::binary_gradient; }
+};
 class ArithmeticGradientStateNode : public BinaryGradientStateNode {};
-class MultiaryGradientStateNode : public StateNode {};
+class MultiaryGradientStateNode : public StateNode {
+ public:
+  StateClass state_class() const override { return StateClass::multiary_gradient; }
+};
 class LabelsNode : public StateNode {};
 using StateNodePtr = std::shared_ptr<StateNode>;
 
-// What kind of result state a node kind produces (created with the node).
+// The state node class of a kind's result state (OpSchema::result_states; created with the node).
 enum class ResultStateKind { none, gradient, convolution_gradient, arithmetic_gradient, multiary_gradient };
 
 class FilterNode : public std::enable_shared_from_this<FilterNode> {
@@ -99,10 +114,18 @@ class FilterNode : public std::enable_shared_from_this<FilterNode> {
   OpKind kind() const { return kind_; }
   const Attrs& attrs() const { return attrs_; }
   Attrs& attrs() { return attrs_; }
+  // The attrs of this node's kind; a typed error (not std::bad_variant_access) when the node
+  // has no such attributes, e.g. a property of another class of node.
   template <typename T>
-  const T& attrs_as() const { return std::get<T>(attrs_); }
+  const T& attrs_as() const {
+    if (auto* a = std::get_if<T>(&attrs_)) return *a;
+    wrong_attrs();
+  }
   template <typename T>
-  T& attrs_as() { return std::get<T>(attrs_); }
+  T& attrs_as() {
+    if (auto* a = std::get_if<T>(&attrs_)) return *a;
+    wrong_attrs();
+  }
 
   const std::vector<ImageNodePtr>& sources() const { return sources_; }
   const std::vector<StateNodePtr>& source_states() const { return source_states_; }
@@ -125,10 +148,10 @@ class FilterNode : public std::enable_shared_from_this<FilterNode> {
   // (read when the data source was given).
   std::string context() const;
 
-  // Creates this node's result state (done by the constructor binding for kinds that have one).
+ private:
+  [[noreturn]] void wrong_attrs() const;
   void add_result_state(ResultStateKind kind);
 
- private:
   OpKind kind_;
   Attrs attrs_;
   std::vector<ImageNodePtr> sources_;

@@ -1,8 +1,5 @@
 #include "graph/plan.h"
 
-#include <cmath>
-#include <cstring>
-#include <limits>
 #include <sstream>
 
 #include "core/errors.h"
@@ -23,16 +20,18 @@ size_t PlanKeyHash::operator()(const PlanKey& k) const {
   return h;
 }
 
-// Per-run memory and kernel states; reused across runs through the plan's pool.
+// Per-run memory, kernel states and a stream; reused across runs through the plan's pool.
 class ExecContext {
  public:
-  AlignedBuffer arena;
+  std::shared_ptr<Storage> arena;
+  std::unique_ptr<Stream> stream;  // for runs that bring none (NNGraph::run)
   std::vector<std::unique_ptr<KernelState>> states;
-  std::vector<TensorView> views;
-  std::vector<TensorView> step_inputs;
+  std::vector<TensorRef> refs;          // per value
+  std::vector<TensorRef> in, out;       // one step's arguments
+  std::vector<ParamSnapshot> params;    // per Plan::params_, taken at the start of a run
 };
 
-Plan::Plan() = default;
+Plan::Plan(DevicePtr device) : device_(std::move(device)) {}
 Plan::~Plan() = default;
 
 std::unique_ptr<ExecContext> Plan::acquire() const {
@@ -45,10 +44,19 @@ std::unique_ptr<ExecContext> Plan::acquire() const {
     }
   }
   auto ctx = std::make_unique<ExecContext>();
-  ctx->arena = AlignedBuffer(arena_bytes_);
+  ctx->arena = device_->allocator().allocate(arena_bytes_, false);
+  ctx->stream = device_->make_stream();
   for (const auto& s : steps_) ctx->states.push_back(s.kernel->make_state());
-  ctx->views.resize(values_.size());
-  ctx->step_inputs.resize(size_t(max_inputs_));
+  ctx->refs.resize(values_.size());
+  ctx->in.resize(size_t(max_refs_));
+  ctx->out.resize(size_t(max_refs_));
+  ctx->params.resize(params_.size());
+  char* base = static_cast<char*>(ctx->arena->data());
+  for (size_t v = 0; v < values_.size(); ++v) {
+    const ValueSlot& slot = values_[v];
+    if (slot.kind == ValueSlot::Kind::arena)
+      ctx->refs[v] = dense_ref(base + slot.offset, slot.desc.dtype, slot.desc.shape);
+  }
   return ctx;
 }
 
@@ -57,88 +65,50 @@ void Plan::release(std::unique_ptr<ExecContext> ctx) const {
   pool_.push_back(std::move(ctx));
 }
 
-namespace {
-
-// Copies between a caller image of any format / pixel stride and a dense float32 value.
-void copy_boundary(const RawImage& img, float* value, bool into_value) {
-  const int64_t pixels = img.shape.n * img.shape.h * img.shape.w;
-  const int64_t c = img.shape.c;
-  const size_t e = element_size(img.format);
-  auto* base = static_cast<char*>(img.data);
-  if (img.pixel_stride == c) {
-    if (into_value) convert_to_float(img.format, base, value, size_t(pixels * c));
-    else convert_from_float(img.format, value, base, size_t(pixels * c));
-    return;
-  }
-  for (int64_t p = 0; p < pixels; ++p) {
-    char* px = base + size_t(p * img.pixel_stride) * e;
-    if (into_value) convert_to_float(img.format, px, value + p * c, size_t(c));
-    else convert_from_float(img.format, value + p * c, px, size_t(c));
-  }
-}
-
-}  // namespace
-
-void Plan::execute(const std::vector<RawImage>& inputs, const std::vector<RawImage>& outputs) const {
-  auto ctx = acquire();
-  struct Release {
-    const Plan* plan;
-    std::unique_ptr<ExecContext>& ctx;
-    ~Release() { plan->release(std::move(ctx)); }
-  } release_on_exit{this, ctx};
-
-  if (poison_) {
-    float* a = reinterpret_cast<float*>(ctx->arena.data());
-    const size_t n = arena_bytes_ / sizeof(float);
-    for (size_t i = 0; i < n; ++i) a[i] = std::numeric_limits<float>::quiet_NaN();
-    // Outputs are allocated without a zero fill (Image::allocate_for_overwrite): all bits set (NaN
-    // in float formats) shows any element a plan fails to write.
-    for (const RawImage& o : outputs) {
-      if (!o.data) continue;
-      const size_t e = element_size(o.format);
-      const int64_t pixels = o.shape.n * o.shape.h * o.shape.w;
-      for (int64_t p = 0; p < pixels; ++p)
-        std::memset(static_cast<char*>(o.data) + size_t(p * o.pixel_stride) * e, 0xFF, size_t(o.shape.c) * e);
-    }
-  }
+void Plan::execute(const std::vector<TensorRef>& inputs, const std::vector<TensorRef>& outputs, Stream* given) const {
+  std::unique_ptr<ExecContext> ctx = acquire();
+  Stream& stream = given ? *given : *ctx->stream;
   for (size_t v = 0; v < values_.size(); ++v) {
     const ValueSlot& slot = values_[v];
-    TensorView& view = ctx->views[v];
-    view.shape = slot.shape;
-    view.pixel_stride = slot.shape.c;
-    switch (slot.kind) {
-      case ValueSlot::Kind::arena:
-        view.data = reinterpret_cast<float*>(ctx->arena.data() + slot.offset);
-        break;
-      case ValueSlot::Kind::input:
-        view.data = static_cast<float*>(inputs[size_t(slot.index)].data);
-        break;
-      case ValueSlot::Kind::output:
-        view.data = static_cast<float*>(outputs[size_t(slot.index)].data);
-        break;
+    if (slot.kind == ValueSlot::Kind::input) ctx->refs[v] = inputs[size_t(slot.index)];
+    else if (slot.kind == ValueSlot::Kind::output) ctx->refs[v] = outputs[size_t(slot.index)];
+  }
+  for (size_t p = 0; p < params_.size(); ++p) ctx->params[p] = params_[p]->snapshot();
+  void* scratch = static_cast<char*>(ctx->arena->data()) + scratch_offset_;
+  try {
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      const PlanStep& s = steps_[i];
+      bool skip = false;  // a Convert into an output the caller does not want
+      for (int k = 0; k < s.num_inputs; ++k) ctx->in[size_t(k)] = ctx->refs[size_t(step_values_[size_t(s.first_input + k)])];
+      for (int k = 0; k < s.num_outputs; ++k) {
+        ctx->out[size_t(k)] = ctx->refs[size_t(step_values_[size_t(s.first_output + k)])];
+        skip = skip || !ctx->out[size_t(k)].data;
+      }
+      if (skip) continue;
+      KernelArgs args;
+      args.inputs = ctx->in.data();
+      args.num_inputs = s.num_inputs;
+      args.outputs = ctx->out.data();
+      args.num_outputs = s.num_outputs;
+      args.params = ctx->params.data() + s.first_param;
+      args.num_params = s.num_params;
+      args.scratch = scratch;
+      args.stream = &stream;
+      s.kernel->run(args, ctx->states[i].get());
     }
+  } catch (...) {
+    stream.synchronize();  // work already enqueued may still read the context
+    release(std::move(ctx));
+    throw;
   }
-  for (const auto& c : input_copies_) copy_boundary(inputs[size_t(c.image)], ctx->views[size_t(c.value)].data, true);
-  void* scratch = ctx->arena.data() + scratch_offset_;
-  for (size_t i = 0; i < steps_.size(); ++i) {
-    const PlanStep& s = steps_[i];
-    for (size_t k = 0; k < s.inputs.size(); ++k) ctx->step_inputs[k] = ctx->views[size_t(s.inputs[k])];
-    const TensorView& out = ctx->views[size_t(s.output)];
-    if (s.sum_input >= 0) {
-      const TensorView& addend = ctx->views[size_t(s.sum_input)];
-      if (addend.data != out.data) std::memcpy(out.data, addend.data, size_t(out.shape.numel()) * sizeof(float));
-    }
-    KernelArgs args;
-    args.inputs = ctx->step_inputs.data();
-    args.num_inputs = int(s.inputs.size());
-    args.output = out;
-    args.scratch = scratch;
-    s.kernel->run(args, ctx->states[i].get());
+  if (!given) {
+    stream.synchronize();
+    release(std::move(ctx));
+    return;
   }
-  for (const auto& c : output_copies_) {
-    if (!outputs[size_t(c.image)].data) continue;
-    copy_boundary(outputs[size_t(c.image)], ctx->views[size_t(c.value)].data, false);
-  }
+  // The context's memory is free again once the device has finished this run.
+  ExecContext* raw = ctx.release();
+  stream.when_done([self = shared_from_this(), raw] { self->release(std::unique_ptr<ExecContext>(raw)); });
 }
 
 std::string Plan::describe() const {
@@ -147,7 +117,8 @@ std::string Plan::describe() const {
   auto where = [&](int v) {
     const ValueSlot& s = values_[size_t(v)];
     std::ostringstream w;
-    w << "%" << v << " " << s.shape.n << "x" << s.shape.h << "x" << s.shape.w << "x" << s.shape.c;
+    w << "%" << v << " " << s.desc.shape.n << "x" << s.desc.shape.h << "x" << s.desc.shape.w << "x" << s.desc.shape.c;
+    if (s.desc.dtype != DType::f32) w << " " << dtype_name(s.desc.dtype);
     if (s.kind == ValueSlot::Kind::input) w << " (input " << s.index << ")";
     else if (s.kind == ValueSlot::Kind::output) w << " (output " << s.index << ")";
     else w << " @" << s.offset;
@@ -155,9 +126,11 @@ std::string Plan::describe() const {
   };
   for (const auto& s : steps_) {
     os << "  " << s.context << ": ";
-    for (size_t k = 0; k < s.inputs.size(); ++k) os << (k ? ", " : "") << where(s.inputs[k]);
-    if (s.sum_input >= 0) os << " + sum " << where(s.sum_input);
-    os << " -> " << where(s.output) << "\n";
+    for (int k = 0; k < s.num_inputs; ++k) os << (k ? ", " : "") << where(step_values_[size_t(s.first_input + k)]);
+    os << " -> ";
+    for (int k = 0; k < s.num_outputs; ++k) os << (k ? ", " : "") << where(step_values_[size_t(s.first_output + k)]);
+    if (!s.fused.empty()) os << " [fused " << s.fused << "]";
+    os << "\n";
   }
   return os.str();
 }

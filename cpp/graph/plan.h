@@ -1,15 +1,17 @@
 #pragma once
-// A compiled, immutable execution plan for one set of input sizes and formats. Steps read and
-// write float32 NHWC values that live in the caller's images (inputs, outputs) or in an arena
-// owned by an execution context; contexts are pooled, so steady-state runs allocate nothing
-// and several threads can run one plan at once.
+// A compiled, immutable execution plan for one set of input sizes and formats: a list of steps
+// over typed values that live in the caller's memory (inputs, outputs, exported states) or in an
+// arena owned by an execution context. Executing only loops over the steps, each a kernel on the
+// device's stream; boundary conversions and poison fills are steps like any other. Contexts are
+// pooled and return to the pool when the device has finished with them, so steady-state runs
+// allocate nothing and several threads can run one plan at once.
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/image.h"
-#include "core/storage.h"
 #include "graph/graph_def.h"
 #include "graph/kernel.h"
 
@@ -18,8 +20,8 @@ namespace mpsnn {
 // Settings of compilation (graph.md §2.10 optimizations may be switched off for testing).
 struct CompileOptions {
   bool fuse = true;
-  // Fill temporary memory with NaN before every run, so a step that reads memory it did not
-  // write shows up in results (a test aid).
+  // Fill temporary memory with NaN and results with all-ones bits before every run, so a step
+  // that reads memory nobody wrote, or leaves part of its output unwritten, shows up (test aid).
   bool poison_temporaries = false;
 };
 
@@ -46,66 +48,65 @@ struct ValueSlot {
   Kind kind = Kind::arena;
   int index = -1;     // input or output position
   size_t offset = 0;  // arena values
-  ImageShape shape;
+  TensorDesc desc;
 };
 
 struct PlanStep {
   std::unique_ptr<Kernel> kernel;
-  std::vector<int> inputs;
-  int output = -1;
-  int sum_input = -1;  // value accumulated into the output by a fused sum post-op
+  int first_input = 0, num_inputs = 0;    // into Plan::step_values_
+  int first_output = 0, num_outputs = 0;  // into Plan::step_values_
+  int first_param = 0, num_params = 0;    // into Plan::params_
   std::string context;
-  OpKind kind;
-};
-
-// A boundary conversion between a caller image (any format, any pixel stride) and a float32
-// arena value.
-struct BoundaryCopy {
-  int value;
-  int image;  // input or output position
+  std::string fused;  // what the step absorbed, for describe(): "relu, sum, clamp"
 };
 
 class ExecContext;
+class Plan;
+class ParamStore;
+using PlanPtr = std::shared_ptr<const Plan>;
 
-class Plan {
+class Plan : public std::enable_shared_from_this<Plan> {
  public:
-  Plan();
+  explicit Plan(DevicePtr device);
   ~Plan();
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
 
-  // Runs the plan; `inputs` in source order, `outputs` in GraphDef::outputs order (entries
-  // with null data are not produced).
-  void execute(const std::vector<RawImage>& inputs, const std::vector<RawImage>& outputs) const;
+  // Enqueues a run on `stream` (null: the context's own stream, waited for before returning).
+  // `inputs`: the source images in source order. `outputs`: the images of GraphDef::outputs
+  // (entries with null data are not produced), then the buffers of the exported result states.
+  void execute(const std::vector<TensorRef>& inputs, const std::vector<TensorRef>& outputs, Stream* stream) const;
 
   const std::vector<ImageShape>& output_shapes() const { return output_shapes_; }
   const std::vector<ChannelFormat>& output_formats() const { return output_formats_; }
+  // Buffers of each exported result state (GraphDef::result_states order).
+  const std::vector<std::vector<TensorDesc>>& result_state_layouts() const { return result_state_layouts_; }
   size_t arena_bytes() const { return arena_bytes_; }
-  size_t num_steps() const { return steps_.size(); }
   std::string describe() const;
 
  private:
-  friend struct PlanBuilder;
+  friend PlanPtr compile_plan(const GraphDef&, const PlanKey&, const KernelRegistry&, const DevicePtr&, ParamStore&,
+                              const CompileOptions&);
   std::unique_ptr<ExecContext> acquire() const;
   void release(std::unique_ptr<ExecContext> ctx) const;
 
+  DevicePtr device_;
   std::vector<ValueSlot> values_;
   std::vector<PlanStep> steps_;
-  std::vector<BoundaryCopy> input_copies_, output_copies_;
+  std::vector<int> step_values_;
+  std::vector<const ParamSlot*> params_;
   std::vector<ImageShape> output_shapes_;
   std::vector<ChannelFormat> output_formats_;
+  std::vector<std::vector<TensorDesc>> result_state_layouts_;
   size_t arena_bytes_ = 0;
   size_t scratch_offset_ = 0;
-  int max_inputs_ = 1;
-  bool poison_ = false;
+  int max_refs_ = 1;
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<ExecContext>> pool_;
 };
 
-using PlanPtr = std::shared_ptr<const Plan>;
-
 // Runs the pass pipeline (passes/pipeline.cpp).
-PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegistry& registry,
-                     const CompileOptions& options);
+PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegistry& registry, const DevicePtr& device,
+                     ParamStore& params, const CompileOptions& options);
 
 }  // namespace mpsnn

@@ -1,12 +1,13 @@
 #pragma once
-// Per-kind definitions: arity, attribute checks at node creation, and the shape rule that
-// resolves a node's result size and window geometry when a plan is compiled.
+// Per-kind definitions: arity, attribute checks at node creation, the shape rule that resolves a
+// node's result size and window geometry when a plan is compiled, the result states the kind
+// produces (and what their buffers hold), and its gradient kind (from op_list.def).
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "core/tensor_view.h"
+#include "core/tensor.h"
 #include "graph/attrs.h"
 #include "graph/data_source.h"
 #include "graph/node.h"
@@ -14,7 +15,7 @@
 
 namespace mpsnn {
 
-// Parameters a graph read from a node's data source when it was built.
+// Parameters a graph read from a node's data source (its current version).
 struct NodeParams {
   std::shared_ptr<const ConvolutionParams> conv;
   std::shared_ptr<const NormalizationParams> norm;
@@ -25,6 +26,7 @@ struct NodeGeometry {
   WindowAxis y, x;
   EdgeMode edge_mode = EdgeMode::zero;
   bool exclude_edges = false;
+  int64_t zero_pad_y = 0, zero_pad_x = 0;  // pooling: zero border counted by clamp averages
   ScaleTransform transform;  // scale nodes
 };
 
@@ -34,36 +36,64 @@ struct ShapeResult {
 };
 
 // Size facts of an already-resolved node, used by nodes paired through a state (a transposed
-// convolution sized by the convolution it undoes).
+// convolution sized by the convolution it undoes, a gradient mirroring its forward node).
 struct ResolvedNode {
-  ImageShape source;
+  const FilterNode* node = nullptr;
+  std::vector<ImageShape> sources;
   ImageShape out;
   NodeGeometry geom;
 };
 
+// What a shape rule sees. `attrs` and `padding` are the node's values frozen when the graph was
+// made (graph.md §2: later property changes do not affect an existing graph).
 struct ShapeContext {
   const FilterNode& node;
+  const Attrs& attrs;
+  const PaddingPtr& padding;
   const NodeParams& params;
   std::vector<ImageShape> sources;
   std::vector<ChannelFormat> source_formats;
   // The resolved producer of a source state, or null.
   std::function<const ResolvedNode*(const StateNode*)> state_producer;
+
+  template <typename T>
+  const T& attrs_as() const { return std::get<T>(attrs); }
+  std::string context() const { return node.context(); }
+};
+
+// A result state of a kind: the node class it has, and the buffers its forward kernel fills
+// when the state is consumed (none: the state only records geometry, as for neurons).
+struct StateSpec {
+  ResultStateKind node_class = ResultStateKind::gradient;
+  std::vector<TensorDesc> (*buffers)(const ShapeContext&, const ShapeResult&) = nullptr;
 };
 
 struct OpSchema {
-  const char* name = "";
+  OpKind kind = OpKind::None;
+  const char* name = "";  // op_name(kind)
   int min_sources = 1;
   int max_sources = 1;  // -1: unbounded
-  // Size preserving filters (neurons, batch norm, ...) may be fused into their producer.
-  bool size_preserving = false;
-  ResultStateKind result_state = ResultStateKind::none;
-  void (*validate_attrs)(const FilterNode&) = nullptr;
+  // Result states in result_states order, created with every node of the kind.
+  std::vector<StateSpec> result_states;
+  // The gradient node kind (op_list.def) and whether the kind is a gradient itself.
+  OpKind gradient = OpKind::None;
+  bool is_gradient = false;
+  bool internal = false;  // compiler-inserted steps without a Python class
+  // Checks attribute values; called when a node is made and when a graph freezes its attributes.
+  void (*validate_attrs)(const FilterNode&, const Attrs&) = nullptr;
+  // Resolves the result size and geometry; called at plan compile time, possibly several times
+  // per node (one per input size), and it may call Python (custom padding policies).
   ShapeResult (*shape)(const ShapeContext&) = nullptr;
+
+  // A schema for `k` with its name and gradient column filled from op_list.def.
+  static OpSchema for_kind(OpKind k);
 };
 
 const OpSchema& schema(OpKind kind);
+// Whether `attrs` holds the attrs type op_list.def gives `kind`.
+bool holds_attrs_of(OpKind kind, const Attrs& attrs);
 
-#define MPSNN_OP(kind, name, attrs) const OpSchema& schema_##kind();
+#define MPSNN_OP(kind, name, attrs, gradient) const OpSchema& schema_##kind();
 #include "graph/op_list.def"
 #undef MPSNN_OP
 
@@ -87,5 +117,10 @@ ShapeResult same_shape(const ShapeContext& ctx, int64_t channels = -1);
 ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out);
 
 void check_positive(const FilterNode& node, const char* what, int64_t value);
+
+// A gradient node (sources: incoming gradient G, then the forward sources; source state: the
+// forward node's result state): its forward node as resolved in this plan, with G checked
+// against the forward result size. Throws a ShapeError naming the node otherwise.
+const ResolvedNode& resolved_forward(const ShapeContext& ctx);
 
 }  // namespace mpsnn

@@ -7,7 +7,7 @@ using namespace padding;
 
 namespace {
 PaddingRequest make_request(const ShapeContext& ctx) {
-  return PaddingRequest{ctx.sources, ctx.source_formats, ctx.node.context()};
+  return PaddingRequest{ctx.sources, ctx.source_formats, ctx.context()};
 }
 
 ImageDescriptor suggested_descriptor(const ImageShape& out, const ShapeContext& ctx) {
@@ -27,7 +27,7 @@ void check_positive(const FilterNode& node, const char* what, int64_t value) {
 
 ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
   const ImageShape& src = ctx.sources.at(0);
-  const PaddingPolicy& policy = *ctx.node.padding_policy();
+  const PaddingPolicy& policy = *ctx.padding;
   const int method = policy.padding_method();
   const AxisSize ay = resolve_axis(src.h, spec.kernel_h, spec.stride_y, spec.dilation_y, method, false, spec.reverse);
   const AxisSize ax = resolve_axis(src.w, spec.kernel_w, spec.stride_x, spec.dilation_x, method, true, spec.reverse);
@@ -47,14 +47,14 @@ ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(out, ctx));
     out.w = d.width;
     out.h = d.height;
-    MPSNN_CHECK(d.feature_channels == out.c, UnsupportedError, ctx.node.context(),
+    MPSNN_CHECK(d.feature_channels == out.c, UnsupportedError, ctx.context(),
                 " custom padding changed the result to ", d.feature_channels, " feature channels; the node produces ",
                 out.c);
     MPSNN_CHECK(kernel.source_feature_channel_offset == 0 && kernel.destination_feature_channel_offset == 0,
-                UnsupportedError, ctx.node.context(),
+                UnsupportedError, ctx.context(),
                 " custom padding set a feature channel offset; only offset and edge_mode may be changed");
   }
-  MPSNN_CHECK(out.h > 0 && out.w > 0, ShapeError, ctx.node.context(), " result size is ", out.w, "x", out.h,
+  MPSNN_CHECK(out.h > 0 && out.w > 0, ShapeError, ctx.context(), " result size is ", out.w, "x", out.h,
               " for a ", src.w, "x", src.h, " source with padding ", describe_padding_method(method), ", kernel ",
               spec.kernel_w, "x", spec.kernel_h, " and stride ", spec.stride_x, "x", spec.stride_y,
               "; expected a result of at least 1x1");
@@ -87,12 +87,12 @@ ShapeResult same_shape(const ShapeContext& ctx, int64_t channels) {
   ShapeResult r;
   r.out = ctx.sources.at(0);
   if (channels > 0) r.out.c = channels;
-  const PaddingPolicy& policy = *ctx.node.padding_policy();
+  const PaddingPolicy& policy = *ctx.padding;
   if (policy.padding_method() & kCustom) {
     KernelProps kernel;
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(r.out, ctx));
     MPSNN_CHECK(d.width == r.out.w && d.height == r.out.h && d.feature_channels == r.out.c, UnsupportedError,
-                ctx.node.context(), " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels,
+                ctx.context(), " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels,
                 " result; this size-preserving node produces ", r.out.w, "x", r.out.h, "x", r.out.c);
   }
   return r;
@@ -101,17 +101,39 @@ ShapeResult same_shape(const ShapeContext& ctx, int64_t channels) {
 ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out) {
   ShapeResult r;
   r.out = out;
-  const PaddingPolicy& policy = *ctx.node.padding_policy();
+  const PaddingPolicy& policy = *ctx.padding;
   if (policy.padding_method() & kCustom) {
     KernelProps kernel;
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(out, ctx));
     r.out.w = d.width;
     r.out.h = d.height;
-    MPSNN_CHECK(d.feature_channels == out.c && d.width > 0 && d.height > 0, ShapeError, ctx.node.context(),
+    MPSNN_CHECK(d.feature_channels == out.c && d.width > 0 && d.height > 0, ShapeError, ctx.context(),
                 " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels,
                 " result; expected a positive size with ", out.c, " feature channels");
   }
   return r;
+}
+
+}  // namespace mpsnn
+
+namespace mpsnn {
+
+const ResolvedNode& resolved_forward(const ShapeContext& ctx) {
+  const auto& states = ctx.node.source_states();
+  const StateNode* state = states.empty() ? nullptr : states[0].get();
+  MPSNN_CHECK(state != nullptr, GraphError, ctx.context(), " has no gradient_state; expected the result_state of its forward node");
+  const ResolvedNode* fwd = ctx.state_producer(state);
+  MPSNN_CHECK(fwd != nullptr, GraphError, ctx.context(),
+              " gradient_state comes from a node that is not part of this graph");
+  MPSNN_CHECK(ctx.sources[0] == fwd->out, ShapeError, ctx.context(), " source gradient is ", ctx.sources[0].w, "x",
+              ctx.sources[0].h, "x", ctx.sources[0].c, " (", ctx.sources[0].n, " images); expected the size of ",
+              fwd->node->context(), "'s result, ", fwd->out.w, "x", fwd->out.h, "x", fwd->out.c, " (", fwd->out.n,
+              " images)");
+  for (size_t i = 1; i < ctx.sources.size() && i - 1 < fwd->sources.size(); ++i)
+    MPSNN_CHECK(ctx.sources[i] == fwd->sources[i - 1], ShapeError, ctx.context(), " source image ", i, " is ",
+                ctx.sources[i].w, "x", ctx.sources[i].h, "x", ctx.sources[i].c, "; expected the forward source ",
+                fwd->sources[i - 1].w, "x", fwd->sources[i - 1].h, "x", fwd->sources[i - 1].c);
+  return *fwd;
 }
 
 }  // namespace mpsnn

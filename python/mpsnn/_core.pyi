@@ -13,7 +13,7 @@ from mpsnn import ShapeError
 from mpsnn import UnsupportedError
 import typing
 import typing_extensions
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDropoutNode', 'MPSCNNFullyConnectedNode', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDropoutNode', 'MPSCNNFullyConnectedNode', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -244,14 +244,26 @@ class MTLCommandBufferStatus(enum.IntEnum):
         ...
 class MTLDevice:
     """
-    A compute device; on this build the oneDNN CPU backend.
+    A compute device. There is one object per device: MTLDevice('cpu') is MTLDevice('cpu:0').
     """
-    def __init__(self, backend: str = 'cpu') -> None:
+    @staticmethod
+    def __init__(*args, **kwargs):
         """
-        A device of the named backend ('cpu').
+        (self: object, *args, **kwargs) -> None
+        """
+    @staticmethod
+    def __new__(*args, **kwargs):
+        """
+        (cls: object, name: str = 'cpu') -> mpsnn._core.MTLDevice
+        
+        The device 'backend' or 'backend:index' (e.g. 'cpu', 'cuda:1'), as MPSNN_DEVICE spells it.
         """
     def __repr__(self) -> str:
         ...
+    def make_buffer(self, length: typing.SupportsInt | typing.SupportsIndex) -> ...:
+        """
+        A new zero-filled MTLBuffer of `length` bytes (device.makeBuffer(length:)).
+        """
     def make_command_queue(self) -> ...:
         """
         A new MTLCommandQueue on this device.
@@ -260,8 +272,24 @@ class MTLDevice:
     def backend(self) -> str:
         ...
     @property
+    def has_unified_memory(self) -> bool:
+        ...
+    @property
+    def index(self) -> int:
+        ...
+    @property
+    def memory_kind(self) -> str:
+        """
+        'host', 'unified' or 'device': whether NumPy views of its memory are possible.
+        """
+    @property
     def name(self) -> str:
         ...
+    @property
+    def registry_id(self) -> str:
+        """
+        'backend:index'.
+        """
 class MTLCommandQueue:
     """
     Runs committed command buffers in order on a worker thread.
@@ -325,6 +353,96 @@ class MTLCommandBuffer:
     @property
     def status(self) -> MTLCommandBufferStatus:
         ...
+class MTLBuffer:
+    """
+    A length of device memory; on host-visible devices contents() and numpy() are views.
+    """
+    label: str
+    @staticmethod
+    def from_numpy(array: typing.Any, device: MTLDevice = None) -> MTLBuffer:
+        """
+        Wrap a writeable C-contiguous array without copying.
+        """
+    def __init__(self, device: MTLDevice, length: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __len__(self) -> int:
+        ...
+    def contents(self) -> numpy.ndarray:
+        """
+        The buffer's bytes as a writeable uint8 NumPy view (no copy).
+        """
+    def numpy(self, dtype: typing.Any = ...) -> numpy.ndarray:
+        """
+        The buffer as a flat NumPy view of `dtype` (no copy).
+        """
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def length(self) -> int:
+        ...
+class MPSState:
+    """
+    Buffers beside an image (graph.md §5.1). Temporary states belong to one command buffer and live while read_count > 0; persistent states live on their device.
+    """
+    label: str
+    @staticmethod
+    def temporary_state(command_buffer: MTLCommandBuffer, buffer_size: typing.SupportsInt | typing.SupportsIndex | None = None, resource_list: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] | None = None) -> MPSState:
+        ...
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, buffer_size: typing.SupportsInt | typing.SupportsIndex | None = None, resource_list: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] | None = None) -> None:
+        ...
+    @typing.overload
+    def __init__(self, *, resource: MTLBuffer) -> None:
+        ...
+    @typing.overload
+    def __init__(self, *, resources: collections.abc.Sequence[MTLBuffer]) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def buffer_size(self, index: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
+        ...
+    def numpy(self, index: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
+        """
+        mpsnn extension: a buffer of a graph-made state as a typed (N, H, W, C) NumPy view, e.g. the int32 arg-max of max pooling (y * width + x of the winning source pixel, -1 for a zero of the padding).
+        """
+    def resource(self, index: typing.SupportsInt | typing.SupportsIndex = 0, allocate_memory: bool = True) -> MTLBuffer:
+        """
+        The MTLBuffer at `index`; None without memory when allocate_memory is False.
+        """
+    def resource_size(self) -> int:
+        ...
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def is_temporary(self) -> bool:
+        ...
+    @property
+    def read_count(self) -> int:
+        ...
+    @read_count.setter
+    def read_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def resource_count(self) -> int:
+        ...
+class MPSNNGradientState(MPSState):
+    """
+    A state a forward node fills for its gradient node (geometry, arg-max, ...).
+    """
+class MPSCNNConvolutionGradientState(MPSNNGradientState):
+    """
+    A convolution's gradient state.
+    """
+class MPSNNBinaryGradientState(MPSState):
+    """
+    The gradient state of a two-source node.
+    """
+class MPSNNMultiaryGradientState(MPSState):
+    """
+    The gradient state of a node with several sources.
+    """
 class MPSImageDescriptor:
     """
     Size, channels and format of an image.
@@ -796,10 +914,14 @@ class MPSNNFilterNode:
     padding_policy: typing.Any
     def __repr__(self) -> str:
         ...
-    def gradient_filter(self, with_source: typing.Any = None, with_sources: typing.Any = None) -> typing.Any:
-        ...
-    def gradient_filters(self, with_source: typing.Any = None, with_sources: typing.Any = None) -> typing.Any:
-        ...
+    def gradient_filter(self, with_source: MPSNNImageNode | None = None, with_sources: collections.abc.Sequence[MPSNNImageNode] | None = None) -> MPSNNFilterNode:
+        """
+        The gradient node of this node for the incoming gradient image (graph.md §1.8): its sources are the gradient and this node's sources, its gradient state this node's result_state.
+        """
+    def gradient_filters(self, with_source: MPSNNImageNode | None = None, with_sources: collections.abc.Sequence[MPSNNImageNode] | None = None) -> list[MPSNNFilterNode]:
+        """
+        One gradient node per source of this node.
+        """
     def training_graph(self, with_source_gradient: typing.Any = None, node_handler: typing.Any = None) -> typing.Any:
         ...
     @property
@@ -814,6 +936,10 @@ class MPSNNFilterNode:
     @property
     def source_images(self) -> list[MPSNNImageNode]:
         ...
+class MPSNNGradientFilterNode(MPSNNFilterNode):
+    """
+    Base of the gradient nodes: sources are the incoming gradient, then the forward node's source(s); the gradient state is the forward node's result_state. Gradients of gradients are not supported (gradient_filter raises NotImplementedError).
+    """
 class MPSScaleTransform:
     """
     dest = source * scale + translate (pixel-edge coordinates).
@@ -894,6 +1020,25 @@ class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
         ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def accumulator_precision(self) -> int:
+        """
+        0 half, 1 float; the CPU always accumulates in float32.
+        """
+    @accumulator_precision.setter
+    def accumulator_precision(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def convolution_gradient_state(self) -> typing.Any:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (formal only: binary convolutions have no gradient).
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
         ...
 class MPSCNNBinaryFullyConnectedNode(MPSCNNBinaryConvolutionNode):
     """
@@ -1001,6 +1146,52 @@ class MPSCNNDilatedPoolingMaxNode(MPSNNFilterNode):
         ...
     @property
     def stride_in_pixels_y(self) -> int:
+        ...
+class MPSCNNPoolingGradientNode(MPSNNGradientFilterNode):
+    """
+    Base of the pooling gradient nodes: dX with the forward source's size. Padding, edge mode and zero-pad sizes are the forward node's (from its gradient state).
+    """
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_x(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_y(self) -> int:
+        ...
+class MPSCNNPoolingMaxGradientNode(MPSCNNPoolingGradientNode):
+    """
+    Max pooling gradient: G routed to each window's arg-max (first maximal tap).
+    """
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+        ...
+class MPSCNNPoolingAverageGradientNode(MPSCNNPoolingGradientNode):
+    """
+    Average pooling gradient: G / N spread over each window's in-image taps.
+    """
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+        ...
+class MPSCNNPoolingL2NormGradientNode(MPSCNNPoolingGradientNode):
+    """
+    L2-norm pooling gradient: G * X / Y over each window.
+    """
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+        ...
+class MPSCNNDilatedPoolingMaxGradientNode(MPSCNNPoolingGradientNode):
+    """
+    Dilated max pooling gradient (nodes.md §5.5, §5.6).
+    """
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+        ...
+    @property
+    def dilation_rate_x(self) -> int:
+        ...
+    @property
+    def dilation_rate_y(self) -> int:
         ...
 class MPSCNNNeuronNode(MPSNNFilterNode):
     """
@@ -1112,6 +1303,15 @@ class MPSCNNNeuronPReLUNode(MPSCNNNeuronNode):
     f(u) = u if u >= 0 else a[c]*u with one slope per feature channel (or one for all).
     """
     def __init__(self, source: MPSNNImageNode, a_data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+class MPSCNNNeuronGradientNode(MPSNNGradientFilterNode):
+    """
+    Neuron gradient: dX = G * f'(X), X the forward node's source.
+    """
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, descriptor: MPSNNNeuronDescriptor) -> None:
+        ...
+    @property
+    def descriptor(self) -> MPSNNNeuronDescriptor:
         ...
 class MPSNNBinaryArithmeticNode(MPSNNFilterNode):
     """
@@ -1426,7 +1626,7 @@ class MPSNNGraph:
         ...
     def encode(self, command_buffer: MTLCommandBuffer, source_images: list, source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> MPSImage:
         """
-        Encode one run; returns the result image (valid once the command buffer completed) or None.
+        Encode one run; returns the result image (valid once the command buffer completed) or None. destination_states receives the exported result states (result_state_handles order), temporary iff output_state_is_temporary.
         """
     def encode_batch(self, command_buffer: MTLCommandBuffer, source_images: collections.abc.Sequence[list], source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
         """
@@ -1446,13 +1646,14 @@ class MPSNNGraph:
         ...
     def reload_from_data_sources(self) -> None:
         ...
-    def run(self, source_images: list, intermediate_images: typing.Any = None) -> typing.Any:
+    def run(self, source_images: list, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
         """
         mpsnn convenience: run now on this thread (GIL released) and return the result MPSImage (a list for the several-results initializer).
         
         Args:
             source_images: MPSImages or C-contiguous (N, H, W, C) NumPy arrays (wrapped without copying), in source_image_handles order.
             intermediate_images: optional list that receives the exported images.
+            destination_states: optional list that receives the exported result states (persistent MPSStates).
         """
     @property
     def device(self) -> MTLDevice:
@@ -1511,9 +1712,13 @@ def MPSImageBatchResourceSize(batch: list) -> int:
     ...
 def MPSImageBatchSynchronize(batch: list, command_buffer: typing.Any) -> None:
     ...
+def MTLCopyAllDevices() -> list[MTLDevice]:
+    """
+    Every device of this build.
+    """
 def MTLCreateSystemDefaultDevice() -> MTLDevice:
     """
-    The default device: the first backend of this build (override with MPSNN_DEVICE).
+    The default device: MPSNN_DEVICE ('cpu', 'cuda:1', ...) if set, else the first device of this build.
     """
 def _drain_all_queues() -> None:
     """

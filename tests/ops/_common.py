@@ -103,3 +103,48 @@ class ConvCase(NamedTuple):
     @property
     def k(self):
         return self.kh * self.kw * self.cin // self.groups
+
+
+# --------------------------------------------------------------------------------------------
+# gradient graphs: inputs named by handle labels
+
+class Handle:
+    """Minimal MPSHandle: names a graph input (or state) through label()."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def label(self) -> str:
+        return self.name
+
+    def __repr__(self):
+        return f"Handle({self.name!r})"
+
+
+def labelled_graph(device, results, fuse=True, fmt=None):
+    """MPSNNGraph of one result image node or a list of them (multi-result initializer), with temporary
+    memory and results poisoned (NaN) and fusion on or off."""
+    if isinstance(results, (list, tuple)):
+        g = mpsnn.MPSNNGraph(device, result_images=list(results))
+    else:
+        g = mpsnn.MPSNNGraph(device, results)
+    g.fusion_enabled = fuse
+    g.poison_temporaries = True
+    if fmt is not None:
+        g.format = fmt
+    return g
+
+
+def inputs_by_label(graph, arrays):
+    """`arrays` (label -> NHWC array) as float32 C-contiguous arrays in graph.source_image_handles order."""
+    labels = [h.label() for h in graph.source_image_handles]
+    assert sorted(labels) == sorted(arrays), (labels, sorted(arrays))
+    return [np.ascontiguousarray(arrays[name], np.float32) for name in labels]
+
+
+def run_by_label(graph, arrays):
+    """Runs `graph` on `arrays` (label -> array); a NumPy copy of the result, or a list for several results."""
+    out = graph.run(inputs_by_label(graph, arrays))
+    if isinstance(out, (list, tuple)):
+        return [np.array(o.numpy()) for o in out]
+    return np.array(out.numpy())

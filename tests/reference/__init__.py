@@ -7,11 +7,12 @@ from .geometry import (ALIGN_CENTERED, ALIGN_TOP_LEFT, ALIGN_BOTTOM_RIGHT, ALIGN
                        CUSTOM_WHITELIST_FOR_NODE_FUSION, CUSTOM, EXCLUDE_EDGES, TENSORFLOW_SAME,
                        TENSORFLOW_VALID, ALL_METHODS, extent, size_style, remainder_before,
                        window_axis, window_geometry, pad_after, transpose_pad_from_conv,
-                       tap_indices, resolve_geometry, extract_patches)
+                       tap_indices, resolve_geometry, extract_patches, scatter_patches)
 from .conv import (conv2d, fully_connected, zero_insert, conv_transpose2d, fold_batch_norm,
                    unpack_binary_weights, binary_conv2d, binary_fully_connected, subpixel_shuffle)
-from .pooling import pool2d, max_pool2d, average_pool2d, l2_pool2d
-from .neuron import NEURON_DEFAULTS, NEURON_TYPE_CODES, neuron, prelu_slopes
+from .pooling import (pool2d, max_pool2d, average_pool2d, l2_pool2d, pool2d_gradient,
+                      max_pool2d_gradient, average_pool2d_gradient, l2_pool2d_gradient)
+from .neuron import NEURON_DEFAULTS, NEURON_TYPE_CODES, neuron, neuron_gradient, prelu_slopes
 from .softmax import softmax, log_softmax
 from .arithmetic import (FLT_MAX, FLT_MIN, binary_arithmetic, clamp_mask, result_shape,
                          address_operand)
@@ -27,11 +28,12 @@ __all__ = [
     'SIZE_MASK', 'CUSTOM_WHITELIST_FOR_NODE_FUSION', 'CUSTOM', 'EXCLUDE_EDGES', 'TENSORFLOW_SAME',
     'TENSORFLOW_VALID', 'ALL_METHODS', 'extent', 'size_style', 'remainder_before', 'window_axis',
     'window_geometry', 'pad_after', 'transpose_pad_from_conv', 'tap_indices', 'resolve_geometry',
-    'extract_patches',
+    'extract_patches', 'scatter_patches',
     'conv2d', 'fully_connected', 'zero_insert', 'conv_transpose2d', 'fold_batch_norm',
     'unpack_binary_weights', 'binary_conv2d', 'binary_fully_connected', 'subpixel_shuffle',
-    'pool2d', 'max_pool2d', 'average_pool2d', 'l2_pool2d',
-    'NEURON_DEFAULTS', 'NEURON_TYPE_CODES', 'neuron', 'prelu_slopes',
+    'pool2d', 'max_pool2d', 'average_pool2d', 'l2_pool2d', 'pool2d_gradient', 'max_pool2d_gradient',
+    'average_pool2d_gradient', 'l2_pool2d_gradient',
+    'NEURON_DEFAULTS', 'NEURON_TYPE_CODES', 'neuron', 'neuron_gradient', 'prelu_slopes',
     'softmax', 'log_softmax',
     'FLT_MAX', 'FLT_MIN', 'binary_arithmetic', 'clamp_mask', 'result_shape', 'address_operand',
     'batch_norm_inference', 'batch_norm_statistics', 'batch_norm_training', 'instance_norm',

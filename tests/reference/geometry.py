@@ -154,7 +154,22 @@ def extract_patches(x, kernel_hw, stride_hw, dilation_hw, pad, out_hw, edge='zer
     cx = np.clip(ix, 0, W - 1)[None, :, None, :]
     patches = x[:, cy, cx, :]                                                 # (N, Dh, Dw, KH, KW, C)
     if edge == 'zero':
-        patches = patches * mask[None, :, :, :, :, None]
+        patches = np.where(mask[None, :, :, :, :, None], patches, 0.0)   # 0, also next to ±inf / NaN
     elif edge != 'clamp':
         raise ValueError("edge must be 'zero' or 'clamp'")
     return patches, mask
+
+
+def scatter_patches(dpatches, x_shape, kernel_hw, stride_hw, dilation_hw, pad, out_hw):
+    """Adjoint of extract_patches(edge='clamp'): adds dpatches (N, Dh, Dw, KH, KW, C) into a zero image
+    of x_shape at each tap's clamped source pixel. For the adjoint of edge='zero', zero the out-of-image
+    taps first (np.where with the inside-mask)."""
+    N, H, W, C = (int(v) for v in x_shape)
+    KH, KW = kernel_hw
+    iy = tap_indices(H, KH, stride_hw[0], dilation_hw[0], pad[0], out_hw[0])   # (Dh, KH)
+    ix = tap_indices(W, KW, stride_hw[1], dilation_hw[1], pad[1], out_hw[1])   # (Dw, KW)
+    cy = np.broadcast_to(np.clip(iy, 0, H - 1)[:, None, :, None], (out_hw[0], out_hw[1], KH, KW))
+    cx = np.broadcast_to(np.clip(ix, 0, W - 1)[None, :, None, :], (out_hw[0], out_hw[1], KH, KW))
+    dx = np.zeros((N, H, W, C), np.float64)
+    np.add.at(dx, (slice(None), cy, cx), np.asarray(dpatches, np.float64))
+    return dx

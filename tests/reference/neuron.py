@@ -46,16 +46,20 @@ def prelu_slopes(data, C):
     return a[:C]
 
 
-def neuron(x, type, a=None, b=None, c=None, data=None):
-    """Neuron forward f(u) for every MPSCNNNeuronType (nodes.md §6.2); None params take NEURON_DEFAULTS."""
-    x = np.asarray(x, np.float64)
+def _resolve(type, a, b, c):
+    """(name, a, b, c): type as a name or an MPSCNNNeuronType raw value; None params take NEURON_DEFAULTS."""
     name = _CODE_TO_NAME.get(type, type) if not isinstance(type, str) else type
     if name not in NEURON_DEFAULTS:
         raise ValueError("unknown neuron type %r" % (type,))
     da, db, dc = NEURON_DEFAULTS[name]
-    a = da if a is None else float(a)
-    b = db if b is None else float(b)
-    c = dc if c is None else float(c)
+    return (name, da if a is None else float(a), db if b is None else float(b),
+            dc if c is None else float(c))
+
+
+def neuron(x, type, a=None, b=None, c=None, data=None):
+    """Neuron forward f(u) for every MPSCNNNeuronType (nodes.md §6.2); None params take NEURON_DEFAULTS."""
+    x = np.asarray(x, np.float64)
+    name, a, b, c = _resolve(type, a, b, c)
     u = x
     with np.errstate(all='ignore'):
         if name == 'none':
@@ -102,3 +106,54 @@ def neuron(x, type, a=None, b=None, c=None, data=None):
                 return np.log(t)
             return np.log(t) / np.log(c)
     raise AssertionError(name)
+
+
+def neuron_gradient(kind, x, g, a=None, b=None, c=None, data=None):
+    """Neuron gradient dX = G·f'(X) (nodes.md §6.2 f' column and notes, §6.3), evaluated at the forward
+    input x; kind, a, b, c, data as for neuron() (name or raw type value, None params take
+    NEURON_DEFAULTS). Per IEEE-754 where f' is infinite or undefined (no epsilon)."""
+    u = np.asarray(x, np.float64)
+    g = np.asarray(g, np.float64)
+    if g.shape != u.shape:
+        raise ValueError("source gradient has shape %s; the source has %s" % (g.shape, u.shape))
+    name, a, b, c = _resolve(kind, a, b, c)
+    with np.errstate(all='ignore'):
+        if name == 'none':
+            d = np.ones_like(u)
+        elif name == 'relu':
+            d = np.where(u >= 0, 1.0, a)
+        elif name == 'linear':
+            d = np.full_like(u, a)
+        elif name == 'sigmoid':
+            d = _sigmoid(u) * _sigmoid(-u)                  # σ(1 − σ) without cancellation
+        elif name == 'hard_sigmoid':
+            t = a * u + b
+            d = np.where((t > 0) & (t < 1), a, 0.0)
+        elif name == 'tanh':
+            d = a * b / np.cosh(b * u) ** 2                 # 1 − tanh² = sech²
+        elif name == 'absolute':
+            d = np.sign(u)                                  # chosen: 0 at 0
+        elif name == 'soft_plus':
+            d = a * b * _sigmoid(b * u)
+        elif name == 'soft_sign':
+            d = 1.0 / (1.0 + np.abs(u)) ** 2
+        elif name == 'elu':
+            d = np.where(u >= 0, 1.0, a * np.exp(np.minimum(u, 0.0)))
+        elif name == 'prelu':
+            if data is None:
+                raise ValueError("PReLU needs per-channel data")
+            d = np.where(u >= 0, 1.0, prelu_slopes(data, u.shape[-1]))
+        elif name == 'relu_n':
+            r = np.where(u >= 0, u, a * u)
+            d = np.where(u >= 0, 1.0, a) * (r < b)
+        elif name == 'power':
+            d = a * c * np.power(a * u + b, c - 1.0)
+        elif name == 'exponential':
+            f = neuron(u, name, a, b, c)
+            d = a * f if c == -1.0 else a * np.log(c) * f
+        elif name == 'logarithm':
+            t = a * u + b
+            d = a / t if c == -1.0 else a / (np.log(c) * t)
+        else:
+            raise AssertionError(name)
+        return g * d

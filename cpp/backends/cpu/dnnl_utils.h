@@ -119,7 +119,7 @@ class PrimitiveKernel : public Kernel {
   size_t scratch_bytes() const override { return runner_.scratch_bytes(); }
   std::unique_ptr<KernelState> make_state() const override { return runner_.make_state(); }
   void run(const KernelArgs& a, KernelState* state) const override {
-    runner_.run(state, a.inputs[0].data, a.output.data, a.scratch);
+    runner_.run(state, a.inputs[0].as<float>(), a.outputs[0].as<float>(), a.scratch);
   }
 
  protected:

@@ -1,5 +1,6 @@
 #include "backends/cpu/register.h"
 
+#include "backends/cpu/device.h"
 #include "backends/cpu/dnnl_utils.h"
 
 namespace mpsnn::cpu {
@@ -15,11 +16,18 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(OpKind::BatchNormalization, make_batch_normalization);
   r.add(OpKind::InstanceNormalization, make_instance_normalization);
   r.add(OpKind::Normalization, make_normalization);
-  r.add(OpKind::Dropout, make_dropout);
   r.add(OpKind::Upsampling, make_upsampling);
   r.add(OpKind::Scale, make_scale);
+  r.add(OpKind::PoolingGradient, make_pooling_gradient);
+  r.add(OpKind::NeuronGradient, make_neuron_gradient);
+  r.add(OpKind::Convert, make_convert);
+  r.add(OpKind::Fill, make_fill);
   r.can_fuse_neuron = dnnl_can_fuse_neuron;
   r.can_fuse_sum = true;
 }
+
+int device_count() { return 1; }
+
+DevicePtr make_device(int) { return std::make_shared<CpuDevice>(); }
 
 }  // namespace mpsnn::cpu

@@ -6,12 +6,11 @@ namespace mpsnn {
 
 const OpSchema& schema_Arithmetic() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "arithmetic";
+    OpSchema o = OpSchema::for_kind(OpKind::Arithmetic);
     o.min_sources = o.max_sources = 2;
-    o.result_state = ResultStateKind::arithmetic_gradient;
-    o.validate_attrs = [](const FilterNode& n) {
-      const auto& a = n.attrs_as<ArithmeticAttrs>();
+    o.result_states = {StateSpec{ResultStateKind::arithmetic_gradient, nullptr}};
+    o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) {
+      const auto& a = std::get<ArithmeticAttrs>(attrs);
       for (int i = 0; i < 3; ++i)
         MPSNN_CHECK((a.primary_strides[i] == 0 || a.primary_strides[i] == 1) &&
                         (a.secondary_strides[i] == 0 || a.secondary_strides[i] == 1),
@@ -20,10 +19,10 @@ const OpSchema& schema_Arithmetic() {
                     a.secondary_strides[0], ", ", a.secondary_strides[1], ", ", a.secondary_strides[2], ")");
     };
     o.shape = [](const ShapeContext& ctx) {
-      const auto& a = ctx.node.attrs_as<ArithmeticAttrs>();
+      const auto& a = ctx.attrs_as<ArithmeticAttrs>();
       const ImageShape& p = ctx.sources[0];
       const ImageShape& q = ctx.sources[1];
-      MPSNN_CHECK(p.n == q.n, ShapeError, ctx.node.context(), " primary source has ", p.n,
+      MPSNN_CHECK(p.n == q.n, ShapeError, ctx.context(), " primary source has ", p.n,
                   " images, secondary has ", q.n, "; expected the same batch size");
       // nodes.md §3.1 chosen definition: per axis the extent of the stride-1 operand(s).
       const char* names[3] = {"feature channels", "height", "width"};
@@ -32,7 +31,7 @@ const OpSchema& schema_Arithmetic() {
       for (int i = 0; i < 3; ++i) {
         const bool ps = a.primary_strides[i] == 1, qs = a.secondary_strides[i] == 1;
         if (ps && qs) {
-          MPSNN_CHECK(pe[i] == qe[i], ShapeError, ctx.node.context(), " primary source has ", pe[i], " ", names[i],
+          MPSNN_CHECK(pe[i] == qe[i], ShapeError, ctx.context(), " primary source has ", pe[i], " ", names[i],
                       ", secondary has ", qe[i], "; expected equal extents (or a stride of 0 to broadcast one)");
           out[i] = pe[i];
         } else {
@@ -59,15 +58,14 @@ std::vector<int64_t> concatenation_offsets(const std::vector<ImageShape>& source
 
 const OpSchema& schema_Concatenation() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "concatenation";
+    OpSchema o = OpSchema::for_kind(OpKind::Concatenation);
     o.max_sources = -1;
-    o.result_state = ResultStateKind::multiary_gradient;
+    o.result_states = {StateSpec{ResultStateKind::multiary_gradient, nullptr}};
     o.shape = [](const ShapeContext& ctx) {
       const ImageShape& f = ctx.sources[0];
       for (size_t i = 1; i < ctx.sources.size(); ++i) {
         const ImageShape& s = ctx.sources[i];
-        MPSNN_CHECK(s.h == f.h && s.w == f.w && s.n == f.n, ShapeError, ctx.node.context(), " source ", i, " is ",
+        MPSNN_CHECK(s.h == f.h && s.w == f.w && s.n == f.n, ShapeError, ctx.context(), " source ", i, " is ",
                     s.w, "x", s.h, " with ", s.n, " images; expected ", f.w, "x", f.h, " with ", f.n,
                     " images like source 0");
       }

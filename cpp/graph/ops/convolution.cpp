@@ -8,29 +8,29 @@ namespace mpsnn {
 namespace {
 
 const ConvolutionParams& conv_params(const ShapeContext& ctx) {
-  MPSNN_CHECK(ctx.params.conv != nullptr, ShapeError, ctx.node.context(), " has no weights data source");
+  MPSNN_CHECK(ctx.params.conv != nullptr, ShapeError, ctx.context(), " has no weights data source");
   return *ctx.params.conv;
 }
 
 void check_source_channels(const ShapeContext& ctx, const ConvolutionDescriptor& d) {
   const ImageShape& s = ctx.sources[0];
-  MPSNN_CHECK(s.c == d.input_feature_channels, ShapeError, ctx.node.context(), " source has ", s.c,
+  MPSNN_CHECK(s.c == d.input_feature_channels, ShapeError, ctx.context(), " source has ", s.c,
               " feature channels, descriptor expects ", d.input_feature_channels);
 }
 
 ShapeResult convolution_shape(const ShapeContext& ctx) {
-  const auto& attrs = ctx.node.attrs_as<ConvolutionAttrs>();
+  const auto& attrs = ctx.attrs_as<ConvolutionAttrs>();
   const ConvolutionParams& p = conv_params(ctx);
   const ConvolutionDescriptor& d = p.desc;
   check_source_channels(ctx, d);
   const ImageShape& src = ctx.sources[0];
   switch (attrs.variant) {
     case ConvolutionVariant::fully_connected: {
-      MPSNN_CHECK(d.kernel_width == src.w && d.kernel_height == src.h, ShapeError, ctx.node.context(),
+      MPSNN_CHECK(d.kernel_width == src.w && d.kernel_height == src.h, ShapeError, ctx.context(),
                   " kernel is ", d.kernel_width, "x", d.kernel_height, " but the source is ", src.w, "x", src.h,
                   "; a fully connected kernel must cover the whole source");
       MPSNN_CHECK(d.stride_x == 1 && d.stride_y == 1 && d.groups == 1 && d.dilation_x == 1 && d.dilation_y == 1,
-                  ShapeError, ctx.node.context(), " fully connected layers need stride 1, dilation 1 and groups 1");
+                  ShapeError, ctx.context(), " fully connected layers need stride 1, dilation 1 and groups 1");
       ShapeResult r = fixed_shape(ctx, ImageShape{src.n, 1, 1, d.output_feature_channels});
       r.geom.y = WindowAxis{src.h, 1, 1, 0, 0};
       r.geom.x = WindowAxis{src.w, 1, 1, 0, 0};
@@ -40,11 +40,11 @@ ShapeResult convolution_shape(const ShapeContext& ctx) {
       const StateNode* paired = ctx.node.source_states().empty() ? nullptr : ctx.node.source_states()[0].get();
       if (paired) {
         const ResolvedNode* conv = ctx.state_producer(paired);
-        MPSNN_CHECK(conv != nullptr, GraphError, ctx.node.context(),
+        MPSNN_CHECK(conv != nullptr, GraphError, ctx.context(),
                     " convolution_gradient_state comes from a convolution that is not part of this graph");
         // nodes.md §4.3 chosen definition: sized to the paired convolution's source and
         // Pz = (Ke - 1) - P_conv, the adjoint geometry of that convolution.
-        ShapeResult r = fixed_shape(ctx, ImageShape{src.n, conv->source.h, conv->source.w, d.output_feature_channels});
+        ShapeResult r = fixed_shape(ctx, ImageShape{src.n, conv->sources[0].h, conv->sources[0].w, d.output_feature_channels});
         auto axis = [](const WindowAxis& c, int64_t K, int64_t s, int64_t dil, int64_t S, int64_t D) {
           WindowAxis w{K, s, dil, 0, 0};
           w.pad_before = (w.extent() - 1) - c.pad_before;
@@ -74,15 +74,15 @@ ShapeResult convolution_shape(const ShapeContext& ctx) {
 }
 
 ShapeResult binary_convolution_shape(const ShapeContext& ctx) {
-  const auto& attrs = ctx.node.attrs_as<BinaryConvolutionAttrs>();
+  const auto& attrs = ctx.attrs_as<BinaryConvolutionAttrs>();
   const ConvolutionParams& p = conv_params(ctx);
   const ConvolutionDescriptor& d = p.desc;
   check_source_channels(ctx, d);
   const ImageShape& src = ctx.sources[0];
-  MPSNN_CHECK(d.groups == 1, ShapeError, ctx.node.context(), " groups is ", d.groups,
+  MPSNN_CHECK(d.groups == 1, ShapeError, ctx.context(), " groups is ", d.groups,
               "; binary convolution supports groups 1 only");
   auto check_len = [&](const std::vector<float>& v, int64_t n, const char* what) {
-    MPSNN_CHECK(v.empty() || int64_t(v.size()) == n, ShapeError, ctx.node.context(), " ", what, " has ",
+    MPSNN_CHECK(v.empty() || int64_t(v.size()) == n, ShapeError, ctx.context(), " ", what, " has ",
                 v.size(), " entries; expected ", n);
   };
   check_len(attrs.output_bias_terms, d.output_feature_channels, "output_bias_terms");
@@ -90,7 +90,7 @@ ShapeResult binary_convolution_shape(const ShapeContext& ctx) {
   check_len(attrs.input_bias_terms, d.input_feature_channels, "input_bias_terms");
   check_len(attrs.input_scale_terms, d.input_feature_channels, "input_scale_terms");
   if (attrs.fully_connected) {
-    MPSNN_CHECK(d.kernel_width == src.w && d.kernel_height == src.h, ShapeError, ctx.node.context(), " kernel is ",
+    MPSNN_CHECK(d.kernel_width == src.w && d.kernel_height == src.h, ShapeError, ctx.context(), " kernel is ",
                 d.kernel_width, "x", d.kernel_height, " but the source is ", src.w, "x", src.h,
                 "; a fully connected kernel must cover the whole source");
     ShapeResult r = fixed_shape(ctx, ImageShape{src.n, 1, 1, d.output_feature_channels});
@@ -107,9 +107,8 @@ ShapeResult binary_convolution_shape(const ShapeContext& ctx) {
 
 const OpSchema& schema_Convolution() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "convolution";
-    o.result_state = ResultStateKind::convolution_gradient;
+    OpSchema o = OpSchema::for_kind(OpKind::Convolution);
+    o.result_states = {StateSpec{ResultStateKind::convolution_gradient, nullptr}};
     o.shape = convolution_shape;
     return o;
   }();
@@ -118,10 +117,9 @@ const OpSchema& schema_Convolution() {
 
 const OpSchema& schema_BinaryConvolution() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "binary convolution";
-    o.validate_attrs = [](const FilterNode& n) {
-      const auto& a = n.attrs_as<BinaryConvolutionAttrs>();
+    OpSchema o = OpSchema::for_kind(OpKind::BinaryConvolution);
+    o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) {
+      const auto& a = std::get<BinaryConvolutionAttrs>(attrs);
       MPSNN_CHECK(int(a.type) >= 0 && int(a.type) <= 2, ShapeError, n.context(), " binary convolution type ",
                   int(a.type), " is unknown; expected 0 (binaryWeights), 1 (xnor) or 2 (and)");
       MPSNN_CHECK(a.flags == 0 || a.flags == 1, ShapeError, n.context(), " flags ", a.flags,

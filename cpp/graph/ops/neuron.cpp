@@ -66,14 +66,31 @@ void check_neuron_descriptor(const std::string& context, const NeuronDescriptor&
 
 const OpSchema& schema_Neuron() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "neuron";
-    o.size_preserving = true;
-    o.result_state = ResultStateKind::gradient;
-    o.validate_attrs = [](const FilterNode& n) { check_neuron_descriptor(n.context(), n.attrs_as<NeuronAttrs>().neuron); };
+    OpSchema o = OpSchema::for_kind(OpKind::Neuron);
+    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
+    o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) { check_neuron_descriptor(n.context(), std::get<NeuronAttrs>(attrs).neuron); };
     o.shape = [](const ShapeContext& ctx) {
-      check_neuron_channels(ctx.node.context(), ctx.node.attrs_as<NeuronAttrs>().neuron, ctx.sources[0].c);
+      check_neuron_channels(ctx.context(), ctx.attrs_as<NeuronAttrs>().neuron, ctx.sources[0].c);
       return same_shape(ctx);
+    };
+    return o;
+  }();
+  return s;
+}
+
+// nodes.md §6.3: dX = G * f'(X), X the forward input; the state carries nothing.
+const OpSchema& schema_NeuronGradient() {
+  static const OpSchema s = [] {
+    OpSchema o = OpSchema::for_kind(OpKind::NeuronGradient);
+    o.min_sources = o.max_sources = 2;  // G, forward source X
+    o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) { check_neuron_descriptor(n.context(), std::get<NeuronAttrs>(attrs).neuron); };
+    o.shape = [](const ShapeContext& ctx) {
+      MPSNN_CHECK(ctx.sources[0] == ctx.sources[1], ShapeError, ctx.context(), " source gradient is ",
+                  ctx.sources[0].w, "x", ctx.sources[0].h, "x", ctx.sources[0].c, " (", ctx.sources[0].n,
+                  " images) but the forward source is ", ctx.sources[1].w, "x", ctx.sources[1].h, "x",
+                  ctx.sources[1].c, " (", ctx.sources[1].n, " images); expected equal sizes");
+      check_neuron_channels(ctx.context(), ctx.attrs_as<NeuronAttrs>().neuron, ctx.sources[1].c);
+      return ShapeResult{ctx.sources[1], {}};
     };
     return o;
   }();
@@ -82,9 +99,8 @@ const OpSchema& schema_Neuron() {
 
 const OpSchema& schema_SoftMax() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "softmax";
-    o.result_state = ResultStateKind::gradient;
+    OpSchema o = OpSchema::for_kind(OpKind::SoftMax);
+    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
     o.shape = [](const ShapeContext& ctx) { return same_shape(ctx); };
     return o;
   }();
@@ -93,12 +109,10 @@ const OpSchema& schema_SoftMax() {
 
 const OpSchema& schema_Dropout() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "dropout";
-    o.size_preserving = true;
-    o.result_state = ResultStateKind::gradient;
-    o.validate_attrs = [](const FilterNode& n) {
-      const auto& a = n.attrs_as<DropoutAttrs>();
+    OpSchema o = OpSchema::for_kind(OpKind::Dropout);
+    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
+    o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) {
+      const auto& a = std::get<DropoutAttrs>(attrs);
       MPSNN_CHECK(a.keep_probability > 0.0f && a.keep_probability <= 1.0f, ShapeError, n.context(),
                   " keep_probability is ", a.keep_probability, "; expected a value in (0, 1]");
       for (auto m : a.mask_stride)

@@ -7,9 +7,9 @@ namespace mpsnn {
 
 namespace {
 ShapeResult parameterized_norm_shape(const ShapeContext& ctx) {
-  MPSNN_CHECK(ctx.params.norm != nullptr, ShapeError, ctx.node.context(), " has no data source");
+  MPSNN_CHECK(ctx.params.norm != nullptr, ShapeError, ctx.context(), " has no data source");
   const int64_t c = ctx.params.norm->channels;
-  MPSNN_CHECK(ctx.sources[0].c == c, ShapeError, ctx.node.context(), " source has ", ctx.sources[0].c,
+  MPSNN_CHECK(ctx.sources[0].c == c, ShapeError, ctx.context(), " source has ", ctx.sources[0].c,
               " feature channels, data source has ", c);
   return same_shape(ctx);
 }
@@ -17,10 +17,8 @@ ShapeResult parameterized_norm_shape(const ShapeContext& ctx) {
 
 const OpSchema& schema_BatchNormalization() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "batch normalization";
-    o.size_preserving = true;
-    o.result_state = ResultStateKind::gradient;
+    OpSchema o = OpSchema::for_kind(OpKind::BatchNormalization);
+    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
     o.shape = parameterized_norm_shape;
     return o;
   }();
@@ -29,10 +27,8 @@ const OpSchema& schema_BatchNormalization() {
 
 const OpSchema& schema_InstanceNormalization() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "instance normalization";
-    o.size_preserving = true;
-    o.result_state = ResultStateKind::gradient;
+    OpSchema o = OpSchema::for_kind(OpKind::InstanceNormalization);
+    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
     o.shape = parameterized_norm_shape;
     return o;
   }();
@@ -41,12 +37,10 @@ const OpSchema& schema_InstanceNormalization() {
 
 const OpSchema& schema_Normalization() {
   static const OpSchema s = [] {
-    OpSchema o;
-    o.name = "normalization";
-    o.size_preserving = true;
-    o.result_state = ResultStateKind::gradient;
-    o.validate_attrs = [](const FilterNode& n) {
-      const auto& a = n.attrs_as<NormalizationAttrs>();
+    OpSchema o = OpSchema::for_kind(OpKind::Normalization);
+    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
+    o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) {
+      const auto& a = std::get<NormalizationAttrs>(attrs);
       check_positive(n, "kernel_width", a.kernel_width);
       check_positive(n, "kernel_height", a.kernel_height);
       MPSNN_CHECK(a.alpha >= 0.0f, ShapeError, n.context(), " alpha is ", a.alpha, "; expected >= 0");

@@ -1,9 +1,12 @@
 // Pass 2: rewrites steps without changing results (graph.md §2.10).
-//  * dropout in inference is an identity: its result aliases its source (always done);
+//  * dropout in inference is an identity: its result aliases its source (always done; a
+//    training graph reads the dropout mask through the node's state, and a dropout whose state is
+//    consumed keeps its step once dropout gradients exist);
 //  * batch normalization in inference mode folds into the producing convolution;
 //  * neurons fuse into the producing convolution / fully connected step as post-ops;
 //  * an addition whose operand comes from a convolution becomes that convolution's sum
-//    post-op (the residual connection), followed by the addition's always-applied clamp.
+//    post-op (the residual connection), followed by the addition's always-applied clamp; the
+//    other addend becomes the convolution step's last input.
 // A producer is fused into only when its result has exactly one consumer and is not a graph
 // output, and never across a custom padding policy that does not allow fusion.
 #include "graph/passes/compile_state.h"
@@ -22,15 +25,14 @@ Uses count_uses(const CompileState& st) {
   for (const auto& s : st.steps) {
     if (s.removed) continue;
     for (int v : s.inputs) ++u.count[size_t(v)];
-    if (s.sum_input >= 0) ++u.count[size_t(s.sum_input)];
   }
   for (int v : st.output_values)
     if (v >= 0) ++u.count[size_t(v)];
   return u;
 }
 
-bool blocks_fusion(const FilterNode& node) {
-  const int m = node.padding_policy()->padding_method();
+bool blocks_fusion(const CompileState& st, const FilterNode& node) {
+  const int m = st.def.frozen_of(node).padding->padding_method();
   return (m & padding::kCustom) && !(m & padding::kCustomAllowForNodeFusion);
 }
 
@@ -45,15 +47,21 @@ StepInfo* fusable_producer(CompileState& st, const Uses& uses, int v) {
   const int p = st.values[size_t(v)].producer;
   if (p < 0 || uses.count[size_t(v)] != 1 || is_output(st, v)) return nullptr;
   StepInfo& s = st.steps[size_t(p)];
-  if (s.removed || s.kind != OpKind::Convolution) return nullptr;
-  if (s.conv->desc.sub_pixel_scale_factor != 1) return nullptr;
+  if (s.removed || s.kind != OpKind::Convolution || s.outputs.size() != 1) return nullptr;
+  if (s.param_values.conv->desc.sub_pixel_scale_factor != 1) return nullptr;
   return &s;
 }
 
 void absorb(CompileState& st, StepInfo& producer, StepInfo& consumer) {
-  producer.output = consumer.output;
-  st.values[size_t(consumer.output)].producer = st.values[size_t(consumer.inputs[0])].producer;
+  producer.outputs[0] = consumer.outputs[0];
+  st.values[size_t(consumer.outputs[0])].producer = st.values[size_t(consumer.inputs[0])].producer;
   consumer.removed = true;
+}
+
+bool has_sum(const StepInfo& s) {
+  for (const auto& op : s.post_ops)
+    if (op.kind == PostOp::Kind::sum) return true;
+  return false;
 }
 
 bool default_addition(const ArithmeticAttrs& a) {
@@ -65,49 +73,54 @@ bool default_addition(const ArithmeticAttrs& a) {
 
 void fuse_nodes(CompileState& st) {
   for (auto& s : st.steps) {
-    if (s.kind != OpKind::Dropout) continue;
-    st.values[size_t(s.output)].alias_of = s.inputs[0];
+    if (s.kind != OpKind::Dropout || s.removed) continue;
+    st.values[size_t(s.outputs[0])].alias_of = s.inputs[0];
     s.removed = true;
   }
   if (!st.options.fuse) return;
   for (size_t i = 0; i < st.steps.size(); ++i) {
     StepInfo& s = st.steps[i];
-    if (s.removed || blocks_fusion(*s.node)) continue;
+    if (s.removed || blocks_fusion(st, *s.node)) continue;
     const Uses uses = count_uses(st);
     switch (s.kind) {
       case OpKind::BatchNormalization: {
         if (s.batch_statistics) break;
         StepInfo* p = fusable_producer(st, uses, s.inputs[0]);
         if (!p || !p->post_ops.empty() ||
-            p->node->attrs_as<ConvolutionAttrs>().variant == ConvolutionVariant::transpose)
+            std::get<ConvolutionAttrs>(*p->attrs).variant == ConvolutionVariant::transpose)
           break;
-        p->conv = fold_batch_norm(*p->conv, s.norm->mean, s.norm->variance, s.norm->gamma, s.norm->beta, s.norm->epsilon);
+        const ParamSlot* folded = st.params.folded(p->params.at(0), s.params.at(0));
+        p->params = {folded};
+        p->param_values = folded->values();
         absorb(st, *p, s);
         break;
       }
       case OpKind::Neuron: {
         StepInfo* p = fusable_producer(st, uses, s.inputs[0]);
-        const auto& n = s.node->attrs_as<NeuronAttrs>().neuron;
+        const auto& n = std::get<NeuronAttrs>(*s.attrs).neuron;
         if (!p || !st.registry.can_fuse_neuron || !st.registry.can_fuse_neuron(n)) break;
         p->post_ops.push_back(PostOp{PostOp::Kind::neuron, n, 0, 0});
         absorb(st, *p, s);
         break;
       }
       case OpKind::Arithmetic: {
-        const auto& a = s.node->attrs_as<ArithmeticAttrs>();
+        const auto& a = std::get<ArithmeticAttrs>(*s.attrs);
         if (!default_addition(a) || !st.registry.can_fuse_sum) break;
         for (int k = 0; k < 2; ++k) {
           const int operand = s.inputs[size_t(k)], other = s.inputs[size_t(1 - k)];
           StepInfo* p = fusable_producer(st, uses, operand);
-          if (!p || p->sum_input >= 0 || operand == other) continue;
+          // The cropped transposed-convolution path rewrites its output after the primitive.
+          if (!p || has_sum(*p) || operand == other ||
+              std::get<ConvolutionAttrs>(*p->attrs).variant == ConvolutionVariant::transpose)
+            continue;
           // The other addend must be computed before the convolution that accumulates into it.
           if (st.values[size_t(st.root(other))].producer >= st.values[size_t(operand)].producer) continue;
-          if (st.values[size_t(other)].shape != st.values[size_t(s.output)].shape) continue;
+          if (!(st.values[size_t(other)].desc == st.values[size_t(s.outputs[0])].desc)) continue;
           p->post_ops.push_back(PostOp{PostOp::Kind::sum, {}, 0, 0});
           p->post_ops.push_back(PostOp{PostOp::Kind::clamp, {}, a.minimum_value, a.maximum_value});
-          p->sum_input = other;
-          p->output = s.output;
-          st.values[size_t(s.output)].producer = st.values[size_t(operand)].producer;
+          p->inputs.push_back(other);
+          p->outputs[0] = s.outputs[0];
+          st.values[size_t(s.outputs[0])].producer = st.values[size_t(operand)].producer;
           s.removed = true;
           break;
         }

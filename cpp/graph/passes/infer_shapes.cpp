@@ -1,6 +1,8 @@
 // Pass 1: creates one value per image node and one step per filter, resolving every result size
-// and window geometry from the padding policies (graph.md §2.13 steps 1-4).
-#include <cmath>
+// and window geometry from the padding policies (graph.md §2.13 steps 1-4). A result state that
+// another filter reads or the graph exports becomes state values (its buffers, from the
+// schema's StateSpec) appended to the producing step's outputs and to the consumer's inputs.
+#include <unordered_set>
 
 #include "core/errors.h"
 #include "graph/passes/compile_state.h"
@@ -8,45 +10,42 @@
 namespace mpsnn {
 
 namespace {
-
-// Folds MPSCNNConvolutionDescriptor's batch-norm parameters into weights and bias.
-std::shared_ptr<const ConvolutionParams> fold_descriptor_batch_norm(std::shared_ptr<const ConvolutionParams> p) {
-  if (!p->desc.batch_norm) return p;
-  const auto& bn = *p->desc.batch_norm;
-  auto f = fold_batch_norm(*p, bn.mean, bn.variance, bn.gamma, bn.beta, bn.epsilon);
-  f->desc.batch_norm.reset();
-  return f;
-}
-
-bool result_state_consumed(const GraphDef& def, const FilterNode& node) {
-  auto states = const_cast<FilterNode&>(node).result_states();
+// States some filter of the graph reads, or that the graph exports.
+std::unordered_set<const StateNode*> wanted_states(const GraphDef& def) {
+  std::unordered_set<const StateNode*> out;
   for (const auto& f : def.filters)
     for (const auto& s : f->source_states())
-      for (const auto& own : states)
-        if (s.get() == own.get()) return true;
-  return false;
+      if (s) out.insert(s.get());
+  for (const auto& s : def.result_states) out.insert(s.get());
+  return out;
 }
-
 }  // namespace
-
 
 void infer_shapes(CompileState& st) {
   const GraphDef& def = st.def;
   for (size_t i = 0; i < def.source_images.size(); ++i) {
     ValueInfo v;
-    v.shape = st.key.shapes[i];
-    v.input_index = int(i);
-    st.value_of[def.source_images[i].get()] = int(st.values.size());
-    st.values.push_back(v);
+    v.desc = TensorDesc{DType::f32, st.key.shapes[i]};
+    v.source_image = int(i);
+    st.value_of[def.source_images[i].get()] = st.add_value(v);
   }
+  const auto wanted = wanted_states(def);
   std::unordered_map<const FilterNode*, ResolvedNode> resolved;
   for (const auto& fp : def.filters) {
-    const FilterNode& f = *fp;
+    FilterNode& f = *fp;
     const OpSchema& s = schema(f.kind());
+    const GraphDef::Frozen& frozen = def.frozen_of(f);
     StepInfo step;
     step.node = &f;
     step.kind = f.kind();
-    ShapeContext ctx{f, def.params.at(&f), {}, {}, [&](const StateNode* state) -> const ResolvedNode* {
+    step.attrs = &frozen.attrs;
+    step.context = f.context();
+    if (const ParamSlot* slot = st.params.slot_of(f)) {
+      step.params.push_back(slot);
+      step.param_values = slot->values();
+    }
+    ShapeContext ctx{f, frozen.attrs, frozen.padding, step.param_values, {}, {},
+                     [&](const StateNode* state) -> const ResolvedNode* {
                        auto prod = state->producer();
                        if (!prod) return nullptr;
                        auto it = resolved.find(prod.get());
@@ -55,35 +54,80 @@ void infer_shapes(CompileState& st) {
     for (const auto& src : f.sources()) {
       const int v = st.value_of.at(src.get());
       step.inputs.push_back(v);
-      ctx.sources.push_back(st.values[size_t(v)].shape);
+      ctx.sources.push_back(st.values[size_t(v)].desc.shape);
       ctx.source_formats.push_back(src->format);
+    }
+    for (const auto& state : f.source_states()) {
+      if (!state) continue;
+      auto it = st.state_values.find(state.get());
+      if (it != st.state_values.end()) step.inputs.insert(step.inputs.end(), it->second.begin(), it->second.end());
     }
     for (size_t i = 1; i < ctx.sources.size(); ++i)
       MPSNN_CHECK(ctx.sources[i].n == ctx.sources[0].n, ShapeError, f.context(), " source ", i, " has ",
                   ctx.sources[i].n, " images, source 0 has ", ctx.sources[0].n, "; expected equal batch sizes");
-    // Properties stay writable after construction: check the attributes again before use.
-    if (s.validate_attrs) s.validate_attrs(f);
     const ShapeResult r = s.shape(ctx);
     step.geom = r.geom;
-    step.conv = ctx.params.conv ? fold_descriptor_batch_norm(ctx.params.conv) : nullptr;
-    step.norm = ctx.params.norm;
-    if (step.conv && step.conv->desc.fused_neuron.type != NeuronType::none)
-      step.post_ops.push_back(PostOp{PostOp::Kind::neuron, step.conv->desc.fused_neuron, 0, 0});
-    if (f.kind() == OpKind::BatchNormalization) {
-      const auto flags = f.attrs_as<BatchNormalizationAttrs>().flags;
-      step.batch_statistics = flags == BatchNormalizationFlags::always ||
-                              (flags == BatchNormalizationFlags::automatic && result_state_consumed(def, f));
-    }
-    resolved[&f] = ResolvedNode{ctx.sources[0], r.out, r.geom};
+    if (step.param_values.conv && step.param_values.conv->desc.fused_neuron.type != NeuronType::none)
+      step.post_ops.push_back(PostOp{PostOp::Kind::neuron, step.param_values.conv->desc.fused_neuron, 0, 0});
+    resolved[&f] = ResolvedNode{&f, ctx.sources, r.out, r.geom};
+
+    const int step_index = int(st.steps.size());
     ValueInfo out;
-    out.shape = r.out;
-    out.producer = int(st.steps.size());
-    step.output = int(st.values.size());
-    st.value_of[const_cast<FilterNode&>(f).result_image().get()] = step.output;
-    st.values.push_back(out);
+    out.desc = TensorDesc{DType::f32, r.out};
+    out.producer = step_index;
+    const int result = st.add_value(out);
+    step.outputs.push_back(result);
+    st.value_of[f.result_image().get()] = result;
+    // Result states: filled only when read or exported (nodes.md §2.1).
+    const auto states = f.result_states();
+    bool state_consumed = false;
+    for (size_t k = 0; k < states.size() && k < s.result_states.size(); ++k) {
+      if (!wanted.count(states[k].get())) continue;
+      state_consumed = true;
+      std::vector<int>& vals = st.state_values[states[k].get()];
+      if (!s.result_states[k].buffers) continue;
+      for (const TensorDesc& d : s.result_states[k].buffers(ctx, r)) {
+        ValueInfo sv;
+        sv.kind = ValueKind::state;
+        sv.desc = d;
+        sv.producer = step_index;
+        vals.push_back(st.add_value(sv));
+        step.outputs.push_back(vals.back());
+      }
+    }
+    if (f.kind() == OpKind::BatchNormalization) {
+      const auto flags = std::get<BatchNormalizationAttrs>(frozen.attrs).flags;
+      step.batch_statistics = flags == BatchNormalizationFlags::always ||
+                              (flags == BatchNormalizationFlags::automatic && state_consumed);
+    }
     st.steps.push_back(std::move(step));
   }
   for (const auto& o : def.outputs) st.output_values.push_back(o ? st.value_of.at(o.get()) : -1);
+  for (const auto& s : def.result_states) {
+    auto it = st.state_values.find(s.get());
+    st.result_state_values.push_back(it == st.state_values.end() ? std::vector<int>{} : it->second);
+  }
+}
+
+// Pass 2: removes steps whose outputs nothing reads: a forward node kept only for its result
+// state, when that state has no buffers (a neuron's), is not computed. Graphs whose work is a
+// side effect (parameter updates) will mark those steps live here.
+void prune_steps(CompileState& st) {
+  std::vector<bool> live(st.values.size(), false);
+  for (int v : st.output_values)
+    if (v >= 0) live[size_t(v)] = true;
+  for (const auto& vals : st.result_state_values)
+    for (int v : vals) live[size_t(v)] = true;
+  for (size_t i = st.steps.size(); i-- > 0;) {
+    StepInfo& s = st.steps[i];
+    bool needed = false;
+    for (int v : s.outputs) needed = needed || live[size_t(v)];
+    if (!needed) {
+      s.removed = true;
+      continue;
+    }
+    for (int v : s.inputs) live[size_t(v)] = true;
+  }
 }
 
 }  // namespace mpsnn

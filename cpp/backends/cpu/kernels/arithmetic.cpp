@@ -12,7 +12,7 @@ namespace {
 class ArithmeticKernel final : public Kernel {
  public:
   explicit ArithmeticKernel(const KernelSpec& spec) {
-    const auto& a = spec.node->attrs_as<ArithmeticAttrs>();
+    const auto& a = spec.attrs_as<ArithmeticAttrs>();
     p_.op = own::ArithmeticOp(int(a.op));
     p_.primary_scale = a.primary_scale;
     p_.secondary_scale = a.secondary_scale;
@@ -23,11 +23,11 @@ class ArithmeticKernel final : public Kernel {
       p_.primary_stride[i] = a.primary_strides[size_t(i)];
       p_.secondary_stride[i] = a.secondary_strides[size_t(i)];
     }
-    in_place_ = spec.inputs[0] == spec.output && a.primary_strides == std::array<int, 3>{1, 1, 1};
+    in_place_ = spec.input(0) == spec.output() && a.primary_strides == std::array<int, 3>{1, 1, 1};
   }
-  bool in_place_ok() const override { return in_place_; }
+  int in_place_input() const override { return in_place_ ? 0 : -1; }
   void run(const KernelArgs& a, KernelState*) const override {
-    own::binary_arithmetic(a.inputs[0], a.inputs[1], a.output, p_);
+    own::binary_arithmetic(a.inputs[0].f32(), a.inputs[1].f32(), a.outputs[0].f32(), p_);
   }
 
  private:
@@ -35,16 +35,34 @@ class ArithmeticKernel final : public Kernel {
   bool in_place_ = false;
 };
 
+// The sources as the own kernel's views, per run (preallocated in the state).
+struct ViewsState : KernelState {
+  std::vector<TensorView> views;
+};
+
 class ConcatenationKernel final : public Kernel {
  public:
-  void run(const KernelArgs& a, KernelState*) const override {
-    own::concatenate(a.inputs, a.num_inputs, a.output);
+  explicit ConcatenationKernel(size_t sources) : sources_(sources) {}
+  std::unique_ptr<KernelState> make_state() const override {
+    auto s = std::make_unique<ViewsState>();
+    s->views.resize(sources_);
+    return s;
   }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    auto& views = static_cast<ViewsState*>(state)->views;
+    for (int i = 0; i < a.num_inputs; ++i) views[size_t(i)] = a.inputs[i].f32();
+    own::concatenate(views.data(), a.num_inputs, a.outputs[0].f32());
+  }
+
+ private:
+  size_t sources_;
 };
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_arithmetic(const KernelSpec& spec) { return std::make_unique<ArithmeticKernel>(spec); }
-std::unique_ptr<Kernel> make_concatenation(const KernelSpec&) { return std::make_unique<ConcatenationKernel>(); }
+std::unique_ptr<Kernel> make_arithmetic(const KernelSpec& spec, Device&) { return std::make_unique<ArithmeticKernel>(spec); }
+std::unique_ptr<Kernel> make_concatenation(const KernelSpec& spec, Device&) {
+  return std::make_unique<ConcatenationKernel>(spec.inputs.size());
+}
 
 }  // namespace mpsnn::cpu

@@ -1,6 +1,9 @@
 // Convolution family on oneDNN: convolution (regular, grouped, depthwise, sub-pixel), inner
 // product (fully connected) and deconvolution (transposed convolution). Activations stay NHWC;
-// weights are reordered once, at plan time, into the layout oneDNN picks (format_tag::any).
+// weights are reordered into the layout oneDNN picks (format_tag::any) when the plan is made, and
+// again in place when a run brings a newer parameter version (a reload or, later, an optimizer
+// step). A fused residual sum (oneDNN's sum post-op accumulates into the destination) reads the
+// addend, the step's last input, from the output: the kernel copies it there first.
 #include <algorithm>
 #include <cstring>
 
@@ -12,7 +15,7 @@ namespace mpsnn::cpu {
 namespace {
 
 // Weights in the primitive's preferred layout, from OHWI float32 (optionally flipped 180°).
-memory reorder_weights(const ConvolutionParams& p, const memory::desc& wanted, bool fully_connected, bool flip) {
+void reorder_weights(const ConvolutionParams& p, memory& dst, bool fully_connected, bool flip) {
   const auto& d = p.desc;
   const int64_t g = d.depthwise ? d.input_feature_channels : d.groups;
   const int64_t og = d.output_feature_channels / g, ig = d.depthwise ? 1 : d.input_feature_channels / g;
@@ -32,11 +35,9 @@ memory reorder_weights(const ConvolutionParams& p, const memory::desc& wanted, b
   else
     user = memory::desc({g, og, ig, d.kernel_height, d.kernel_width}, dt::f32, tag::gohwi);
   memory src(user, engine(), w.data());
-  memory dst(wanted, engine());
   dnnl::stream s(engine());
   dnnl::reorder(src, dst).execute(s, src, dst);
   s.wait();
-  return dst;
 }
 
 memory::dims weights_dims(const ConvolutionDescriptor& d) {
@@ -46,17 +47,18 @@ memory::dims weights_dims(const ConvolutionDescriptor& d) {
           d.kernel_width};
 }
 
-memory make_bias(const ConvolutionParams& p) {
-  memory b({{p.desc.output_feature_channels}, dt::f32, tag::a}, engine());
+void fill_bias(const ConvolutionParams& p, memory& b) {
   float* dst = static_cast<float*>(b.get_data_handle());
   if (p.bias.empty()) std::fill(dst, dst + p.desc.output_feature_channels, 0.0f);
   else std::copy(p.bias.begin(), p.bias.end(), dst);
-  return b;
 }
 
-// Shared by the three primitives: bind src/dst/scratch, execute, apply the post-op tail.
+// Shared by the three primitives: refresh the weights, copy a residual addend, bind
+// src/dst/scratch, execute, apply the post-op tail.
 class ConvolutionKernelBase : public Kernel {
  public:
+  // The output may take over the residual addend's memory (the sum accumulates into it anyway).
+  int in_place_input() const override { return sum_ ? num_inputs_ - 1 : -1; }
   size_t scratch_bytes() const override { return scratch_bytes_ + extra_scratch_; }
   std::unique_ptr<KernelState> make_state() const override {
     auto s = std::make_unique<PrimitiveState>();
@@ -71,20 +73,37 @@ class ConvolutionKernelBase : public Kernel {
  protected:
   // Runs the primitive writing to `dst` (the output, or scratch for kernels that post-process).
   void execute(const KernelArgs& a, KernelState* state, float* dst) const {
+    const ParamSnapshot& p = a.params[0];
+    weights_version_.ensure(p.version, [&] { load_parameters(*p.values.conv); });
+    if (sum_) {  // the addend is the last input; oneDNN accumulates into dst
+      const TensorRef& addend = a.inputs[a.num_inputs - 1];
+      if (addend.data != dst) std::memcpy(dst, addend.data, addend.dense_bytes());
+    }
     auto* s = static_cast<PrimitiveState*>(state);
-    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].data + src_offset_);
+    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].as<float>() + src_offset_);
     s->args[DNNL_ARG_DST].set_data_handle(dst);
     s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(static_cast<char*>(a.scratch) + extra_scratch_);
     primitive_.execute(s->stream, s->args);
     s->stream.wait();
   }
-  void finish_setup(const dnnl::primitive_desc_base& pd, const ConvolutionParams& p, bool fully_connected, bool flip) {
+  void finish_setup(const dnnl::primitive_desc_base& pd, const KernelSpec& spec, bool fully_connected, bool flip) {
     src_md_ = pd.src_desc();
     dst_md_ = pd.dst_desc();
     scratchpad_md_ = pd.scratchpad_desc();
     scratch_bytes_ = scratchpad_md_.get_size();
-    weights_ = reorder_weights(p, pd.weights_desc(), fully_connected, flip);
-    bias_ = make_bias(p);
+    fully_connected_ = fully_connected;
+    flip_ = flip;
+    weights_ = memory(pd.weights_desc(), engine());
+    bias_ = memory({{spec.params.conv->desc.output_feature_channels}, dt::f32, tag::a}, engine());
+    for (const auto& op : spec.post_ops) sum_ = sum_ || op.kind == PostOp::Kind::sum;
+    num_inputs_ = int(spec.inputs.size());
+    load_parameters(*spec.params.conv);
+    weights_version_.set(spec.param_slots.empty() ? 0 : spec.param_slots[0]->version());
+  }
+  // Rewrites the primitive's weights and bias in place (their memory is bound in every state).
+  void load_parameters(const ConvolutionParams& p) const {
+    reorder_weights(p, weights_, fully_connected_, flip_);
+    fill_bias(p, bias_);
   }
   static dnnl::primitive_attr attr_for(const PostOpPlan& plan) {
     dnnl::primitive_attr attr = scratchpad_attr();
@@ -94,7 +113,10 @@ class ConvolutionKernelBase : public Kernel {
 
   dnnl::primitive primitive_;
   memory::desc src_md_, dst_md_, scratchpad_md_;
-  memory weights_, bias_;
+  mutable memory weights_, bias_;
+  VersionCache weights_version_;
+  bool fully_connected_ = false, flip_ = false, sum_ = false;
+  int num_inputs_ = 1;
   int64_t src_offset_ = 0;
   size_t scratch_bytes_ = 0, extra_scratch_ = 0;
   std::vector<PostOp> tail_;
@@ -102,10 +124,10 @@ class ConvolutionKernelBase : public Kernel {
 
 class ConvolutionKernel final : public ConvolutionKernelBase {
  public:
-  explicit ConvolutionKernel(const KernelSpec& spec) : r_(spec.conv->desc.sub_pixel_scale_factor) {
-    const auto& d = spec.conv->desc;
-    const ImageShape& src = spec.inputs[0];
-    ImageShape out = spec.output;
+  explicit ConvolutionKernel(const KernelSpec& spec) : r_(spec.params.conv->desc.sub_pixel_scale_factor) {
+    const auto& d = spec.params.conv->desc;
+    const ImageShape& src = spec.input(0);
+    ImageShape out = spec.output();
     if (r_ > 1) {  // the convolution runs on the coarse grid, then channels become r x r blocks
       grid_ = ImageShape{out.n, out.h / r_, out.w / r_, d.output_feature_channels};
       out = grid_;
@@ -124,27 +146,28 @@ class ConvolutionKernel final : public ConvolutionKernelBase {
             {w.y.pad_r, w.x.pad_r}, attr_for(post)),
         spec.context);
     primitive_ = dnnl::convolution_forward(pd);
-    finish_setup(pd, *spec.conv, false, false);
+    finish_setup(pd, spec, false, false);
   }
 
   void run(const KernelArgs& a, KernelState* state) const override {
     if (r_ == 1) {
-      execute(a, state, a.output.data);
-      apply_tail(tail_, a.output);
+      execute(a, state, a.outputs[0].as<float>());
+      apply_tail(tail_, a.outputs[0].f32());
       return;
     }
     float* io = static_cast<float*>(a.scratch);
     execute(a, state, io);
     apply_tail(tail_, dense_view(io, grid_));
     // nodes.md §4.2: Y[c, i, j] = Io[(N/r²)·(r·(i mod r) + (j mod r)) + c, i/r, j/r].
-    const ImageShape& o = a.output.shape;
+    const TensorView out = a.outputs[0].f32();
+    const ImageShape& o = out.shape;
     const int64_t cpb = o.c, r = r_;
 #pragma omp parallel for collapse(2)
     for (int64_t n = 0; n < o.n; ++n)
       for (int64_t i = 0; i < o.h; ++i)
         for (int64_t j = 0; j < o.w; ++j) {
           const float* s = io + ((n * grid_.h + i / r) * grid_.w + j / r) * grid_.c + cpb * (r * (i % r) + (j % r));
-          std::memcpy(a.output.pixel(n, i, j), s, size_t(cpb) * 4);
+          std::memcpy(out.pixel(n, i, j), s, size_t(cpb) * 4);
         }
   }
 
@@ -156,8 +179,8 @@ class ConvolutionKernel final : public ConvolutionKernelBase {
 class FullyConnectedKernel final : public ConvolutionKernelBase {
  public:
   explicit FullyConnectedKernel(const KernelSpec& spec) {
-    const auto& d = spec.conv->desc;
-    const ImageShape& src = spec.inputs[0];
+    const auto& d = spec.params.conv->desc;
+    const ImageShape& src = spec.input(0);
     PostOpPlan post = plan_post_ops(spec.post_ops, spec.context);
     tail_ = post.tail;
     const memory::desc wmd({d.output_feature_channels, src.c, src.h, src.w}, dt::f32, tag::any);
@@ -168,11 +191,11 @@ class FullyConnectedKernel final : public ConvolutionKernelBase {
                                                     bmd, dmd, attr_for(post)),
         spec.context);
     primitive_ = dnnl::inner_product_forward(pd);
-    finish_setup(pd, *spec.conv, true, false);
+    finish_setup(pd, spec, true, false);
   }
   void run(const KernelArgs& a, KernelState* state) const override {
-    execute(a, state, a.output.data);
-    apply_tail(tail_, a.output);
+    execute(a, state, a.outputs[0].as<float>());
+    apply_tail(tail_, a.outputs[0].f32());
   }
 };
 
@@ -183,9 +206,9 @@ class FullyConnectedKernel final : public ConvolutionKernelBase {
 class TransposeKernel final : public ConvolutionKernelBase {
  public:
   explicit TransposeKernel(const KernelSpec& spec) {
-    const auto& d = spec.conv->desc;
-    const ImageShape& src = spec.inputs[0];
-    const ImageShape& out = spec.output;
+    const auto& d = spec.params.conv->desc;
+    const ImageShape& src = spec.input(0);
+    const ImageShape& out = spec.output();
     auto axis = [](int64_t S, int64_t D, const WindowAxis& w, int64_t& lo, int64_t& hi, int64_t& full, int64_t& shift) {
       const int64_t pl = w.extent() - 1 - w.pad_before;
       const int64_t pr = (S - 1) * w.stride + w.extent() - pl - D;
@@ -205,8 +228,6 @@ class TransposeKernel final : public ConvolutionKernelBase {
       tail_ = post_ops;  // applied after cropping so bias-only rows get them too
       post_ops.clear();
       extra_scratch_ = (size_t(full_.numel()) * 4 + 63) / 64 * 64;
-      bias_values_ = spec.conv->bias;
-      bias_values_.resize(size_t(out.c), 0.0f);
     }
     PostOpPlan post = plan_post_ops(post_ops, spec.context);
     if (!cropped_) tail_ = post.tail;
@@ -219,44 +240,44 @@ class TransposeKernel final : public ConvolutionKernelBase {
             {hi_y, hi_x}, attr_for(post)),
         spec.context);
     primitive_ = dnnl::deconvolution_forward(pd);
-    finish_setup(pd, *spec.conv, false, true);
+    finish_setup(pd, spec, false, true);
   }
 
   void run(const KernelArgs& a, KernelState* state) const override {
     if (!cropped_) {
-      execute(a, state, a.output.data);
-      apply_tail(tail_, a.output);
+      execute(a, state, a.outputs[0].as<float>());
+      apply_tail(tail_, a.outputs[0].f32());
       return;
     }
     float* full = static_cast<float*>(a.scratch);
     execute(a, state, full);
-    const ImageShape& o = a.output.shape;
-    const float* bias = bias_values_.data();
+    const TensorView out = a.outputs[0].f32();
+    const ImageShape& o = out.shape;
+    const float* bias = static_cast<const float*>(bias_.get_data_handle());  // zeros without a bias
 #pragma omp parallel for collapse(2)
     for (int64_t n = 0; n < o.n; ++n)
       for (int64_t i = 0; i < o.h; ++i)
         for (int64_t j = 0; j < o.w; ++j) {
           const int64_t fi = i + shift_y_, fj = j + shift_x_;
-          float* dst = a.output.pixel(n, i, j);
+          float* dst = out.pixel(n, i, j);
           if (fi >= 0 && fi < full_.h && fj >= 0 && fj < full_.w)
             std::memcpy(dst, full + ((n * full_.h + fi) * full_.w + fj) * o.c, size_t(o.c) * 4);
           else
             std::memcpy(dst, bias, size_t(o.c) * 4);
         }
-    apply_tail(tail_, a.output);
+    apply_tail(tail_, a.outputs[0].f32());
   }
 
  private:
   ImageShape full_;
   int64_t shift_y_ = 0, shift_x_ = 0;
   bool cropped_ = false;
-  std::vector<float> bias_values_;
 };
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_convolution(const KernelSpec& spec) {
-  switch (spec.node->attrs_as<ConvolutionAttrs>().variant) {
+std::unique_ptr<Kernel> make_convolution(const KernelSpec& spec, Device&) {
+  switch (spec.attrs_as<ConvolutionAttrs>().variant) {
     case ConvolutionVariant::fully_connected: return std::make_unique<FullyConnectedKernel>(spec);
     case ConvolutionVariant::transpose: return std::make_unique<TransposeKernel>(spec);
     default: return std::make_unique<ConvolutionKernel>(spec);

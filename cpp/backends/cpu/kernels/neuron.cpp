@@ -14,8 +14,8 @@ struct ChainState : KernelState {
 
 class NeuronKernel final : public Kernel {
  public:
-  explicit NeuronKernel(const KernelSpec& spec) : neuron_(spec.node->attrs_as<NeuronAttrs>().neuron) {
-    md_ = nhwc_desc(spec.output);
+  explicit NeuronKernel(const KernelSpec& spec) : neuron_(spec.attrs_as<NeuronAttrs>().neuron) {
+    md_ = nhwc_desc(spec.output());
     if (auto chain = eltwise_chain(neuron_, EltwiseUse::node)) {
       for (const auto& e : *chain) {
         auto pd = MPSNN_CHECK_DNNL(dnnl::eltwise_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
@@ -26,7 +26,7 @@ class NeuronKernel final : public Kernel {
       own_ = false;
     }
   }
-  bool in_place_ok() const override { return true; }
+  int in_place_input() const override { return 0; }
   std::unique_ptr<KernelState> make_state() const override {
     auto s = std::make_unique<ChainState>();
     s->src = memory(md_, engine(), DNNL_MEMORY_NONE);
@@ -35,17 +35,17 @@ class NeuronKernel final : public Kernel {
   }
   void run(const KernelArgs& a, KernelState* state) const override {
     if (own_) {
-      apply_neuron(neuron_, a.inputs[0], a.output);
+      apply_neuron(neuron_, a.inputs[0].f32(), a.outputs[0].f32());
       return;
     }
     if (chain_.empty()) {  // type none: a copy
-      if (a.inputs[0].data != a.output.data) copy_view(a.inputs[0], a.output);
+      if (a.inputs[0].as<float>() != a.outputs[0].as<float>()) copy_view(a.inputs[0].f32(), a.outputs[0].f32());
       return;
     }
     auto* s = static_cast<ChainState*>(state);
-    s->dst.set_data_handle(a.output.data);
+    s->dst.set_data_handle(a.outputs[0].as<float>());
     for (size_t i = 0; i < chain_.size(); ++i) {
-      s->src.set_data_handle(i == 0 ? a.inputs[0].data : a.output.data);
+      s->src.set_data_handle(i == 0 ? a.inputs[0].as<float>() : a.outputs[0].as<float>());
       chain_[i].execute(s->stream, {{DNNL_ARG_SRC, s->src}, {DNNL_ARG_DST, s->dst}});
     }
     s->stream.wait();
@@ -61,31 +61,20 @@ class NeuronKernel final : public Kernel {
 class SoftMaxKernel final : public PrimitiveKernel {
  public:
   explicit SoftMaxKernel(const KernelSpec& spec) {
-    const bool log = spec.node->attrs_as<SoftMaxAttrs>().log;
-    const memory::desc md = nhwc_desc(spec.output);
+    const bool log = spec.attrs_as<SoftMaxAttrs>().log;
+    const memory::desc md = nhwc_desc(spec.output());
     runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
         dnnl::softmax_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
                                               log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate,
                                               md, md, 1, scratchpad_attr()),
         spec.context));
   }
-  bool in_place_ok() const override { return true; }
-};
-
-// Dropout in inference is the identity; the compiler aliases it away, this kernel serves a
-// plan that keeps the node (a copy).
-class CopyKernel final : public Kernel {
- public:
-  bool in_place_ok() const override { return true; }
-  void run(const KernelArgs& a, KernelState*) const override {
-    if (a.inputs[0].data != a.output.data) copy_view(a.inputs[0], a.output);
-  }
+  int in_place_input() const override { return 0; }
 };
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_neuron(const KernelSpec& spec) { return std::make_unique<NeuronKernel>(spec); }
-std::unique_ptr<Kernel> make_softmax(const KernelSpec& spec) { return std::make_unique<SoftMaxKernel>(spec); }
-std::unique_ptr<Kernel> make_dropout(const KernelSpec&) { return std::make_unique<CopyKernel>(); }
+std::unique_ptr<Kernel> make_neuron(const KernelSpec& spec, Device&) { return std::make_unique<NeuronKernel>(spec); }
+std::unique_ptr<Kernel> make_softmax(const KernelSpec& spec, Device&) { return std::make_unique<SoftMaxKernel>(spec); }
 
 }  // namespace mpsnn::cpu

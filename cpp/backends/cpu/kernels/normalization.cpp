@@ -17,8 +17,8 @@ namespace {
 class BatchNormalizationKernel final : public PrimitiveKernel {
  public:
   explicit BatchNormalizationKernel(const KernelSpec& spec) : stats_(spec.batch_statistics) {
-    const NormalizationParams& p = *spec.norm;
-    const memory::desc md = nhwc_desc(spec.output);
+    const NormalizationParams& p = *spec.params.norm;
+    const memory::desc md = nhwc_desc(spec.output());
     auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
     if (!stats_) flags = flags | dnnl::normalization_flags::use_global_stats;
     runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
@@ -27,19 +27,21 @@ class BatchNormalizationKernel final : public PrimitiveKernel {
             p.epsilon, flags, scratchpad_attr()),
         spec.context));
     vec_md_ = memory::desc({p.channels}, dt::f32, tag::a);
-    auto fill = [&](const std::vector<float>& v) {
-      memory m(vec_md_, engine());
-      std::copy(v.begin(), v.end(), static_cast<float*>(m.get_data_handle()));
-      return m;
-    };
-    scale_ = fill(p.gamma);
-    shift_ = fill(p.beta);
+    scale_ = memory(vec_md_, engine());
+    shift_ = memory(vec_md_, engine());
     if (!stats_) {
-      mean_ = fill(p.mean);
-      variance_ = fill(p.variance);
+      mean_ = memory(vec_md_, engine());
+      variance_ = memory(vec_md_, engine());
     }
+    load_parameters(p);
+    version_.set(spec.param_slots.empty() ? 0 : spec.param_slots[0]->version());
   }
-  bool in_place_ok() const override { return true; }
+  int in_place_input() const override { return 0; }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    const ParamSnapshot& p = a.params[0];
+    version_.ensure(p.version, [&] { load_parameters(*p.values.norm); });
+    PrimitiveKernel::run(a, state);
+  }
   std::unique_ptr<KernelState> make_state() const override {
     auto s = runner_.make_state();
     s->args[DNNL_ARG_SCALE] = scale_;
@@ -51,31 +53,42 @@ class BatchNormalizationKernel final : public PrimitiveKernel {
   }
 
  private:
+  // Rewrites gamma/beta (and the running statistics) in place: every state binds these memories.
+  void load_parameters(const NormalizationParams& p) const {
+    auto fill = [](const std::vector<float>& v, const memory& m) {
+      std::copy(v.begin(), v.end(), static_cast<float*>(m.get_data_handle()));
+    };
+    fill(p.gamma, scale_);
+    fill(p.beta, shift_);
+    if (!stats_) {
+      fill(p.mean, mean_);
+      fill(p.variance, variance_);
+    }
+  }
+
   bool stats_;
   memory::desc vec_md_;
   memory scale_, shift_, mean_, variance_;
+  VersionCache version_;
 };
 
 // nodes.md §8.6 with our own kernel (own_normalization.cpp): oneDNN 3.2 has no per-image
 // statistics primitive.
 class InstanceNormalizationKernel final : public Kernel {
  public:
-  explicit InstanceNormalizationKernel(const KernelSpec& spec) : p_(spec.norm) {}
-  bool in_place_ok() const override { return true; }
+  int in_place_input() const override { return 0; }
   void run(const KernelArgs& a, KernelState*) const override {
-    own::instance_normalization(a.inputs[0], a.output, p_->gamma.data(), p_->beta.data(), p_->epsilon);
+    const NormalizationParams& p = *a.params[0].values.norm;  // read per run: no derived layout
+    own::instance_normalization(a.inputs[0].f32(), a.outputs[0].f32(), p.gamma.data(), p.beta.data(), p.epsilon);
   }
-
- private:
-  std::shared_ptr<const NormalizationParams> p_;
 };
 
 class CrossChannelKernel final : public Kernel {
  public:
-  explicit CrossChannelKernel(const KernelSpec& spec) : a_(spec.node->attrs_as<NormalizationAttrs>()) {
+  explicit CrossChannelKernel(const KernelSpec& spec) : a_(spec.attrs_as<NormalizationAttrs>()) {
     const int64_t n = a_.kernel_width;
     if (n % 2 == 1) {
-      const memory::desc md = nhwc_desc(spec.output);
+      const memory::desc md = nhwc_desc(spec.output());
       runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
           dnnl::lrn_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
                                             dnnl::algorithm::lrn_across_channels, md, md, n, a_.alpha, a_.beta,
@@ -88,7 +101,7 @@ class CrossChannelKernel final : public Kernel {
   std::unique_ptr<KernelState> make_state() const override { return use_dnnl_ ? runner_.make_state() : nullptr; }
   void run(const KernelArgs& a, KernelState* state) const override {
     if (use_dnnl_) {
-      runner_.run(state, a.inputs[0].data, a.output.data, a.scratch);
+      runner_.run(state, a.inputs[0].as<float>(), a.outputs[0].as<float>(), a.scratch);
       return;
     }
     // nodes.md §8.2 window [k - N/2, k + (N-1)/2], divisor N.
@@ -97,8 +110,8 @@ class CrossChannelKernel final : public Kernel {
     const float alpha = a_.alpha / float(N), beta = a_.beta, delta = a_.delta;
 #pragma omp parallel for
     for (int64_t p = 0; p < pixels; ++p) {
-      const float* x = a.inputs[0].data + p * c;
-      float* y = a.output.data + p * c;
+      const float* x = a.inputs[0].as<float>() + p * c;  // dense: the compiler binds dense values
+      float* y = a.outputs[0].as<float>() + p * c;
       for (int64_t k = 0; k < c; ++k) {
         const int64_t lo = std::max<int64_t>(0, k - N / 2), hi = std::min<int64_t>(c - 1, k + (N - 1) / 2);
         float sum = 0;
@@ -116,12 +129,12 @@ class CrossChannelKernel final : public Kernel {
 
 class OwnNormalizationKernel final : public Kernel {
  public:
-  explicit OwnNormalizationKernel(const KernelSpec& spec) : a_(spec.node->attrs_as<NormalizationAttrs>()) {}
+  explicit OwnNormalizationKernel(const KernelSpec& spec) : a_(spec.attrs_as<NormalizationAttrs>()) {}
   void run(const KernelArgs& a, KernelState*) const override {
     if (a_.mode == NormalizationMode::spatial)
-      own::spatial_normalization(a.inputs[0], a.output, a_.kernel_width, a_.kernel_height, a_.alpha, a_.beta, a_.delta);
+      own::spatial_normalization(a.inputs[0].f32(), a.outputs[0].f32(), a_.kernel_width, a_.kernel_height, a_.alpha, a_.beta, a_.delta);
     else
-      own::local_contrast_normalization(a.inputs[0], a.output, a_.kernel_width, a_.kernel_height, a_.alpha, a_.beta,
+      own::local_contrast_normalization(a.inputs[0].f32(), a.outputs[0].f32(), a_.kernel_width, a_.kernel_height, a_.alpha, a_.beta,
                                         a_.delta, a_.pm, a_.ps, a_.p0);
   }
 
@@ -131,14 +144,14 @@ class OwnNormalizationKernel final : public Kernel {
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_batch_normalization(const KernelSpec& spec) {
+std::unique_ptr<Kernel> make_batch_normalization(const KernelSpec& spec, Device&) {
   return std::make_unique<BatchNormalizationKernel>(spec);
 }
-std::unique_ptr<Kernel> make_instance_normalization(const KernelSpec& spec) {
-  return std::make_unique<InstanceNormalizationKernel>(spec);
+std::unique_ptr<Kernel> make_instance_normalization(const KernelSpec&, Device&) {
+  return std::make_unique<InstanceNormalizationKernel>();
 }
-std::unique_ptr<Kernel> make_normalization(const KernelSpec& spec) {
-  if (spec.node->attrs_as<NormalizationAttrs>().mode == NormalizationMode::cross_channel)
+std::unique_ptr<Kernel> make_normalization(const KernelSpec& spec, Device&) {
+  if (spec.attrs_as<NormalizationAttrs>().mode == NormalizationMode::cross_channel)
     return std::make_unique<CrossChannelKernel>(spec);
   return std::make_unique<OwnNormalizationKernel>(spec);
 }

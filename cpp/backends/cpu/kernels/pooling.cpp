@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "backends/cpu/dnnl_utils.h"
+#include "backends/cpu/kernels/own_gradients.h"
 #include "backends/cpu/kernels/own_kernels.h"
 #include "backends/cpu/register.h"
 
@@ -23,8 +24,8 @@ namespace {
 class PoolingKernel final : public PrimitiveKernel {
  public:
   explicit PoolingKernel(const KernelSpec& spec) {
-    const auto& a = spec.node->attrs_as<PoolingAttrs>();
-    const ImageShape& src = spec.inputs[0];
+    const auto& a = spec.attrs_as<PoolingAttrs>();
+    const ImageShape& src = spec.input(0);
     WindowAxis y = spec.geom.y, x = spec.geom.x;
     dnnl::algorithm alg;
     int64_t border_y = 0, border_x = 0;  // explicit zero border around the copied source
@@ -54,18 +55,18 @@ class PoolingKernel final : public PrimitiveKernel {
       pooled_src = padded_;
       copy_bytes_ = (size_t(padded_.numel()) * 4 + 63) / 64 * 64;
     }
-    const SourceWindow w = source_window(pooled_src, spec.output, y, x);
+    const SourceWindow w = source_window(pooled_src, spec.output(), y, x);
     src_offset_ = w.offset;
     runner_ = PrimitiveRunner(
         MPSNN_CHECK_DNNL(dnnl::pooling_forward::primitive_desc(
-                             engine(), dnnl::prop_kind::forward_inference, alg, w.md, nhwc_desc(spec.output),
+                             engine(), dnnl::prop_kind::forward_inference, alg, w.md, nhwc_desc(spec.output()),
                              {y.stride, x.stride}, {y.kernel, x.kernel}, {y.dilation - 1, x.dilation - 1},
                              {w.y.pad_l, w.x.pad_l}, {w.y.pad_r, w.x.pad_r}, scratchpad_attr()),
                          spec.context),
         copy_bytes_);
   }
   void run(const KernelArgs& a, KernelState* state) const override {
-    float* src = a.inputs[0].data;
+    float* src = a.inputs[0].as<float>();
     if (copy_bytes_) {
       float* p = static_cast<float*>(a.scratch);
       std::memset(p, 0, size_t(padded_.numel()) * 4);
@@ -73,11 +74,11 @@ class PoolingKernel final : public PrimitiveKernel {
 #pragma omp parallel for collapse(2)
       for (int64_t n = 0; n < in.n; ++n)
         for (int64_t i = 0; i < in.h; ++i)
-          std::memcpy(p + ((n * padded_.h + i + border_y_) * padded_.w + border_x_) * in.c, a.inputs[0].pixel(n, i, 0),
+          std::memcpy(p + ((n * padded_.h + i + border_y_) * padded_.w + border_x_) * in.c, a.inputs[0].f32().pixel(n, i, 0),
                       size_t(in.w * in.c) * 4);
       src = p;
     }
-    runner_.run(state, src + src_offset_, a.output.data, a.scratch);
+    runner_.run(state, src + src_offset_, a.outputs[0].as<float>(), a.scratch);
   }
 
  private:
@@ -92,7 +93,7 @@ class PoolingKernel final : public PrimitiveKernel {
 class DirectPoolingKernel final : public Kernel {
  public:
   explicit DirectPoolingKernel(const KernelSpec& spec) : y_(spec.geom.y), x_(spec.geom.x) {
-    const auto& a = spec.node->attrs_as<PoolingAttrs>();
+    const auto& a = spec.attrs_as<PoolingAttrs>();
     max_ = a.mode == PoolingMode::max || a.mode == PoolingMode::dilated_max;
     zero_edge_ = spec.geom.edge_mode == EdgeMode::zero;
     // The divisor counts the taps inside [-before, S + after) per axis (§5.2): the whole window
@@ -114,8 +115,8 @@ class DirectPoolingKernel final : public Kernel {
   }
 
   void run(const KernelArgs& a, KernelState*) const override {
-    const TensorView& src = a.inputs[0];
-    const TensorView& dst = a.output;
+    const TensorView& src = a.inputs[0].f32();
+    const TensorView& dst = a.outputs[0].f32();
     const ImageShape& s = src.shape;
     const ImageShape& d = dst.shape;
     const int64_t C = d.c;
@@ -183,16 +184,37 @@ class DirectPoolingKernel final : public Kernel {
 class L2PoolingKernel final : public Kernel {
  public:
   explicit L2PoolingKernel(const KernelSpec& spec) : y_(spec.geom.y), x_(spec.geom.x) {}
-  void run(const KernelArgs& a, KernelState*) const override { own::l2_pooling(a.inputs[0], a.output, y_, x_); }
+  void run(const KernelArgs& a, KernelState*) const override { own::l2_pooling(a.inputs[0].f32(), a.outputs[0].f32(), y_, x_); }
 
  private:
   WindowAxis y_, x_;
 };
 
+// Max pooling whose gradient state is consumed: the result and, per output element, the winning
+// source pixel (own::max_pooling_with_indices, the same function as the other max kernels).
+class IndexedMaxPoolingKernel final : public Kernel {
+ public:
+  explicit IndexedMaxPoolingKernel(const KernelSpec& spec)
+      : y_(spec.geom.y), x_(spec.geom.x), zero_edge_(spec.geom.edge_mode == EdgeMode::zero) {}
+  void run(const KernelArgs& a, KernelState*) const override {
+    own::max_pooling_with_indices(a.inputs[0].f32(), a.outputs[0].f32(), a.outputs[1].as<int32_t>(), y_, x_, zero_edge_);
+  }
+
+ private:
+  WindowAxis y_, x_;
+  bool zero_edge_;
+};
+
 }  // namespace
 
-std::unique_ptr<Kernel> make_pooling(const KernelSpec& spec) {
-  if (spec.node->attrs_as<PoolingAttrs>().mode == PoolingMode::l2_norm) return std::make_unique<L2PoolingKernel>(spec);
+std::unique_ptr<Kernel> make_pooling(const KernelSpec& spec, Device&) {
+  const PoolingMode mode = spec.attrs_as<PoolingAttrs>().mode;
+  if (spec.outputs.size() > 1) {  // the state is consumed: only max pooling has buffers
+    MPSNN_CHECK(mode == PoolingMode::max || mode == PoolingMode::dilated_max, BackendError, spec.context,
+                " internal error: a state buffer for a pooling mode that records none");
+    return std::make_unique<IndexedMaxPoolingKernel>(spec);
+  }
+  if (mode == PoolingMode::l2_norm) return std::make_unique<L2PoolingKernel>(spec);
   if (DirectPoolingKernel::needed(spec.geom.y, spec.geom.x)) return std::make_unique<DirectPoolingKernel>(spec);
   return std::make_unique<PoolingKernel>(spec);
 }

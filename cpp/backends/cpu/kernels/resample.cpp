@@ -17,8 +17,8 @@ class NearestKernel final : public PrimitiveKernel {
   explicit NearestKernel(const KernelSpec& spec) {
     runner_ = PrimitiveRunner(MPSNN_CHECK_DNNL(
         dnnl::resampling_forward::primitive_desc(engine(), dnnl::prop_kind::forward_inference,
-                                                 dnnl::algorithm::resampling_nearest, nhwc_desc(spec.inputs[0]),
-                                                 nhwc_desc(spec.output), scratchpad_attr()),
+                                                 dnnl::algorithm::resampling_nearest, nhwc_desc(spec.input(0)),
+                                                 nhwc_desc(spec.output()), scratchpad_attr()),
         spec.context));
   }
 };
@@ -58,9 +58,9 @@ class ScaleKernel final : public Kernel {
   ScaleKernel(bool lanczos, bool align_corners, const ScaleTransform& t)
       : lanczos_(lanczos), align_corners_(align_corners), t_{t.scale_x, t.scale_y, t.translate_x, t.translate_y} {}
   void run(const KernelArgs& a, KernelState*) const override {
-    if (align_corners_) align_corners_bilinear(a.inputs[0], a.output);
-    else if (lanczos_) own::lanczos_scale(a.inputs[0], a.output, t_);
-    else own::bilinear_scale(a.inputs[0], a.output, t_);
+    if (align_corners_) align_corners_bilinear(a.inputs[0].f32(), a.outputs[0].f32());
+    else if (lanczos_) own::lanczos_scale(a.inputs[0].f32(), a.outputs[0].f32(), t_);
+    else own::bilinear_scale(a.inputs[0].f32(), a.outputs[0].f32(), t_);
   }
 
  private:
@@ -70,16 +70,16 @@ class ScaleKernel final : public Kernel {
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_upsampling(const KernelSpec& spec) {
-  const auto& a = spec.node->attrs_as<UpsamplingAttrs>();
+std::unique_ptr<Kernel> make_upsampling(const KernelSpec& spec, Device&) {
+  const auto& a = spec.attrs_as<UpsamplingAttrs>();
   if (a.mode == UpsamplingMode::nearest) return std::make_unique<NearestKernel>(spec);
   // Non-aligned bilinear upsampling is the bilinear scale with scale = factor, no translation.
   const ScaleTransform t{double(a.scale_factor_x), double(a.scale_factor_y), 0, 0};
   return std::make_unique<ScaleKernel>(false, a.align_corners, t);
 }
 
-std::unique_ptr<Kernel> make_scale(const KernelSpec& spec) {
-  const auto& a = spec.node->attrs_as<ScaleAttrs>();
+std::unique_ptr<Kernel> make_scale(const KernelSpec& spec, Device&) {
+  const auto& a = spec.attrs_as<ScaleAttrs>();
   return std::make_unique<ScaleKernel>(a.mode == ScaleMode::lanczos, false, spec.geom.transform);
 }
 

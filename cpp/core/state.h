@@ -1,0 +1,95 @@
+#pragma once
+// MPSState (graph.md §5.1): buffers that travel beside images (pooling indices, dropout masks,
+// batch statistics, weight gradients). A temporary state belongs to one command buffer and is
+// usable while its read count is above zero, with the same misuse rules as MPSTemporaryImage; a
+// persistent state lives on its device until released. Buffers are allocated when first used.
+// States made by a graph know what each buffer holds (element type and dims, `layout`).
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/tensor.h"
+
+namespace mpsnn {
+
+class CommandBuffer;
+
+// The MPS state class a state object is (Python classes mirror it).
+enum class StateClass { plain, gradient, binary_gradient, multiary_gradient, convolution_gradient };
+
+class State {
+ public:
+  // Persistent, deferred allocation (MPSState(device, buffer_size=...) / resource_list).
+  State(DevicePtr device, std::vector<size_t> buffer_sizes, StateClass cls = StateClass::plain);
+  // Temporary on `command_buffer` (temporary_state(command_buffer, buffer_size=...)).
+  State(const std::shared_ptr<CommandBuffer>& command_buffer, std::vector<size_t> buffer_sizes,
+        StateClass cls = StateClass::plain);
+  // Over existing buffers (MPSState(resource=...) / (resources=[...])); persistent.
+  explicit State(std::vector<BufferPtr> resources, StateClass cls = StateClass::plain);
+  virtual ~State() = default;
+
+  StateClass state_class() const { return class_; }
+  const DevicePtr& device() const { return device_; }
+  bool is_temporary() const { return command_buffer_ != nullptr; }
+  int resource_count() const { return int(sizes_.size()); }
+  size_t buffer_size(int index) const;
+  // The buffer at `index`; with `allocate` false, null when it has no memory yet.
+  BufferPtr resource(int index, bool allocate);
+  size_t resource_size() const;  // bytes of allocated buffers
+
+  // Layouts of graph-made states (empty otherwise).
+  const std::vector<TensorDesc>& layout() const { return layout_; }
+  void set_layout(std::vector<TensorDesc> layout) { layout_ = std::move(layout); }
+
+  int read_count() const;
+  void set_read_count(int count);
+  // Called by each encode that reads this state; a temporary state frees its memory at zero.
+  void consume_read(int amount, const char* what);
+  void check_usable(const char* what) const;
+  void check_command_buffer(const CommandBuffer* cb, const char* what) const;
+
+  std::string label;
+
+ private:
+  void check_index(int index) const;
+
+  StateClass class_;
+  DevicePtr device_;
+  const CommandBuffer* command_buffer_ = nullptr;  // identity only
+  std::vector<size_t> sizes_;
+  std::vector<TensorDesc> layout_;
+  mutable std::mutex mutex_;
+  std::vector<BufferPtr> buffers_;
+  int read_count_ = 0;
+  bool released_ = false;
+};
+
+using StatePtr = std::shared_ptr<State>;
+
+// The MPS state classes graphs deliver (later issues add their typed accessors, e.g. the weight
+// gradients of MPSCNNConvolutionGradientState).
+class GradientState : public State {
+ public:
+  using State::State;
+};
+class ConvolutionGradientState : public GradientState {
+ public:
+  using GradientState::GradientState;
+};
+class BinaryGradientState : public State {
+ public:
+  using State::State;
+};
+class MultiaryGradientState : public State {
+ public:
+  using State::State;
+};
+
+// A state of class `cls`: persistent on `device`, or temporary on `command_buffer` when given.
+StatePtr make_state(StateClass cls, const DevicePtr& device, const std::shared_ptr<CommandBuffer>& command_buffer,
+                    std::vector<size_t> buffer_sizes);
+
+}  // namespace mpsnn

@@ -1,0 +1,62 @@
+#include "graph/gradients.h"
+
+#include <mutex>
+
+#include "core/errors.h"
+#include "graph/schema.h"
+
+namespace mpsnn {
+
+namespace {
+NodeFactory g_factories[kNumOpKinds] = {};
+
+// Why `forward` has no gradient node in this build.
+[[noreturn]] void no_gradient(const FilterNode& forward) {
+  const OpSchema& s = schema(forward.kind());
+  if (s.is_gradient)
+    MPSNN_THROW(UnsupportedError, forward.context(), " is a gradient node; gradients of gradients are not supported");
+  switch (forward.kind()) {
+    case OpKind::BinaryConvolution:
+    case OpKind::Scale:
+      MPSNN_THROW(UnsupportedError, forward.context(),
+                  " has no gradient node in MPS; mark its result stop_gradient to keep it out of training graphs");
+    case OpKind::Arithmetic:
+      if (forward.attrs_as<ArithmeticAttrs>().op == ArithmeticOp::divide)
+        MPSNN_THROW(UnsupportedError, forward.context(), " division has no gradient node in MPS");
+      break;
+    default: break;
+  }
+  MPSNN_THROW(UnsupportedError, forward.context(), " gradient nodes of this kind are not implemented yet in this build");
+}
+}  // namespace
+
+void set_node_factory(OpKind kind, NodeFactory factory) { g_factories[size_t(kind)] = factory; }
+
+FilterNodePtr make_filter_node(OpKind kind, Attrs attrs, std::vector<ImageNodePtr> sources,
+                               std::vector<StateNodePtr> states) {
+  if (NodeFactory f = g_factories[size_t(kind)]) return f(kind, std::move(attrs), std::move(sources), std::move(states));
+  return std::make_shared<FilterNode>(kind, std::move(attrs), std::move(sources), std::move(states));
+}
+
+FilterNodePtr gradient_filter(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) {
+  const OpSchema& s = schema(forward.kind());
+  if (s.gradient == OpKind::None) no_gradient(forward);
+  MPSNN_CHECK(gradients.size() == 1 && gradients[0] != nullptr, GraphError, forward.context(),
+              " gradient_filter needs exactly one incoming gradient image; got ", gradients.size());
+  std::vector<ImageNodePtr> sources{gradients[0]};
+  for (const auto& src : forward.sources()) sources.push_back(src);
+  StateNodePtr state = forward.result_state();
+  std::vector<StateNodePtr> states;
+  if (state) states.push_back(state);
+  FilterNodePtr g = make_filter_node(s.gradient, forward.attrs(), std::move(sources), std::move(states));
+  g->set_padding_policy(forward.padding_policy());
+  if (forward.convolution_source) g->set_data_source(forward.convolution_source);
+  if (forward.normalization_source) g->set_data_source(forward.normalization_source);
+  return g;
+}
+
+std::vector<FilterNodePtr> gradient_filters(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) {
+  return {gradient_filter(forward, gradients)};
+}
+
+}  // namespace mpsnn

@@ -1,0 +1,79 @@
+#pragma once
+// Graph-owned parameters (weights, biases, gamma/beta, running statistics): one slot per data
+// source in a store per graph, each with a version. Forward and gradient steps that read the same
+// data source share its slot; `reload` re-reads the sources into the same slots and bumps their
+// versions, so compiled plans stay valid and backends refresh their own layouts (reordered
+// weights) when they see a new version. A batch norm folded into a convolution is a derived slot,
+// recomputed by `reload` from its two sources.
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "graph/node.h"
+#include "graph/schema.h"
+
+namespace mpsnn {
+
+// The values of a slot at one version (held by a run for its duration).
+struct ParamSnapshot {
+  NodeParams values;
+  uint64_t version = 0;
+};
+
+class ParamSlot {
+ public:
+  ParamSnapshot snapshot() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return {values_, version_.load(std::memory_order_relaxed)};
+  }
+  NodeParams values() const { return snapshot().values; }
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+ private:
+  friend class ParamStore;
+  void set(NodeParams v) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    values_ = std::move(v);
+    version_.fetch_add(1, std::memory_order_release);
+  }
+  mutable std::mutex mutex_;
+  NodeParams values_;
+  std::atomic<uint64_t> version_{0};
+};
+
+class ParamStore {
+ public:
+  // Reads the data source of every filter that has one (load, read, purge).
+  void load(const std::vector<FilterNodePtr>& filters);
+  // Reads every source again into the same slots. Returns true when a descriptor changed in a way
+  // compiled plans depend on (kernel size, channels, strides, fused neuron): those plans must go.
+  bool reload();
+
+  // The slot of a filter's data source, or null when it has none.
+  const ParamSlot* slot_of(const FilterNode& f) const;
+  NodeParams values_of(const FilterNode& f) const;
+  // A slot holding `conv` with the inference batch norm `bn` folded in (cached per pair).
+  const ParamSlot* folded(const ParamSlot* conv, const ParamSlot* bn);
+
+ private:
+  struct Source {
+    const FilterNode* node;  // a node reading it (for errors and the binary flag)
+    std::unique_ptr<ParamSlot> slot;
+  };
+  struct Folded {
+    const ParamSlot *conv, *bn;
+    std::unique_ptr<ParamSlot> slot;
+  };
+  static NodeParams read(const FilterNode& f);
+  static NodeParams fold(const ParamSlot& conv, const ParamSlot& bn);
+
+  mutable std::mutex mutex_;
+  std::unordered_map<const void*, Source> sources_;  // keyed by data-source object
+  std::unordered_map<const FilterNode*, const ParamSlot*> of_node_;
+  std::vector<Folded> folded_;
+};
+
+}  // namespace mpsnn
