@@ -275,6 +275,8 @@ void bind_graph(py::module_& m) {
       .def("read_count_for_source_state", [](const PyGraph& p, int i) { return p.graph->read_count_for_source_state(i); }, "index"_a)
       .def("reload_from_data_sources", [](PyGraph& p) { p.graph->reload_from_data_sources(); })
       .def("debug_description", [](PyGraph& p) { return p.graph->debug_description(); })
+      .def_property_readonly("_num_compiled_plans", [](const PyGraph& p) { return p.graph->num_plans(); },
+                             "Test aid: plans in the cache (one per set of source sizes and formats).")
       .def(
           "plan_description",
           [](PyGraph& p, const py::list& sources) {

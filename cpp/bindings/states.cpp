@@ -45,6 +45,8 @@ BufferPtr buffer_from_array(const py::object& obj, const DevicePtr& device) {
 }  // namespace
 
 void bind_states(py::module_& m) {
+  m.def("_host_allocation_count", &host_allocation_count,
+        "Test aid: blocks the host allocator has handed out (images, buffers, plan arenas).");
   py::class_<Buffer, BufferPtr>(m, "MTLBuffer",
                                 "A length of device memory; on host-visible devices contents() and numpy() are views.")
       .def(py::init([](const DevicePtr& device, size_t length) { return std::make_shared<Buffer>(device, length); }),

@@ -69,6 +69,9 @@ using DevicePtr = std::shared_ptr<Device>;
 
 // Host memory and a host stream, for backends whose memory the CPU addresses directly.
 Allocator& host_allocator();
+// Number of blocks host_allocator() has handed out (tests check that steady-state runs allocate
+// only their results).
+uint64_t host_allocation_count();
 class HostStream final : public Stream {
  public:
   void copy(const void* src, void* dst, size_t bytes) override;

@@ -1,6 +1,8 @@
 #include "core/storage.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -35,6 +37,8 @@ Storage::~Storage() {
 }
 
 namespace {
+std::atomic<uint64_t> g_host_allocations{0};
+
 // 64-byte aligned host blocks (a cache line; what AVX-512 loads and oneDNN prefer).
 class HostAllocator final : public Allocator {
  public:
@@ -44,10 +48,13 @@ class HostAllocator final : public Allocator {
     void* p = std::aligned_alloc(kAlignment, rounded);
     if (!p) throw std::bad_alloc();
     if (zeroed) std::memset(p, 0, rounded);
+    g_host_allocations.fetch_add(1, std::memory_order_relaxed);
     return Storage::adopt(p, bytes, MemoryKind::host, [](void* q) { std::free(q); });
   }
 };
 }  // namespace
+
+uint64_t host_allocation_count() { return g_host_allocations.load(std::memory_order_relaxed); }
 
 Allocator& host_allocator() {
   static HostAllocator a;

@@ -313,6 +313,11 @@ std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, std::ve
 
 PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources) { return prepare(sources, nullptr, nullptr, "plan").plan; }
 
+size_t NNGraph::num_plans() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return plans_.size();
+}
+
 int NNGraph::read_count_for_source_image(int index) const {
   MPSNN_CHECK(index >= 0 && size_t(index) < def_.source_images.size(), GraphError,
               "[MPSNNGraph.read_count_for_source_image] index ", index, " is outside [0, ",

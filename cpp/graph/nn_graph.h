@@ -71,6 +71,8 @@ class NNGraph {
   // training exists.
   std::shared_ptr<NNGraph> copy(DevicePtr device, const KernelRegistry* registry) const;
   std::string debug_description();
+  // Number of compiled plans in the cache (tests: reloads and repeated runs compile nothing).
+  size_t num_plans() const;
   // The plan used for these sources (compiling it if needed); for inspection and tests.
   PlanPtr plan_for(const std::vector<ImagePtr>& sources);
 

@@ -78,3 +78,34 @@ MPSRectNoClip = MTLRegion(MTLOrigin(0, 0, 0), MTLSize(-1, -1, -1))
 __all__ = sorted(name for name in globals() if name.startswith(("MPS", "MTL", "Array")) or name in (
     "ShapeError", "DTypeError", "UnsupportedError", "BackendError", "available_backends"))
 __version__ = "0.1.0"
+
+
+# MPSStateBatch helpers (graph.md §5.1): a batch may hold one state several times (a state that
+# accumulates over the batch); read counts and sizes count each object once.
+def _unique_states(batch):
+    seen, out = set(), []
+    for s in batch:
+        if id(s) not in seen:
+            seen.add(id(s))
+            out.append(s)
+    return out
+
+
+def MPSStateBatchIncrementReadCount(batch, amount):
+    """Adds `amount` to the read count of every distinct state of `batch`; returns the new total."""
+    for s in _unique_states(batch):
+        s.read_count = s.read_count + amount
+    return sum(s.read_count for s in _unique_states(batch))
+
+
+def MPSStateBatchResourceSize(batch):
+    """Bytes of memory the distinct states of `batch` hold."""
+    return sum(s.resource_size() for s in _unique_states(batch))
+
+
+def MPSStateBatchSynchronize(batch, command_buffer):
+    """Makes the states' memory visible to the CPU after `command_buffer` (host memory: nothing to do)."""
+    del batch, command_buffer
+
+
+__all__ += ["MPSStateBatchIncrementReadCount", "MPSStateBatchResourceSize", "MPSStateBatchSynchronize"]

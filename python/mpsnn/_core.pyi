@@ -1656,6 +1656,11 @@ class MPSNNGraph:
             destination_states: optional list that receives the exported result states (persistent MPSStates).
         """
     @property
+    def _num_compiled_plans(self) -> int:
+        """
+        Test aid: plans in the cache (one per set of source sizes and formats).
+        """
+    @property
     def device(self) -> MTLDevice:
         ...
     @property
@@ -1723,6 +1728,10 @@ def MTLCreateSystemDefaultDevice() -> MTLDevice:
 def _drain_all_queues() -> None:
     """
     Wait for every queue's committed work (registered with atexit).
+    """
+def _host_allocation_count() -> int:
+    """
+    Test aid: blocks the host allocator has handed out (images, buffers, plan arenas).
     """
 def available_backends() -> list[str]:
     """
