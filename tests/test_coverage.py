@@ -55,6 +55,20 @@ CLASSES = {
     "MPSNNScaleNode": "MPSNNFilterNode",
     "MPSNNBilinearScaleNode": "MPSNNScaleNode",
     "MPSNNLanczosScaleNode": "MPSNNScaleNode",
+    "MPSNNGradientFilterNode": "MPSNNFilterNode",
+    "MPSCNNPoolingGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNPoolingMaxGradientNode": "MPSCNNPoolingGradientNode",
+    "MPSCNNPoolingAverageGradientNode": "MPSCNNPoolingGradientNode",
+    "MPSCNNPoolingL2NormGradientNode": "MPSCNNPoolingGradientNode",
+    "MPSCNNDilatedPoolingMaxGradientNode": "MPSCNNPoolingGradientNode",
+    "MPSCNNNeuronGradientNode": "MPSNNGradientFilterNode",
+}
+# state class -> base
+STATES = {
+    "MPSNNGradientState": "MPSState",
+    "MPSCNNConvolutionGradientState": "MPSNNGradientState",
+    "MPSNNBinaryGradientState": "MPSState",
+    "MPSNNMultiaryGradientState": "MPSState",
 }
 OTHER = ["MPSNNGraph", "MPSNNImageNode", "MPSNNStateNode", "MPSImage", "MPSTemporaryImage", "MPSImageDescriptor",
          "MPSNNDefaultPadding", "MPSCNNConvolutionDescriptor", "MPSCNNDepthWiseConvolutionDescriptor",
@@ -74,13 +88,31 @@ def test_node_class_bound_derived_and_tested(name):
     assert issubclass(cls, mpsnn.MPSNNFilterNode)
     if name not in KNOWN_GAPS:
         abstract = name in ("MPSCNNPoolingNode", "MPSCNNNeuronNode", "MPSNNBinaryArithmeticNode",
-                            "MPSCNNNormalizationNode", "MPSNNScaleNode")
+                            "MPSCNNNormalizationNode", "MPSNNScaleNode", "MPSNNGradientFilterNode",
+                            "MPSCNNPoolingGradientNode")
         assert abstract or re.search(rf"\b{name}\b", TEST_TEXT), f"no test mentions {name}"
 
 
 @pytest.mark.parametrize("name", OTHER)
 def test_other_classes_bound(name):
     assert isinstance(getattr(mpsnn, name), type)
+
+
+@pytest.mark.parametrize("name", sorted(STATES))
+def test_state_classes(name):
+    assert issubclass(getattr(mpsnn, name), getattr(mpsnn, STATES[name]))
+
+
+def test_op_list_kernels_and_gradients():
+    kinds = {k["name"]: k for k in mpsnn._core._op_kinds()}
+    # Inference dropout is always aliased away; its kernel comes with the dropout gradient.
+    no_kernel = {"dropout"}
+    for name, k in kinds.items():
+        assert ("cpu" in k["kernels"]) == (name not in no_kernel), name
+        if k["gradient"] is not None:
+            assert kinds[k["gradient"]]["is_gradient"], name
+    assert kinds["pooling"]["gradient"] == "pooling gradient" and kinds["neuron"]["gradient"] == "neuron gradient"
+    assert kinds["convert"]["internal"] and kinds["fill"]["internal"]
 
 
 def test_every_kind_has_a_cpu_kernel(device):

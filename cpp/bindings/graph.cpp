@@ -90,6 +90,26 @@ void append_all(const py::object& list, const py::object& items) {
 }  // namespace
 
 void bind_graph(py::module_& m) {
+  m.def(
+      "_op_kinds",
+      [] {
+        py::list out;
+        for (int k = 0; k < kNumOpKinds; ++k) {
+          const OpSchema& s = schema(OpKind(k));
+          py::dict d;
+          d["name"] = s.name;
+          d["gradient"] = s.gradient == OpKind::None ? py::object(py::none()) : py::object(py::str(op_name(s.gradient)));
+          d["is_gradient"] = s.is_gradient;
+          d["internal"] = s.internal;
+          py::list kernels;
+          for (const auto& b : available_backends())
+            if (kernel_registry(b)->find(OpKind(k))) kernels.append(b);
+          d["kernels"] = kernels;
+          out.append(d);
+        }
+        return out;
+      },
+      "Test aid: every op kind of op_list.def with its gradient kind and the backends that have a kernel for it.");
   py::class_<PyGraph, PyGraphPtr> g(
       m, "MPSNNGraph",
       "An optimized, executable form of the nodes needed for one or more result images.\n\n"

@@ -1733,6 +1733,10 @@ def _host_allocation_count() -> int:
     """
     Test aid: blocks the host allocator has handed out (images, buffers, plan arenas).
     """
+def _op_kinds() -> list:
+    """
+    Test aid: every op kind of op_list.def with its gradient kind and the backends that have a kernel for it.
+    """
 def available_backends() -> list[str]:
     """
     Backends compiled into this build.
