@@ -148,3 +148,13 @@ def run_by_label(graph, arrays):
     if isinstance(out, (list, tuple)):
         return [np.array(o.numpy()) for o in out]
     return np.array(out.numpy())
+
+
+def encode_with_states(device, graph, arrays):
+    """Encodes one run of `graph` on a new command buffer, waits, and returns (result, destination_states)."""
+    cb = device.make_command_queue().make_command_buffer()
+    states = []
+    out = graph.encode(cb, [mpsnn.MPSImage.from_numpy(a) for a in arrays], destination_states=states)
+    cb.commit()
+    cb.wait_until_completed()
+    return out, states

@@ -12,7 +12,7 @@ import mpsnn
 import reference as R
 from conftest import assert_close, conv_source
 
-from ._common import Handle, inputs_by_label, labelled_graph, run_by_label
+from ._common import Handle, encode_with_states, inputs_by_label, labelled_graph, run_by_label
 from .test_neuron import NEURONS, SHAPES, T, _ids, _input
 
 
@@ -22,16 +22,7 @@ def _grad_cls():
 
 
 def _kinks(name, kwargs):
-    """Inputs where f' jumps (nodes.md §6.2); test inputs keep away from them."""
-    da, db, _ = R.NEURON_DEFAULTS[name]
-    a, b = kwargs.get("a", da), kwargs.get("b", db)
-    if name in ('relu', 'absolute', 'elu', 'prelu'):
-        return [0.0]
-    if name == 'hard_sigmoid':
-        return [-b / a, (1 - b) / a]
-    if name == 'relu_n':
-        return [0.0, b] + ([b / a] if a else [])
-    return []
+    return R.neuron_kinks(name, kwargs.get("a"), kwargs.get("b"))
 
 
 def _grad_input(rng, shape, name, kwargs, domain):
@@ -231,12 +222,7 @@ def test_neuron_exported_gradient_state(device, rng):
     node.result_state.handle = Handle('neuron-state')
     graph = labelled_graph(device, grad.result_image)
     assert [h.label() for h in graph.result_state_handles] == ['neuron-state']
-    cb = device.make_command_queue().make_command_buffer()
-    states = []
-    out = graph.encode(cb, [mpsnn.MPSImage.from_numpy(a) for a in inputs_by_label(graph, {'x': x, 'g': g})],
-                       destination_states=states)
-    cb.commit()
-    cb.wait_until_completed()
+    out, states = encode_with_states(device, graph, inputs_by_label(graph, {'x': x, 'g': g}))
     assert len(states) == 1 and isinstance(states[0], mpsnn.MPSState)
     assert_close(out.numpy(), R.neuron_gradient('soft_sign', x, g), "elementwise")
 

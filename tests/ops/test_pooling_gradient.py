@@ -12,8 +12,8 @@ import mpsnn
 import reference as R
 from conftest import assert_close
 
-from ._common import (REPRESENTATIVE_METHODS, Handle, from_t, geometry_or_none, inputs_by_label, labelled_graph,
-                      method_id, run_by_label, set_padding, to_t, torch_pad)
+from ._common import (REPRESENTATIVE_METHODS, Handle, encode_with_states, from_t, geometry_or_none, inputs_by_label,
+                      labelled_graph, method_id, run_by_label, set_padding, to_t, torch_pad)
 from .test_pooling import EDGE, NODES, PoolCase
 
 # the gradient classes are looked up when a test runs (a missing class fails that test, not collection)
@@ -336,12 +336,7 @@ def test_exported_gradient_state(mode, device, rng):
     pool.result_state.handle = Handle('pool-state')
     graph = labelled_graph(device, grad.result_image)
     assert [h.label() for h in graph.result_state_handles] == ['pool-state']
-    cb = device.make_command_queue().make_command_buffer()
-    states = []
-    out = graph.encode(cb, [mpsnn.MPSImage.from_numpy(a) for a in inputs_by_label(graph, {'x': x, 'g': g})],
-                       destination_states=states)
-    cb.commit()
-    cb.wait_until_completed()
+    out, states = encode_with_states(device, graph, inputs_by_label(graph, {'x': x, 'g': g}))
     assert len(states) == 1 and isinstance(states[0], mpsnn.MPSState)
     assert_close(out.numpy(), _reference(mode, x, g, case, R.SIZE_SAME, None, dil), "reduction", k=4)
     # without the export flag nothing is appended

@@ -12,7 +12,7 @@ from .conv import (conv2d, fully_connected, zero_insert, conv_transpose2d, fold_
                    unpack_binary_weights, binary_conv2d, binary_fully_connected, subpixel_shuffle)
 from .pooling import (pool2d, max_pool2d, average_pool2d, l2_pool2d, pool2d_gradient,
                       max_pool2d_gradient, average_pool2d_gradient, l2_pool2d_gradient)
-from .neuron import NEURON_DEFAULTS, NEURON_TYPE_CODES, neuron, neuron_gradient, prelu_slopes
+from .neuron import NEURON_DEFAULTS, NEURON_TYPE_CODES, neuron, neuron_gradient, neuron_kinks, prelu_slopes
 from .softmax import softmax, log_softmax
 from .arithmetic import (FLT_MAX, FLT_MIN, binary_arithmetic, clamp_mask, result_shape,
                          address_operand)
@@ -33,7 +33,7 @@ __all__ = [
     'unpack_binary_weights', 'binary_conv2d', 'binary_fully_connected', 'subpixel_shuffle',
     'pool2d', 'max_pool2d', 'average_pool2d', 'l2_pool2d', 'pool2d_gradient', 'max_pool2d_gradient',
     'average_pool2d_gradient', 'l2_pool2d_gradient',
-    'NEURON_DEFAULTS', 'NEURON_TYPE_CODES', 'neuron', 'neuron_gradient', 'prelu_slopes',
+    'NEURON_DEFAULTS', 'NEURON_TYPE_CODES', 'neuron', 'neuron_gradient', 'neuron_kinks', 'prelu_slopes',
     'softmax', 'log_softmax',
     'FLT_MAX', 'FLT_MIN', 'binary_arithmetic', 'clamp_mask', 'result_shape', 'address_operand',
     'batch_norm_inference', 'batch_norm_statistics', 'batch_norm_training', 'instance_norm',

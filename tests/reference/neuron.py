@@ -157,3 +157,18 @@ def neuron_gradient(kind, x, g, a=None, b=None, c=None, data=None):
         else:
             raise AssertionError(name)
         return g * d
+
+
+def neuron_kinks(name, a=None, b=None):
+    """Inputs where f' jumps for neuron `name` with parameters a, b (nodes.md §6.2); gradient tests
+    keep their inputs away from them."""
+    da, db, _ = NEURON_DEFAULTS[name]
+    a = da if a is None else a
+    b = db if b is None else b
+    if name in ('relu', 'absolute', 'elu', 'prelu'):
+        return [0.0]
+    if name == 'hard_sigmoid':
+        return [-b / a, (1 - b) / a]
+    if name == 'relu_n':
+        return [0.0, b] + ([b / a] if a else [])
+    return []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from . import geometry as G
-from .neuron import NEURON_DEFAULTS, neuron, neuron_gradient
+from .neuron import NEURON_DEFAULTS, neuron, neuron_gradient, neuron_kinks
 from .pooling import (average_pool2d_gradient, l2_pool2d_gradient, max_pool2d_gradient, pool2d,
                       pool2d_gradient)
 from .test_references import _geoms, _rng, _torch, close, from_t, to_t, tpad
@@ -430,17 +430,7 @@ NEURON_CASES = [
 
 
 def _kinks(name, a, b):
-    """Input values where f' jumps (the forward's non-differentiable points)."""
-    da, db, _ = NEURON_DEFAULTS[name]
-    a = da if a is None else a
-    b = db if b is None else b
-    if name in ('relu', 'absolute', 'elu', 'prelu'):
-        return [0.0]
-    if name == 'hard_sigmoid':
-        return [-b / a, (1 - b) / a]
-    if name == 'relu_n':
-        return [0.0, b] + ([b / a] if a else [])
-    return []
+    return neuron_kinks(name, a, b)
 
 
 def _neuron_input(rng, shape, name, a, b, domain):

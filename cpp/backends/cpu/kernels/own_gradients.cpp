@@ -229,9 +229,9 @@ int64_t count_taps(const WindowAxis& a, int64_t o, int64_t size, int64_t before,
 //  - slope is firstprivate: read through OpenMP's shared-variable pointer, its captured
 //    parameters are memory loads that GCC will not if-convert (relu became a mispredicted branch,
 //    10x slower);
-//  - the product is formed here, on slope's result: written as one expression,
-//    `g * (u >= 0 ? 1 : a)` is folded into `u >= 0 ? g : g*a`, whose conditional multiply cannot
-//    be if-converted under the default -ftrapping-math without AVX-512 masking.
+//  - the slope is a statement of its own before the product: in one expression,
+//    `g * (u >= 0 ? 1 : a)` becomes `u >= 0 ? g : g*a`, whose conditional multiply cannot be
+//    if-converted under the default -ftrapping-math without AVX-512 masking (portable builds).
 template <class Slope>
 void map_gradient(const TensorView& src, const TensorView& grad, const TensorView& dst,
                   Slope slope) {
@@ -242,7 +242,10 @@ void map_gradient(const TensorView& src, const TensorView& grad, const TensorVie
     const float* g = grad.data;
     float* d = dst.data;
 #pragma omp parallel for simd schedule(static) firstprivate(slope) if (total > kParallelMin)
-    for (int64_t i = 0; i < total; ++i) d[i] = g[i] * slope(u[i]);
+    for (int64_t i = 0; i < total; ++i) {
+      const float f = slope(u[i]);
+      d[i] = g[i] * f;
+    }
     return;
   }
   const int64_t pixels = s.n * s.h * s.w, c = s.c;
@@ -252,7 +255,10 @@ void map_gradient(const TensorView& src, const TensorView& grad, const TensorVie
     const float* g = grad.data + p * grad.pixel_stride;
     float* d = dst.data + p * dst.pixel_stride;
 #pragma omp simd
-    for (int64_t k = 0; k < c; ++k) d[k] = g[k] * slope(u[k]);
+    for (int64_t k = 0; k < c; ++k) {
+      const float f = slope(u[k]);
+      d[k] = g[k] * f;
+    }
   }
 }
 
@@ -454,7 +460,8 @@ bool neuron_gradient(const NeuronParams& p, const TensorView& src, const TensorV
             float* d = dst.pixel(n, yy, xx);
 #pragma omp simd
             for (int64_t k = 0; k < run; ++k) {
-              const float f = u[k] >= 0.0f ? 1.0f : sl[k];  // see map_gradient on the split
+              const float a_k = sl[k];  // loaded unconditionally: a conditional load blocks if-conversion
+              const float f = u[k] >= 0.0f ? 1.0f : a_k;  // and see map_gradient on this split
               d[k] = g[k] * f;
             }
           }
