@@ -38,9 +38,10 @@ FilterNodePtr make_filter_node(OpKind kind, Attrs attrs, std::vector<ImageNodePt
   return std::make_shared<FilterNode>(kind, std::move(attrs), std::move(sources), std::move(states));
 }
 
-FilterNodePtr gradient_filter(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) {
+namespace {
+// The generic rule: one gradient node for a single-source forward node.
+FilterNodePtr generic_gradient(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) {
   const OpSchema& s = schema(forward.kind());
-  if (s.gradient == OpKind::None) no_gradient(forward);
   MPSNN_CHECK(gradients.size() == 1 && gradients[0] != nullptr, GraphError, forward.context(),
               " gradient_filter needs exactly one incoming gradient image; got ", gradients.size());
   std::vector<ImageNodePtr> sources{gradients[0]};
@@ -54,9 +55,21 @@ FilterNodePtr gradient_filter(FilterNode& forward, const std::vector<ImageNodePt
   if (forward.normalization_source) g->set_data_source(forward.normalization_source);
   return g;
 }
+}  // namespace
 
 std::vector<FilterNodePtr> gradient_filters(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) {
-  return {gradient_filter(forward, gradients)};
+  const OpSchema& s = schema(forward.kind());
+  if (s.gradient == OpKind::None) no_gradient(forward);
+  if (s.gradient_rule) return s.gradient_rule(forward, gradients);
+  return {generic_gradient(forward, gradients)};
+}
+
+FilterNodePtr gradient_filter(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) {
+  std::vector<FilterNodePtr> nodes = gradient_filters(forward, gradients);
+  // graph.md §1.8: the singular form is unavailable where a node has one gradient per source.
+  MPSNN_CHECK(nodes.size() == 1, UnsupportedError, forward.context(), " has one gradient node per source (",
+              nodes.size(), "); use gradient_filters");
+  return nodes[0];
 }
 
 }  // namespace mpsnn

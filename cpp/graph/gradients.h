@@ -4,7 +4,7 @@
 // sources {g, forward sources...}, source state the forward node's result state (wiring it is
 // what makes the forward kernel fill that state), attributes, padding policy and data sources
 // copied from the forward node. Kinds needing another rule (one node per source for arithmetic
-// and concatenation, self-gradient losses) will add an OpSchema hook when they land.
+// and concatenation, self-gradient losses) set OpSchema::gradient_rule.
 #include <vector>
 
 #include "graph/node.h"

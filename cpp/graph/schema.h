@@ -77,6 +77,10 @@ struct OpSchema {
   std::vector<StateSpec> result_states;
   // The gradient node kind (op_list.def) and whether the kind is a gradient itself.
   OpKind gradient = OpKind::None;
+  // Builds the gradient node(s) of a forward node, one per forward source, for kinds the generic
+  // rule of graph/gradients.cpp does not fit (arithmetic and concatenation: one node per source;
+  // losses are their own gradient). Null: the generic rule.
+  std::vector<FilterNodePtr> (*gradient_rule)(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) = nullptr;
   bool is_gradient = false;
   bool internal = false;  // compiler-inserted steps without a Python class
   // Checks attribute values; called when a node is made and when a graph freezes its attributes.
