@@ -585,6 +585,9 @@ void test_neurons() {
       {"relu_n", NeuronKind::relu_n, 1.0f, 6.0f, 0},
       {"relu6", NeuronKind::relu_n, 0.0f, 6.0f, 0},
       {"relu_n leaky b 2", NeuronKind::relu_n, 0.2f, 2.0f, 0},
+      {"relu_n a -0.5 b 1", NeuronKind::relu_n, -0.5f, 1.0f, 0},  // clamps negative inputs too
+      {"relu_n a 2 b -1", NeuronKind::relu_n, 2.0f, -1.0f, 0},
+      {"relu_n a -inf", NeuronKind::relu_n, -kInf, 2.0f, 0},  // u < 0: r = inf, f' = -inf * 0 = NaN
       {"power 2.5", NeuronKind::power, 0.5f, 2.5f, 2.5f},
       {"power 0.5", NeuronKind::power, 0.5f, 2.5f, 0.5f},
       {"power 3", NeuronKind::power, 0.5f, 2.5f, 3.0f},

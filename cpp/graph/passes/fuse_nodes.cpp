@@ -1,4 +1,4 @@
-// Pass 2: rewrites steps without changing results (graph.md §2.10).
+// Pass 3: rewrites steps without changing results (graph.md §2.10).
 //  * dropout in inference is an identity: its result aliases its source (always done; a
 //    training graph reads the dropout mask through the node's state, and a dropout whose state is
 //    consumed keeps its step once dropout gradients exist);

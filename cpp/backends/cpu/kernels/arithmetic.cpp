@@ -9,6 +9,13 @@ namespace mpsnn::cpu {
 
 namespace {
 
+// own_kernels.h mirrors the graph's enum (own kernels compile without the graph layer).
+static_assert(int(own::ArithmeticOp::add) == int(ArithmeticOp::add) &&
+                  int(own::ArithmeticOp::subtract) == int(ArithmeticOp::subtract) &&
+                  int(own::ArithmeticOp::multiply) == int(ArithmeticOp::multiply) &&
+                  int(own::ArithmeticOp::divide) == int(ArithmeticOp::divide),
+              "own::ArithmeticOp must mirror ArithmeticOp");
+
 class ArithmeticKernel final : public Kernel {
  public:
   explicit ArithmeticKernel(const KernelSpec& spec) {

@@ -8,6 +8,12 @@ namespace mpsnn::cpu {
 
 namespace {
 
+// own_kernels.h mirrors the graph's enum (own kernels compile without the graph layer).
+static_assert(int(own::BinaryConvType::binary_weights) == int(BinaryConvolutionType::binary_weights) &&
+                  int(own::BinaryConvType::xnor) == int(BinaryConvolutionType::xnor) &&
+                  int(own::BinaryConvType::and_) == int(BinaryConvolutionType::and_),
+              "own::BinaryConvType must mirror BinaryConvolutionType");
+
 // The per-channel terms of nodes.md 4.5 as the node defines them.
 own::BinaryConvParams binary_params(const BinaryConvolutionAttrs& a, const ConvolutionParams& conv, int64_t channels,
                                     std::vector<float>& out_scale) {

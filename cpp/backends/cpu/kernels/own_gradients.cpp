@@ -263,9 +263,11 @@ void map_gradient(const TensorView& src, const TensorView& grad, const TensorVie
 }
 
 // sigma(t) evaluated without overflow: 1/(1+e^-t) for t >= 0, e^t/(1+e^t) otherwise.
+// One division of a selected numerator: a division under the select would be a branch.
 inline float stable_sigmoid(float t) {
   const float e = std::exp(-std::fabs(t));
-  return t >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  const float num = t >= 0.0f ? 1.0f : e;
+  return num / (1.0f + e);
 }
 
 // sigma(t)*(1 - sigma(t)) = e/(1+e)^2 with e = e^-|t|: the two factors are sigma(|t|) and
@@ -306,10 +308,12 @@ void max_pooling_gradient(const TensorView& grad, const int32_t* indices, const 
   const int64_t C = d.c, ps = dst.pixel_stride;
   const int64_t out_pixels = g.h * g.w, in_pixels = d.h * d.w;
   // A winner can be any pixel of its image, so threads own (image, channel block) slices of dst
-  // and each walks all of its image's gradient in raster order. Blocks of 16 channels (a cache
-  // line) unless that would leave threads idle.
+  // and each walks all of its image's gradient in raster order. As few blocks per image as keep
+  // every thread busy (each block re-reads the image's gradient rows); blocks wider than 16
+  // channels are whole cache lines wide, so that neighbouring blocks share fewer lines.
   const int64_t per_image = std::max<int64_t>(1, (detail::max_threads() + d.n - 1) / d.n);
-  const int64_t block = std::clamp<int64_t>((C + per_image - 1) / per_image, 1, 16);
+  int64_t block = (C + per_image - 1) / per_image;
+  if (block > 16) block = (block + 15) / 16 * 16;
   const int64_t blocks = (C + block - 1) / block;
 #pragma omp parallel for collapse(2) schedule(static) if (g.numel() + d.numel() > kParallelMin)
   for (int64_t n = 0; n < d.n; ++n)
@@ -467,12 +471,20 @@ bool neuron_gradient(const NeuronParams& p, const TensorView& src, const TensorV
           }
       return true;
     }
-    case NeuronKind::relu_n:
-      map_gradient(src, grad, dst, [a, b](float u) {
-        const float r = u >= 0.0f ? u : a * u;
-        return (u >= 0.0f ? 1.0f : a) * (r < b ? 1.0f : 0.0f);
+    case NeuronKind::relu_n: {
+      // (u >= 0 ? 1 : a) * [r < b], r = (u >= 0 ? u : a*u), as selects of precomputed values
+      // (a0 = a*0, the product where r >= b: 0, -0 or NaN) and with both comparisons made for
+      // every element: GCC moves a multiply used on one side only back under a branch, which
+      // portable builds cannot if-convert (see map_gradient).
+      const float a0 = a * 0.0f;
+      map_gradient(src, grad, dst, [a, b, a0](float u) {
+        const bool pos = u >= 0.0f;
+        const bool below = (pos & (u < b)) | (!pos & (a * u < b));
+        const float pass = pos ? 1.0f : a, stop = pos ? 0.0f : a0;
+        return below ? pass : stop;
       });
       return true;
+    }
     case NeuronKind::power: {
       const float ac = a * c, e = c - 1.0f;
       map_gradient(src, grad, dst, [a, b, ac, e](float u) { return ac * std::pow(a * u + b, e); });

@@ -1,0 +1,26 @@
+// Pass 2 (run again after fusion): removes steps whose outputs nothing reads. A forward node kept
+// only for its result state is not computed when that state has no buffers (a neuron's). Graphs
+// whose work is a side effect (parameter updates, later) will mark those steps live here.
+#include "graph/passes/compile_state.h"
+
+namespace mpsnn {
+
+void prune_steps(CompileState& st) {
+  std::vector<bool> live(st.values.size(), false);
+  for (int v : st.output_values)
+    if (v >= 0) live[size_t(v)] = true;
+  for (const auto& vals : st.result_state_values)
+    for (int v : vals) live[size_t(v)] = true;
+  for (size_t i = st.steps.size(); i-- > 0;) {
+    StepInfo& s = st.steps[i];
+    bool needed = false;
+    for (int v : s.outputs) needed = needed || live[size_t(v)];
+    if (!needed) {
+      s.removed = true;
+      continue;
+    }
+    for (int v : s.inputs) live[size_t(v)] = true;
+  }
+}
+
+}  // namespace mpsnn
