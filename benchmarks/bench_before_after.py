@@ -23,17 +23,19 @@ rebuilt during the run). The cases are those of the other two benchmarks, mpsnn 
    input; float rounding at most is expected). Beyond the tolerance (``bench_graphs.py``'s 1e-4 for
    the softmax outputs, the case's own for an op, relative to the result's magnitude) the exit
    status is 1.
-3. Timing: warm-up of both, then rounds of one sample per build, old then new, new then old the next
-   round (to cancel drift), with a pause before each sample, as ``_harness.time_round_robin`` does.
-   Only one worker runs at any moment (the other waits on its pipe), so they never compete for the
-   cores. Reported per case: median time per call of each build, new / old as the median of the
+3. Timing: warm-up of both (each chooses the calls for a sample of the suite's length; both then
+   take samples of the larger count), then rounds of one sample per build, old then new, new then
+   old the next round (to cancel drift), with a pause before each sample, as
+   ``_harness.time_round_robin`` does. Only one worker runs at any moment (the other waits on its
+   pipe), so they never compete for the cores. Reported per case: median time per call of each build, new / old as the median of the
    per-round ratios (> 1: the new build is slower) with their quartiles, and the spread (median /
    best sample, the larger of the two builds). As in ``bench_ops.py``, a case that spread more than
    1.25x (another job took a core) is measured again, up to twice (not with ``--quick``), and the
    attempt that spread least is kept.
 
-A full run (both suites, 20 rounds) takes about 12 minutes on 2 cores; ``--quick`` (5 shorter
-rounds, no retries) about 3 minutes and only checks that everything runs.
+A full run (both suites, 20 rounds) takes about 8 minutes on 2 quiet cores, plus about 8 s for
+every op and up to a minute for a network measured again (each retry repeats the case's rounds);
+``--quick`` (5 shorter rounds, no retries) about 2 minutes and only checks that everything runs.
 """
 
 from __future__ import annotations
@@ -245,6 +247,7 @@ def worker_main(path: str, threads: int) -> int:
                 gc.collect()
                 reply(ok=True, calls_per_sample=c.contender.calls_per_sample)
             elif op == "sample":
+                c.contender.calls_per_sample = cmd["calls"]
                 gc.disable()
                 try:
                     H.take_sample(c.contender, c.x)
@@ -350,7 +353,9 @@ def check_agreement(workers: list[Worker], case_id: str, rtol: float, tmp: Path)
 def time_pair(workers: list[Worker], case_id: str, s: dict[str, Any]) -> list[Contender]:
     """Warm-up of both, then ``rounds`` rounds of one sample each, the order alternating; the sleep
     before each sample lets the other build's spinning OpenMP threads go idle. Like
-    ``_harness.time_round_robin``, but every call runs in the build's worker."""
+    ``_harness.time_round_robin``, but every call runs in the build's worker, and both builds take
+    samples of the same number of calls (the larger of the two warm-ups' choices, so that a warm-up
+    slowed by another job does not make short samples)."""
     contenders = [Contender(w.name, run=None) for w in workers]  # run: the worker holds it
     for w, c in zip(workers, contenders, strict=True):
         try:
@@ -361,12 +366,15 @@ def time_pair(workers: list[Worker], case_id: str, s: dict[str, Any]) -> list[Co
             c.error = str(e)
     if any(c.error for c in contenders):
         return contenders
+    calls = max(c.calls_per_sample for c in contenders)
+    for c in contenders:
+        c.calls_per_sample = calls
     pairs = list(zip(workers, contenders, strict=True))
     for r in range(s["rounds"]):
         for w, c in pairs if r % 2 == 0 else pairs[::-1]:
             time.sleep(s["gap_s"])
             try:
-                c.sample_s.append(w.call("sample", case=case_id)["s"])
+                c.sample_s.append(w.call("sample", case=case_id, calls=calls)["s"])
             except CaseFailed as e:
                 c.error = str(e)
                 return contenders
@@ -394,6 +402,7 @@ def ratio_stats(old: Contender, new: Contender) -> dict[str, Any] | None:
 
 
 def bench_case(workers: list[Worker], meta: dict[str, Any], s: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
     entry = {k: v for k, v in meta.items() if k != "rtol"}
     try:
         entry["agreement"] = check_agreement(workers, meta["id"], meta["rtol"], tmp)
@@ -412,6 +421,20 @@ def bench_case(workers: list[Worker], meta: dict[str, Any], s: dict[str, Any], t
     entry["ratio"] = ratio_stats(old, new)
     if old.error or new.error:
         entry["error"] = "; ".join(f"{c.name}: {c.error}" for c in (old, new) if c.error)
+    entry["wall_s"] = time.perf_counter() - t0
+    return entry
+
+
+def bench_built_case(
+    workers: list[Worker], old: dict[str, Any], new: dict[str, Any], s: dict[str, Any], tmp: Path
+) -> dict[str, Any]:
+    """A case as both workers built it (an error entry if either could not); prints its line."""
+    errors = [f"{name}: {m['error']}" for name, m in (("old", old), ("new", new)) if "error" in m]
+    if errors:
+        entry = {**{k: v for k, v in old.items() if k not in ("rtol", "error")}, "error": "; ".join(errors)}
+    else:
+        entry = bench_case(workers, old, s, tmp)
+    print_entry(entry)
     return entry
 
 
@@ -510,14 +533,19 @@ def readme_section(res: dict[str, Any]) -> str:
             f"- {name}: {b['label']} — `{b['path']}` (mpsnn {b['version']}, `{core}` sha256 "
             f"`{b['core_sha256'][:12]}`, modified {b['core_modified']})"
         )
+    retries = max(st["retries"] for st in s["suites"].values())
+    again = (
+        f"was measured again, up to {retries} times, keeping the attempt that spread least; * marks a case still "
+        "that noisy"
+        if retries
+        else "is marked * (not measured again in this run)"
+    )
     lines += [
         "",
         "Time per call, ms (lower is better): whole `graph.run` calls. new / old = median of the per-round "
         "ratios new time / old time (> 1: the new build is slower), quartiles of those ratios next to it. "
-        f"A case whose samples spread more than {s['max_spread']}x (median / best, either build) was "
-        f"measured again, up to {max(st['retries'] for st in s['suites'].values())} times, keeping the "
-        "attempt that spread least; * marks a case still that noisy. Diff: max abs diff between the "
-        "two builds' results on the timed input.",
+        f"A case whose samples spread more than {s['max_spread']}x (median / best, either build: another "
+        f"job took a core) {again}. Diff: max abs diff between the two builds' results on the timed input.",
     ]
     titles = {
         "graphs": (
@@ -539,7 +567,8 @@ def readme_section(res: dict[str, Any]) -> str:
         g = sm["geomean_ratio"]
         lines += [
             "",
-            f"Geometric mean of new / old over the {sm['timed']} cases: {'—' if g is None else f'{g:.3f}'}; "
+            f"Geometric mean of new / old over {sm['timed']} case{'s' if sm['timed'] != 1 else ''}: "
+            f"{'—' if g is None else f'{g:.3f}'}; "
             f"slower than {SLOWER:g}x: {', '.join(sm['slower']) or 'none'}; "
             f"faster than {1 / SLOWER:.3f}x: {', '.join(sm['faster']) or 'none'}.",
         ]
@@ -647,16 +676,8 @@ def main(args: argparse.Namespace) -> int:
             for suite in suites:
                 s = settings["suites"][suite]
                 print(f"{suite}: {s['rounds']} rounds, samples of {s['target_sample_s']} s")
-                entries = []
-                for meta in (m for m in built[0]["cases"] if m["suite"] == suite):
-                    other = new_cases.get(meta["id"], {"error": "not built"})
-                    errors = [f"{n}: {m['error']}" for n, m in (("old", meta), ("new", other)) if "error" in m]
-                    if errors:
-                        entry = {**{k: v for k, v in meta.items() if k not in ("rtol", "error")}, "error": "; ".join(errors)}
-                    else:
-                        entry = bench_case(workers, meta, s, Path(tmp))
-                    entries.append(entry)
-                    print_entry(entry)
+                pairs = [(m, new_cases.get(m["id"], {"error": "not built"})) for m in built[0]["cases"]]
+                entries = [bench_built_case(workers, a, b, s, Path(tmp)) for a, b in pairs if a["suite"] == suite]
                 res["suites"][suite] = {"cases": entries, "summary": summarize(entries)}
                 print_summary(suite, res["suites"][suite]["summary"])
     except WorkerDied as e:
