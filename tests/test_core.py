@@ -127,6 +127,8 @@ def test_source_states_are_validated(device, rng):
         g.encode(cb, [x], source_states=[mpsnn.MPSState(device, buffer_size=4)])
     with pytest.raises(mpsnn.DTypeError, match="expected an MPSState"):
         g.encode(cb, [x], source_states=[object()])
+    with pytest.raises(mpsnn.MPSGraphError, match="got 1 source state"):
+        g.run([x], source_states=[mpsnn.MPSState(device, buffer_size=4)])
 
 
 # ---- parameters ---------------------------------------------------------------------------------

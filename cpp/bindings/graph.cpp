@@ -221,14 +221,15 @@ void bind_graph(py::module_& m) {
           "destination_states"_a = py::none(), "Encode a batch: one list of single images per source.")
       .def(
           "run",
-          [](PyGraph& p, const py::list& sources, const py::object& intermediate_images,
+          [](PyGraph& p, const py::list& sources, const py::object& intermediate_images, const py::object& source_states,
              const py::object& destination_states) -> py::object {
+            const auto in_states = to_states(source_states, false, "run");
             auto imgs = to_images(sources, p.graph->device());
             std::vector<ImagePtr> outs;
             std::vector<StatePtr> states;
             {
               py::gil_scoped_release nogil;
-              outs = p.graph->run(imgs, &states);
+              outs = p.graph->run(imgs, in_states ? &*in_states : nullptr, &states);
             }
             const auto& def = p.graph->definition();
             if (!intermediate_images.is_none())
@@ -245,11 +246,13 @@ void bind_graph(py::module_& m) {
             }
             return results;
           },
-          "source_images"_a, "intermediate_images"_a = py::none(), "destination_states"_a = py::none(),
+          "source_images"_a, "intermediate_images"_a = py::none(), "source_states"_a = py::none(),
+          "destination_states"_a = py::none(),
           "mpsnn convenience: run now on this thread (GIL released) and return the result MPSImage (a list for "
           "the several-results initializer).\n\nArgs:\n    source_images: MPSImages or C-contiguous (N, H, W, C) "
           "NumPy arrays (wrapped without copying), in source_image_handles order.\n    intermediate_images: "
-          "optional list that receives the exported images.\n    destination_states: optional list that receives "
+          "optional list that receives the exported images.\n    source_states: MPSStates in "
+          "source_state_handles order (persistent ones: run has no command buffer).\n    destination_states: optional list that receives "
           "the exported result states (persistent MPSStates).")
       .def(
           "execute_async",

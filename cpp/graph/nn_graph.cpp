@@ -298,8 +298,9 @@ std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const st
   return result ? result->batch_representation(0, -1) : std::vector<ImagePtr>{};
 }
 
-std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, std::vector<StatePtr>* destination_states) {
-  Prepared p = prepare(sources, nullptr, nullptr, "run");
+std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states,
+                                   std::vector<StatePtr>* destination_states) {
+  Prepared p = prepare(sources, source_states, nullptr, "run");
   ++*pending_;
   struct Done {
     std::atomic<int>& pending;

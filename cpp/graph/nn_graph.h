@@ -59,7 +59,8 @@ class NNGraph {
                                      std::vector<std::vector<ImagePtr>>* intermediates,
                                      std::vector<std::vector<StatePtr>>* destination_states);
   // Runs now on this thread; returns [result or null, intermediates...].
-  std::vector<ImagePtr> run(const std::vector<ImagePtr>& sources, std::vector<StatePtr>* destination_states = nullptr);
+  std::vector<ImagePtr> run(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states = nullptr,
+                            std::vector<StatePtr>* destination_states = nullptr);
 
   int read_count_for_source_image(int index) const;
   int read_count_for_source_state(int index) const;

@@ -1646,13 +1646,14 @@ class MPSNNGraph:
         ...
     def reload_from_data_sources(self) -> None:
         ...
-    def run(self, source_images: list, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
+    def run(self, source_images: list, intermediate_images: typing.Any = None, source_states: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
         """
         mpsnn convenience: run now on this thread (GIL released) and return the result MPSImage (a list for the several-results initializer).
         
         Args:
             source_images: MPSImages or C-contiguous (N, H, W, C) NumPy arrays (wrapped without copying), in source_image_handles order.
             intermediate_images: optional list that receives the exported images.
+            source_states: MPSStates in source_state_handles order (persistent ones: run has no command buffer).
             destination_states: optional list that receives the exported result states (persistent MPSStates).
         """
     @property
