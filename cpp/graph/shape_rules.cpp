@@ -22,6 +22,16 @@ ImageDescriptor suggested_descriptor(const ImageShape& out, const ShapeContext& 
   d.channel_format = const_cast<FilterNode&>(ctx.node).result_image()->format;
   return d;
 }
+// Kinds without a channel window (every one but convolution): a custom policy that set one
+// would otherwise be ignored silently.
+void refuse_channel_window(const KernelProps& kernel, const ShapeContext& ctx) {
+  MPSNN_CHECK(kernel.source_feature_channel_offset == 0 && kernel.source_feature_channel_max_count == INT64_MAX &&
+                  kernel.destination_feature_channel_offset == 0,
+              UnsupportedError, ctx.context(), " custom padding set source_feature_channel_offset ",
+              kernel.source_feature_channel_offset, " / destination_feature_channel_offset ",
+              kernel.destination_feature_channel_offset,
+              "; only a windowed convolution reads a channel window of its source on this backend");
+}
 }  // namespace
 
 void check_positive(const FilterNode& node, const char* what, int64_t value) {
@@ -110,6 +120,7 @@ ShapeResult same_shape(const ShapeContext& ctx, int64_t channels) {
   if (policy.padding_method() & kCustom) {
     KernelProps kernel;
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(r.out, ctx));
+    refuse_channel_window(kernel, ctx);
     MPSNN_CHECK(d.width == r.out.w && d.height == r.out.h && d.feature_channels == r.out.c, UnsupportedError,
                 ctx.context(), " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels,
                 " result; this size-preserving node produces ", r.out.w, "x", r.out.h, "x", r.out.c);
@@ -124,6 +135,7 @@ ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out) {
   if (policy.padding_method() & kCustom) {
     KernelProps kernel;
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(out, ctx));
+    refuse_channel_window(kernel, ctx);
     r.out.w = d.width;
     r.out.h = d.height;
     MPSNN_CHECK(d.feature_channels == out.c && d.width > 0 && d.height > 0, ShapeError, ctx.context(),

@@ -405,3 +405,39 @@ def test_no_warning_for_exact_weights(device, rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _graph_for(device, ds)
+
+
+@pytest.mark.parametrize("kind", ["fully_connected", "neuron"])
+def test_channel_window_refused_where_it_would_be_ignored(kind, device, rng):
+    """Fixed-size and size-preserving nodes do not read a channel window: refused, not ignored."""
+    def make(src):
+        if kind == "fully_connected":
+            ds, _, _ = conv_source(3, 4, 2, 2, rng)
+            node = mpsnn.MPSCNNFullyConnectedNode(src, ds)
+        else:
+            node = mpsnn.MPSCNNNeuronReLUNode(src)
+        node.padding_policy = KernelPolicy(R.SIZE_VALID_ONLY, edge=None, channel_offset=1)
+        return node
+
+    g = make_graph(device, make, 1)
+    with pytest.raises(mpsnn.UnsupportedError, match=r"source_feature_channel_offset 1.*channel window"):
+        g.run([np.zeros((1, 2, 2, 3), np.float32)])
+
+
+@pytest.mark.parametrize("stride,dilation,groups", [((1, 1), (1, 1), 1), ((2, 1), (1, 2), 1), ((1, 2), (1, 1), 2)])
+def test_convolution_clamp_vs_torch_replicate(stride, dilation, groups, device, rng):
+    """An independent oracle: PyTorch's replicate padding, then an unpadded conv2d."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    from ._common import from_t, to_t
+    ds, w, b = conv_source(8, 8, 3, 3, rng, stride, dilation, groups)
+    x = rng.standard_normal((2, 9, 8, 8)).astype(np.float32)
+    y = run_graph(device, _conv_node(ds, KernelPolicy(R.SIZE_SAME)), [x])
+    geo = R.window_geometry((9, 8), (3, 3), stride, dilation, R.SIZE_SAME)
+    (py, px) = geo['pad']
+    (dh, dw) = geo['out_hw']
+    ey, ex = (dh - 1) * stride[0] + 2 * dilation[0] + 1, (dw - 1) * stride[1] + 2 * dilation[1] + 1
+    t = F.pad(to_t(x), (px, ex - 8 - px, py, ey - 9 - py), mode="replicate")
+    ref = F.conv2d(t, torch.from_numpy(w.transpose(0, 3, 1, 2).astype(np.float64)), torch.from_numpy(b.astype(np.float64)),
+                   stride=stride, dilation=dilation, groups=groups)
+    assert_close(y, from_t(ref), "reduction", k=72 // groups)
