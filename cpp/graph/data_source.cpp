@@ -121,7 +121,7 @@ std::string dims_text(const std::vector<int64_t>& v) {
   return t + (v.size() == 1 ? ",)" : ")");
 }
 
-// Whether `have` holds at least `need` bytes: a shorter buffer is an error, a longer one is used
+// `w` must hold at least `need` bytes: a shorter buffer is an error, a longer one is used
 // (its first `need` bytes, as MPS reads a pointer) with a warning through the data source.
 void check_length(ConvolutionDataSource& source, const HostArray& w, size_t need, size_t esize, const char* what,
                   const std::string& expected, const std::string& ctx) {

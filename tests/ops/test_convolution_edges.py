@@ -441,3 +441,45 @@ def test_convolution_clamp_vs_torch_replicate(stride, dilation, groups, device, 
     ref = F.conv2d(t, torch.from_numpy(w.transpose(0, 3, 1, 2).astype(np.float64)), torch.from_numpy(b.astype(np.float64)),
                    stride=stride, dilation=dilation, groups=groups)
     assert_close(y, from_t(ref), "reduction", k=72 // groups)
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
+def test_convolution_clamp_with_folded_batch_norm(fuse, device, rng):
+    ds, w, b = conv_source(3, 4, 3, 3, rng, stride=(2, 2))
+    mean, var = rng.standard_normal(4), rng.uniform(0.5, 2, 4)
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    bn = mpsnn.ArrayBatchNormalizationDataSource(gamma, beta, mean, var, epsilon=1e-3)
+    x = rng.standard_normal((2, 7, 8, 3)).astype(np.float32)
+
+    def make(src):
+        conv = _conv_node(ds, KernelPolicy(R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT, extra_bits=ALLOW_FUSION))(src)
+        return mpsnn.MPSCNNBatchNormalizationNode(conv.result_image, bn)
+
+    y = run_graph(device, make, [x], fuse=fuse)
+    geo = R.window_geometry((7, 8), (3, 3), (2, 2), (1, 1), R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT)
+    w2, b2 = R.fold_batch_norm(w, b, mean, var, gamma, beta, 1e-3)
+    ref = R.conv2d(x, w2, b2, (2, 2), pad=geo['pad'], out_hw=geo['out_hw'], edge_mode='clamp')
+    assert_close(y, ref, "reduction", k=27)
+
+
+def test_sub_pixel_convolution_channel_offset_and_clamp(device, rng):
+    d = mpsnn.MPSCNNSubPixelConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=3,
+                                                  output_feature_channels=8)
+    d.sub_pixel_scale_factor = 2
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 5, 4, 6)).astype(np.float32)
+    y = run_graph(device, _conv_node(mpsnn.ArrayConvolutionDataSource(d, w), KernelPolicy(channel_offset=2)), [x])
+    ref = R.subpixel_shuffle(R.conv2d(x, w, edge_mode='clamp', channel_offset=2, channel_count=3), 2)
+    assert_close(y, ref, "reduction", k=27)
+
+
+def test_reload_rereads_a_longer_buffer_with_the_warning(device, rng):
+    ds, w, b = conv_source(3, 4, 3, 3, rng)
+    src = UserSource(ds.descriptor(), np.concatenate([w.reshape(-1), np.zeros(4, np.float32)]), b)
+    with pytest.warns(UserWarning, match="returned 112 float32"):
+        g = _graph_for(device, src)
+    src.w = np.concatenate([2 * w.reshape(-1), np.zeros(4, np.float32)])
+    with pytest.warns(UserWarning, match="returned 112 float32"):
+        g.reload_from_data_sources()
+    x = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
+    assert_close(g.run([x]).numpy(), R.conv2d(x, 2 * w, b), "reduction", k=27)
