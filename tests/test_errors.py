@@ -56,7 +56,7 @@ def test_missing_or_extra_sources(device, rng):
 def test_weights_of_wrong_length(device, rng):
     d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=4,
                                           output_feature_channels=8)
-    bad = mpsnn.ArrayConvolutionDataSource(d, np.zeros((8, 3, 3, 3), np.float32))
+    bad = mpsnn.ArrayConvolutionDataSource(d, np.zeros(8 * 3 * 3 * 3, np.float32))  # flat (4-D: a shape error)
     conv = mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=bad)
     conv.label = "c"
     with pytest.raises(mpsnn.ShapeError, match=r"\[convolution 'c'\] weights have 216 float32 values; expected 288"):

@@ -1,6 +1,8 @@
 // Adapters from Python protocol objects (handles, data sources, padding policies, allocators,
 // transform providers) to the C++ interfaces. They take the GIL themselves, because the graph
 // calls them while compiling a plan on a thread that released it.
+#include <cstring>
+
 #include "backends/registry.h"
 #include "bindings/common.h"
 
@@ -48,14 +50,39 @@ void call_purge(const py::object& o) {
   if (py::hasattr(o, "purge")) o.attr("purge")();
 }
 
+// A buffer of raw bytes (bytes, bytearray, a memoryview or array of unsigned/signed chars).
+bool is_byte_buffer(const py::object& v) {
+  if (py::isinstance<py::bytes>(v) || PyByteArray_Check(v.ptr())) return true;
+  if (!PyObject_CheckBuffer(v.ptr()) || py::isinstance<py::array>(v)) return false;
+  py::buffer_info info = v.cast<py::buffer>().request();
+  return info.itemsize == 1 && (info.format == "B" || info.format == "b" || info.format == "c");
+}
+
+// Float vectors as data sources return them: an ndarray or sequence of numbers, or raw float32
+// bytes (bytes / bytearray / memoryview, as Apple code hands over a float pointer).
 std::optional<std::vector<float>> float_vector(const py::object& v, const std::string& what) {
   if (v.is_none()) return std::nullopt;
+  if (is_byte_buffer(v)) {
+    py::buffer_info info = v.cast<py::buffer>().request();
+    const size_t bytes = size_t(info.size);
+    MPSNN_CHECK(bytes % 4 == 0, DTypeError, what, " returned ", bytes,
+                " bytes; raw bytes are read as float32, so the length must be a multiple of 4");
+    ssize_t expect = 1;
+    for (ssize_t i = info.ndim - 1; i >= 0; --i) {
+      MPSNN_CHECK(info.shape[size_t(i)] == 1 || info.strides[size_t(i)] == expect, DTypeError, what,
+                  " byte buffer is not contiguous");
+      expect *= info.shape[size_t(i)];
+    }
+    std::vector<float> out(bytes / 4);
+    if (bytes) std::memcpy(out.data(), info.ptr, bytes);
+    return out;
+  }
   py::array_t<float, py::array::c_style | py::array::forcecast> a;
   try {
     a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(v);
   } catch (...) {
   }
-  MPSNN_CHECK(a, DTypeError, what, " must be a sequence of numbers convertible to float32");
+  MPSNN_CHECK(a, DTypeError, what, " must be a sequence of numbers convertible to float32, or float32 bytes");
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
@@ -99,10 +126,17 @@ class PyConvolutionSource final : public ConvolutionDataSource {
       expect *= info.shape[size_t(i)];
     }
     const DataType t = data_type();
-    MPSNN_CHECK(size_t(info.itemsize) == data_type_size(t), DTypeError,
+    const bool raw = is_byte_buffer(w);  // bytes of data_type() values, as behind Apple's pointer
+    MPSNN_CHECK(raw || size_t(info.itemsize) == data_type_size(t), DTypeError,
                 "[MPSCNNConvolutionDataSource] weights() has ", info.itemsize, "-byte elements but data_type() is ",
                 data_type_name(t));
-    return HostArray{info.ptr, size_t(info.size * info.itemsize), keep_alive(w)};
+    const size_t bytes = size_t(info.size * info.itemsize);
+    MPSNN_CHECK(!raw || data_type_size(t) == 0 || bytes % data_type_size(t) == 0, DTypeError,
+                "[MPSCNNConvolutionDataSource] weights() returned ", bytes, " bytes, not a whole number of ",
+                data_type_name(t), " values");
+    HostArray out{info.ptr, bytes, keep_alive(w), {}};
+    if (!raw && info.ndim > 1) out.shape.assign(info.shape.begin(), info.shape.end());  // checked by the reader
+    return out;
   }
   std::optional<std::vector<float>> bias_terms() override {
     py::gil_scoped_acquire gil;
@@ -128,6 +162,11 @@ class PyConvolutionSource final : public ConvolutionDataSource {
     if (!has(ref_.obj, "lookup_table_for_uint8_kernel")) return {};
     return float_vector(ref_.obj.attr("lookup_table_for_uint8_kernel")(), "lookup_table_for_uint8_kernel()")
         .value_or(std::vector<float>{});
+  }
+  // graph/data_source.h: a longer weights() buffer is used with this warning.
+  void warn(const std::string& message) override {
+    py::gil_scoped_acquire gil;
+    if (PyErr_WarnEx(PyExc_UserWarning, message.c_str(), 1) < 0) throw py::error_already_set();
   }
   py::object object() const { return ref_.obj; }
 

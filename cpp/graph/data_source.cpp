@@ -113,12 +113,78 @@ std::shared_ptr<ConvolutionParams> fold_batch_norm(const ConvolutionParams& conv
   return f;
 }
 
+namespace {
+
+std::string dims_text(const std::vector<int64_t>& v) {
+  std::string t = "(";
+  for (size_t i = 0; i < v.size(); ++i) t += (i ? ", " : "") + std::to_string(v[i]);
+  return t + (v.size() == 1 ? ",)" : ")");
+}
+
+// `w` must hold at least `need` bytes: a shorter buffer is an error, a longer one is used
+// (its first `need` bytes, as MPS reads a pointer) with a warning through the data source.
+void check_length(ConvolutionDataSource& source, const HostArray& w, size_t need, size_t esize, const char* what,
+                  const std::string& expected, const std::string& ctx) {
+  MPSNN_CHECK(w.data != nullptr && w.bytes >= need, ShapeError, ctx, " weights have ", w.bytes / esize, " ", what,
+              " values; expected ", need / esize, " ", expected);
+  if (w.bytes > need)
+    source.warn(detail::concat(ctx, " weights() returned ", w.bytes / esize, " ", what, " values; the descriptor needs ",
+                               need / esize, " ", expected, ": the first ", need / esize,
+                               " are used (MPS reads that many values from the pointer)"));
+}
+
+}  // namespace
+
+void check_weights_shape(const ConvolutionDescriptor& d, const std::vector<int64_t>& shape, WeightsLayout layout,
+                         const std::string& ctx) {
+  if (shape.size() != 4) return;  // flat buffers (Apple passes a pointer) are read in OHWI order
+  const int64_t o = d.output_feature_channels, kh = d.kernel_height, kw = d.kernel_width, g = d.groups;
+  const int64_t i = layout == WeightsLayout::binary ? (d.input_feature_channels + 31) / 32
+                    : d.depthwise                   ? 1
+                                                    : d.input_feature_channels / g;
+  const std::vector<int64_t> want{o, kh, kw, i};
+  if (shape == want) return;
+  std::string hint;
+  if (layout == WeightsLayout::transpose) {
+    // PyTorch ConvTranspose2d.weight is (Cin, Cout/groups, KH, KW); nodes.md §4.3: W[o, p, q, c'] =
+    // wt[c, o', KH-1-p, KW-1-q] (in/out swapped and the kernel rotated 180 degrees).
+    const int64_t cin = d.input_feature_channels, og = o / g, cg = cin / g;
+    if (shape == std::vector<int64_t>{cin, og, kh, kw}) {
+      if (g == 1)
+        hint = "; this is PyTorch's ConvTranspose2d layout (Cin, Cout, KH, KW): pass "
+               "np.ascontiguousarray(w.transpose(1, 2, 3, 0)[:, ::-1, ::-1, :]) (OHWI, kernel rotated 180 degrees, "
+               "nodes.md §4.3)";
+      else
+        hint = detail::concat("; this is PyTorch's ConvTranspose2d layout (Cin, Cout/groups, KH, KW): pass "
+                              "np.ascontiguousarray(w.reshape(", g, ", ", cg, ", ", og, ", ", kh, ", ", kw,
+                              ").transpose(0, 2, 3, 4, 1)[:, :, ::-1, ::-1, :].reshape(", o, ", ", kh, ", ", kw, ", ", cg,
+                              ")) (OHWI, kernel rotated 180 degrees, nodes.md §4.3)");
+    }
+    if (shape == std::vector<int64_t>{o, i, kh, kw})
+      hint += std::string(hint.empty() ? "; " : "; or, ") +
+              "if it is OIHW (Cout, Cin/groups, KH, KW), pass np.ascontiguousarray(w.transpose(0, 2, 3, 1))";
+  } else if (shape == std::vector<int64_t>{o, i, kh, kw}) {
+    hint = "; this is PyTorch's OIHW layout (Conv2d.weight): pass np.ascontiguousarray(w.transpose(0, 2, 3, 1))";
+  }
+  const int64_t have_n = shape[0] * shape[1] * shape[2] * shape[3], want_n = o * kh * kw * i;
+  const std::string counts_have = have_n == want_n ? "" : " (" + std::to_string(have_n) + " values)";
+  const std::string counts_want = have_n == want_n ? "" : " (" + std::to_string(want_n) + " values)";
+  MPSNN_THROW(ShapeError, ctx, " weights array has shape ", dims_text(shape), counts_have, "; expected OHWI ",
+              dims_text(want), counts_want, " (Cout, KH, KW, ",
+              layout == WeightsLayout::binary ? "ceil(Cin/32)" : d.depthwise ? "1 (depthwise)" : "Cin/groups", ")",
+              hint);
+}
+
 std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionDataSource& source, bool binary,
-                                                                 const std::string& ctx) {
-  return with_loaded(source, ctx, [&] {
+                                                                 const std::string& node_ctx, bool transpose) {
+  return with_loaded(source, node_ctx, [&] {
     auto p = std::make_shared<ConvolutionParams>();
     p->desc = source.descriptor();
     p->label = source.label();
+    // Errors name the node and, when it has a label, the data source.
+    const std::string ctx = p->label && node_ctx.find("'" + *p->label + "'") == std::string::npos
+                                ? node_ctx + " (data source '" + *p->label + "')"
+                                : node_ctx;
     const ConvolutionDescriptor& d = p->desc;
     check_descriptor(d, ctx);
     const int64_t per_out = d.kernel_height * d.kernel_width * (d.depthwise ? 1 : d.input_feature_channels / d.groups);
@@ -129,22 +195,23 @@ std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionData
                             ((d.input_feature_channels + 31) / 32);
       MPSNN_CHECK(type == DataType::uint32, DTypeError, ctx, " data source data_type is ", data_type_name(type),
                   "; binary convolution weights are bit-packed uint32");
-      MPSNN_CHECK(int64_t(w.bytes) == words * 4, ShapeError, ctx, " weights have ", w.bytes / 4,
-                  " uint32 words; expected ", words, " ([Cout][KH][KW][ceil(Cin/32)])");
+      check_weights_shape(d, w.shape, WeightsLayout::binary, ctx);
+      check_length(source, w, size_t(words) * 4, 4, "uint32", "([Cout][KH][KW][ceil(Cin/32)])", ctx);
       p->binary_weights.resize(size_t(words));
-      std::memcpy(p->binary_weights.data(), w.data, w.bytes);
+      std::memcpy(p->binary_weights.data(), w.data, size_t(words) * 4);
     } else {
       const int64_t count = d.output_feature_channels * per_out;
       const size_t esize = data_type_size(type);
       MPSNN_CHECK(type == DataType::float32 || type == DataType::float16 || type == DataType::uint8, DTypeError, ctx,
                   " data source data_type is ", data_type_name(type), "; expected float32, float16 or uint8");
-      MPSNN_CHECK(w.data != nullptr && int64_t(w.bytes) == count * int64_t(esize), ShapeError, ctx, " weights have ",
-                  w.bytes / esize, " ", data_type_name(type), " values; expected ", count, " (",
-                  d.output_feature_channels, " x ", d.kernel_height, " x ", d.kernel_width, " x ",
-                  per_out / (d.kernel_height * d.kernel_width), ", OHWI)");
+      check_weights_shape(d, w.shape, transpose ? WeightsLayout::transpose : WeightsLayout::ohwi, ctx);
+      check_length(source, w, size_t(count) * esize, esize, data_type_name(type),
+                   detail::concat("(", d.output_feature_channels, " x ", d.kernel_height, " x ", d.kernel_width, " x ",
+                                  per_out / (d.kernel_height * d.kernel_width), ", OHWI)"),
+                   ctx);
       p->weights.resize(size_t(count));
       if (type == DataType::float32) {
-        std::memcpy(p->weights.data(), w.data, w.bytes);
+        std::memcpy(p->weights.data(), w.data, size_t(count) * 4);
       } else if (type == DataType::float16) {
         convert_to_float(ChannelFormat::float16, w.data, p->weights.data(), size_t(count));
       } else {

@@ -42,7 +42,13 @@ struct HostArray {
   const void* data = nullptr;
   size_t bytes = 0;
   std::shared_ptr<void> keepalive;
+  // The array's shape when the data source returned an n-d array (a 4-D one is checked against
+  // the descriptor's OHWI shape); empty for a flat buffer or a pointer.
+  std::vector<int64_t> shape;
 };
+
+// What the reader must know about the node that reads a convolution data source.
+enum class WeightsLayout { ohwi, binary, transpose };
 
 class ConvolutionDataSource {
  public:
@@ -58,6 +64,8 @@ class ConvolutionDataSource {
   virtual int weights_quantization_type() { return 0; }
   virtual std::vector<float> ranges_for_uint8_kernel() { return {}; }         // 2 per output channel
   virtual std::vector<float> lookup_table_for_uint8_kernel() { return {}; }   // 256 entries
+  // Reports a non-fatal problem found while reading (a Python UserWarning from the bindings).
+  virtual void warn(const std::string& message) { (void)message; }
 };
 
 // Both batch- and instance-normalization data sources; missing arrays take the chosen
@@ -100,9 +108,17 @@ std::shared_ptr<ConvolutionParams> fold_batch_norm(const ConvolutionParams& conv
                                                    const std::vector<float>& beta, float epsilon);
 
 // Reads a data source (load, read, purge) and validates it against the node; `context` names
-// the node in errors.
+// the node in errors. Weights are the first N values of what weights() returns (Apple reads N
+// values from a pointer): a longer buffer is used with a warning, a shorter one is a ShapeError;
+// a 4-D array must have the expected OHWI shape (check_weights_shape).
 std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionDataSource& source, bool binary,
-                                                                 const std::string& context);
+                                                                 const std::string& context, bool transpose = false);
+
+// The one rule for n-d weight arrays: a 4-D `shape` must be the OHWI shape the descriptor gives
+// (Cout, KH, KW, Cin/groups; depthwise (Cout, KH, KW, 1); binary (Cout, KH, KW, ceil(Cin/32))).
+// Throws a ShapeError naming `context` and, for a PyTorch layout, the transpose that fixes it.
+void check_weights_shape(const ConvolutionDescriptor& d, const std::vector<int64_t>& shape, WeightsLayout layout,
+                         const std::string& context);
 std::shared_ptr<const NormalizationParams> read_normalization_source(NormalizationDataSource& source,
                                                                      bool with_statistics,
                                                                      const std::string& context);

@@ -28,6 +28,8 @@ struct KernelProps {
   EdgeMode edge_mode = EdgeMode::zero;
   int64_t kernel_width = 1, kernel_height = 1, stride_x = 1, stride_y = 1, dilation_x = 1, dilation_y = 1;
   int64_t source_feature_channel_offset = 0, destination_feature_channel_offset = 0;
+  // MPS's sourceFeatureChannelMaxCount (default ULONG_MAX: everything after the offset).
+  int64_t source_feature_channel_max_count = INT64_MAX;
   bool is_backwards = false;
 };
 

@@ -46,7 +46,9 @@ NodeParams ParamStore::read(const FilterNode& f) {
   NodeParams p;
   if (f.convolution_source)
     p.conv = fold_descriptor_batch_norm(
-        read_convolution_source(*f.convolution_source, f.kind() == OpKind::BinaryConvolution, f.context()));
+        read_convolution_source(*f.convolution_source, f.kind() == OpKind::BinaryConvolution, f.context(),
+                                f.kind() == OpKind::Convolution &&
+                                    f.attrs_as<ConvolutionAttrs>().variant == ConvolutionVariant::transpose));
   if (f.normalization_source)
     p.norm = read_normalization_source(*f.normalization_source, f.kind() == OpKind::BatchNormalization, f.context());
   return p;

@@ -27,6 +27,9 @@ struct NodeGeometry {
   EdgeMode edge_mode = EdgeMode::zero;
   bool exclude_edges = false;
   int64_t zero_pad_y = 0, zero_pad_x = 0;  // pooling: zero border counted by clamp averages
+  // Channels [offset, offset + count) of the first source are read (a custom padding policy's
+  // source_feature_channel_offset / _max_count; kinds that allow it, see WindowSpec).
+  int64_t source_channel_offset = 0, source_channel_count = 0;  // count 0: all channels
   ScaleTransform transform;  // scale nodes
 };
 
@@ -110,6 +113,9 @@ struct WindowSpec {
   int64_t out_channels = 1;
   EdgeMode edge_mode = EdgeMode::zero;
   bool reverse = false;
+  // Whether the kind reads a channel window of its source (custom policies may then set
+  // source_feature_channel_offset / _max_count); otherwise setting them is refused.
+  bool channel_window = false;
 };
 ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec);
 

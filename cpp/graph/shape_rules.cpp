@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <cstdint>
+
 #include "core/errors.h"
 #include "graph/schema.h"
 
@@ -19,6 +22,16 @@ ImageDescriptor suggested_descriptor(const ImageShape& out, const ShapeContext& 
   d.channel_format = const_cast<FilterNode&>(ctx.node).result_image()->format;
   return d;
 }
+// Kinds without a channel window (every one but convolution): a custom policy that set one
+// would otherwise be ignored silently.
+void refuse_channel_window(const KernelProps& kernel, const ShapeContext& ctx) {
+  MPSNN_CHECK(kernel.source_feature_channel_offset == 0 && kernel.source_feature_channel_max_count == INT64_MAX &&
+                  kernel.destination_feature_channel_offset == 0,
+              UnsupportedError, ctx.context(), " custom padding set source_feature_channel_offset ",
+              kernel.source_feature_channel_offset, " / destination_feature_channel_offset ",
+              kernel.destination_feature_channel_offset,
+              "; only a windowed convolution reads a channel window of its source on this backend");
+}
 }  // namespace
 
 void check_positive(const FilterNode& node, const char* what, int64_t value) {
@@ -33,6 +46,7 @@ ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
   const AxisSize ax = resolve_axis(src.w, spec.kernel_w, spec.stride_x, spec.dilation_x, method, true, spec.reverse);
   ImageShape out{src.n, ay.size, ax.size, spec.out_channels};
   KernelProps kernel;
+  int64_t r_channel_offset = 0, r_channel_count = 0;  // 0: the whole source
   kernel.offset_x = ax.offset;
   kernel.offset_y = ay.offset;
   kernel.edge_mode = spec.edge_mode;
@@ -50,9 +64,22 @@ ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
     MPSNN_CHECK(d.feature_channels == out.c, UnsupportedError, ctx.context(),
                 " custom padding changed the result to ", d.feature_channels, " feature channels; the node produces ",
                 out.c);
-    MPSNN_CHECK(kernel.source_feature_channel_offset == 0 && kernel.destination_feature_channel_offset == 0,
-                UnsupportedError, ctx.context(),
-                " custom padding set a feature channel offset; only offset and edge_mode may be changed");
+    MPSNN_CHECK(kernel.destination_feature_channel_offset == 0, UnsupportedError, ctx.context(),
+                " custom padding set destination_feature_channel_offset ", kernel.destination_feature_channel_offset,
+                "; the result image always starts at channel 0 here");
+    const bool window = kernel.source_feature_channel_offset != 0 || kernel.source_feature_channel_max_count != INT64_MAX;
+    MPSNN_CHECK(!window || spec.channel_window, UnsupportedError, ctx.context(),
+                " custom padding set source_feature_channel_offset ", kernel.source_feature_channel_offset,
+                " / source_feature_channel_max_count ", kernel.source_feature_channel_max_count,
+                "; only convolution reads a channel window of its source on this backend");
+    if (window) {
+      const int64_t off = kernel.source_feature_channel_offset, max = kernel.source_feature_channel_max_count;
+      MPSNN_CHECK(off >= 0 && off < src.c && max > 0, ShapeError, ctx.context(),
+                  " custom padding set source_feature_channel_offset ", off, " and max count ", max, " for a source of ",
+                  src.c, " feature channels; expected 0 <= offset < ", src.c, " and a count > 0");
+      r_channel_offset = off;
+      r_channel_count = std::min(max, src.c - off);
+    }
   }
   MPSNN_CHECK(out.h > 0 && out.w > 0, ShapeError, ctx.context(), " result size is ", out.w, "x", out.h,
               " for a ", src.w, "x", src.h, " source with padding ", describe_padding_method(method), ", kernel ",
@@ -61,6 +88,8 @@ ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
   ShapeResult r;
   r.out = out;
   r.geom.edge_mode = kernel.edge_mode;
+  r.geom.source_channel_offset = r_channel_offset;
+  r.geom.source_channel_count = r_channel_count;
   r.geom.exclude_edges = (method & kExcludeEdges) != 0;
   if (!spec.reverse) {
     r.geom.y = window_from_offset(src.h, out.h, spec.kernel_h, spec.stride_y, spec.dilation_y, kernel.offset_y);
@@ -91,6 +120,7 @@ ShapeResult same_shape(const ShapeContext& ctx, int64_t channels) {
   if (policy.padding_method() & kCustom) {
     KernelProps kernel;
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(r.out, ctx));
+    refuse_channel_window(kernel, ctx);
     MPSNN_CHECK(d.width == r.out.w && d.height == r.out.h && d.feature_channels == r.out.c, UnsupportedError,
                 ctx.context(), " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels,
                 " result; this size-preserving node produces ", r.out.w, "x", r.out.h, "x", r.out.c);
@@ -105,6 +135,7 @@ ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out) {
   if (policy.padding_method() & kCustom) {
     KernelProps kernel;
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(out, ctx));
+    refuse_channel_window(kernel, ctx);
     r.out.w = d.width;
     r.out.h = d.height;
     MPSNN_CHECK(d.feature_channels == out.c && d.width > 0 && d.height > 0, ShapeError, ctx.context(),

@@ -16,6 +16,12 @@ from . import _core
 def _float_vector(values, name: str, count: Optional[int] = None) -> Optional[np.ndarray]:
     if values is None:
         return None
+    if isinstance(values, (bytes, bytearray, memoryview)) and memoryview(values).format in ("B", "b", "c"):
+        # Raw float32 bytes, as Apple code hands over a float pointer.
+        raw = memoryview(values).cast("B")
+        if raw.nbytes % 4:
+            raise _core.DTypeError(f"{name} has {raw.nbytes} bytes; raw bytes are float32, a multiple of 4 bytes")
+        values = np.frombuffer(raw, dtype=np.float32)
     arr = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     if count is not None and arr.size != count:
         raise _core.ShapeError(f"{name} has {arr.size} values; expected {count}")
@@ -27,9 +33,16 @@ class ArrayConvolutionDataSource:
 
     Args:
         descriptor: the MPSCNNConvolutionDescriptor.
-        weights: OHWI array (Cout, KH, KW, Cin/groups) of float32, float16 or uint8; for binary
-            convolution uint32 words (Cout, KH, KW, ceil(Cin/32)).
-        bias: Cout float32 values or None.
+        weights: OHWI array (Cout, KH, KW, Cin/groups; depthwise (Cout, KH, KW, 1)) of float32,
+            float16 or uint8, or the same values flat (Apple passes a pointer); for binary
+            convolution uint32 words (Cout, KH, KW, ceil(Cin/32)). A transposed convolution's
+            weights are OHWI too, with O the descriptor's output channels (nodes.md §4.3). A 4-D
+            array of another shape raises mpsnn.ShapeError when a graph reads it, with the
+            transpose that fixes a PyTorch layout (OIHW: ``w.transpose(0, 2, 3, 1)``). The rule
+            lives in one place, the C++ reader (graph/data_source.cpp), and holds for every data
+            source; a flat buffer longer than needed is used (its first values) with a
+            UserWarning.
+        bias: Cout float32 values (array, sequence, or float32 bytes / bytearray / memoryview) or None.
         label: kernel label.
     """
 

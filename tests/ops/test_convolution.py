@@ -473,8 +473,12 @@ def test_convolution_weights_wrong_size(device, rng):
     x = rng.standard_normal((1, 5, 5, 4)).astype(np.float32)
     d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=4,
                                           output_feature_channels=3)
-    ds = mpsnn.ArrayConvolutionDataSource(d, np.ones((3, 2, 3, 4), np.float32))
+    ds = mpsnn.ArrayConvolutionDataSource(d, np.ones(72, np.float32))
     with pytest.raises(mpsnn.ShapeError, match=r"\[convolution\] weights have 72 float32 values; expected 108"):
+        run_graph(device, _conv(ds), [x])
+    ds = mpsnn.ArrayConvolutionDataSource(d, np.ones((3, 2, 3, 4), np.float32))
+    with pytest.raises(mpsnn.ShapeError, match=r"\[convolution\] weights array has shape \(3, 2, 3, 4\) \(72 values\); "
+                                               r"expected OHWI \(3, 3, 3, 4\) \(108 values\)"):
         run_graph(device, _conv(ds), [x])
 
 

@@ -18,9 +18,19 @@ def _bias(bias, cout):
 
 
 def conv2d(x, w, bias=None, stride=(1, 1), dilation=(1, 1), groups=1, pad=None, out_hw=None,
-           depthwise=False):
-    """Convolution forward Y = b + Σ W·X̂ with zero edge (nodes.md §4.2); pad/out_hw default to sizeSame."""
+           depthwise=False, edge_mode='zero', channel_offset=0, channel_count=None):
+    """Convolution forward Y = b + Σ W·X̂ (nodes.md §4.2); pad/out_hw default to sizeSame.
+
+    edge_mode: 'zero' (reads outside the source are 0) or 'clamp' (the nearest edge pixel, nodes.md
+    §1.4). channel_offset / channel_count: the convolution reads channels [offset, offset + count)
+    of the source (a custom padding policy's source_feature_channel_offset); count defaults to the
+    rest of the source."""
     x = np.asarray(x, np.float64)
+    if channel_count is None:
+        channel_count = x.shape[3] - channel_offset
+    if channel_offset < 0 or channel_count <= 0 or channel_offset + channel_count > x.shape[3]:
+        raise ValueError("channel window outside the source")
+    x = x[..., channel_offset:channel_offset + channel_count]
     w = np.asarray(w, np.float64)
     N, H, W, Cin = x.shape
     if depthwise:
@@ -36,7 +46,7 @@ def conv2d(x, w, bias=None, stride=(1, 1), dilation=(1, 1), groups=1, pad=None, 
     pad, out_hw = resolve_geometry((H, W), (KH, KW), stride, dilation, pad, out_hw, SIZE_SAME)
     if out_hw[0] <= 0 or out_hw[1] <= 0:
         raise ValueError("result size must be positive")
-    patches, _ = extract_patches(x, (KH, KW), stride, dilation, pad, out_hw, edge='zero')
+    patches, _ = extract_patches(x, (KH, KW), stride, dilation, pad, out_hw, edge=edge_mode)
     if depthwise:
         y = np.einsum('nyxpqc,cpq->nyxc', patches, w, optimize=True)
     else:

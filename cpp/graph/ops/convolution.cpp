@@ -18,12 +18,32 @@ void check_source_channels(const ShapeContext& ctx, const ConvolutionDescriptor&
               " feature channels, descriptor expects ", d.input_feature_channels);
 }
 
+// A regular convolution whose custom padding set a source channel window reads channels
+// [offset, offset + Cin) (MPS's sourceFeatureChannelOffset; the max count caps what is left after
+// the offset and must leave at least Cin). Without a window the source must have Cin channels.
+void check_channel_window(const ShapeContext& ctx, const ConvolutionDescriptor& d, NodeGeometry& g) {
+  const ImageShape& s = ctx.sources[0];
+  if (g.source_channel_count == 0) return check_source_channels(ctx, d);
+  MPSNN_CHECK(g.source_channel_count >= d.input_feature_channels, ShapeError, ctx.context(),
+              " custom padding's source channel window starts at ", g.source_channel_offset, " and leaves ",
+              g.source_channel_count, " of the source's ", s.c, " feature channels; the descriptor expects ",
+              d.input_feature_channels);
+  g.source_channel_count = d.input_feature_channels;
+  if (g.source_channel_offset == 0 && s.c == d.input_feature_channels) g.source_channel_count = 0;  // the whole source
+}
+
+// Edge modes a convolution can honour: zero and clamp (edge replication, nodes.md §1.4).
+void check_edge_mode(const ShapeContext& ctx, const NodeGeometry& g) {
+  MPSNN_CHECK(g.edge_mode == EdgeMode::zero || g.edge_mode == EdgeMode::clamp, ShapeError, ctx.context(),
+              " edge mode ", int(g.edge_mode), " is only defined for the pad filter; expected zero or clamp");
+}
+
 ShapeResult convolution_shape(const ShapeContext& ctx) {
   const auto& attrs = ctx.attrs_as<ConvolutionAttrs>();
   const ConvolutionParams& p = conv_params(ctx);
   const ConvolutionDescriptor& d = p.desc;
-  check_source_channels(ctx, d);
   const ImageShape& src = ctx.sources[0];
+  if (attrs.variant == ConvolutionVariant::fully_connected) check_source_channels(ctx, d);
   switch (attrs.variant) {
     case ConvolutionVariant::fully_connected: {
       MPSNN_CHECK(d.kernel_width == src.w && d.kernel_height == src.h, ShapeError, ctx.context(),
@@ -39,6 +59,7 @@ ShapeResult convolution_shape(const ShapeContext& ctx) {
     case ConvolutionVariant::transpose: {
       const StateNode* paired = ctx.node.source_states().empty() ? nullptr : ctx.node.source_states()[0].get();
       if (paired) {
+        check_source_channels(ctx, d);
         const ResolvedNode* conv = ctx.state_producer(paired);
         MPSNN_CHECK(conv != nullptr, GraphError, ctx.context(),
                     " convolution_gradient_state comes from a convolution that is not part of this graph");
@@ -56,15 +77,26 @@ ShapeResult convolution_shape(const ShapeContext& ctx) {
         return r;
       }
       WindowSpec w{d.kernel_height, d.kernel_width, d.stride_y, d.stride_x, d.dilation_y, d.dilation_x,
-                   d.output_feature_channels, EdgeMode::zero, /*reverse=*/true};
-      return window_shape(ctx, w);
+                   d.output_feature_channels, EdgeMode::zero, /*reverse=*/true, /*channel_window=*/true};
+      ShapeResult r = window_shape(ctx, w);
+      // MPS's transposed convolution runs its window over the zero-inserted source, so its
+      // inserted zeros and its border are the same thing: an edge-replicating read has no
+      // MPS definition there (nodes.md §4.3 defines the zero border only).
+      MPSNN_CHECK(r.geom.edge_mode == EdgeMode::zero, UnsupportedError, ctx.context(), " edge mode ",
+                  int(r.geom.edge_mode),
+                  " set by a custom padding policy: a transposed convolution reads a zero-inserted source, whose "
+                  "border is defined only as zero (nodes.md §4.3); expected edge_mode zero");
+      check_channel_window(ctx, d, r.geom);
+      return r;
     }
     case ConvolutionVariant::regular: break;
   }
   const int64_t r = d.sub_pixel_scale_factor;
   WindowSpec w{d.kernel_height, d.kernel_width, d.stride_y, d.stride_x, d.dilation_y, d.dilation_x,
-               d.output_feature_channels, EdgeMode::zero, false};
+               d.output_feature_channels, EdgeMode::zero, false, /*channel_window=*/true};
   ShapeResult res = window_shape(ctx, w);
+  check_edge_mode(ctx, res.geom);
+  check_channel_window(ctx, d, res.geom);
   if (r > 1) {
     res.out.c = d.output_feature_channels / (r * r);
     res.out.h *= r;
@@ -100,7 +132,10 @@ ShapeResult binary_convolution_shape(const ShapeContext& ctx) {
   }
   WindowSpec w{d.kernel_height, d.kernel_width, d.stride_y, d.stride_x, d.dilation_y, d.dilation_x,
                d.output_feature_channels, EdgeMode::zero, false};
-  return window_shape(ctx, w);
+  ShapeResult r = window_shape(ctx, w);
+  MPSNN_CHECK(r.geom.edge_mode == EdgeMode::zero, UnsupportedError, ctx.context(), " edge mode ", int(r.geom.edge_mode),
+              " set by a custom padding policy: binary convolution pads with zeros only on this backend");
+  return r;
 }
 
 }  // namespace

@@ -4,8 +4,13 @@
 // again in place when a run brings a newer parameter version (a reload or, later, an optimizer
 // step). A fused residual sum (oneDNN's sum post-op accumulates into the destination) reads the
 // addend, the step's last input, from the output: the kernel copies it there first.
+// Edge clamp (nodes.md §1.4) and a source channel window (a custom policy's
+// source_feature_channel_offset) stage the source first: the rows and columns the windows cover,
+// edge-replicated, and only the channels read, as a dense image in scratch that the primitive
+// reads without padding. Zero edges over the whole source stay the direct path.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "backends/cpu/dnnl_utils.h"
 #include "backends/cpu/register.h"
@@ -47,6 +52,38 @@ memory::dims weights_dims(const ConvolutionDescriptor& d) {
           d.kernel_width};
 }
 
+// The staged copy of a source (see the file comment): `rows` x `cols` pixels starting at source
+// pixel (y0, x0), channels [c0, c0 + channels); reads outside the source take the nearest edge
+// pixel (clamp) or zero.
+struct SourceStage {
+  ImageShape shape;  // the staged image
+  int64_t y0 = 0, x0 = 0, c0 = 0;
+  bool clamp = false;
+
+  void run(const TensorView& src, float* dst) const {
+    const ImageShape& s = src.shape;
+    const int64_t c = shape.c;
+#pragma omp parallel for collapse(2)
+    for (int64_t n = 0; n < shape.n; ++n)
+      for (int64_t i = 0; i < shape.h; ++i) {
+        int64_t sy = y0 + i;
+        const bool row_in = sy >= 0 && sy < s.h;
+        sy = std::clamp<int64_t>(sy, 0, s.h - 1);
+        float* out = dst + (n * shape.h + i) * shape.w * c;
+        for (int64_t j = 0; j < shape.w; ++j, out += c) {
+          const int64_t sx = x0 + j;
+          if (!clamp && !(row_in && sx >= 0 && sx < s.w)) {
+            std::fill(out, out + c, 0.0f);
+            continue;
+          }
+          std::memcpy(out, src.pixel(n, sy, std::clamp<int64_t>(sx, 0, s.w - 1)) + c0, size_t(c) * 4);
+        }
+      }
+  }
+};
+
+size_t aligned_bytes(const ImageShape& s) { return (size_t(s.numel()) * 4 + 63) / 64 * 64; }
+
 void fill_bias(const ConvolutionParams& p, memory& b) {
   float* dst = static_cast<float*>(b.get_data_handle());
   if (p.bias.empty()) std::fill(dst, dst + p.desc.output_feature_channels, 0.0f);
@@ -72,7 +109,7 @@ class ConvolutionKernelBase : public Kernel {
 
  protected:
   // Runs the primitive writing to `dst` (the output, or scratch for kernels that post-process).
-  void execute(const KernelArgs& a, KernelState* state, float* dst) const {
+  void execute(const KernelArgs& a, KernelState* state, float* dst, const float* staged = nullptr) const {
     const ParamSnapshot& p = a.params[0];
     weights_version_.ensure(p.version, [&] { load_parameters(*p.values.conv); });
     if (sum_) {  // the addend is the last input; oneDNN accumulates into dst
@@ -80,7 +117,7 @@ class ConvolutionKernelBase : public Kernel {
       if (addend.data != dst) std::memcpy(dst, addend.data, addend.dense_bytes());
     }
     auto* s = static_cast<PrimitiveState*>(state);
-    s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[0].as<float>() + src_offset_);
+    s->args[DNNL_ARG_SRC].set_data_handle(staged ? const_cast<float*>(staged) : a.inputs[0].as<float>() + src_offset_);
     s->args[DNNL_ARG_DST].set_data_handle(dst);
     s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(static_cast<char*>(a.scratch) + extra_scratch_);
     primitive_.execute(s->stream, s->args);
@@ -116,8 +153,18 @@ class ConvolutionKernelBase : public Kernel {
   mutable memory weights_, bias_;
   VersionCache weights_version_;
   bool fully_connected_ = false, flip_ = false, sum_ = false;
+  // Stages the source into scratch (at stage_offset_) when the kernel needs it; null otherwise.
+  const float* stage_source(const KernelArgs& a) const {
+    if (!stage_) return nullptr;
+    float* staged = reinterpret_cast<float*>(static_cast<char*>(a.scratch) + stage_offset_);
+    stage_->run(a.inputs[0].f32(), staged);
+    return staged;
+  }
+
   int num_inputs_ = 1;
   int64_t src_offset_ = 0;
+  std::optional<SourceStage> stage_;
+  size_t stage_offset_ = 0;
   size_t scratch_bytes_ = 0, extra_scratch_ = 0;
   std::vector<PostOp> tail_;
 };
@@ -133,30 +180,54 @@ class ConvolutionKernel final : public ConvolutionKernelBase {
       out = grid_;
       extra_scratch_ = (size_t(grid_.numel()) * 4 + 63) / 64 * 64;
     }
-    const SourceWindow w = source_window(src, out, spec.geom.y, spec.geom.x);
-    src_offset_ = w.offset;
+    const NodeGeometry& g = spec.geom;
+    memory::desc src_md;
+    memory::dims pad_l, pad_r;
+    if (g.edge_mode == EdgeMode::clamp || g.source_channel_count != 0) {
+      // Staged: exactly the pixels the windows cover, then a convolution without padding.
+      SourceStage st;
+      st.shape = ImageShape{src.n, (out.h - 1) * g.y.stride + g.y.extent(), (out.w - 1) * g.x.stride + g.x.extent(),
+                            d.input_feature_channels};
+      st.y0 = -g.y.pad_before;
+      st.x0 = -g.x.pad_before;
+      st.c0 = g.source_channel_offset;
+      st.clamp = g.edge_mode == EdgeMode::clamp;
+      stage_offset_ = extra_scratch_;
+      extra_scratch_ += aligned_bytes(st.shape);
+      src_md = nhwc_desc(st.shape);
+      pad_l = {0, 0};
+      pad_r = {0, 0};
+      stage_ = st;
+    } else {
+      const SourceWindow w = source_window(src, out, g.y, g.x);
+      src_offset_ = w.offset;
+      src_md = w.md;
+      pad_l = {w.y.pad_l, w.x.pad_l};
+      pad_r = {w.y.pad_r, w.x.pad_r};
+    }
     PostOpPlan post = plan_post_ops(spec.post_ops, spec.context);
     tail_ = post.tail;
     const memory::desc wmd(weights_dims(d), dt::f32, tag::any);
     const memory::desc bmd({d.output_feature_channels}, dt::f32, tag::a);
     auto pd = MPSNN_CHECK_DNNL(
         dnnl::convolution_forward::primitive_desc(
-            engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, w.md, wmd, bmd,
-            nhwc_desc(out), {d.stride_y, d.stride_x}, {d.dilation_y - 1, d.dilation_x - 1}, {w.y.pad_l, w.x.pad_l},
-            {w.y.pad_r, w.x.pad_r}, attr_for(post)),
+            engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md, wmd, bmd,
+            nhwc_desc(out), {d.stride_y, d.stride_x}, {d.dilation_y - 1, d.dilation_x - 1}, pad_l, pad_r,
+            attr_for(post)),
         spec.context);
     primitive_ = dnnl::convolution_forward(pd);
     finish_setup(pd, spec, false, false);
   }
 
   void run(const KernelArgs& a, KernelState* state) const override {
+    const float* staged = stage_source(a);
     if (r_ == 1) {
-      execute(a, state, a.outputs[0].as<float>());
+      execute(a, state, a.outputs[0].as<float>(), staged);
       apply_tail(tail_, a.outputs[0].f32());
       return;
     }
     float* io = static_cast<float*>(a.scratch);
-    execute(a, state, io);
+    execute(a, state, io, staged);
     apply_tail(tail_, dense_view(io, grid_));
     // nodes.md §4.2: Y[c, i, j] = Io[(N/r²)·(r·(i mod r) + (j mod r)) + c, i/r, j/r].
     const TensorView out = a.outputs[0].f32();
@@ -229,13 +300,23 @@ class TransposeKernel final : public ConvolutionKernelBase {
       post_ops.clear();
       extra_scratch_ = (size_t(full_.numel()) * 4 + 63) / 64 * 64;
     }
+    ImageShape read = src;
+    if (spec.geom.source_channel_count != 0) {  // a channel window: stage those channels densely
+      SourceStage st;
+      st.shape = ImageShape{src.n, src.h, src.w, d.input_feature_channels};
+      st.c0 = spec.geom.source_channel_offset;
+      stage_offset_ = extra_scratch_;
+      extra_scratch_ += aligned_bytes(st.shape);
+      stage_ = st;
+      read = st.shape;
+    }
     PostOpPlan post = plan_post_ops(post_ops, spec.context);
     if (!cropped_) tail_ = post.tail;
     const memory::desc wmd(weights_dims(d), dt::f32, tag::any);
     const memory::desc bmd({d.output_feature_channels}, dt::f32, tag::a);
     auto pd = MPSNN_CHECK_DNNL(
         dnnl::deconvolution_forward::primitive_desc(
-            engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, nhwc_desc(src), wmd,
+            engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, nhwc_desc(read), wmd,
             bmd, nhwc_desc(full_), {d.stride_y, d.stride_x}, {d.dilation_y - 1, d.dilation_x - 1}, {lo_y, lo_x},
             {hi_y, hi_x}, attr_for(post)),
         spec.context);
@@ -244,13 +325,14 @@ class TransposeKernel final : public ConvolutionKernelBase {
   }
 
   void run(const KernelArgs& a, KernelState* state) const override {
+    const float* staged = stage_source(a);
     if (!cropped_) {
-      execute(a, state, a.outputs[0].as<float>());
+      execute(a, state, a.outputs[0].as<float>(), staged);
       apply_tail(tail_, a.outputs[0].f32());
       return;
     }
     float* full = static_cast<float*>(a.scratch);
-    execute(a, state, full);
+    execute(a, state, full, staged);
     const TensorView out = a.outputs[0].f32();
     const ImageShape& o = out.shape;
     const float* bias = static_cast<const float*>(bias_.get_data_handle());  // zeros without a bias
