@@ -240,6 +240,9 @@ ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>
   cb->encode([plan, in = std::move(p.inputs), out = std::move(p.outputs)](Stream& stream) {
     plan->execute(in, out, &stream);
   }, "MPSNNGraph.encode");
+  // CPU reads of the results wait for (or refuse before the commit of) this command buffer.
+  for (const auto& img : outputs)
+    if (img) img->set_producer(cb);
   for (const auto& img : sources)
     if (img->is_temporary()) static_cast<TemporaryImage*>(img.get())->consume_read(1, "MPSNNGraph.encode");
   if (source_states)
