@@ -332,3 +332,16 @@ def test_texture_errors(device):
     bad = mpsnn.MTLTextureDescriptor(pixel_format=mpsnn.MTLPixelFormat.rgba8_unorm, width=2, height=2, array_length=2)
     with pytest.raises(mpsnn.ShapeError, match="type2d_array"):
         device.make_texture(bad)
+
+
+def test_run_on_an_encoded_result_waits_or_raises(device, rng):
+    """graph.run reads its sources at once: a source that an encode writes must be committed."""
+    g = conv_graph(device, rng, cin=3, cout=3)
+    x = rng.standard_normal((1, 6, 6, 3)).astype(np.float32)
+    expected = g.run([g.run([x])]).numpy().copy()
+    cb = device.make_command_queue().make_command_buffer()
+    y = g.encode(cb, [x])
+    with pytest.raises(mpsnn.MPSGraphError, match="never committed"):
+        g.run([y])
+    cb.commit()
+    np.testing.assert_array_equal(g.run([y]).numpy(), expected)

@@ -303,6 +303,9 @@ std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const st
 
 std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states,
                                    std::vector<StatePtr>* destination_states) {
+  // run reads its sources now: one written by an encode must have been committed (it waits then).
+  for (const auto& img : sources)
+    if (img && !img->is_temporary()) img->wait_for_producer("MPSNNGraph.run source");
   Prepared p = prepare(sources, source_states, nullptr, "run");
   ++*pending_;
   struct Done {
