@@ -23,6 +23,27 @@
 namespace py = pybind11;
 using namespace pybind11::literals;
 
+// Every image-node argument (source=, sources=, result_image=, with_source=, ...) refuses a
+// filter node with a DTypeError that names the fix, instead of pybind11's generic TypeError.
+namespace pybind11::detail {
+template <>
+class type_caster<std::shared_ptr<mpsnn::ImageNode>>
+    : public copyable_holder_caster<mpsnn::ImageNode, std::shared_ptr<mpsnn::ImageNode>> {
+  using base = copyable_holder_caster<mpsnn::ImageNode, std::shared_ptr<mpsnn::ImageNode>>;
+
+ public:
+  bool load(handle src, bool convert) {
+    if (base::load(src, convert)) return true;
+    if (src && isinstance<mpsnn::FilterNode>(src)) {
+      const std::string cls = str(type::handle_of(src).attr("__name__"));
+      throw mpsnn::DTypeError("got the filter node " + cls + " where an image node (MPSNNImageNode) is expected; pass "
+                              "`node.result_image` (e.g. source=conv.result_image)");
+    }
+    return false;
+  }
+};
+}  // namespace pybind11::detail
+
 namespace mpsnn::bindings {
 
 // A Python object owned from C++: released with the GIL held, or leaked at interpreter exit.
@@ -130,6 +151,7 @@ void attr_property(Class& cls, const char* name, F A::*field, const char* doc, b
 
 void bind_errors(py::module_& m);
 void bind_enums(py::module_& m);
+void bind_textures(py::module_& m);
 void bind_images(py::module_& m);
 void bind_commands(py::module_& m);
 void bind_nodes(py::module_& m);

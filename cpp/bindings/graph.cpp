@@ -4,6 +4,37 @@
 #include "bindings/common.h"
 
 namespace mpsnn::bindings {
+namespace {
+// The source_images argument of run / encode: a list (or tuple) of images or arrays. Anything else
+// (typically one array passed without the list) is a DTypeError that names the fix and shows no
+// array repr.
+struct SourceImageList {
+  py::list items;
+};
+}  // namespace
+}  // namespace mpsnn::bindings
+
+namespace pybind11::detail {
+template <>
+struct type_caster<mpsnn::bindings::SourceImageList> {
+  PYBIND11_TYPE_CASTER(mpsnn::bindings::SourceImageList, const_name("list"));
+  bool load(handle src, bool) {
+    if (PyList_Check(src.ptr()) || PyTuple_Check(src.ptr())) {
+      PyObject* l = PySequence_List(src.ptr());
+      if (!l) throw error_already_set();
+      value.items = reinterpret_steal<list>(l);
+      return true;
+    }
+    const std::string cls = str(type::handle_of(src).attr("__module__")).cast<std::string>() + "." +
+                            str(type::handle_of(src).attr("__qualname__")).cast<std::string>();
+    throw mpsnn::DTypeError("[MPSNNGraph] source_images is a " + cls +
+                            "; pass a list of source images, one per source_image_handles entry: graph.run([x]), "
+                            "graph.encode(command_buffer, [x])");
+  }
+};
+}  // namespace pybind11::detail
+
+namespace mpsnn::bindings {
 
 namespace {
 
@@ -179,10 +210,10 @@ void bind_graph(py::module_& m) {
           "mpsnn extension (testing aid): fill temporary memory with NaN before every run.")
       .def(
           "encode",
-          [](PyGraph& p, const CommandBufferPtr& cb, const py::list& sources, const py::object& source_states,
+          [](PyGraph& p, const CommandBufferPtr& cb, const SourceImageList& sources, const py::object& source_states,
              const py::object& intermediate_images, const py::object& destination_states) {
             const auto states = to_states(source_states, false, "encode");
-            auto imgs = to_images(sources, p.graph->device());
+            auto imgs = to_images(sources.items, p.graph->device());
             std::vector<ImagePtr> inter;
             std::vector<StatePtr> out_states;
             ImagePtr result;
@@ -196,7 +227,9 @@ void bind_graph(py::module_& m) {
           },
           "command_buffer"_a, "source_images"_a, "source_states"_a = py::none(), "intermediate_images"_a = py::none(),
           "destination_states"_a = py::none(),
-          "Encode one run; returns the result image (valid once the command buffer completed) or None. "
+          "Encode one run; returns the result image (written when the command buffer runs) or None. CPU reads of "
+          "the returned images (numpy(), read_bytes, __array__, DLPack) wait for the committed command buffer and "
+          "raise MPSGraphError before commit(). "
           "destination_states receives the exported result states (result_state_handles order), temporary iff "
           "output_state_is_temporary.")
       .def(
@@ -221,10 +254,10 @@ void bind_graph(py::module_& m) {
           "destination_states"_a = py::none(), "Encode a batch: one list of single images per source.")
       .def(
           "run",
-          [](PyGraph& p, const py::list& sources, const py::object& intermediate_images, const py::object& source_states,
-             const py::object& destination_states) -> py::object {
+          [](PyGraph& p, const SourceImageList& sources, const py::object& intermediate_images,
+             const py::object& source_states, const py::object& destination_states) -> py::object {
             const auto in_states = to_states(source_states, false, "run");
-            auto imgs = to_images(sources, p.graph->device());
+            auto imgs = to_images(sources.items, p.graph->device());
             std::vector<ImagePtr> outs;
             std::vector<StatePtr> states;
             {

@@ -27,13 +27,51 @@ ChannelFormat format_of(const py::dtype& d) {
 
 std::string dtype_name(const py::dtype& d) { return py::str(d).cast<std::string>(); }
 
-py::array as_numpy(const ImagePtr& img) {
+// Before a CPU access: waits (without the GIL: completion handlers may need it) for the command
+// buffer whose encoded work writes the image, or raises MPSGraphError when it was never committed.
+// Temporary images are left to host_data, which refuses them with MPSTemporaryImageError.
+void wait_for_writes(Image& img, const char* what) {
+  if (img.is_temporary()) return;
+  py::gil_scoped_release nogil;
+  img.wait_for_producer(what);
+}
+
+py::array as_numpy(const ImagePtr& img, const char* what = "numpy") {
+  wait_for_writes(*img, what);
   const int64_t e = int64_t(img->element_bytes());
   const ImageShape& s = img->shape();
   const int64_t ps = img->pixel_stride();
   std::vector<ssize_t> shape{s.n, s.h, s.w, s.c};
   std::vector<ssize_t> strides{s.h * s.w * ps * e, s.w * ps * e, ps * e, e};
-  return py::array(dtype_of(img->format()), shape, strides, img->host_data("numpy"), py::cast(img));
+  return py::array(dtype_of(img->format()), shape, strides, img->host_data(what), py::cast(img));
+}
+
+// The hint for a float16 / float32 mix-up: graphs produce float32 images on the CPU backend.
+std::string float16_hint(ChannelFormat image, bool data_is_float16) {
+  if (image == ChannelFormat::float32 && data_is_float16)
+    return ". A graph's results are float32 on the CPU backend (MPS's default is float16): set "
+           "graph.format = MPSImageFeatureChannelFormat.float16 before running to get float16 images, or use a "
+           "float32 buffer";
+  if (image == ChannelFormat::float16 && !data_is_float16)
+    return ". This image is float16 (graph.format = MPSImageFeatureChannelFormat.float16?); use a float16 buffer";
+  return "";
+}
+
+// NumPy's __array__ protocol with NumPy 2 copy semantics (works with NumPy 1.23+, which passes
+// no copy argument): copy=None views when the dtype allows, copy=True always copies, copy=False
+// raises ValueError when a copy would be needed (a dtype conversion).
+py::object array_protocol(const ImagePtr& img, const py::object& dtype, const py::object& copy) {
+  py::array view = as_numpy(img, "__array__");
+  const bool convert = !dtype.is_none() && !view.dtype().equal(py::dtype::from_args(dtype));
+  if (convert) {
+    if (!copy.is_none() && !copy.cast<bool>())
+      throw py::value_error("[MPSImage.__array__] the image stores " + std::string(format_name(img->format())) + " (" +
+                            dtype_name(view.dtype()) + "); returning " + dtype_name(py::dtype::from_args(dtype)) +
+                            " needs a copy, but copy=False was given");
+    return view.attr("astype")(dtype);
+  }
+  if (!copy.is_none() && copy.cast<bool>()) return view.attr("copy")();
+  return std::move(view);
 }
 
 // Host buffer of read_bytes / write_bytes: any writable buffer; NumPy arrays must have the
@@ -44,8 +82,15 @@ py::buffer_info host_buffer(const py::buffer& data, const Image& img, bool writa
     py::array a = py::reinterpret_borrow<py::array>(data);
     MPSNN_CHECK(format_of(a.dtype()) == img.format(), DTypeError, "[MPSImage.", what, "] array has dtype ",
                 dtype_name(a.dtype()), "; the image stores ", format_name(img.format()), " (",
-                dtype_name(dtype_of(img.format())), ")");
+                dtype_name(dtype_of(img.format())), ")",
+                float16_hint(img.format(), a.dtype().equal(py::dtype("float16"))));
     MPSNN_CHECK(a.flags() & py::array::c_style, DTypeError, "[MPSImage.", what, "] array is not C-contiguous");
+  } else if (info.itemsize > 1) {
+    // A typed buffer (memoryview, array.array): its element size must be the image's.
+    MPSNN_CHECK(size_t(info.itemsize) == img.element_bytes(), DTypeError, "[MPSImage.", what, "] buffer has ",
+                info.itemsize, "-byte elements (format '", info.format, "'); the image stores ",
+                format_name(img.format()), " (", img.element_bytes(), " bytes)",
+                float16_hint(img.format(), info.itemsize == 2 && info.format == "e"));
   }
   return info;
 }
@@ -171,6 +216,14 @@ void bind_images(py::module_& m) {
                                             "use. numpy() and from_numpy() share memory with NumPy without copying.")
       .def(py::init([](const DevicePtr& device, const ImageDescriptor& d) { return std::make_shared<Image>(device, d); }),
            "device"_a, "image_descriptor"_a)
+      .def(py::init([](const TexturePtr& texture, int64_t feature_channels) {
+             return Image::from_texture(texture, feature_channels);
+           }),
+           "texture"_a, "feature_channels"_a,
+           "MPSImage(texture:featureChannels:): an image aliasing the texture's memory (no copy), with "
+           "number_of_images = texture.array_length. feature_channels may be fewer than the pixel format's channels "
+           "(pass 3 for an RGB photo in an rgba8_unorm texture) but not more: images of more than 4 channels span "
+           "several texture slices, which this backend's (N, H, W, C) images cannot alias (UnsupportedError).")
       .def(py::init([](const ImagePtr& parent, const py::object& slice_range, int64_t feature_channels) {
              auto [start, len] = range_of(slice_range);
              (void)len;
@@ -193,11 +246,23 @@ void bind_images(py::module_& m) {
           "Raises:\n    UnsupportedError: the tensor is not in host memory.\n"
           "    DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).\n"
           "    ShapeError: not 4-dimensional.")
-      .def("numpy", &as_numpy, "An (N, H, W, C) NumPy view of the image's memory (no copy; keeps it alive).")
+      .def("numpy", [](const ImagePtr& img) { return as_numpy(img); },
+           "An (N, H, W, C) NumPy view of the image's memory (no copy; keeps it alive).\n\n"
+           "An image returned by MPSNNGraph.encode is written when its command buffer runs: reading it waits for a "
+           "committed command buffer to complete, and raises MPSGraphError (naming the buffer's status) when the "
+           "buffer was never committed, since waiting would never end. The same holds for read_bytes, write_bytes, "
+           "__array__, __getitem__ and DLPack export. Temporary images raise MPSTemporaryImageError.")
+      .def("__array__", &array_protocol, "dtype"_a = py::none(), "copy"_a = py::none(),
+           "NumPy protocol: np.asarray(image) is the numpy() view, np.array(image) a copy; np.argmax(image, axis=-1) "
+           "and other NumPy functions see the (N, H, W, C) values. NumPy 2 copy semantics: copy=False raises "
+           "ValueError when a copy would be needed (a dtype change), copy=None views when possible.")
+      .def("__getitem__", [](const ImagePtr& img, const py::object& key) { return py::object(as_numpy(img, "__getitem__")[key]); },
+           "key"_a, "image[key] is image.numpy()[key]: NumPy indexing of the (N, H, W, C) view (slices are views).")
       .def(
           "__dlpack__",
-          [](const ImagePtr& img, const py::kwargs& kwargs) { return as_numpy(img).attr("__dlpack__")(**kwargs); },
-          "DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image).")
+          [](const ImagePtr& img, const py::kwargs& kwargs) { return as_numpy(img, "__dlpack__").attr("__dlpack__")(**kwargs); },
+          "DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image). "
+          "Waits for the producing command buffer as numpy() does.")
       .def("__dlpack_device__", [](const ImagePtr&) { return std::make_pair(1, 0); },
            "(1, 0): host memory (kDLCPU).")
       .def_static("default_allocator", &persistent_image_allocator, "Allocator of persistent images.")
@@ -212,7 +277,10 @@ void bind_images(py::module_& m) {
       .def_property_readonly("pixel_size", [](const Image& i) { return int64_t(i.element_bytes()) * i.pixel_stride(); })
       .def_property_readonly("usage", &Image::usage)
       .def_property_readonly("texture_type", [](const Image& i) { return i.feature_channels() <= 4 && i.number_of_images() == 1 ? 2 : 3; })
-      .def_property_readonly("texture", &as_numpy, "The backing memory as a NumPy view (forces allocation).")
+      .def_property_readonly("texture", [](const ImagePtr& img) { return as_numpy(img, "texture"); },
+                             "The backing memory as a NumPy view (forces allocation).")
+      .def_property_readonly("mtl_texture", &Image::texture,
+                             "mpsnn: the MTLTexture this image aliases (MPSImage(texture=, feature_channels=)), or None.")
       .def_property_readonly("parent", &Image::parent)
       .def_property_readonly("is_temporary", &Image::is_temporary)
       .def_readwrite("label", &Image::label)
@@ -236,6 +304,7 @@ void bind_images(py::module_& m) {
           [](Image& img, const py::buffer& data, DataLayout layout, int64_t image_index, int64_t bytes_per_row,
              int64_t bytes_per_image, const py::object& region, const py::object& feature_channel_info) {
             py::buffer_info info = host_buffer(data, img, true, "read_bytes");
+            wait_for_writes(img, "read_bytes");
             img.read_bytes(info.ptr, size_t(info.size * info.itemsize), layout,
                            HostStrides{0, bytes_per_row, bytes_per_image}, region_of(region, feature_channel_info),
                            image_index);
@@ -249,6 +318,7 @@ void bind_images(py::module_& m) {
              int64_t bytes_per_row, int64_t bytes_per_image, const py::object& region,
              const py::object& feature_channel_info) {
             py::buffer_info info = host_buffer(data, img, false, "write_bytes");
+            wait_for_writes(img, "write_bytes");
             img.write_bytes(info.ptr, size_t(info.size * info.itemsize), layout,
                             HostStrides{bytes_per_column, bytes_per_row, bytes_per_image},
                             region_of(region, feature_channel_info), image_index);

@@ -7,6 +7,7 @@ PYBIND11_MODULE(_core, m) {
   bind_enums(m);
   bind_commands(m);
   bind_states(m);
+  bind_textures(m);
   bind_images(m);
   bind_nodes(m);
   bind_nodes_convolution(m);

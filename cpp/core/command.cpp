@@ -31,6 +31,17 @@ void CommandBuffer::encode(Task task, const char* what) {
   MPSNN_CHECK(status_ < CommandBufferStatus::committed, GraphError, "[", what,
               "] the command buffer was already committed; encode into a new command buffer");
   tasks_.push_back(std::move(task));
+  ++tasks_encoded_;
+}
+
+size_t CommandBuffer::tasks_encoded() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return tasks_encoded_;
+}
+
+size_t CommandBuffer::tasks_run() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return tasks_run_;
 }
 
 void CommandBuffer::retain(std::shared_ptr<const void> object) {
@@ -67,6 +78,8 @@ void CommandBuffer::run_tasks(std::vector<Task>& tasks) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++tasks_run_;
   }
 }
 
@@ -99,6 +112,7 @@ void CommandBuffer::complete() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     status_ = error_ ? CommandBufferStatus::error : CommandBufferStatus::completed;
+    completion_status_->store(int(status_));
     handlers.swap(handlers_);
   }
   for (auto& h : handlers) {
@@ -142,6 +156,11 @@ void CommandBuffer::wait_until_completed() {
     }
   }
   if (err) std::rethrow_exception(err);
+}
+
+void CommandBuffer::wait_until_finished() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_cv_.wait(lock, [&] { return finished_; });
 }
 
 // ---------------------------------------------------------------------------------------------

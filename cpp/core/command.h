@@ -5,6 +5,7 @@
 // device has finished that work (Stream::when_done): only then do completion handlers run and
 // retained objects (results, temporaries, plan contexts) get released. Nothing throws out of the
 // worker: the first error is stored and rethrown by wait_until_completed().
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -52,6 +53,14 @@ class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
   // Blocks until completed; rethrows the stored error once.
   void wait_until_completed();
   bool committed() const;
+  // Blocks until completed (work, handlers, releases) without consuming the stored error.
+  void wait_until_finished();
+  // The final status once the encoded work has completed (completed or error; set before the
+  // completion handlers run), 0 until then. Shared so that readers can tell after the buffer is gone.
+  std::shared_ptr<const std::atomic<int>> completion_status() const { return completion_status_; }
+  // Tasks encoded so far / run so far (commit_and_continue runs tasks before commit).
+  size_t tasks_encoded() const;
+  size_t tasks_run() const;
 
   std::string label;
 
@@ -72,6 +81,8 @@ class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
   std::exception_ptr error_;
   bool error_reported_ = false;
   bool finished_ = false;  // work, handlers and releases all done
+  size_t tasks_encoded_ = 0, tasks_run_ = 0;
+  std::shared_ptr<std::atomic<int>> completion_status_ = std::make_shared<std::atomic<int>>(0);
 };
 
 using CommandBufferPtr = std::shared_ptr<CommandBuffer>;

@@ -24,6 +24,173 @@ void check_descriptor(const ImageDescriptor& d) {
 }
 }  // namespace
 
+// ---------------------------------------------------------------------------------------------
+int pixel_format_channels(PixelFormat f) {
+  switch (f) {
+    case PixelFormat::r8_unorm: case PixelFormat::r16_unorm: case PixelFormat::r16_float: case PixelFormat::r32_float:
+      return 1;
+    case PixelFormat::rg8_unorm: case PixelFormat::rg16_unorm: case PixelFormat::rg16_float: case PixelFormat::rg32_float:
+      return 2;
+    case PixelFormat::rgba8_unorm: case PixelFormat::rgba16_unorm: case PixelFormat::rgba16_float:
+    case PixelFormat::rgba32_float:
+      return 4;
+    default: return 0;
+  }
+}
+
+ChannelFormat pixel_format_channel_format(PixelFormat f) {
+  switch (f) {
+    case PixelFormat::r8_unorm: case PixelFormat::rg8_unorm: case PixelFormat::rgba8_unorm: return ChannelFormat::unorm8;
+    case PixelFormat::r16_unorm: case PixelFormat::rg16_unorm: case PixelFormat::rgba16_unorm: return ChannelFormat::unorm16;
+    case PixelFormat::r16_float: case PixelFormat::rg16_float: case PixelFormat::rgba16_float: return ChannelFormat::float16;
+    case PixelFormat::r32_float: case PixelFormat::rg32_float: case PixelFormat::rgba32_float: return ChannelFormat::float32;
+    default: return ChannelFormat::none;
+  }
+}
+
+PixelFormat pixel_format_for(ChannelFormat format, int64_t channels) {
+  const PixelFormat table[4][3] = {
+      {PixelFormat::r8_unorm, PixelFormat::rg8_unorm, PixelFormat::rgba8_unorm},
+      {PixelFormat::r16_unorm, PixelFormat::rg16_unorm, PixelFormat::rgba16_unorm},
+      {PixelFormat::r16_float, PixelFormat::rg16_float, PixelFormat::rgba16_float},
+      {PixelFormat::r32_float, PixelFormat::rg32_float, PixelFormat::rgba32_float}};
+  int row = -1;
+  switch (format) {
+    case ChannelFormat::unorm8: row = 0; break;
+    case ChannelFormat::unorm16: row = 1; break;
+    case ChannelFormat::float16: row = 2; break;
+    case ChannelFormat::float32: row = 3; break;
+    default: return PixelFormat::invalid;
+  }
+  const int col = channels == 1 ? 0 : channels == 2 ? 1 : channels == 4 ? 2 : -1;
+  return col < 0 ? PixelFormat::invalid : table[row][col];
+}
+
+const char* pixel_format_name(PixelFormat f) {
+  switch (f) {
+    case PixelFormat::r8_unorm: return "r8_unorm";
+    case PixelFormat::r16_unorm: return "r16_unorm";
+    case PixelFormat::r16_float: return "r16_float";
+    case PixelFormat::rg8_unorm: return "rg8_unorm";
+    case PixelFormat::r32_float: return "r32_float";
+    case PixelFormat::rg16_unorm: return "rg16_unorm";
+    case PixelFormat::rg16_float: return "rg16_float";
+    case PixelFormat::rgba8_unorm: return "rgba8_unorm";
+    case PixelFormat::rg32_float: return "rg32_float";
+    case PixelFormat::rgba16_unorm: return "rgba16_unorm";
+    case PixelFormat::rgba16_float: return "rgba16_float";
+    case PixelFormat::rgba32_float: return "rgba32_float";
+    default: return "invalid";
+  }
+}
+
+namespace {
+void check_texture_descriptor(const TextureDescriptor& d) {
+  MPSNN_CHECK(pixel_format_channels(d.pixel_format) > 0, DTypeError, "[MTLTexture] pixel format ",
+              pixel_format_name(d.pixel_format), " (", int(d.pixel_format),
+              ") is not one an MPSImage can alias; expected r/rg/rgba of 8unorm, 16unorm, 16float or 32float");
+  MPSNN_CHECK(d.texture_type == TextureType::type2d || d.texture_type == TextureType::type2d_array, UnsupportedError,
+              "[MTLTexture] texture type ", int(d.texture_type), "; expected type2d (2) or type2d_array (3)");
+  MPSNN_CHECK(d.width > 0 && d.height > 0 && d.array_length > 0 && d.depth == 1, ShapeError,
+              "[MTLTexture] descriptor has width ", d.width, ", height ", d.height, ", depth ", d.depth,
+              ", array_length ", d.array_length, "; expected all > 0 and depth 1");
+  MPSNN_CHECK(d.texture_type == TextureType::type2d_array || d.array_length == 1, ShapeError,
+              "[MTLTexture] a type2d texture has array_length 1, got ", d.array_length, "; use type2d_array");
+  MPSNN_CHECK(d.mipmap_level_count == 1 && d.sample_count == 1, UnsupportedError,
+              "[MTLTexture] mipmap_level_count ", d.mipmap_level_count, " and sample_count ", d.sample_count,
+              "; this backend supports 1 and 1");
+}
+}  // namespace
+
+Texture::Texture(DevicePtr device, const TextureDescriptor& desc, std::shared_ptr<Storage> storage)
+    : device_(std::move(device)), desc_(desc), storage_(std::move(storage)) {}
+
+Texture::Texture(DevicePtr device, const TextureDescriptor& desc) : device_(std::move(device)), desc_(desc) {
+  check_texture_descriptor(desc_);
+  storage_ = device_->allocator().allocate(bytes(), true);
+}
+
+size_t Texture::bytes() const {
+  return size_t(desc_.array_length * desc_.height * desc_.width * channels()) * element_size(channel_format());
+}
+
+std::shared_ptr<Texture> Texture::wrap(DevicePtr device, const TextureDescriptor& desc, void* data,
+                                       std::shared_ptr<void> owner) {
+  check_texture_descriptor(desc);
+  auto t = std::shared_ptr<Texture>(new Texture(std::move(device), desc, nullptr));
+  t->storage_ = Storage::borrow(data, t->bytes(), std::move(owner), t->device_->memory_kind());
+  return t;
+}
+
+std::shared_ptr<Image> Image::from_texture(const TexturePtr& texture, int64_t feature_channels) {
+  MPSNN_CHECK(texture != nullptr, GraphError, "[MPSImage] texture is None");
+  const TextureDescriptor& td = texture->descriptor();
+  const int64_t k = texture->channels();
+  MPSNN_CHECK(feature_channels > 0, ShapeError, "[MPSImage] feature_channels is ", feature_channels, "; expected > 0");
+  MPSNN_CHECK(feature_channels <= k, UnsupportedError, "[MPSImage] feature_channels ", feature_channels,
+              " exceed the ", k, " channel(s) of the texture's pixel format ", pixel_format_name(td.pixel_format),
+              "; more than 4 channels need several texture slices per image, which this backend's images cannot "
+              "alias. Make an MPSImage(device, image_descriptor) and fill it with write_bytes instead");
+  ImageDescriptor d;
+  d.channel_format = texture->channel_format();
+  d.width = td.width;
+  d.height = td.height;
+  d.feature_channels = feature_channels;
+  d.number_of_images = td.array_length;
+  d.usage = td.usage;
+  auto img = std::make_shared<Image>(texture->device(), d);
+  img->pixel_stride_ = k;
+  img->storage_ = texture->storage();
+  img->texture_ = texture;
+  img->label = texture->label;
+  return img;
+}
+
+void Image::set_producer(const std::shared_ptr<CommandBuffer>& cb) {
+  if (parent_) return root()->set_producer(cb);
+  auto p = std::make_shared<Producer>();
+  p->command_buffer = cb;
+  p->status = cb->completion_status();
+  p->task = cb->tasks_encoded();
+  p->label = cb->label;
+  std::lock_guard<std::mutex> lock(alloc_mutex_);
+  producer_ = std::move(p);
+}
+
+void Image::wait_for_producer(const char* what) {
+  if (parent_) return root()->wait_for_producer(what);
+  std::shared_ptr<Producer> p;
+  {
+    std::lock_guard<std::mutex> lock(alloc_mutex_);
+    p = producer_;
+  }
+  if (!p) return;
+  const std::string name = p->label.empty() ? std::string("the command buffer") : "command buffer '" + p->label + "'";
+  auto done = [&] {
+    std::lock_guard<std::mutex> lock(alloc_mutex_);
+    if (producer_ == p) producer_.reset();
+  };
+  int final_status = p->status->load();
+  if (final_status == 0) {
+    auto cb = p->command_buffer.lock();
+    MPSNN_CHECK(cb != nullptr, GraphError, "[MPSImage.", what, "] the image is the result of an encode into ", name,
+                ", which was released without being committed; its memory holds no result. Keep the command "
+                "buffer, commit() it and wait_until_completed() before reading");
+    if (cb->tasks_run() >= p->task && !cb->committed() && !cb->error()) return done();  // commit_and_continue
+    MPSNN_CHECK(cb->committed(), GraphError, "[MPSImage.", what, "] the image is the result of an encode into ",
+                name, ", whose status is not_enqueued (never committed): its memory holds no result yet, and "
+                "waiting would never end. Call command_buffer.commit() (and wait_until_completed()) before "
+                "reading the image");
+    cb->wait_until_finished();
+    final_status = p->status->load();
+  }
+  MPSNN_CHECK(final_status != int(CommandBufferStatus::error), GraphError, "[MPSImage.", what,
+              "] the work of ", name,
+              " that produces this image failed, so the image holds no result; wait_until_completed() raises the "
+              "error");
+  done();
+}
+
 Image::Image(DevicePtr device, const ImageDescriptor& desc)
     : device_(std::move(device)),
       format_(desc.channel_format),
@@ -80,6 +247,7 @@ void* Image::data() {
 void* Image::host_data(const char* what) {
   check_cpu_access(what);
   check_host_accessible(what);
+  wait_for_producer(what);
   return data();
 }
 
@@ -103,7 +271,7 @@ bool Image::allocated() const {
 }
 
 size_t Image::resource_size() const {
-  if (parent_) return 0;
+  if (parent_ || texture_) return 0;  // the memory belongs to the parent or the texture
   std::lock_guard<std::mutex> lock(alloc_mutex_);
   if (storage_ && !storage_->owned()) return 0;
   return size_t(shape_.numel()) * element_size(format_);
@@ -154,6 +322,7 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
   const char* op = to_host ? "read_bytes" : "write_bytes";
   check_cpu_access(op);
   check_host_accessible(op);  // device memory: a backend staging copy (CUDA issue) goes here
+  wait_for_producer(op);
   const int64_t x0 = region.x, y0 = region.y;
   const int64_t w = region.width < 0 ? shape_.w - x0 : region.width;
   const int64_t h = region.height < 0 ? shape_.h - y0 : region.height;
@@ -178,8 +347,13 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
   const int64_t img = strides.bytes_per_image ? strides.bytes_per_image : (hwc ? h * row : nc * h * row);
   // Highest byte touched must lie inside the caller's buffer.
   const int64_t last = (region.depth - 1) * img + (h - 1) * row + (w - 1) * col + (nc - 1) * chan + e;
+  // Half the bytes a float32 region needs: most likely float16 data (MPS graphs default to float16).
+  const bool half_size = format_ == ChannelFormat::float32 && int64_t(host_size) * 2 == last;
   MPSNN_CHECK(last <= int64_t(host_size), ShapeError, "[MPSImage.", op, "] buffer has ", host_size,
-              " bytes; the region and strides need ", last);
+              " bytes; the region and strides need ", last,
+              half_size ? " (the size of float16 data: this image stores float32; for float16 images set "
+                          "graph.format = MPSImageFeatureChannelFormat.float16 before running the graph)"
+                        : "");
   char* base = static_cast<char*>(data());
   char* hostb = static_cast<char*>(host);
   for (int64_t j = 0; j < region.depth; ++j) {

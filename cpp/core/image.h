@@ -2,6 +2,7 @@
 // MPSImage / MPSTemporaryImage: N images of H x W x C pixels stored NHWC. The MPS rule that
 // channels come in slices of four is kept where it is observable (channel offsets of
 // sub-images and read/write ranges are multiples of 4); storage itself holds exactly C channels.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,69 @@ struct HostStrides {
   int64_t bytes_per_column = 0, bytes_per_row = 0, bytes_per_image = 0;
 };
 
+// MTLPixelFormat raw values of the texture formats an MPSImage can alias: one, two or four
+// channels of each image channel format.
+enum class PixelFormat : int {
+  invalid = 0,
+  r8_unorm = 10,
+  r16_unorm = 20,
+  r16_float = 25,
+  rg8_unorm = 30,
+  r32_float = 55,
+  rg16_unorm = 60,
+  rg16_float = 65,
+  rgba8_unorm = 70,
+  rg32_float = 105,
+  rgba16_unorm = 110,
+  rgba16_float = 115,
+  rgba32_float = 125,
+};
+// Channels per pixel (0 for invalid) and channel format of a pixel format.
+int pixel_format_channels(PixelFormat f);
+ChannelFormat pixel_format_channel_format(PixelFormat f);
+// The pixel format with `channels` (1, 2 or 4) channels of `format`; invalid if none.
+PixelFormat pixel_format_for(ChannelFormat format, int64_t channels);
+const char* pixel_format_name(PixelFormat f);
+
+// MTLTextureType raw values (the kinds an MPSImage can alias).
+enum class TextureType : int { type2d = 2, type2d_array = 3 };
+
+// MTLTextureUsage bits.
+enum TextureUsage : int { usage_shader_read = 1, usage_shader_write = 2, usage_render_target = 4, usage_pixel_format_view = 16 };
+
+struct TextureDescriptor {
+  TextureType texture_type = TextureType::type2d;
+  PixelFormat pixel_format = PixelFormat::rgba8_unorm;
+  int64_t width = 1, height = 1, depth = 1, array_length = 1, mipmap_level_count = 1, sample_count = 1;
+  int usage = usage_shader_read;  // MTLTextureDescriptor's default
+  int storage_mode = 0, cpu_cache_mode = 0;
+};
+
+// MTLTexture: a 2D texture or 2D texture array, stored densely as
+// [array_length][height][width][channels of the pixel format] (the layout of an MPSImage of
+// number_of_images = array_length, so an image can alias it).
+class Texture {
+ public:
+  Texture(DevicePtr device, const TextureDescriptor& desc);  // zero-filled
+  // Wraps existing memory of that layout without copying; `owner` keeps it alive.
+  static std::shared_ptr<Texture> wrap(DevicePtr device, const TextureDescriptor& desc, void* data,
+                                       std::shared_ptr<void> owner);
+  const DevicePtr& device() const { return device_; }
+  const TextureDescriptor& descriptor() const { return desc_; }
+  int64_t channels() const { return pixel_format_channels(desc_.pixel_format); }
+  ChannelFormat channel_format() const { return pixel_format_channel_format(desc_.pixel_format); }
+  size_t bytes() const;
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
+  std::string label;
+
+ private:
+  Texture(DevicePtr device, const TextureDescriptor& desc, std::shared_ptr<Storage> storage);
+  DevicePtr device_;
+  TextureDescriptor desc_;
+  std::shared_ptr<Storage> storage_;
+};
+using TexturePtr = std::shared_ptr<Texture>;
+
 class Image : public std::enable_shared_from_this<Image> {
  public:
   Image(DevicePtr device, const ImageDescriptor& desc);
@@ -46,7 +110,22 @@ class Image : public std::enable_shared_from_this<Image> {
   static std::shared_ptr<Image> wrap(DevicePtr device, ChannelFormat format, const ImageShape& shape,
                                      void* data, std::shared_ptr<void> owner);
 
+  // MPSImage(texture:featureChannels:): aliases the texture's memory; feature_channels may be
+  // at most the pixel format's channel count (more would need several texture slices per image,
+  // which this layout cannot alias).
+  static std::shared_ptr<Image> from_texture(const TexturePtr& texture, int64_t feature_channels);
+  // The texture this image aliases, or null.
+  const TexturePtr& texture() const { return texture_; }
+
   virtual bool is_temporary() const { return false; }
+
+  // The command buffer whose encoded work writes this image (set by MPSNNGraph.encode).
+  void set_producer(const std::shared_ptr<CommandBuffer>& command_buffer);
+  // Called before every CPU read or write of the memory: returns at once when no encoded work
+  // writes the image any more, waits while its producing command buffer is committed but not
+  // completed, and throws GraphError when that buffer was never committed (waiting would never
+  // end) or its work failed. Call it without the GIL (handlers may need it).
+  void wait_for_producer(const char* what);
 
   const DevicePtr& device() const { return device_; }
   ChannelFormat format() const { return format_; }
@@ -112,6 +191,15 @@ class Image : public std::enable_shared_from_this<Image> {
   int64_t element_offset_ = 0;     // into the root's storage, in elements
   mutable std::mutex alloc_mutex_;
   std::shared_ptr<Storage> storage_;  // only on roots
+  TexturePtr texture_;                // roots aliasing a texture
+  // Pending work writing this image (roots; under alloc_mutex_).
+  struct Producer {
+    std::weak_ptr<CommandBuffer> command_buffer;
+    std::shared_ptr<const std::atomic<int>> status;  // CommandBuffer::completion_status
+    size_t task = 0;                                 // tasks encoded up to and including the write
+    std::string label;
+  };
+  std::shared_ptr<Producer> producer_;
 };
 
 using ImagePtr = std::shared_ptr<Image>;

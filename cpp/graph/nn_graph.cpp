@@ -240,6 +240,9 @@ ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>
   cb->encode([plan, in = std::move(p.inputs), out = std::move(p.outputs)](Stream& stream) {
     plan->execute(in, out, &stream);
   }, "MPSNNGraph.encode");
+  // CPU reads of the results wait for (or refuse before the commit of) this command buffer.
+  for (const auto& img : outputs)
+    if (img) img->set_producer(cb);
   for (const auto& img : sources)
     if (img->is_temporary()) static_cast<TemporaryImage*>(img.get())->consume_read(1, "MPSNNGraph.encode");
   if (source_states)
@@ -300,6 +303,9 @@ std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const st
 
 std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states,
                                    std::vector<StatePtr>* destination_states) {
+  // run reads its sources now: one written by an encode must have been committed (it waits then).
+  for (const auto& img : sources)
+    if (img && !img->is_temporary()) img->wait_for_producer("MPSNNGraph.run source");
   Prepared p = prepare(sources, source_states, nullptr, "run");
   ++*pending_;
   struct Done {

@@ -106,6 +106,10 @@ bool holds_attrs_of(OpKind kind, const Attrs& attrs);
 
 // ---- shared shape helpers (graph/shape_rules.cpp) ----
 
+// The hint a channel-count mismatch adds when the source looks like an (N, C, H, W) array read
+// as (N, H, W, C): its height (axis 1) equals the expected channel count. Empty otherwise.
+std::string nchw_hint(const ImageShape& source, int64_t expected_channels);
+
 // A windowed filter: resolves size and pad-before per axis from the padding policy, runs the
 // custom hook if the policy has one, and fills the window geometry.
 struct WindowSpec {

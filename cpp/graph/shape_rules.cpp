@@ -34,6 +34,12 @@ void refuse_channel_window(const KernelProps& kernel, const ShapeContext& ctx) {
 }
 }  // namespace
 
+std::string nchw_hint(const ImageShape& s, int64_t expected) {
+  if (s.c == expected || s.h != expected) return "";
+  return "; images are (N, H, W, C); was an (N, C, H, W) array passed? use a.transpose(0, 2, 3, 1) "
+         "(a PyTorch tensor t: t.permute(0, 2, 3, 1).contiguous())";
+}
+
 void check_positive(const FilterNode& node, const char* what, int64_t value) {
   MPSNN_CHECK(value > 0, ShapeError, node.context(), " ", what, " is ", value, "; expected > 0");
 }

@@ -13,7 +13,7 @@ from mpsnn import ShapeError
 from mpsnn import UnsupportedError
 import typing
 import typing_extensions
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDropoutNode', 'MPSCNNFullyConnectedNode', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDropoutNode', 'MPSCNNFullyConnectedNode', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -268,6 +268,10 @@ class MTLDevice:
         """
         A new MTLCommandQueue on this device.
         """
+    def make_texture(self, descriptor: MTLTextureDescriptor) -> MTLTexture:
+        """
+        A new zero-filled MTLTexture (device.makeTexture(descriptor:)).
+        """
     @property
     def backend(self) -> str:
         ...
@@ -443,6 +447,191 @@ class MPSNNMultiaryGradientState(MPSState):
     """
     The gradient state of a node with several sources.
     """
+class MTLPixelFormat(enum.IntEnum):
+    """
+    Texture pixel formats (Metal's raw values) that an MPSImage can alias.
+    """
+    invalid: typing.ClassVar[MTLPixelFormat]
+    r16_float: typing.ClassVar[MTLPixelFormat]
+    r16_unorm: typing.ClassVar[MTLPixelFormat]
+    r32_float: typing.ClassVar[MTLPixelFormat]
+    r8_unorm: typing.ClassVar[MTLPixelFormat]
+    rg16_float: typing.ClassVar[MTLPixelFormat]
+    rg16_unorm: typing.ClassVar[MTLPixelFormat]
+    rg32_float: typing.ClassVar[MTLPixelFormat]
+    rg8_unorm: typing.ClassVar[MTLPixelFormat]
+    rgba16_float: typing.ClassVar[MTLPixelFormat]
+    rgba16_unorm: typing.ClassVar[MTLPixelFormat]
+    rgba32_float: typing.ClassVar[MTLPixelFormat]
+    rgba8_unorm: typing.ClassVar[MTLPixelFormat]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MTLTextureType(enum.IntEnum):
+    """
+    Texture types (Metal's raw values).
+    """
+    type2d: typing.ClassVar[MTLTextureType]
+    type2d_array: typing.ClassVar[MTLTextureType]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __format__(self, format_spec):
+        ...
+class MTLTextureUsage(enum.IntFlag):
+    """
+    Texture usage flags (Metal's raw values).
+    """
+    pixel_format_view: typing.ClassVar[MTLTextureUsage]
+    render_target: typing.ClassVar[MTLTextureUsage]
+    shader_read: typing.ClassVar[MTLTextureUsage]
+    shader_write: typing.ClassVar[MTLTextureUsage]
+    unknown: typing.ClassVar[MTLTextureUsage]
+    @classmethod
+    def __new__(cls, value):
+        ...
+    def __and__(self, other):
+        ...
+    def __format__(self, format_spec):
+        ...
+    def __invert__(self):
+        ...
+    def __or__(self, other):
+        ...
+    def __rand__(self, other):
+        ...
+    def __ror__(self, other):
+        ...
+    def __rxor__(self, other):
+        ...
+    def __xor__(self, other):
+        ...
+class MTLTextureDescriptor:
+    """
+    Size, pixel format, type and usage of a texture.
+    """
+    pixel_format: MTLPixelFormat
+    texture_type: MTLTextureType
+    @staticmethod
+    def texture2d_descriptor(pixel_format: MTLPixelFormat, width: typing.SupportsInt | typing.SupportsIndex, height: typing.SupportsInt | typing.SupportsIndex, mipmapped: bool = False) -> MTLTextureDescriptor:
+        """
+        MTLTextureDescriptor.texture2DDescriptor(pixelFormat:width:height:mipmapped:).
+        """
+    def __init__(self, pixel_format: MTLPixelFormat = ..., width: typing.SupportsInt | typing.SupportsIndex = 1, height: typing.SupportsInt | typing.SupportsIndex = 1, texture_type: MTLTextureType = ..., array_length: typing.SupportsInt | typing.SupportsIndex = 1, usage: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def array_length(self) -> int:
+        ...
+    @array_length.setter
+    def array_length(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def cpu_cache_mode(self) -> int:
+        ...
+    @cpu_cache_mode.setter
+    def cpu_cache_mode(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def depth(self) -> int:
+        ...
+    @depth.setter
+    def depth(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def height(self) -> int:
+        ...
+    @height.setter
+    def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def mipmap_level_count(self) -> int:
+        ...
+    @mipmap_level_count.setter
+    def mipmap_level_count(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def sample_count(self) -> int:
+        ...
+    @sample_count.setter
+    def sample_count(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def storage_mode(self) -> int:
+        ...
+    @storage_mode.setter
+    def storage_mode(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def usage(self) -> typing.Any:
+        """
+        MTLTextureUsage flags (default shader_read).
+        """
+    @usage.setter
+    def usage(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def width(self) -> int:
+        ...
+    @width.setter
+    def width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MTLTexture:
+    """
+    A 2-D texture or texture array in host memory, laid out as (array_length, height, width, channels); MPSImage(texture=, feature_channels=) aliases it.
+    """
+    label: str
+    @staticmethod
+    def from_numpy(array: typing.Any, device: MTLDevice = None, usage: typing.SupportsInt | typing.SupportsIndex = 3) -> MTLTexture:
+        """
+        Wrap a C-contiguous (H, W), (H, W, channels) or (array_length, H, W, channels) float32/float16/uint8/uint16 array without copying (1, 2 or 4 channels; 4-D arrays make a type2d_array texture).
+        
+        Raises:
+            DTypeError: wrong dtype or not C-contiguous.
+            ShapeError: other shapes.
+        """
+    def __repr__(self) -> str:
+        ...
+    def numpy(self) -> numpy.ndarray:
+        """
+        A NumPy view of the texture's memory ((H, W, C) or (array_length, H, W, C)).
+        """
+    @property
+    def allocated_size(self) -> int:
+        ...
+    @property
+    def array_length(self) -> int:
+        ...
+    @property
+    def depth(self) -> int:
+        ...
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def height(self) -> int:
+        ...
+    @property
+    def mipmap_level_count(self) -> int:
+        ...
+    @property
+    def pixel_format(self) -> MTLPixelFormat:
+        ...
+    @property
+    def sample_count(self) -> int:
+        ...
+    @property
+    def texture_type(self) -> MTLTextureType:
+        ...
+    @property
+    def usage(self) -> typing.Any:
+        ...
+    @property
+    def width(self) -> int:
+        ...
 class MPSImageDescriptor:
     """
     Size, channels and format of an image.
@@ -537,17 +726,30 @@ class MPSImage:
             DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
             ShapeError: not 4-dimensional.
         """
+    def __array__(self, dtype: typing.Any = None, copy: typing.Any = None) -> typing.Any:
+        """
+        NumPy protocol: np.asarray(image) is the numpy() view, np.array(image) a copy; np.argmax(image, axis=-1) and other NumPy functions see the (N, H, W, C) values. NumPy 2 copy semantics: copy=False raises ValueError when a copy would be needed (a dtype change), copy=None views when possible.
+        """
     def __dlpack__(self, **kwargs) -> typing.Any:
         """
-        DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image).
+        DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image). Waits for the producing command buffer as numpy() does.
         """
     def __dlpack_device__(self) -> tuple[int, int]:
         """
         (1, 0): host memory (kDLCPU).
         """
+    def __getitem__(self, key: typing.Any) -> typing.Any:
+        """
+        image[key] is image.numpy()[key]: NumPy indexing of the (N, H, W, C) view (slices are views).
+        """
     @typing.overload
     def __init__(self, device: MTLDevice, image_descriptor: MPSImageDescriptor) -> None:
         ...
+    @typing.overload
+    def __init__(self, texture: MTLTexture, feature_channels: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        MPSImage(texture:featureChannels:): an image aliasing the texture's memory (no copy), with number_of_images = texture.array_length. feature_channels may be fewer than the pixel format's channels (pass 3 for an RGB photo in an rgba8_unorm texture) but not more: images of more than 4 channels span several texture slices, which this backend's (N, H, W, C) images cannot alias (UnsupportedError).
+        """
     @typing.overload
     def __init__(self, parent_image: MPSImage, slice_range: typing.Any, feature_channels: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
@@ -562,6 +764,8 @@ class MPSImage:
     def numpy(self) -> numpy.ndarray:
         """
         An (N, H, W, C) NumPy view of the image's memory (no copy; keeps it alive).
+        
+        An image returned by MPSNNGraph.encode is written when its command buffer runs: reading it waits for a committed command buffer to complete, and raises MPSGraphError (naming the buffer's status) when the buffer was never committed, since waiting would never end. The same holds for read_bytes, write_bytes, __array__, __getitem__ and DLPack export. Temporary images raise MPSTemporaryImageError.
         """
     def read_bytes(self, data: typing_extensions.Buffer, data_layout: MPSDataLayout, image_index: typing.SupportsInt | typing.SupportsIndex = 0, *, bytes_per_row: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_image: typing.SupportsInt | typing.SupportsIndex = 0, region: typing.Any = None, feature_channel_info: typing.Any = None) -> None:
         """
@@ -598,6 +802,11 @@ class MPSImage:
     @property
     def is_temporary(self) -> bool:
         ...
+    @property
+    def mtl_texture(self) -> MTLTexture:
+        """
+        mpsnn: the MTLTexture this image aliases (MPSImage(texture=, feature_channels=)), or None.
+        """
     @property
     def number_of_images(self) -> int:
         ...
@@ -1626,7 +1835,7 @@ class MPSNNGraph:
         ...
     def encode(self, command_buffer: MTLCommandBuffer, source_images: list, source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> MPSImage:
         """
-        Encode one run; returns the result image (valid once the command buffer completed) or None. destination_states receives the exported result states (result_state_handles order), temporary iff output_state_is_temporary.
+        Encode one run; returns the result image (written when the command buffer runs) or None. CPU reads of the returned images (numpy(), read_bytes, __array__, DLPack) wait for the committed command buffer and raise MPSGraphError before commit(). destination_states receives the exported result states (result_state_handles order), temporary iff output_state_is_temporary.
         """
     def encode_batch(self, command_buffer: MTLCommandBuffer, source_images: collections.abc.Sequence[list], source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
         """

@@ -15,7 +15,8 @@ const ConvolutionParams& conv_params(const ShapeContext& ctx) {
 void check_source_channels(const ShapeContext& ctx, const ConvolutionDescriptor& d) {
   const ImageShape& s = ctx.sources[0];
   MPSNN_CHECK(s.c == d.input_feature_channels, ShapeError, ctx.context(), " source has ", s.c,
-              " feature channels, descriptor expects ", d.input_feature_channels);
+              " feature channels, descriptor expects ", d.input_feature_channels,
+              nchw_hint(s, d.input_feature_channels));
 }
 
 // A regular convolution whose custom padding set a source channel window reads channels

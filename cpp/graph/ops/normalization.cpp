@@ -10,7 +10,8 @@ ShapeResult parameterized_norm_shape(const ShapeContext& ctx) {
   MPSNN_CHECK(ctx.params.norm != nullptr, ShapeError, ctx.context(), " has no data source");
   const int64_t c = ctx.params.norm->channels;
   MPSNN_CHECK(ctx.sources[0].c == c, ShapeError, ctx.context(), " source has ", ctx.sources[0].c,
-              " feature channels, data source has ", c);
+              " feature channels, data source has ", c,
+              nchw_hint(ctx.sources[0], c));
   return same_shape(ctx);
 }
 }  // namespace
