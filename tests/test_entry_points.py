@@ -148,6 +148,25 @@ def test_set_neuron_type_defaults_and_prelu(device):
         d.set_neuron_to_prelu_with_parameters_a([0.1, 0.2])
 
 
+def test_deprecated_neuron_properties_are_settable_as_in_ios_11_swift(device, rng):
+    """desc.neuronType = .reLU; desc.neuronParameterA = 0.1 (the TinyYOLO sample)."""
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=1, kernel_height=1, input_feature_channels=2,
+                                          output_feature_channels=2)
+    with pytest.warns(DeprecationWarning, match="neuron_type is deprecated"):
+        d.neuron_type = mpsnn.MPSCNNNeuronType.relu
+    with pytest.warns(DeprecationWarning, match="neuron_parameter_a is deprecated"):
+        d.neuron_parameter_a = 0.1
+    with pytest.warns(DeprecationWarning, match="neuron_parameter_b is deprecated"):
+        d.neuron_parameter_b = 0.0
+    n = d.fused_neuron_descriptor
+    assert n.neuron_type == mpsnn.MPSCNNNeuronType.relu and n.a == pytest.approx(0.1) and n.b == 0.0
+    w = rng.standard_normal((2, 1, 1, 2)).astype(np.float32)
+    conv = mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, w, None))
+    xv = rng.standard_normal((1, 3, 3, 2)).astype(np.float32)
+    y = MPSNNGraph(device, conv.result_image).run([xv]).numpy()
+    assert_close(y, R.neuron(R.conv2d(xv, w), "relu", a=0.1), "reduction", k=2)
+
+
 def test_deprecated_api_is_an_error_under_filterwarnings_error():
     d = mpsnn.MPSCNNConvolutionDescriptor()
     with pytest.raises(DeprecationWarning):

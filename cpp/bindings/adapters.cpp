@@ -7,6 +7,7 @@
 namespace mpsnn::bindings {
 
 PyRef::~PyRef() {
+  if (!obj) return;  // released already (one-shot handlers take it under the GIL): no GIL needed
   if (!Py_IsInitialized()) {
     obj.release();  // the interpreter is gone: leak rather than crash
     return;

@@ -303,6 +303,10 @@ void bind_graph(py::module_& m) {
             cb->add_completed_handler([ref, result, failure](CommandBuffer& c) {
               if (!Py_IsInitialized()) return;
               py::gil_scoped_acquire gil;
+              // Taken out under the GIL: the handler is destroyed after the queue's in-flight count
+              // drops (what atexit waits for), when the interpreter may be finalizing.
+              const py::object callback = std::move(ref->obj);
+              if (!callback) return;
               py::object err = failure ? py::object(py::str(*failure)) : py::object(py::none());
               if (auto e = c.error(); e && !failure) {
                 try {
@@ -312,7 +316,7 @@ void bind_graph(py::module_& m) {
                 }
               }
               try {
-                ref->obj(err.is_none() ? py::cast(result) : py::none(), err);
+                callback(err.is_none() ? py::cast(result) : py::none(), err);
               } catch (py::error_already_set& pe) {
                 pe.discard_as_unraisable("MPSNNGraph.execute_async completion handler");
               }

@@ -161,22 +161,48 @@ void bind_nodes(py::module_& m) {
            },
            "mean"_a, "variance"_a, "gamma"_a, "beta"_a, "epsilon"_a)
       // Deprecated in MPS (macOS 10.13.4): views of fused_neuron_descriptor.
-      .def_property_readonly("neuron_type", [](const ConvolutionDescriptor& d) {
-        deprecated("neuron_type");
-        return d.fused_neuron.type;
-      })
-      .def_property_readonly("neuron_parameter_a", [](const ConvolutionDescriptor& d) {
-        deprecated("neuron_parameter_a");
-        return d.fused_neuron.a;
-      })
-      .def_property_readonly("neuron_parameter_b", [](const ConvolutionDescriptor& d) {
-        deprecated("neuron_parameter_b");
-        return d.fused_neuron.b;
-      })
-      .def_property_readonly("neuron_parameter_c", [](const ConvolutionDescriptor& d) {
-        deprecated("neuron_parameter_c");
-        return d.fused_neuron.c;
-      })
+      // (iOS 11 Swift code sets them as properties: desc.neuronType = .reLU; desc.neuronParameterA = 0.1.)
+      .def_property(
+          "neuron_type",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_type");
+            return d.fused_neuron.type;
+          },
+          [](ConvolutionDescriptor& d, NeuronType t) {
+            deprecated("neuron_type");
+            d.fused_neuron.type = t;  // keeps neuron_parameter_a/b/c, as MPS's separate properties do
+            d.fused_neuron.data.clear();
+          })
+      .def_property(
+          "neuron_parameter_a",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_parameter_a");
+            return d.fused_neuron.a;
+          },
+          [](ConvolutionDescriptor& d, float v) {
+            deprecated("neuron_parameter_a");
+            d.fused_neuron.a = v;
+          })
+      .def_property(
+          "neuron_parameter_b",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_parameter_b");
+            return d.fused_neuron.b;
+          },
+          [](ConvolutionDescriptor& d, float v) {
+            deprecated("neuron_parameter_b");
+            d.fused_neuron.b = v;
+          })
+      .def_property(
+          "neuron_parameter_c",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_parameter_c");
+            return d.fused_neuron.c;
+          },
+          [](ConvolutionDescriptor& d, float v) {
+            deprecated("neuron_parameter_c");
+            d.fused_neuron.c = v;
+          })
       .def(
           "set_neuron_type",
           [](ConvolutionDescriptor& d, NeuronType t, std::optional<float> a, std::optional<float> b) {

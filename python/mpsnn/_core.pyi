@@ -771,6 +771,7 @@ class MPSCNNConvolutionDescriptor:
     """
     Geometry of a convolution, read from its data source.
     """
+    neuron_type: MPSCNNNeuronType
     @staticmethod
     def cnn_convolution_descriptor(kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, input_feature_channels: typing.SupportsInt | typing.SupportsIndex, output_feature_channels: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNConvolutionDescriptor:
         """
@@ -833,14 +834,20 @@ class MPSCNNConvolutionDescriptor:
     @property
     def neuron_parameter_a(self) -> float:
         ...
+    @neuron_parameter_a.setter
+    def neuron_parameter_a(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
     @property
     def neuron_parameter_b(self) -> float:
+        ...
+    @neuron_parameter_b.setter
+    def neuron_parameter_b(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def neuron_parameter_c(self) -> float:
         ...
-    @property
-    def neuron_type(self) -> MPSCNNNeuronType:
+    @neuron_parameter_c.setter
+    def neuron_parameter_c(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def output_feature_channels(self) -> int:
