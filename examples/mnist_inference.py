@@ -76,7 +76,7 @@ def main():
         result = graph.run([batch])
         times.append(time.perf_counter() - t0)
     probs = result.numpy().reshape(40, 10)
-    print(graph.debug_description())
+    print(graph.debug_description)
     print("first 4 predictions (probabilities):")
     np.set_printoptions(precision=3, suppress=True)
     print(probs[:4])

@@ -261,7 +261,7 @@ def test_custom_padding_policy(device, rng):
 def test_debug_description_names_nodes(device, rng):
     x, r1, out, ref = residual_net(rng)
     g = MPSNNGraph(device, out.result_image)
-    text = g.debug_description()
+    text = g.debug_description
     assert "convolution" in text and "arithmetic" in text
 
 

@@ -9,6 +9,7 @@
 namespace mpsnn::bindings {
 
 PyRef::~PyRef() {
+  if (!obj) return;  // released already (one-shot handlers take it under the GIL): no GIL needed
   if (!Py_IsInitialized()) {
     obj.release();  // the interpreter is gone: leak rather than crash
     return;
@@ -233,7 +234,9 @@ class PyPadding final : public PaddingPolicy {
       d.number_of_images = request.sources[i].n;
       images.append(std::make_shared<Image>(system_default_device(), d));  // descriptor only, never allocated
     }
-    py::object result = ref.obj.attr("destination_image_descriptor")(images, py::none(), py::cast(&kernel, py::return_value_policy::reference), suggested);
+    py::object k = kernel_object(request.node, kernel);
+    py::object result = ref.obj.attr("destination_image_descriptor")(images, py::none(), k, suggested);
+    kernel = kernel_props(k);
     MPSNN_CHECK(py::isinstance<ImageDescriptor>(result), GraphError, request.node_context,
                 " destination_image_descriptor returned ", py::str(py::type::of(result)).cast<std::string>(),
                 "; expected an MPSImageDescriptor");

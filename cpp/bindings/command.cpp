@@ -12,8 +12,11 @@ CommandBuffer::Handler python_handler(py::function fn) {
   return [ref](CommandBuffer& cb) {
     if (!Py_IsInitialized()) return;
     py::gil_scoped_acquire gil;
+    // Taken out under the GIL: the handler outlives the in-flight count atexit waits for.
+    const py::object callback = std::move(ref->obj);
+    if (!callback) return;
     try {
-      ref->obj(cb.shared_from_this());
+      callback(cb.shared_from_this());
     } catch (py::error_already_set& e) {
       auto err = std::make_shared<std::string>(e.what());
       e.restore();

@@ -138,6 +138,23 @@ FilterNodePtr node_factory(OpKind kind, Attrs attrs, std::vector<ImageNodePtr> s
   return make_node<T>(kind, std::move(attrs), std::move(sources), std::move(states));
 }
 
+// Registers `factory` as an initializer of `cls` and as its static `node(...)` (Apple's
+// nodeWithSource:… class factories, Swift's init), with the same keywords and defaults. The
+// first `node` of a class starts its own overload chain, so it shadows every base class factory.
+template <typename Class, typename F, typename... Extra>
+Class& def_init(Class& cls, F factory, const Extra&... extra) {
+  if (!cls.attr("__dict__").contains("node")) cls.attr("node") = py::none();
+  cls.def_static("node", factory, extra...);
+  cls.def(py::init(std::move(factory)), extra...);
+  return cls;
+}
+
+// The object a custom padding hook receives as `kernel` (kernels.cpp): an instance of the MPS
+// kernel class of the node (MPSCNNPoolingMax, MPSCNNConvolution, ...) holding a copy of `props`;
+// kernel_props reads back what the hook changed.
+py::object kernel_object(const FilterNode* node, const KernelProps& props);
+KernelProps kernel_props(const py::handle& kernel);
+
 // A read/write Python property over one field of a node's attribute struct.
 template <typename A, typename F, typename Class>
 void attr_property(Class& cls, const char* name, F A::*field, const char* doc, bool writable = true) {
@@ -163,5 +180,6 @@ void bind_nodes_normalization(py::module_& m);
 void bind_nodes_resample(py::module_& m);
 void bind_graph(py::module_& m);
 void bind_states(py::module_& m);
+void bind_kernels(py::module_& m);
 
 }  // namespace mpsnn::bindings

@@ -19,7 +19,9 @@ void bind_enums(py::module_& m) {
       .value("float32", ChannelFormat::float32)
       .finalize();
   py::native_enum<DataLayout>(m, "MPSDataLayout", "enum.IntEnum", "Buffer layout of read_bytes / write_bytes.")
-      .value("HeightxWidthxFeatureChannels", DataLayout::height_width_channels)
+      .value("height_x_width_x_feature_channels", DataLayout::height_width_channels)
+      .value("feature_channels_x_height_x_width", DataLayout::channels_height_width)
+      .value("HeightxWidthxFeatureChannels", DataLayout::height_width_channels)  // earlier spellings, aliases
       .value("featureChannelsxHeightxWidth", DataLayout::channels_height_width)
       .finalize();
   py::native_enum<EdgeMode>(m, "MPSImageEdgeMode", "enum.IntEnum", "How reads outside the source are satisfied.")
@@ -62,21 +64,31 @@ void bind_enums(py::module_& m) {
       .value("update_device_gpu", TrainingStyle::update_device_gpu)
       .finalize();
   py::native_enum<NeuronType>(m, "MPSCNNNeuronType", "enum.IntEnum", "Neuron (activation) function.")
+      // snake_case of the Swift cases (graph.md §9.1) ...
       .value("none", NeuronType::none)
-      .value("reLU", NeuronType::relu)
+      .value("relu", NeuronType::relu)
       .value("linear", NeuronType::linear)
       .value("sigmoid", NeuronType::sigmoid)
+      .value("hard_sigmoid", NeuronType::hard_sigmoid)
+      .value("tanh", NeuronType::tanh)
+      .value("absolute", NeuronType::absolute)
+      .value("soft_plus", NeuronType::soft_plus)
+      .value("soft_sign", NeuronType::soft_sign)
+      .value("elu", NeuronType::elu)
+      .value("prelu", NeuronType::prelu)
+      .value("relun", NeuronType::relu_n)
+      .value("power", NeuronType::power)
+      .value("exponential", NeuronType::exponential)
+      .value("logarithm", NeuronType::logarithm)
+      // ... and the earlier (Swift-cased) spellings as aliases.
+      .value("reLU", NeuronType::relu)
       .value("hardSigmoid", NeuronType::hard_sigmoid)
       .value("tanH", NeuronType::tanh)
-      .value("absolute", NeuronType::absolute)
       .value("softPlus", NeuronType::soft_plus)
       .value("softSign", NeuronType::soft_sign)
       .value("eLU", NeuronType::elu)
       .value("pReLU", NeuronType::prelu)
       .value("reLUN", NeuronType::relu_n)
-      .value("power", NeuronType::power)
-      .value("exponential", NeuronType::exponential)
-      .value("logarithm", NeuronType::logarithm)
       .finalize();
   py::native_enum<DataType>(m, "MPSDataType", "enum.IntEnum", "Element type of data-source buffers.")
       .value("invalid", DataType::invalid)

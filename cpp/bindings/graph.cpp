@@ -46,6 +46,20 @@ struct PyGraph {
 };
 using PyGraphPtr = std::shared_ptr<PyGraph>;
 
+// MPSKernelOptionsVerbose output: the graph layer describes each plan it compiles, Python's
+// sys.stderr prints it.
+void log_to_stderr(NNGraph& g) {
+  g.set_log([](const std::string& text) {
+    if (!Py_IsInitialized()) return;
+    py::gil_scoped_acquire gil;
+    try {
+      py::module_::import("sys").attr("stderr").attr("write")(text);
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("MPSNNGraph verbose log");
+    }
+  });
+}
+
 PyGraphPtr make_graph(const DevicePtr& device, const ImageNodePtr& result_image, bool result_image_is_needed,
                       const std::optional<std::vector<ImageNodePtr>>& result_images,
                       const std::optional<std::vector<bool>>& results_are_needed) {
@@ -65,6 +79,7 @@ PyGraphPtr make_graph(const DevicePtr& device, const ImageNodePtr& result_image,
     needed = {result_image_is_needed};
   }
   g->graph = std::make_shared<NNGraph>(device, results, needed, kernel_registry(device->backend()));
+  log_to_stderr(*g->graph);
   return g;
 }
 
@@ -160,6 +175,7 @@ void bind_graph(py::module_& m) {
             g->multi_result = p.multi_result;
             const DevicePtr& d = device ? device : p.graph->device();
             g->graph = p.graph->copy(d, kernel_registry(d->backend()));
+            log_to_stderr(*g->graph);
             return g;
           },
           "device"_a = nullptr,
@@ -169,6 +185,7 @@ void bind_graph(py::module_& m) {
         auto g = std::make_shared<PyGraph>();
         g->multi_result = p.multi_result;
         g->graph = p.graph->copy(nullptr, nullptr);
+        log_to_stderr(*g->graph);
         return g;
       })
       .def_property_readonly("device", [](const PyGraph& p) { return p.graph->device(); })
@@ -189,8 +206,12 @@ void bind_graph(py::module_& m) {
                     [](PyGraph& p, bool v) { p.graph->output_state_is_temporary = v; })
       .def_property("label", [](const PyGraph& p) { return p.graph->label; },
                     [](PyGraph& p, const std::string& v) { p.graph->label = v; })
-      .def_property("options", [](const PyGraph& p) { return p.graph->kernel_options; },
-                    [](PyGraph& p, int v) { p.graph->kernel_options = v; })
+      .def_property(
+          "options",
+          [](const PyGraph& p) { return py::module_::import("mpsnn._core").attr("MPSKernelOptions")(p.graph->kernel_options); },
+          [](PyGraph& p, int v) { p.graph->kernel_options = v; },
+          "MPSKernelOptions; with verbose, each plan the graph compiles is described on stderr (steps, fusions, "
+          "buffers).")
       .def_property(
           "fusion_enabled", [](const PyGraph& p) { return p.graph->options().fuse; },
           [](PyGraph& p, bool v) {
@@ -297,19 +318,30 @@ void bind_graph(py::module_& m) {
               q = p.queue;
             }
             auto cb = q->make_command_buffer();
-            auto imgs = to_images(sources, p.graph->device());
-            MPSNN_CHECK(!imgs.empty(), GraphError, "[MPSNNGraph.execute_async] needs at least one source image");
+            // As in MPS, every error (of the sources too) goes to the completion handler, not the caller.
             ImagePtr result;
-            {
+            auto failure = std::make_shared<std::string>();
+            try {
+              auto imgs = to_images(sources, p.graph->device());
+              MPSNN_CHECK(!imgs.empty(), GraphError, "[MPSNNGraph.execute_async] needs at least one source image");
               py::gil_scoped_release nogil;
               result = p.graph->encode(cb, imgs, nullptr, nullptr, nullptr);
+            } catch (py::error_already_set& e) {
+              *failure = e.what();
+            } catch (const std::exception& e) {
+              *failure = e.what();
             }
+            if (failure->empty()) failure.reset();
             auto ref = std::make_shared<PyRef>(handler);
-            cb->add_completed_handler([ref, result](CommandBuffer& c) {
+            cb->add_completed_handler([ref, result, failure](CommandBuffer& c) {
               if (!Py_IsInitialized()) return;
               py::gil_scoped_acquire gil;
-              py::object err = py::none();
-              if (auto e = c.error()) {
+              // Taken out under the GIL: the handler is destroyed after the queue's in-flight count
+              // drops (what atexit waits for), when the interpreter may be finalizing.
+              const py::object callback = std::move(ref->obj);
+              if (!callback) return;
+              py::object err = failure ? py::object(py::str(*failure)) : py::object(py::none());
+              if (auto e = c.error(); e && !failure) {
                 try {
                   std::rethrow_exception(e);
                 } catch (const std::exception& ex) {
@@ -317,7 +349,7 @@ void bind_graph(py::module_& m) {
                 }
               }
               try {
-                ref->obj(err.is_none() ? py::cast(result) : py::none(), err);
+                callback(err.is_none() ? py::cast(result) : py::none(), err);
               } catch (py::error_already_set& pe) {
                 pe.discard_as_unraisable("MPSNNGraph.execute_async completion handler");
               }
@@ -326,11 +358,14 @@ void bind_graph(py::module_& m) {
             return result;
           },
           "source_images"_a, "completion_handler"_a,
-          "Run on a private queue; completion_handler(result, error) is called on a worker thread.")
+          "Run on a private queue; completion_handler(result, error) is called on a worker thread: error is None "
+          "or the message of what failed (invalid sources included: nothing is raised here), result then None. "
+          "Returns the result image (None when encoding failed).")
       .def("read_count_for_source_image", [](const PyGraph& p, int i) { return p.graph->read_count_for_source_image(i); }, "index"_a)
       .def("read_count_for_source_state", [](const PyGraph& p, int i) { return p.graph->read_count_for_source_state(i); }, "index"_a)
       .def("reload_from_data_sources", [](PyGraph& p) { p.graph->reload_from_data_sources(); })
-      .def("debug_description", [](PyGraph& p) { return p.graph->debug_description(); })
+      .def_property_readonly("debug_description", [](PyGraph& p) { return p.graph->debug_description(); },
+                             "The nodes and the compiled plans, as text (a property, as in MPS).")
       .def_property_readonly("_num_compiled_plans", [](const PyGraph& p) { return p.graph->num_plans(); },
                              "Test aid: plans in the cache (one per set of source sizes and formats).")
       .def(

@@ -21,6 +21,37 @@ D descriptor(int64_t kernel_width, int64_t kernel_height, int64_t input_feature_
 struct DepthwiseDescriptor : ConvolutionDescriptor {};
 struct SubPixelDescriptor : ConvolutionDescriptor {};
 
+DepthwiseDescriptor depthwise_descriptor(int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
+  auto d = descriptor<DepthwiseDescriptor>(kw, kh, cin, cout);
+  d.depthwise = true;
+  return d;
+}
+
+// The initializer and the class factory of one descriptor class: the factory is the class's own
+// (instancetype), not the base class's inherited one.
+template <typename Class, typename F>
+void descriptor_constructors(Class& cls, F make) {
+  cls.def(py::init(make), "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1,
+          "output_feature_channels"_a = 1);
+  cls.attr("cnn_convolution_descriptor") = py::none();  // no overload chain with the base class's factory
+  cls.def_static("cnn_convolution_descriptor", make, "kernel_width"_a, "kernel_height"_a, "input_feature_channels"_a,
+                 "output_feature_channels"_a, "A descriptor of this class (Apple's instancetype class factory).");
+}
+
+// Apple's deprecated neuron API of the convolution descriptor warns and maps onto fused_neuron_descriptor.
+void deprecated(const char* what) {
+  const std::string msg = std::string("MPSCNNConvolutionDescriptor.") + what +
+                          " is deprecated (as in MPS); use fused_neuron_descriptor = MPSNNNeuronDescriptor.cnn_neuron_descriptor(...)";
+  if (PyErr_WarnEx(PyExc_DeprecationWarning, msg.c_str(), 1) < 0) throw py::error_already_set();
+}
+
+std::vector<float> float_data(const py::object& o) {
+  py::module_ np = py::module_::import("numpy");
+  if (py::isinstance<py::bytes>(o) || py::isinstance<py::bytearray>(o) || py::isinstance<py::memoryview>(o))
+    return np.attr("frombuffer")(o, "dtype"_a = "float32").cast<std::vector<float>>();  // NSData of floats
+  return np.attr("asarray")(o, "dtype"_a = "float32").attr("ravel")().cast<std::vector<float>>();
+}
+
 // The incoming gradient(s) of gradient_filter(s): with_source or with_sources, exactly one.
 std::vector<ImageNodePtr> incoming(const FilterNode& n, const std::optional<ImageNodePtr>& one,
                                    const std::optional<std::vector<ImageNodePtr>>& many) {
@@ -67,28 +98,6 @@ void bind_nodes(py::module_& m) {
   py::class_<MultiaryGradientStateNode, StateNode, std::shared_ptr<MultiaryGradientStateNode>>(m, "MPSNNMultiaryGradientStateNode");
   py::class_<LabelsNode, StateNode, std::shared_ptr<LabelsNode>>(m, "MPSNNLabelsNode");
 
-  py::class_<KernelProps>(m, "MPSCNNKernel",
-                          "The kernel geometry a custom padding policy may inspect and change (offset, edge_mode).")
-      .def_readwrite("offset_x", &KernelProps::offset_x)
-      .def_readwrite("offset_y", &KernelProps::offset_y)
-      .def_readwrite("offset_z", &KernelProps::offset_z)
-      .def_property("offset", [](const KernelProps& k) { return py::module_::import("mpsnn._types").attr("MPSOffset")(k.offset_x, k.offset_y, k.offset_z); },
-                    [](KernelProps& k, const py::object& o) {
-                      k.offset_x = o.attr("x").cast<int64_t>();
-                      k.offset_y = o.attr("y").cast<int64_t>();
-                      k.offset_z = o.attr("z").cast<int64_t>();
-                    })
-      .def_readwrite("edge_mode", &KernelProps::edge_mode)
-      .def_readonly("kernel_width", &KernelProps::kernel_width)
-      .def_readonly("kernel_height", &KernelProps::kernel_height)
-      .def_readonly("stride_in_pixels_x", &KernelProps::stride_x)
-      .def_readonly("stride_in_pixels_y", &KernelProps::stride_y)
-      .def_readonly("dilation_rate_x", &KernelProps::dilation_x)
-      .def_readonly("dilation_rate_y", &KernelProps::dilation_y)
-      .def_readwrite("source_feature_channel_offset", &KernelProps::source_feature_channel_offset)
-      .def_readwrite("destination_feature_channel_offset", &KernelProps::destination_feature_channel_offset)
-      .def_readonly("is_backwards", &KernelProps::is_backwards);
-
   py::class_<PaddingPolicy, std::shared_ptr<PaddingPolicy>>(m, "_NativePadding")
       .def("padding_method", &PaddingPolicy::padding_method)
       .def("label", &PaddingPolicy::label);
@@ -124,9 +133,8 @@ void bind_nodes(py::module_& m) {
 
   auto desc = py::class_<ConvolutionDescriptor>(m, "MPSCNNConvolutionDescriptor",
                                                 "Geometry of a convolution, read from its data source.");
-  desc.def(py::init(&descriptor<ConvolutionDescriptor>),
-           "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
-      .def_readwrite("kernel_width", &ConvolutionDescriptor::kernel_width)
+  descriptor_constructors(desc, &descriptor<ConvolutionDescriptor>);
+  desc.def_readwrite("kernel_width", &ConvolutionDescriptor::kernel_width)
       .def_readwrite("kernel_height", &ConvolutionDescriptor::kernel_height)
       .def_readwrite("input_feature_channels", &ConvolutionDescriptor::input_feature_channels)
       .def_readwrite("output_feature_channels", &ConvolutionDescriptor::output_feature_channels)
@@ -152,22 +160,80 @@ void bind_nodes(py::module_& m) {
              d.batch_norm = std::move(bn);
            },
            "mean"_a, "variance"_a, "gamma"_a, "beta"_a, "epsilon"_a)
-      .def_static("cnn_convolution_descriptor", &descriptor<ConvolutionDescriptor>, "kernel_width"_a, "kernel_height"_a, "input_feature_channels"_a, "output_feature_channels"_a);
-  py::class_<DepthwiseDescriptor, ConvolutionDescriptor>(m, "MPSCNNDepthWiseConvolutionDescriptor",
-                                                         "Each input channel is convolved separately (multiplier 1).")
-      .def(py::init([](int64_t kw, int64_t kh, int64_t cin, int64_t cout) {
-             auto d = descriptor<DepthwiseDescriptor>(kw, kh, cin, cout);
-             d.depthwise = true;
-             return d;
-           }),
-           "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
-      .def_property_readonly("channel_multiplier",
-                             [](const ConvolutionDescriptor& d) { return d.output_feature_channels / d.input_feature_channels; });
-  py::class_<SubPixelDescriptor, ConvolutionDescriptor>(m, "MPSCNNSubPixelConvolutionDescriptor",
-                                                        "Rearranges output channels into r x r pixel blocks.")
-      .def(py::init(&descriptor<SubPixelDescriptor>),
-           "kernel_width"_a = 3, "kernel_height"_a = 3, "input_feature_channels"_a = 1, "output_feature_channels"_a = 1)
-      .def_readwrite("sub_pixel_scale_factor", &ConvolutionDescriptor::sub_pixel_scale_factor);
+      // Deprecated in MPS (macOS 10.13.4): views of fused_neuron_descriptor.
+      // (iOS 11 Swift code sets them as properties: desc.neuronType = .reLU; desc.neuronParameterA = 0.1.)
+      .def_property(
+          "neuron_type",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_type");
+            return d.fused_neuron.type;
+          },
+          [](ConvolutionDescriptor& d, NeuronType t) {
+            deprecated("neuron_type");
+            d.fused_neuron.type = t;  // keeps neuron_parameter_a/b/c, as MPS's separate properties do
+            d.fused_neuron.data.clear();
+          })
+      .def_property(
+          "neuron_parameter_a",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_parameter_a");
+            return d.fused_neuron.a;
+          },
+          [](ConvolutionDescriptor& d, float v) {
+            deprecated("neuron_parameter_a");
+            d.fused_neuron.a = v;
+          })
+      .def_property(
+          "neuron_parameter_b",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_parameter_b");
+            return d.fused_neuron.b;
+          },
+          [](ConvolutionDescriptor& d, float v) {
+            deprecated("neuron_parameter_b");
+            d.fused_neuron.b = v;
+          })
+      .def_property(
+          "neuron_parameter_c",
+          [](const ConvolutionDescriptor& d) {
+            deprecated("neuron_parameter_c");
+            return d.fused_neuron.c;
+          },
+          [](ConvolutionDescriptor& d, float v) {
+            deprecated("neuron_parameter_c");
+            d.fused_neuron.c = v;
+          })
+      .def(
+          "set_neuron_type",
+          [](ConvolutionDescriptor& d, NeuronType t, std::optional<float> a, std::optional<float> b) {
+            deprecated("set_neuron_type");
+            d.fused_neuron = make_neuron(t, a, b, std::nullopt);
+          },
+          "neuron_type"_a, "parameter_a"_a = py::none(), "parameter_b"_a = py::none(),
+          "Deprecated: sets fused_neuron_descriptor to the neuron (parameters not given take the type's defaults).")
+      .def(
+          "set_neuron_to_prelu_with_parameters_a",
+          [](ConvolutionDescriptor& d, const py::object& a) {
+            deprecated("set_neuron_to_prelu_with_parameters_a");
+            NeuronDescriptor n;
+            n.type = NeuronType::prelu;
+            n.data = float_data(a);
+            MPSNN_CHECK(d.output_feature_channels <= 0 || int64_t(n.data.size()) == d.output_feature_channels,
+                        ShapeError, "[MPSCNNConvolutionDescriptor] set_neuron_to_prelu_with_parameters_a got ",
+                        n.data.size(), " values; expected one per output feature channel (", d.output_feature_channels, ")");
+            d.fused_neuron = std::move(n);
+          },
+          "a"_a, "Deprecated: fused PReLU with one slope per output feature channel (floats, or bytes of float32).");
+  auto depthwise = py::class_<DepthwiseDescriptor, ConvolutionDescriptor>(
+      m, "MPSCNNDepthWiseConvolutionDescriptor", "Each input channel is convolved separately (multiplier 1).");
+  descriptor_constructors(depthwise, &depthwise_descriptor);
+  depthwise.def_property_readonly("channel_multiplier", [](const ConvolutionDescriptor& d) {
+    return d.output_feature_channels / d.input_feature_channels;
+  });
+  auto sub_pixel = py::class_<SubPixelDescriptor, ConvolutionDescriptor>(m, "MPSCNNSubPixelConvolutionDescriptor",
+                                                                         "Rearranges output channels into r x r pixel blocks.");
+  descriptor_constructors(sub_pixel, &descriptor<SubPixelDescriptor>);
+  sub_pixel.def_readwrite("sub_pixel_scale_factor", &ConvolutionDescriptor::sub_pixel_scale_factor);
 
   py::class_<FilterNode, std::shared_ptr<FilterNode>>(m, "MPSNNFilterNode", "Base of every operation node.")
       .def_property_readonly("result_image", &FilterNode::result_image)

@@ -17,12 +17,12 @@ std::vector<ImageNodePtr> two_sources(const std::optional<std::vector<ImageNodeP
 
 template <typename T, ArithmeticOp Op>
 void arithmetic_class(py::module_& m, const char* name, const char* doc) {
-  py::class_<T, PyBinaryArithmeticNode, std::shared_ptr<T>>(m, name, doc)
-      .def(py::init([](std::optional<std::vector<ImageNodePtr>> sources, ImageNodePtr left, ImageNodePtr right) {
+  auto c = py::class_<T, PyBinaryArithmeticNode, std::shared_ptr<T>>(m, name, doc);
+  def_init(c, [](std::optional<std::vector<ImageNodePtr>> sources, ImageNodePtr left, ImageNodePtr right) {
              ArithmeticAttrs a;
              a.op = Op;
              return make_node<T>(OpKind::Arithmetic, a, two_sources(sources, left, right));
-           }),
+           },
            "sources"_a = py::none(), "left_source"_a = nullptr, "right_source"_a = nullptr);
 }
 
@@ -61,32 +61,32 @@ void bind_nodes_arithmetic(py::module_& m) {
   arithmetic_class<PyMultiplicationNode, ArithmeticOp::multiply>(m, "MPSNNMultiplicationNode", "A * B.");
   arithmetic_class<PyDivisionNode, ArithmeticOp::divide>(m, "MPSNNDivisionNode", "A / B (IEEE: x/0 = inf).");
 
-  py::class_<PyConcatenationNode, FilterNode, std::shared_ptr<PyConcatenationNode>>(
+  auto concat = py::class_<PyConcatenationNode, FilterNode, std::shared_ptr<PyConcatenationNode>>(
       m, "MPSNNConcatenationNode",
-      "Channel concatenation; each source but the last occupies a slot rounded up to 4 channels (gaps are 0).")
-      .def(py::init([](const std::vector<ImageNodePtr>& sources) {
+      "Channel concatenation; each source but the last occupies a slot rounded up to 4 channels (gaps are 0).");
+  def_init(concat, [](const std::vector<ImageNodePtr>& sources) {
              return make_node<PyConcatenationNode>(OpKind::Concatenation, ConcatenationAttrs{}, sources);
-           }),
+           },
            "sources"_a);
 
-  py::class_<PySoftMaxNode, FilterNode, std::shared_ptr<PySoftMaxNode>>(m, "MPSCNNSoftMaxNode",
-                                                                        "Softmax over the feature channels of each pixel.")
-      .def(py::init([](const ImageNodePtr& s) { return make_node<PySoftMaxNode>(OpKind::SoftMax, SoftMaxAttrs{false}, {s}); }),
+  auto softmax = py::class_<PySoftMaxNode, FilterNode, std::shared_ptr<PySoftMaxNode>>(
+      m, "MPSCNNSoftMaxNode", "Softmax over the feature channels of each pixel.");
+  def_init(softmax, [](const ImageNodePtr& s) { return make_node<PySoftMaxNode>(OpKind::SoftMax, SoftMaxAttrs{false}, {s}); },
            "source"_a);
-  py::class_<PyLogSoftMaxNode, FilterNode, std::shared_ptr<PyLogSoftMaxNode>>(
-      m, "MPSCNNLogSoftMaxNode", "Log-softmax over the feature channels of each pixel.")
-      .def(py::init([](const ImageNodePtr& s) { return make_node<PyLogSoftMaxNode>(OpKind::SoftMax, SoftMaxAttrs{true}, {s}); }),
+  auto log_softmax = py::class_<PyLogSoftMaxNode, FilterNode, std::shared_ptr<PyLogSoftMaxNode>>(
+      m, "MPSCNNLogSoftMaxNode", "Log-softmax over the feature channels of each pixel.");
+  def_init(log_softmax, [](const ImageNodePtr& s) { return make_node<PyLogSoftMaxNode>(OpKind::SoftMax, SoftMaxAttrs{true}, {s}); },
            "source"_a);
 
   auto dropout = py::class_<PyDropoutNode, FilterNode, std::shared_ptr<PyDropoutNode>>(
       m, "MPSCNNDropoutNode", "Dropout; in inference graphs the identity (the compiler removes it).");
-  dropout.def(py::init([](const ImageNodePtr& s, float keep, uint64_t seed, std::array<int64_t, 3> stride) {
+  def_init(dropout, [](const ImageNodePtr& s, float keep, uint64_t seed, std::array<int64_t, 3> stride) {
                 DropoutAttrs a;
                 a.keep_probability = keep;
                 a.seed = seed;
                 a.mask_stride = stride;
                 return make_node<PyDropoutNode>(OpKind::Dropout, a, {s});
-              }),
+              },
               "source"_a, "keep_probability"_a = 0.5f, "seed"_a = 0, "mask_stride_in_pixels"_a = std::array<int64_t, 3>{1, 1, 1});
   attr_property(dropout, "keep_probability", &DropoutAttrs::keep_probability, "", false);
   attr_property(dropout, "seed", &DropoutAttrs::seed, "", false);

@@ -41,15 +41,15 @@ BinaryConvolutionAttrs binary_attrs(std::optional<float> scale, BinaryConvolutio
 
 template <typename T, typename Class>
 void add_binary_inits(Class& c, bool fc) {
-  c.def(py::init([fc](const ImageNodePtr& s, const py::object& w, float scale_value, BinaryConvolutionType type, int flags) {
+  def_init(c, [fc](const ImageNodePtr& s, const py::object& w, float scale_value, BinaryConvolutionType type, int flags) {
           return binary_node<T>(fc, s, w, binary_attrs(scale_value, type, flags, {}, {}, {}, {}));
-        }),
-        "source"_a, "weights"_a, "scale_value"_a, "type"_a, "flags"_a)
-      .def(py::init([fc](const ImageNodePtr& s, const py::object& w, std::optional<std::vector<float>> ob,
+        },
+        "source"_a, "weights"_a, "scale_value"_a, "type"_a, "flags"_a);
+  def_init(c, [fc](const ImageNodePtr& s, const py::object& w, std::optional<std::vector<float>> ob,
                          std::optional<std::vector<float>> os, std::optional<std::vector<float>> ib,
                          std::optional<std::vector<float>> is, BinaryConvolutionType type, int flags) {
              return binary_node<T>(fc, s, w, binary_attrs(std::nullopt, type, flags, ob, os, ib, is));
-           }),
+           },
            "source"_a, "weights"_a, "output_bias_terms"_a, "output_scale_terms"_a, "input_bias_terms"_a,
            "input_scale_terms"_a, "type"_a, "flags"_a);
 }
@@ -61,33 +61,33 @@ void bind_nodes_convolution(py::module_& m) {
       m, "MPSCNNConvolutionNode",
       "Convolution (nodes.md §4.2). Weights come from an MPSCNNConvolutionDataSource, read when a graph is built.\n\n"
       "Args:\n    source: MPSNNImageNode (N, H, W, Cin).\n    weights: data source; weights OHWI (Cout, KH, KW, Cin/groups).");
-  conv.def(py::init([](const ImageNodePtr& s, const py::object& w) {
+  def_init(conv, [](const ImageNodePtr& s, const py::object& w) {
              return conv_node<PyConvolutionNode>(ConvolutionVariant::regular, s, w);
-           }),
-           "source"_a, "weights"_a)
-      .def_property_readonly("convolution_gradient_state", &FilterNode::result_state);
+           },
+           "source"_a, "weights"_a);
+  conv.def_property_readonly("convolution_gradient_state", &FilterNode::result_state);
   attr_property(conv, "training_style", &ConvolutionAttrs::training_style, "MPSNNTrainingStyle (copied to gradients).");
   attr_property(conv, "accumulator_precision", &ConvolutionAttrs::accumulator_precision,
                 "0 half, 1 float; the CPU always accumulates in float32.");
 
-  py::class_<PyFullyConnectedNode, PyConvolutionNode, std::shared_ptr<PyFullyConnectedNode>>(
+  auto fc = py::class_<PyFullyConnectedNode, PyConvolutionNode, std::shared_ptr<PyFullyConnectedNode>>(
       m, "MPSCNNFullyConnectedNode",
-      "Fully connected layer: the kernel covers the whole source, result 1x1xCout; flatten order is row, column, channel.")
-      .def(py::init([](const ImageNodePtr& s, const py::object& w) {
+      "Fully connected layer: the kernel covers the whole source, result 1x1xCout; flatten order is row, column, channel.");
+  def_init(fc, [](const ImageNodePtr& s, const py::object& w) {
              return conv_node<PyFullyConnectedNode>(ConvolutionVariant::fully_connected, s, w);
-           }),
+           },
            "source"_a, "weights"_a);
 
-  py::class_<PyConvolutionTransposeNode, PyConvolutionNode, std::shared_ptr<PyConvolutionTransposeNode>>(
+  auto transpose = py::class_<PyConvolutionTransposeNode, PyConvolutionNode, std::shared_ptr<PyConvolutionTransposeNode>>(
       m, "MPSCNNConvolutionTransposeNode",
       "Transposed convolution (nodes.md §4.3). With a convolution's gradient state the result takes that "
-      "convolution's source size; weights are used as given (no rotation).")
-      .def(py::init([](const ImageNodePtr& s, const StateNodePtr& state, const py::object& w) {
+      "convolution's source size; weights are used as given (no rotation).");
+  def_init(transpose, [](const ImageNodePtr& s, const StateNodePtr& state, const py::object& w) {
              if (state)
                MPSNN_CHECK(dynamic_cast<ConvolutionGradientStateNode*>(state.get()) != nullptr, DTypeError,
                            "[convolution] convolution_gradient_state must be an MPSCNNConvolutionGradientStateNode");
              return conv_node<PyConvolutionTransposeNode>(ConvolutionVariant::transpose, s, w, state);
-           }),
+           },
            "source"_a, "convolution_gradient_state"_a, "weights"_a);  // the state may be None, as nil in MPS
 
   auto binary = py::class_<PyBinaryConvolutionNode, PyConvolutionNode, std::shared_ptr<PyBinaryConvolutionNode>>(

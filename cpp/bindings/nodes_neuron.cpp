@@ -44,15 +44,15 @@ void neuron_class(py::module_& m, const char* name, int nparams, const char* doc
     return neuron_node<T>(s, make_neuron(T, a, b, cc));
   };
   if (nparams == 0)
-    c.def(py::init([make](const ImageNodePtr& s) { return make(s, {}, {}, {}); }), "source"_a);
+    def_init(c, [make](const ImageNodePtr& s) { return make(s, {}, {}, {}); }, "source"_a);
   else if (nparams == 1)
-    c.def(py::init([make](const ImageNodePtr& s, float a) { return make(s, a, {}, {}); }), "source"_a, "a"_a = d0.a);
+    def_init(c, [make](const ImageNodePtr& s, float a) { return make(s, a, {}, {}); }, "source"_a, "a"_a = d0.a);
   else if (nparams == 2)
-    c.def(py::init([make](const ImageNodePtr& s, float a, float b) { return make(s, a, b, {}); }), "source"_a,
-          "a"_a = d0.a, "b"_a = d0.b);
+    def_init(c, [make](const ImageNodePtr& s, float a, float b) { return make(s, a, b, {}); }, "source"_a,
+             "a"_a = d0.a, "b"_a = d0.b);
   else
-    c.def(py::init([make](const ImageNodePtr& s, float a, float b, float cc) { return make(s, a, b, cc); }), "source"_a,
-          "a"_a = d0.a, "b"_a = d0.b, "c"_a = d0.c);
+    def_init(c, [make](const ImageNodePtr& s, float a, float b, float cc) { return make(s, a, b, cc); }, "source"_a,
+             "a"_a = d0.a, "b"_a = d0.b, "c"_a = d0.c);
 }
 
 }  // namespace
@@ -80,26 +80,26 @@ void bind_nodes_neuron(py::module_& m) {
   neuron_class<NeuronType::power>(m, "MPSCNNNeuronPowerNode", 3, "f(u) = (a*u + b)^c.");
   neuron_class<NeuronType::exponential>(m, "MPSCNNNeuronExponentialNode", 3, "f(u) = c^(a*u + b); base e when c = -1.");
   neuron_class<NeuronType::logarithm>(m, "MPSCNNNeuronLogarithmNode", 3, "f(u) = log_c(a*u + b); natural log when c = -1.");
-  py::class_<PyNeuron<NeuronType::prelu>, PyNeuronNode, std::shared_ptr<PyNeuron<NeuronType::prelu>>>(
-      m, "MPSCNNNeuronPReLUNode", "f(u) = u if u >= 0 else a[c]*u with one slope per feature channel (or one for all).")
-      .def(py::init([](const ImageNodePtr& s, const std::vector<float>& a_data) {
+  auto prelu = py::class_<PyNeuron<NeuronType::prelu>, PyNeuronNode, std::shared_ptr<PyNeuron<NeuronType::prelu>>>(
+      m, "MPSCNNNeuronPReLUNode", "f(u) = u if u >= 0 else a[c]*u with one slope per feature channel (or one for all).");
+  def_init(prelu, [](const ImageNodePtr& s, const std::vector<float>& a_data) {
              NeuronDescriptor d;
              d.type = NeuronType::prelu;
              d.data = a_data;
              return neuron_node<NeuronType::prelu>(s, d);
-           }),
+           },
            "source"_a, "a_data"_a);
 
   // nodes.md §6.3: one class for every neuron type; dX = G * f'(X) with X the forward input.
-  py::class_<PyNeuronGradientNode, PyGradientFilterNode, std::shared_ptr<PyNeuronGradientNode>>(
-      m, "MPSCNNNeuronGradientNode", "Neuron gradient: dX = G * f'(X), X the forward node's source.")
-      .def(py::init([](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, const NeuronDescriptor& d) {
+  auto ngrad = py::class_<PyNeuronGradientNode, PyGradientFilterNode, std::shared_ptr<PyNeuronGradientNode>>(
+      m, "MPSCNNNeuronGradientNode", "Neuron gradient: dX = G * f'(X), X the forward node's source.");
+  def_init(ngrad, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, const NeuronDescriptor& d) {
              MPSNN_CHECK(state != nullptr, GraphError,
                          "[neuron gradient] gradient_state is None; pass the forward node's result_state");
              return make_node<PyNeuronGradientNode>(OpKind::NeuronGradient, NeuronAttrs{d}, {g, x}, {state});
-           }),
-           "source_gradient"_a, "source_image"_a, "gradient_state"_a, "descriptor"_a)
-      .def_property_readonly("descriptor", [](const FilterNode& n) { return n.attrs_as<NeuronAttrs>().neuron; });
+           },
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a, "descriptor"_a);
+  ngrad.def_property_readonly("descriptor", [](const FilterNode& n) { return n.attrs_as<NeuronAttrs>().neuron; });
   set_node_factory(OpKind::NeuronGradient, node_factory<PyNeuronGradientNode>);
 }
 

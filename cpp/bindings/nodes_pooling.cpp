@@ -19,15 +19,15 @@ PoolingAttrs pooling(PoolingMode mode, int64_t kw, int64_t kh, int64_t sx, int64
 // The three MPSCNNPoolingNode initializers for one subclass.
 template <typename T, PoolingMode Mode>
 void pooling_class(py::module_& m, const char* name, const char* doc) {
-  py::class_<T, PyPoolingNode, std::shared_ptr<T>>(m, name, doc)
-      .def(py::init([](const ImageNodePtr& s, int64_t kw, int64_t kh, int64_t sx, int64_t sy) {
+  auto c = py::class_<T, PyPoolingNode, std::shared_ptr<T>>(m, name, doc);
+  def_init(c, [](const ImageNodePtr& s, int64_t kw, int64_t kh, int64_t sx, int64_t sy) {
              return make_node<T>(OpKind::Pooling, pooling(Mode, kw, kh, sx, sy), {s});
-           }),
-           "source"_a, "kernel_width"_a, "kernel_height"_a, "stride_in_pixels_x"_a, "stride_in_pixels_y"_a)
-      .def(py::init([](const ImageNodePtr& s, int64_t size, std::optional<int64_t> stride) {
+           },
+           "source"_a, "kernel_width"_a, "kernel_height"_a, "stride_in_pixels_x"_a, "stride_in_pixels_y"_a);
+  def_init(c, [](const ImageNodePtr& s, int64_t size, std::optional<int64_t> stride) {
              const int64_t st = stride.value_or(size);
              return make_node<T>(OpKind::Pooling, pooling(Mode, size, size, st, st), {s});
-           }),
+           },
            "source"_a, "filter_size"_a, "stride"_a = py::none());
 }
 // A pooling gradient node built by its initializer: sources G and X, the forward node's state.
@@ -43,11 +43,11 @@ std::shared_ptr<T> pooling_gradient(PoolingAttrs a, const ImageNodePtr& g, const
 
 template <typename T, PoolingMode Mode>
 void pooling_gradient_class(py::module_& m, const char* name, const char* doc) {
-  py::class_<T, PyPoolingGradientNode, std::shared_ptr<T>>(m, name, doc)
-      .def(py::init([](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, int64_t kw, int64_t kh,
+  auto c = py::class_<T, PyPoolingGradientNode, std::shared_ptr<T>>(m, name, doc);
+  def_init(c, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, int64_t kw, int64_t kh,
                        int64_t sx, int64_t sy, const py::object& padding) {
              return pooling_gradient<T>(pooling(Mode, kw, kh, sx, sy), g, x, state, padding);
-           }),
+           },
            "source_gradient"_a, "source_image"_a, "gradient_state"_a, "kernel_width"_a, "kernel_height"_a,
            "stride_in_pixels_x"_a, "stride_in_pixels_y"_a, "padding_policy"_a = py::none());
 }
@@ -70,16 +70,15 @@ void bind_nodes_pooling(py::module_& m) {
                                                            "L2-norm pooling: sqrt of the window's sum of squares (§5.4).");
   auto dilated = py::class_<PyDilatedPoolingMaxNode, FilterNode, std::shared_ptr<PyDilatedPoolingMaxNode>>(
       m, "MPSCNNDilatedPoolingMaxNode", "Dilated max pooling (nodes.md §5.5).");
-  dilated
-      .def(py::init([](const ImageNodePtr& s, int64_t kw, int64_t kh, int64_t sx, int64_t sy, int64_t dx, int64_t dy) {
+  def_init(dilated, [](const ImageNodePtr& s, int64_t kw, int64_t kh, int64_t sx, int64_t sy, int64_t dx, int64_t dy) {
              return make_node<PyDilatedPoolingMaxNode>(OpKind::Pooling, pooling(PoolingMode::dilated_max, kw, kh, sx, sy, dx, dy), {s});
-           }),
+           },
            "source"_a, "kernel_width"_a, "kernel_height"_a, "stride_in_pixels_x"_a, "stride_in_pixels_y"_a,
-           "dilation_rate_x"_a, "dilation_rate_y"_a)
-      .def(py::init([](const ImageNodePtr& s, int64_t size, std::optional<int64_t> stride, std::optional<int64_t> rate) {
+           "dilation_rate_x"_a, "dilation_rate_y"_a);
+  def_init(dilated, [](const ImageNodePtr& s, int64_t size, std::optional<int64_t> stride, std::optional<int64_t> rate) {
              const int64_t st = stride.value_or(size), d = rate.value_or(size);
              return make_node<PyDilatedPoolingMaxNode>(OpKind::Pooling, pooling(PoolingMode::dilated_max, size, size, st, st, d, d), {s});
-           }),
+           },
            "source"_a, "filter_size"_a, "stride"_a = py::none(), "dilation_rate"_a = py::none());
   attr_property(dilated, "kernel_width", &PoolingAttrs::kernel_width, "", false);
   attr_property(dilated, "kernel_height", &PoolingAttrs::kernel_height, "", false);
@@ -107,11 +106,11 @@ void bind_nodes_pooling(py::module_& m) {
   auto dgrad = py::class_<PyDilatedPoolingMaxGradientNode, PyPoolingGradientNode,
                           std::shared_ptr<PyDilatedPoolingMaxGradientNode>>(
       m, "MPSCNNDilatedPoolingMaxGradientNode", "Dilated max pooling gradient (nodes.md §5.5, §5.6).");
-  dgrad.def(py::init([](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, int64_t kw, int64_t kh,
+  def_init(dgrad, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, int64_t kw, int64_t kh,
                         int64_t sx, int64_t sy, int64_t dx, int64_t dy, const py::object& padding) {
               return pooling_gradient<PyDilatedPoolingMaxGradientNode>(
                   pooling(PoolingMode::dilated_max, kw, kh, sx, sy, dx, dy), g, x, state, padding);
-            }),
+            },
             "source_gradient"_a, "source_image"_a, "gradient_state"_a, "kernel_width"_a, "kernel_height"_a,
             "stride_in_pixels_x"_a, "stride_in_pixels_y"_a, "dilation_rate_x"_a, "dilation_rate_y"_a,
             "padding_policy"_a = py::none());

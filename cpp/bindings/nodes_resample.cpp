@@ -36,29 +36,29 @@ void scale_class(py::module_& m, const char* name, const char* doc) {
     return make_node<T>(OpKind::Scale, a, {s});
   };
   // MPS's two initializers: (source, outputSize) and (source, transformProvider, outputSize).
-  py::class_<T, PyScaleNode, std::shared_ptr<T>>(m, name, doc)
-      .def(py::init([make](const ImageNodePtr& s, const py::object& size) { return make(s, py::none(), size); }),
-           "source"_a, "output_size"_a)
-      .def(py::init(make), "source"_a, "transform_provider"_a, "output_size"_a);
+  auto c = py::class_<T, PyScaleNode, std::shared_ptr<T>>(m, name, doc);
+  def_init(c, [make](const ImageNodePtr& s, const py::object& size) { return make(s, py::none(), size); }, "source"_a,
+           "output_size"_a);
+  def_init(c, make, "source"_a, "transform_provider"_a, "output_size"_a);
 }
 }  // namespace
 
 void bind_nodes_resample(py::module_& m) {
-  py::class_<PyUpsamplingNearestNode, FilterNode, std::shared_ptr<PyUpsamplingNearestNode>>(
-      m, "MPSCNNUpsamplingNearestNode", "Nearest-neighbour upsampling by integer factors.")
-      .def(py::init([](const ImageNodePtr& s, int64_t fx, int64_t fy) {
+  auto nearest = py::class_<PyUpsamplingNearestNode, FilterNode, std::shared_ptr<PyUpsamplingNearestNode>>(
+      m, "MPSCNNUpsamplingNearestNode", "Nearest-neighbour upsampling by integer factors.");
+  def_init(nearest, [](const ImageNodePtr& s, int64_t fx, int64_t fy) {
              return upsampling<PyUpsamplingNearestNode>(s, UpsamplingMode::nearest, fx, fy, false);
-           }),
-           "source"_a, "integer_scale_factor_x"_a, "integer_scale_factor_y"_a)
-      .def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
+           },
+           "source"_a, "integer_scale_factor_x"_a, "integer_scale_factor_y"_a);
+  nearest.def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
       .def_property_readonly("scale_factor_y", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_y); });
-  py::class_<PyUpsamplingBilinearNode, FilterNode, std::shared_ptr<PyUpsamplingBilinearNode>>(
-      m, "MPSCNNUpsamplingBilinearNode", "Bilinear upsampling by integer factors (align_corners on or off).")
-      .def(py::init([](const ImageNodePtr& s, int64_t fx, int64_t fy, bool align) {
+  auto bilinear = py::class_<PyUpsamplingBilinearNode, FilterNode, std::shared_ptr<PyUpsamplingBilinearNode>>(
+      m, "MPSCNNUpsamplingBilinearNode", "Bilinear upsampling by integer factors (align_corners on or off).");
+  def_init(bilinear, [](const ImageNodePtr& s, int64_t fx, int64_t fy, bool align) {
              return upsampling<PyUpsamplingBilinearNode>(s, UpsamplingMode::bilinear, fx, fy, align);
-           }),
-           "source"_a, "integer_scale_factor_x"_a, "integer_scale_factor_y"_a, "align_corners"_a = false)
-      .def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
+           },
+           "source"_a, "integer_scale_factor_x"_a, "integer_scale_factor_y"_a, "align_corners"_a = false);
+  bilinear.def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
       .def_property_readonly("scale_factor_y", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_y); })
       .def_property_readonly("align_corners", [](const FilterNode& n) { return n.attrs_as<UpsamplingAttrs>().align_corners; });
   py::class_<PyScaleNode, FilterNode, std::shared_ptr<PyScaleNode>>(m, "MPSNNScaleNode",

@@ -1,6 +1,7 @@
 #include "graph/nn_graph.h"
 
 #include <cstring>
+#include <iostream>
 #include <sstream>
 
 #include "core/errors.h"
@@ -83,16 +84,36 @@ PlanPtr NNGraph::find_plan(const PlanKey& key, const CompileOptions& opts) {
     auto it = plans_.find(key);
     if (it != plans_.end()) return it->second;
   }
-  std::lock_guard<std::mutex> compile_lock(compile_mutex_);
+  PlanPtr plan;
+  LogFn log;
   {
+    std::lock_guard<std::mutex> compile_lock(compile_mutex_);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = plans_.find(key);
+      if (it != plans_.end()) return it->second;
+    }
+    plan = compile_plan(def_, key, *registry_, device_, params_, opts);
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return it->second;
+    plans_[key] = plan;
+    log = log_;
   }
-  PlanPtr plan = compile_plan(def_, key, *registry_, device_, params_, opts);
-  std::lock_guard<std::mutex> lock(mutex_);
-  plans_[key] = plan;
+  if (kernel_options & kVerbose) {
+    std::ostringstream os;
+    os << "[MPSNNGraph" << (label.empty() ? std::string() : " '" + label + "'") << "] compiled a plan (fusion "
+       << (opts.fuse ? "on" : "off") << ")\n"
+       << plan->describe();
+    if (log)
+      log(os.str());
+    else
+      std::cerr << os.str() << std::flush;
+  }
   return plan;
+}
+
+void NNGraph::set_log(LogFn fn) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  log_ = std::move(fn);
 }
 
 void NNGraph::check_source_states(const std::vector<StatePtr>* states, const CommandBuffer* cb, const char* what) const {

@@ -4,6 +4,7 @@
 // records a plan run into a command buffer; `run` executes on the calling thread and waits.
 // Both are safe from many threads at once.
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +43,12 @@ class NNGraph {
   // MPSKernel members.
   std::string label;
   int kernel_options = 0;
+  // MPSKernelOptionsVerbose: with this bit in kernel_options, every newly compiled plan's
+  // description (steps, fusions, buffers) goes to the log function (default: std::cerr). The
+  // function is called without the graph's locks held, on the compiling thread.
+  static constexpr int kVerbose = 16;
+  using LogFn = std::function<void(const std::string&)>;
+  void set_log(LogFn fn);
   CompileOptions options() const;
   void set_options(const CompileOptions& o);
 
@@ -103,6 +110,7 @@ class NNGraph {
   CompileOptions options_;
   std::unordered_map<PlanKey, PlanPtr, PlanKeyHash> plans_;
   std::mutex compile_mutex_;
+  LogFn log_;  // guarded by mutex_
   // Runs encoded or running and not yet completed (reload_from_data_sources refuses while > 0).
   std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
 };

@@ -12,6 +12,8 @@
 
 namespace mpsnn {
 
+class FilterNode;
+
 namespace padding {
 // MPSNNPaddingMethod bits (raw values).
 constexpr int kAlignCentered = 0, kAlignTopLeft = 1, kAlignBottomRight = 2, kAlignMask = 3;
@@ -38,6 +40,7 @@ struct PaddingRequest {
   std::vector<ImageShape> sources;
   std::vector<ChannelFormat> source_formats;
   std::string node_context;
+  const FilterNode* node = nullptr;  // the node being shaped (bindings pick the kernel class from it)
 };
 
 class PaddingPolicy {

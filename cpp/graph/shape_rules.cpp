@@ -10,7 +10,7 @@ using namespace padding;
 
 namespace {
 PaddingRequest make_request(const ShapeContext& ctx) {
-  return PaddingRequest{ctx.sources, ctx.source_formats, ctx.context()};
+  return PaddingRequest{ctx.sources, ctx.source_formats, ctx.context(), &ctx.node};
 }
 
 ImageDescriptor suggested_descriptor(const ImageShape& out, const ShapeContext& ctx) {

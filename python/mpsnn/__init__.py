@@ -38,6 +38,7 @@ from ._core import (  # noqa: E402
     MPSDataLayout,
     MPSImageEdgeMode,
     MPSImageFeatureChannelFormat,
+    MPSKernelOptions,
     MPSNNPaddingMethod,
     MPSNNTrainingStyle,
 )
@@ -65,7 +66,7 @@ _atexit.register(_core._drain_all_queues)
 def _export_constant_aliases(ns):
     """Objective-C constant names as module aliases, e.g. MPSNNPaddingMethodSizeSame."""
     for enum_name in ("MPSNNPaddingMethod", "MPSImageFeatureChannelFormat", "MPSImageEdgeMode", "MPSCNNNeuronType",
-                      "MPSDataLayout", "MPSNNTrainingStyle", "MPSCNNBatchNormalizationFlags"):
+                      "MPSDataLayout", "MPSNNTrainingStyle", "MPSCNNBatchNormalizationFlags", "MPSKernelOptions"):
         enum = ns[enum_name]
         for member_name, member in enum.__members__.items():
             camel = "".join(part[:1].upper() + part[1:] for part in member_name.split("_"))

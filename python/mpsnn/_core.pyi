@@ -13,7 +13,7 @@ from mpsnn import ShapeError
 from mpsnn import UnsupportedError
 import typing
 import typing_extensions
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDropoutNode', 'MPSCNNFullyConnectedNode', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -34,6 +34,8 @@ class MPSDataLayout(enum.IntEnum):
     """
     HeightxWidthxFeatureChannels: typing.ClassVar[MPSDataLayout]
     featureChannelsxHeightxWidth: typing.ClassVar[MPSDataLayout]
+    feature_channels_x_height_x_width: typing.ClassVar[MPSDataLayout]
+    height_x_width_x_feature_channels: typing.ClassVar[MPSDataLayout]
     @classmethod
     def __new__(cls, value):
         ...
@@ -140,19 +142,27 @@ class MPSCNNNeuronType(enum.IntEnum):
     """
     absolute: typing.ClassVar[MPSCNNNeuronType]
     eLU: typing.ClassVar[MPSCNNNeuronType]
+    elu: typing.ClassVar[MPSCNNNeuronType]
     exponential: typing.ClassVar[MPSCNNNeuronType]
     hardSigmoid: typing.ClassVar[MPSCNNNeuronType]
+    hard_sigmoid: typing.ClassVar[MPSCNNNeuronType]
     linear: typing.ClassVar[MPSCNNNeuronType]
     logarithm: typing.ClassVar[MPSCNNNeuronType]
     none: typing.ClassVar[MPSCNNNeuronType]
     pReLU: typing.ClassVar[MPSCNNNeuronType]
     power: typing.ClassVar[MPSCNNNeuronType]
+    prelu: typing.ClassVar[MPSCNNNeuronType]
     reLU: typing.ClassVar[MPSCNNNeuronType]
     reLUN: typing.ClassVar[MPSCNNNeuronType]
+    relu: typing.ClassVar[MPSCNNNeuronType]
+    relun: typing.ClassVar[MPSCNNNeuronType]
     sigmoid: typing.ClassVar[MPSCNNNeuronType]
     softPlus: typing.ClassVar[MPSCNNNeuronType]
     softSign: typing.ClassVar[MPSCNNNeuronType]
+    soft_plus: typing.ClassVar[MPSCNNNeuronType]
+    soft_sign: typing.ClassVar[MPSCNNNeuronType]
     tanH: typing.ClassVar[MPSCNNNeuronType]
+    tanh: typing.ClassVar[MPSCNNNeuronType]
     @classmethod
     def __new__(cls, value):
         ...
@@ -905,63 +915,6 @@ class MPSNNMultiaryGradientStateNode(MPSNNStateNode):
     pass
 class MPSNNLabelsNode(MPSNNStateNode):
     pass
-class MPSCNNKernel:
-    """
-    The kernel geometry a custom padding policy may inspect and change (offset, edge_mode).
-    """
-    edge_mode: MPSImageEdgeMode
-    offset: typing.Any
-    @property
-    def destination_feature_channel_offset(self) -> int:
-        ...
-    @destination_feature_channel_offset.setter
-    def destination_feature_channel_offset(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def dilation_rate_x(self) -> int:
-        ...
-    @property
-    def dilation_rate_y(self) -> int:
-        ...
-    @property
-    def is_backwards(self) -> bool:
-        ...
-    @property
-    def kernel_height(self) -> int:
-        ...
-    @property
-    def kernel_width(self) -> int:
-        ...
-    @property
-    def offset_x(self) -> int:
-        ...
-    @offset_x.setter
-    def offset_x(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def offset_y(self) -> int:
-        ...
-    @offset_y.setter
-    def offset_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def offset_z(self) -> int:
-        ...
-    @offset_z.setter
-    def offset_z(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def source_feature_channel_offset(self) -> int:
-        ...
-    @source_feature_channel_offset.setter
-    def source_feature_channel_offset(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def stride_in_pixels_x(self) -> int:
-        ...
-    @property
-    def stride_in_pixels_y(self) -> int:
-        ...
 class _NativePadding:
     def label(self) -> str | None:
         ...
@@ -1027,13 +980,24 @@ class MPSCNNConvolutionDescriptor:
     """
     Geometry of a convolution, read from its data source.
     """
+    neuron_type: MPSCNNNeuronType
     @staticmethod
     def cnn_convolution_descriptor(kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, input_feature_channels: typing.SupportsInt | typing.SupportsIndex, output_feature_channels: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNConvolutionDescriptor:
-        ...
+        """
+        A descriptor of this class (Apple's instancetype class factory).
+        """
     def __init__(self, kernel_width: typing.SupportsInt | typing.SupportsIndex = 3, kernel_height: typing.SupportsInt | typing.SupportsIndex = 3, input_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, output_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
     def set_batch_normalization_parameters_for_inference(self, mean: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], variance: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], gamma: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, beta: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+    def set_neuron_to_prelu_with_parameters_a(self, a: typing.Any) -> None:
+        """
+        Deprecated: fused PReLU with one slope per output feature channel (floats, or bytes of float32).
+        """
+    def set_neuron_type(self, neuron_type: MPSCNNNeuronType, parameter_a: typing.SupportsFloat | typing.SupportsIndex | None = None, parameter_b: typing.SupportsFloat | typing.SupportsIndex | None = None) -> None:
+        """
+        Deprecated: sets fused_neuron_descriptor to the neuron (parameters not given take the type's defaults).
+        """
     @property
     def dilation_rate_x(self) -> int:
         ...
@@ -1077,6 +1041,24 @@ class MPSCNNConvolutionDescriptor:
     def kernel_width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def neuron_parameter_a(self) -> float:
+        ...
+    @neuron_parameter_a.setter
+    def neuron_parameter_a(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def neuron_parameter_b(self) -> float:
+        ...
+    @neuron_parameter_b.setter
+    def neuron_parameter_b(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def neuron_parameter_c(self) -> float:
+        ...
+    @neuron_parameter_c.setter
+    def neuron_parameter_c(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def output_feature_channels(self) -> int:
         ...
     @output_feature_channels.setter
@@ -1098,6 +1080,11 @@ class MPSCNNDepthWiseConvolutionDescriptor(MPSCNNConvolutionDescriptor):
     """
     Each input channel is convolved separately (multiplier 1).
     """
+    @staticmethod
+    def cnn_convolution_descriptor(kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, input_feature_channels: typing.SupportsInt | typing.SupportsIndex, output_feature_channels: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNDepthWiseConvolutionDescriptor:
+        """
+        A descriptor of this class (Apple's instancetype class factory).
+        """
     def __init__(self, kernel_width: typing.SupportsInt | typing.SupportsIndex = 3, kernel_height: typing.SupportsInt | typing.SupportsIndex = 3, input_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, output_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
     @property
@@ -1107,6 +1094,11 @@ class MPSCNNSubPixelConvolutionDescriptor(MPSCNNConvolutionDescriptor):
     """
     Rearranges output channels into r x r pixel blocks.
     """
+    @staticmethod
+    def cnn_convolution_descriptor(kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, input_feature_channels: typing.SupportsInt | typing.SupportsIndex, output_feature_channels: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNSubPixelConvolutionDescriptor:
+        """
+        A descriptor of this class (Apple's instancetype class factory).
+        """
     def __init__(self, kernel_width: typing.SupportsInt | typing.SupportsIndex = 3, kernel_height: typing.SupportsInt | typing.SupportsIndex = 3, input_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, output_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
     @property
@@ -1187,6 +1179,9 @@ class MPSCNNConvolutionNode(MPSNNFilterNode):
         source: MPSNNImageNode (N, H, W, Cin).
         weights: data source; weights OHWI (Cout, KH, KW, Cin/groups).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, weights: typing.Any) -> MPSCNNConvolutionNode:
+        ...
     def __init__(self, source: MPSNNImageNode, weights: typing.Any) -> None:
         ...
     @property
@@ -1212,18 +1207,32 @@ class MPSCNNFullyConnectedNode(MPSCNNConvolutionNode):
     """
     Fully connected layer: the kernel covers the whole source, result 1x1xCout; flatten order is row, column, channel.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, weights: typing.Any) -> MPSCNNFullyConnectedNode:
+        ...
     def __init__(self, source: MPSNNImageNode, weights: typing.Any) -> None:
         ...
 class MPSCNNConvolutionTransposeNode(MPSCNNConvolutionNode):
     """
     Transposed convolution (nodes.md §4.3). With a convolution's gradient state the result takes that convolution's source size; weights are used as given (no rotation).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: typing.Any) -> MPSCNNConvolutionTransposeNode:
+        ...
     def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: typing.Any) -> None:
         ...
 class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
     """
     Binary convolution (nodes.md §4.5): uint32 bit-packed weights [Cout][KH][KW][ceil(Cin/32)]; inference only.
     """
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryConvolutionNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryConvolutionNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -1253,6 +1262,14 @@ class MPSCNNBinaryFullyConnectedNode(MPSCNNBinaryConvolutionNode):
     """
     Binary fully connected layer.
     """
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryFullyConnectedNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryFullyConnectedNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -1301,6 +1318,14 @@ class MPSCNNPoolingMaxNode(MPSCNNPoolingNode):
     """
     Max pooling (nodes.md §5.3).
     """
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNPoolingMaxNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None) -> MPSCNNPoolingMaxNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -1311,6 +1336,14 @@ class MPSCNNPoolingAverageNode(MPSCNNPoolingNode):
     """
     Average pooling (nodes.md §5.2).
     """
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNPoolingAverageNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None) -> MPSCNNPoolingAverageNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -1321,6 +1354,14 @@ class MPSCNNPoolingL2NormNode(MPSCNNPoolingNode):
     """
     L2-norm pooling: sqrt of the window's sum of squares (§5.4).
     """
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNPoolingL2NormNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None) -> MPSCNNPoolingL2NormNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -1332,6 +1373,14 @@ class MPSCNNDilatedPoolingMaxNode(MPSNNFilterNode):
     Dilated max pooling (nodes.md §5.5).
     """
     edge_mode: MPSImageEdgeMode
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNDilatedPoolingMaxNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, filter_size: typing.SupportsInt | typing.SupportsIndex, stride: typing.SupportsInt | typing.SupportsIndex | None = None, dilation_rate: typing.SupportsInt | typing.SupportsIndex | None = None) -> MPSCNNDilatedPoolingMaxNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -1376,24 +1425,36 @@ class MPSCNNPoolingMaxGradientNode(MPSCNNPoolingGradientNode):
     """
     Max pooling gradient: G routed to each window's arg-max (first maximal tap).
     """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNPoolingMaxGradientNode:
+        ...
     def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
         ...
 class MPSCNNPoolingAverageGradientNode(MPSCNNPoolingGradientNode):
     """
     Average pooling gradient: G / N spread over each window's in-image taps.
     """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNPoolingAverageGradientNode:
+        ...
     def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
         ...
 class MPSCNNPoolingL2NormGradientNode(MPSCNNPoolingGradientNode):
     """
     L2-norm pooling gradient: G * X / Y over each window.
     """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNPoolingL2NormGradientNode:
+        ...
     def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
         ...
 class MPSCNNDilatedPoolingMaxGradientNode(MPSCNNPoolingGradientNode):
     """
     Dilated max pooling gradient (nodes.md §5.5, §5.6).
     """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNDilatedPoolingMaxGradientNode:
+        ...
     def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
         ...
     @property
@@ -1427,96 +1488,144 @@ class _MPSCNNNeuronNoneNode(MPSCNNNeuronNode):
     """
     Identity neuron (type none).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode) -> _MPSCNNNeuronNoneNode:
+        ...
     def __init__(self, source: MPSNNImageNode) -> None:
         ...
 class MPSCNNNeuronReLUNode(MPSCNNNeuronNode):
     """
     f(u) = u if u >= 0 else a*u (a = 0: ReLU).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> MPSCNNNeuronReLUNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
 class MPSCNNNeuronLinearNode(MPSCNNNeuronNode):
     """
     f(u) = a*u + b.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> MPSCNNNeuronLinearNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
 class MPSCNNNeuronSigmoidNode(MPSCNNNeuronNode):
     """
     f(u) = 1 / (1 + e^-u).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode) -> MPSCNNNeuronSigmoidNode:
+        ...
     def __init__(self, source: MPSNNImageNode) -> None:
         ...
 class MPSCNNNeuronHardSigmoidNode(MPSCNNNeuronNode):
     """
     f(u) = clamp(a*u + b, 0, 1).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 0.20000000298023224, b: typing.SupportsFloat | typing.SupportsIndex = 0.5) -> MPSCNNNeuronHardSigmoidNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 0.20000000298023224, b: typing.SupportsFloat | typing.SupportsIndex = 0.5) -> None:
         ...
 class MPSCNNNeuronTanHNode(MPSCNNNeuronNode):
     """
     f(u) = a * tanh(b*u).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> MPSCNNNeuronTanHNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
         ...
 class MPSCNNNeuronAbsoluteNode(MPSCNNNeuronNode):
     """
     f(u) = |u|.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode) -> MPSCNNNeuronAbsoluteNode:
+        ...
     def __init__(self, source: MPSNNImageNode) -> None:
         ...
 class MPSCNNNeuronSoftPlusNode(MPSCNNNeuronNode):
     """
     f(u) = a * ln(1 + e^(b*u)).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> MPSCNNNeuronSoftPlusNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
         ...
 class MPSCNNNeuronSoftSignNode(MPSCNNNeuronNode):
     """
     f(u) = u / (1 + |u|).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode) -> MPSCNNNeuronSoftSignNode:
+        ...
     def __init__(self, source: MPSNNImageNode) -> None:
         ...
 class MPSCNNNeuronELUNode(MPSCNNNeuronNode):
     """
     f(u) = u if u >= 0 else a*(e^u - 1).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> MPSCNNNeuronELUNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
         ...
 class MPSCNNNeuronReLUNNode(MPSCNNNeuronNode):
     """
     f(u) = min(u if u >= 0 else a*u, b).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 6.0) -> MPSCNNNeuronReLUNNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 6.0) -> None:
         ...
 class MPSCNNNeuronPowerNode(MPSCNNNeuronNode):
     """
     f(u) = (a*u + b)^c.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> MPSCNNNeuronPowerNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = 1.0) -> None:
         ...
 class MPSCNNNeuronExponentialNode(MPSCNNNeuronNode):
     """
     f(u) = c^(a*u + b); base e when c = -1.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = -1.0) -> MPSCNNNeuronExponentialNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = -1.0) -> None:
         ...
 class MPSCNNNeuronLogarithmNode(MPSCNNNeuronNode):
     """
     f(u) = log_c(a*u + b); natural log when c = -1.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = -1.0) -> MPSCNNNeuronLogarithmNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a: typing.SupportsFloat | typing.SupportsIndex = 1.0, b: typing.SupportsFloat | typing.SupportsIndex = 0.0, c: typing.SupportsFloat | typing.SupportsIndex = -1.0) -> None:
         ...
 class MPSCNNNeuronPReLUNode(MPSCNNNeuronNode):
     """
     f(u) = u if u >= 0 else a[c]*u with one slope per feature channel (or one for all).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, a_data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> MPSCNNNeuronPReLUNode:
+        ...
     def __init__(self, source: MPSNNImageNode, a_data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
 class MPSCNNNeuronGradientNode(MPSNNGradientFilterNode):
     """
     Neuron gradient: dX = G * f'(X), X the forward node's source.
     """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, descriptor: MPSNNNeuronDescriptor) -> MPSCNNNeuronGradientNode:
+        ...
     def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, descriptor: MPSNNNeuronDescriptor) -> None:
         ...
     @property
@@ -1596,48 +1705,72 @@ class MPSNNAdditionNode(MPSNNBinaryArithmeticNode):
     """
     A + B.
     """
+    @staticmethod
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNAdditionNode:
+        ...
     def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
         ...
 class MPSNNSubtractionNode(MPSNNBinaryArithmeticNode):
     """
     A - B.
     """
+    @staticmethod
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNSubtractionNode:
+        ...
     def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
         ...
 class MPSNNMultiplicationNode(MPSNNBinaryArithmeticNode):
     """
     A * B.
     """
+    @staticmethod
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNMultiplicationNode:
+        ...
     def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
         ...
 class MPSNNDivisionNode(MPSNNBinaryArithmeticNode):
     """
     A / B (IEEE: x/0 = inf).
     """
+    @staticmethod
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNDivisionNode:
+        ...
     def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
         ...
 class MPSNNConcatenationNode(MPSNNFilterNode):
     """
     Channel concatenation; each source but the last occupies a slot rounded up to 4 channels (gaps are 0).
     """
+    @staticmethod
+    def node(sources: collections.abc.Sequence[MPSNNImageNode]) -> MPSNNConcatenationNode:
+        ...
     def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode]) -> None:
         ...
 class MPSCNNSoftMaxNode(MPSNNFilterNode):
     """
     Softmax over the feature channels of each pixel.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode) -> MPSCNNSoftMaxNode:
+        ...
     def __init__(self, source: MPSNNImageNode) -> None:
         ...
 class MPSCNNLogSoftMaxNode(MPSNNFilterNode):
     """
     Log-softmax over the feature channels of each pixel.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode) -> MPSCNNLogSoftMaxNode:
+        ...
     def __init__(self, source: MPSNNImageNode) -> None:
         ...
 class MPSCNNDropoutNode(MPSNNFilterNode):
     """
     Dropout; in inference graphs the identity (the compiler removes it).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex = 0.5, seed: typing.SupportsInt | typing.SupportsIndex = 0, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"] = [1, 1, 1]) -> MPSCNNDropoutNode:
+        ...
     def __init__(self, source: MPSNNImageNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex = 0.5, seed: typing.SupportsInt | typing.SupportsIndex = 0, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"] = [1, 1, 1]) -> None:
         ...
     @property
@@ -1654,6 +1787,9 @@ class MPSCNNBatchNormalizationNode(MPSNNFilterNode):
     y = gamma*(x - mean)/sqrt(variance + epsilon) + beta. Inference uses the data source's statistics (and is folded into a preceding convolution); flags=calculate_statistics_always uses the batch's own.
     """
     training_style: MPSNNTrainingStyle
+    @staticmethod
+    def node(source: MPSNNImageNode, data_source: typing.Any) -> MPSCNNBatchNormalizationNode:
+        ...
     def __init__(self, source: MPSNNImageNode, data_source: typing.Any) -> None:
         ...
     @property
@@ -1669,6 +1805,9 @@ class MPSCNNInstanceNormalizationNode(MPSNNFilterNode):
     Normalization per image and channel over its pixels (nodes.md §8.6).
     """
     training_style: MPSNNTrainingStyle
+    @staticmethod
+    def node(source: MPSNNImageNode, data_source: typing.Any) -> MPSCNNInstanceNormalizationNode:
+        ...
     def __init__(self, source: MPSNNImageNode, data_source: typing.Any) -> None:
         ...
 class MPSCNNNormalizationNode(MPSNNFilterNode):
@@ -1697,6 +1836,9 @@ class MPSCNNCrossChannelNormalizationNode(MPSCNNNormalizationNode):
     """
     Local response normalization across channels (nodes.md §8.2).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> MPSCNNCrossChannelNormalizationNode:
+        ...
     def __init__(self, source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> None:
         ...
     @property
@@ -1706,6 +1848,9 @@ class MPSCNNSpatialNormalizationNode(MPSCNNNormalizationNode):
     """
     Normalization over a spatial window per channel (nodes.md §8.3).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> MPSCNNSpatialNormalizationNode:
+        ...
     def __init__(self, source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> None:
         ...
     @property
@@ -1724,6 +1869,9 @@ class MPSCNNLocalContrastNormalizationNode(MPSCNNNormalizationNode):
     """
     Local contrast normalization (nodes.md §8.4).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> MPSCNNLocalContrastNormalizationNode:
+        ...
     def __init__(self, source: MPSNNImageNode, kernel_size: typing.SupportsInt | typing.SupportsIndex = 5) -> None:
         ...
     @property
@@ -1760,6 +1908,9 @@ class MPSCNNUpsamplingNearestNode(MPSNNFilterNode):
     """
     Nearest-neighbour upsampling by integer factors.
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNUpsamplingNearestNode:
+        ...
     def __init__(self, source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
@@ -1772,6 +1923,9 @@ class MPSCNNUpsamplingBilinearNode(MPSNNFilterNode):
     """
     Bilinear upsampling by integer factors (align_corners on or off).
     """
+    @staticmethod
+    def node(source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex, align_corners: bool = False) -> MPSCNNUpsamplingBilinearNode:
+        ...
     def __init__(self, source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex, align_corners: bool = False) -> None:
         ...
     @property
@@ -1791,6 +1945,14 @@ class MPSNNBilinearScaleNode(MPSNNScaleNode):
     """
     Bilinear resampling (nodes.md §10.3).
     """
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, output_size: typing.Any) -> MPSNNBilinearScaleNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> MPSNNBilinearScaleNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, output_size: typing.Any) -> None:
         ...
@@ -1801,11 +1963,273 @@ class MPSNNLanczosScaleNode(MPSNNScaleNode):
     """
     Lanczos-3 resampling (nodes.md §10.4).
     """
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, output_size: typing.Any) -> MPSNNLanczosScaleNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> MPSNNLanczosScaleNode:
+        ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, output_size: typing.Any) -> None:
         ...
     @typing.overload
     def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> None:
+        ...
+class MPSKernel:
+    """
+    Base of the MPS kernel classes.
+    """
+    label: str | None
+class MPSCNNKernel(MPSKernel):
+    """
+    A unary CNN kernel as a custom padding policy's destination_image_descriptor sees it: its geometry, with offset and edge_mode writable. The object is an instance of the node's MPS kernel class (MPSCNNPoolingMax, MPSCNNConvolution, ...).
+    """
+    edge_mode: MPSImageEdgeMode
+    offset: typing.Any
+    @property
+    def destination_feature_channel_offset(self) -> int:
+        ...
+    @destination_feature_channel_offset.setter
+    def destination_feature_channel_offset(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dilation_rate_x(self) -> int:
+        ...
+    @property
+    def dilation_rate_y(self) -> int:
+        ...
+    @property
+    def is_backwards(self) -> bool:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def offset_x(self) -> int:
+        ...
+    @offset_x.setter
+    def offset_x(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset_y(self) -> int:
+        ...
+    @offset_y.setter
+    def offset_y(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset_z(self) -> int:
+        ...
+    @offset_z.setter
+    def offset_z(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def source_feature_channel_max_count(self) -> int:
+        ...
+    @source_feature_channel_max_count.setter
+    def source_feature_channel_max_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def source_feature_channel_offset(self) -> int:
+        ...
+    @source_feature_channel_offset.setter
+    def source_feature_channel_offset(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def stride_in_pixels_x(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_y(self) -> int:
+        ...
+class MPSCNNBinaryKernel(MPSKernel):
+    """
+    A two-source CNN kernel (arithmetic, gradients) as a padding hook sees it; primary_offset and primary_edge_mode are the primary source's geometry (offset / edge_mode are the same values).
+    """
+    edge_mode: MPSImageEdgeMode
+    offset: typing.Any
+    primary_edge_mode: MPSImageEdgeMode
+    primary_offset: typing.Any
+    @property
+    def destination_feature_channel_offset(self) -> int:
+        ...
+    @destination_feature_channel_offset.setter
+    def destination_feature_channel_offset(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def dilation_rate_x(self) -> int:
+        ...
+    @property
+    def dilation_rate_y(self) -> int:
+        ...
+    @property
+    def is_backwards(self) -> bool:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def offset_x(self) -> int:
+        ...
+    @offset_x.setter
+    def offset_x(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset_y(self) -> int:
+        ...
+    @offset_y.setter
+    def offset_y(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def offset_z(self) -> int:
+        ...
+    @offset_z.setter
+    def offset_z(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def primary_dilation_rate_x(self) -> int:
+        ...
+    @property
+    def primary_dilation_rate_y(self) -> int:
+        ...
+    @property
+    def primary_kernel_height(self) -> int:
+        ...
+    @property
+    def primary_kernel_width(self) -> int:
+        ...
+    @property
+    def primary_stride_in_pixels_x(self) -> int:
+        ...
+    @property
+    def primary_stride_in_pixels_y(self) -> int:
+        ...
+    @property
+    def source_feature_channel_max_count(self) -> int:
+        ...
+    @source_feature_channel_max_count.setter
+    def source_feature_channel_max_count(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def source_feature_channel_offset(self) -> int:
+        ...
+    @source_feature_channel_offset.setter
+    def source_feature_channel_offset(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def stride_in_pixels_x(self) -> int:
+        ...
+    @property
+    def stride_in_pixels_y(self) -> int:
+        ...
+class MPSCNNConvolution(MPSCNNKernel):
+    pass
+class MPSCNNFullyConnected(MPSCNNConvolution):
+    pass
+class MPSCNNConvolutionTranspose(MPSCNNKernel):
+    pass
+class MPSCNNBinaryConvolution(MPSCNNKernel):
+    pass
+class MPSCNNBinaryFullyConnected(MPSCNNBinaryConvolution):
+    pass
+class MPSCNNPooling(MPSCNNKernel):
+    pass
+class MPSCNNPoolingMax(MPSCNNPooling):
+    pass
+class MPSCNNPoolingAverage(MPSCNNPooling):
+    pass
+class MPSCNNPoolingL2Norm(MPSCNNPooling):
+    pass
+class MPSCNNDilatedPoolingMax(MPSCNNPooling):
+    pass
+class MPSCNNNeuron(MPSCNNKernel):
+    pass
+class MPSCNNSoftMax(MPSCNNKernel):
+    pass
+class MPSCNNLogSoftMax(MPSCNNKernel):
+    pass
+class MPSCNNCrossChannelNormalization(MPSCNNKernel):
+    pass
+class MPSCNNSpatialNormalization(MPSCNNKernel):
+    pass
+class MPSCNNLocalContrastNormalization(MPSCNNKernel):
+    pass
+class MPSCNNBatchNormalization(MPSCNNKernel):
+    pass
+class MPSCNNInstanceNormalization(MPSCNNKernel):
+    pass
+class MPSCNNUpsampling(MPSCNNKernel):
+    pass
+class MPSCNNUpsamplingNearest(MPSCNNUpsampling):
+    pass
+class MPSCNNUpsamplingBilinear(MPSCNNUpsampling):
+    pass
+class MPSCNNDropout(MPSCNNKernel):
+    pass
+class MPSCNNArithmetic(MPSCNNBinaryKernel):
+    pass
+class MPSCNNAdd(MPSCNNArithmetic):
+    pass
+class MPSCNNSubtract(MPSCNNArithmetic):
+    pass
+class MPSCNNMultiply(MPSCNNArithmetic):
+    pass
+class MPSCNNDivide(MPSCNNArithmetic):
+    pass
+class MPSCNNGradientKernel(MPSCNNBinaryKernel):
+    pass
+class MPSCNNPoolingGradient(MPSCNNGradientKernel):
+    pass
+class MPSCNNPoolingMaxGradient(MPSCNNPoolingGradient):
+    pass
+class MPSCNNPoolingAverageGradient(MPSCNNPoolingGradient):
+    pass
+class MPSCNNPoolingL2NormGradient(MPSCNNPoolingGradient):
+    pass
+class MPSCNNDilatedPoolingMaxGradient(MPSCNNPoolingGradient):
+    pass
+class MPSCNNNeuronGradient(MPSCNNGradientKernel):
+    pass
+class MPSImageScale(MPSKernel):
+    """
+    Base of the stand-alone resampling kernels (nodes.md §10): encode(command_buffer, source_image, destination_image) resamples the source to the destination's width and height with scale_transform (None: the whole source fills the destination). Runs on the command buffer like a graph.
+    """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, source_image: MPSImage, destination_image: MPSImage) -> None:
+        ...
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, source_texture: MPSImage, destination_texture: MPSImage) -> None:
+        """
+        Apple's texture form; textures are MPSImages here.
+        """
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def scale_transform(self) -> MPSScaleTransform | None:
+        """
+        MPSScaleTransform or None (dest = source * scale + translate, pixel-edge coordinates).
+        """
+    @scale_transform.setter
+    def scale_transform(self, arg1: MPSScaleTransform | None) -> None:
+        ...
+class MPSImageBilinearScale(MPSImageScale):
+    """
+    Bilinear resampling (nodes.md §10.3).
+    """
+    def __init__(self, device: MTLDevice) -> None:
+        ...
+class MPSImageLanczosScale(MPSImageScale):
+    """
+    Lanczos-3 resampling (nodes.md §10.4).
+    """
+    def __init__(self, device: MTLDevice) -> None:
         ...
 class MPSNNGraph:
     """
@@ -1831,8 +2255,6 @@ class MPSNNGraph:
         """
         An independent graph over the same nodes with the same properties, on `device` or this graph's (MPSKernel copy, graph.md §2.9). The data sources are read again.
         """
-    def debug_description(self) -> str:
-        ...
     def encode(self, command_buffer: MTLCommandBuffer, source_images: list, source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> MPSImage:
         """
         Encode one run; returns the result image (written when the command buffer runs) or None. CPU reads of the returned images (numpy(), read_bytes, __array__, DLPack) wait for the committed command buffer and raise MPSGraphError before commit(). destination_states receives the exported result states (result_state_handles order), temporary iff output_state_is_temporary.
@@ -1843,7 +2265,7 @@ class MPSNNGraph:
         """
     def execute_async(self, source_images: list, completion_handler: collections.abc.Callable) -> MPSImage:
         """
-        Run on a private queue; completion_handler(result, error) is called on a worker thread.
+        Run on a private queue; completion_handler(result, error) is called on a worker thread: error is None or the message of what failed (invalid sources included: nothing is raised here), result then None. Returns the result image (None when encoding failed).
         """
     def plan_description(self, source_images: list) -> str:
         """
@@ -1871,6 +2293,11 @@ class MPSNNGraph:
         Test aid: plans in the cache (one per set of source sizes and formats).
         """
     @property
+    def debug_description(self) -> str:
+        """
+        The nodes and the compiled plans, as text (a property, as in MPS).
+        """
+    @property
     def device(self) -> MTLDevice:
         ...
     @property
@@ -1893,8 +2320,10 @@ class MPSNNGraph:
     def intermediate_image_handles(self) -> list:
         ...
     @property
-    def options(self) -> int:
-        ...
+    def options(self) -> typing.Any:
+        """
+        MPSKernelOptions; with verbose, each plan the graph compiles is described on stderr (steps, fusions, buffers).
+        """
     @options.setter
     def options(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...

@@ -483,3 +483,25 @@ def test_reload_rereads_a_longer_buffer_with_the_warning(device, rng):
         g.reload_from_data_sources()
     x = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
     assert_close(g.run([x]).numpy(), R.conv2d(x, 2 * w, b), "reduction", k=27)
+
+
+class MaxCountPolicy(KernelPolicy):
+    """Also limits the channel window (source_feature_channel_max_count, reachable from Python)."""
+
+    def __init__(self, offset, max_count):
+        super().__init__(edge=None, channel_offset=offset)
+        self.max_count = max_count
+
+    def destination_image_descriptor(self, source_images, source_states, kernel, suggested):
+        kernel.source_feature_channel_max_count = self.max_count
+        return super().destination_image_descriptor(source_images, source_states, kernel, suggested)
+
+
+def test_convolution_channel_window_max_count(device, rng):
+    # A 9-channel source; the descriptor takes 4 channels: the window [4, 8) by offset and max count.
+    ds, w, b = conv_source(4, 3, 3, 3, rng)
+    x = rng.standard_normal((2, 6, 5, 9)).astype(np.float32)
+    y = run_graph(device, _conv_node(ds, MaxCountPolicy(4, 4)), [x])
+    assert_close(y, R.conv2d(x[..., 4:8], w, b), "reduction", k=36)
+    with pytest.raises(mpsnn.ShapeError, match=r"max count 0"):
+        run_graph(device, _conv_node(ds, MaxCountPolicy(4, 0)), [x])
