@@ -140,19 +140,26 @@ def test_torch_dlpack_read_waits_or_raises(device, rng):
     np.testing.assert_array_equal(torch.from_dlpack(y).numpy(), expected)
 
 
-def test_read_waits_for_a_committed_buffer(device, rng):
-    """A buffer ahead in the queue sleeps in its completion handler, so the graph's buffer runs
-    only after it: the read must block until the graph's work is done, then see its values."""
+def _encode_behind_a_sleeper(device, rng, delay):
+    """Encodes a graph run behind a buffer whose completion handler sleeps `delay` seconds (the
+    queue runs buffers in order), commits both; returns (expected values, result image, buffer)."""
     g = conv_graph(device, rng)
     x = rng.standard_normal((1, 6, 6, 3)).astype(np.float32)
     expected = g.run([x]).numpy().copy()
     queue = device.make_command_queue()
     first = queue.make_command_buffer()
-    first.add_completed_handler(lambda c: time.sleep(0.4))
+    first.add_completed_handler(lambda c: time.sleep(delay))
     cb = queue.make_command_buffer()
     y = g.encode(cb, [x])
     first.commit()
     cb.commit()
+    return expected, y, cb
+
+
+def test_read_waits_for_a_committed_buffer(device, rng):
+    """A buffer ahead in the queue sleeps in its completion handler, so the graph's buffer runs
+    only after it: the read must block until the graph's work is done, then see its values."""
+    expected, y, cb = _encode_behind_a_sleeper(device, rng, 0.4)
     t0 = time.monotonic()
     values = y.numpy()
     waited = time.monotonic() - t0
@@ -176,16 +183,7 @@ def test_read_inside_the_completion_handler(device, rng):
 
 
 def test_reads_from_other_threads_wait(device, rng):
-    g = conv_graph(device, rng)
-    x = rng.standard_normal((1, 5, 5, 3)).astype(np.float32)
-    expected = g.run([x]).numpy().copy()
-    queue = device.make_command_queue()
-    first = queue.make_command_buffer()
-    first.add_completed_handler(lambda c: time.sleep(0.2))
-    cb = queue.make_command_buffer()
-    y = g.encode(cb, [x])
-    first.commit()
-    cb.commit()
+    expected, y, _ = _encode_behind_a_sleeper(device, rng, 0.2)
     results = []
     threads = [threading.Thread(target=lambda: results.append(np.array(y))) for _ in range(4)]
     for t in threads:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import pytest
 
 import mpsnn
 import reference as R
@@ -158,3 +159,14 @@ def encode_with_states(device, graph, arrays):
     cb.commit()
     cb.wait_until_completed()
     return out, states
+
+
+def conv_method_params(cases, methods=REPRESENTATIVE_METHODS, reverse=False):
+    """pytest params (case, padding method) for every method whose geometry exists (`reverse`: the
+    transposed convolution's)."""
+    out = []
+    for c in cases:
+        for m in methods:
+            if geometry_or_none((c.h, c.w), (c.kh, c.kw), c.stride, c.dilation, m, reverse=reverse) is not None:
+                out.append(pytest.param(c, m, id=f"{c}-{method_id(m)}"))
+    return out

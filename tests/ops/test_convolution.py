@@ -10,8 +10,8 @@ import mpsnn
 import reference as R
 from conftest import assert_close, conv_source
 
-from ._common import (FP16, REPRESENTATIVE_METHODS, ConvCase, geometry_or_none, make_graph, method_id, run_graph,
-                      set_padding, to_t, from_t, torch_pad)
+from ._common import (FP16, ConvCase, conv_method_params, geometry_or_none, make_graph,
+                      method_id, run_graph, set_padding, to_t, from_t, torch_pad)
 
 
 try:
@@ -35,12 +35,7 @@ CASES = [
 
 
 def _params():
-    out = []
-    for c in CASES:
-        for m in REPRESENTATIVE_METHODS:
-            if geometry_or_none((c.h, c.w), (c.kh, c.kw), c.stride, c.dilation, m) is not None:
-                out.append(pytest.param(c, m, id=f"{c}-{method_id(m)}"))
-    return out
+    return conv_method_params(CASES)
 
 
 def _conv(ds, method=None):
@@ -342,12 +337,7 @@ TRANSPOSE_METHODS = [R.SIZE_SAME, R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT,
 
 
 def _transpose_params():
-    out = []
-    for c in TRANSPOSE_CASES:
-        for m in TRANSPOSE_METHODS:
-            if geometry_or_none((c.h, c.w), (c.kh, c.kw), c.stride, c.dilation, m, reverse=True) is not None:
-                out.append(pytest.param(c, m, id=f"{c}-{method_id(m)}"))
-    return out
+    return conv_method_params(TRANSPOSE_CASES, TRANSPOSE_METHODS, reverse=True)
 
 
 def _torch_conv_transpose(x, w, b, stride, dilation, groups, pz, out_hw):

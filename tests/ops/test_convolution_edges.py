@@ -14,7 +14,7 @@ import mpsnn
 import reference as R
 from conftest import assert_close, conv_source
 
-from ._common import REPRESENTATIVE_METHODS, ConvCase, geometry_or_none, make_graph, method_id, run_graph
+from ._common import ConvCase, conv_method_params, make_graph, method_id, run_graph
 
 CLAMP = mpsnn.MPSImageEdgeMode.clamp
 CUSTOM = int(mpsnn.MPSNNPaddingMethod.custom)
@@ -75,12 +75,7 @@ CASES = [
 
 
 def _params():
-    out = []
-    for c in CASES:
-        for m in REPRESENTATIVE_METHODS:
-            if geometry_or_none((c.h, c.w), (c.kh, c.kw), c.stride, c.dilation, m) is not None:
-                out.append(pytest.param(c, m, id=f"{c}-{method_id(m)}"))
-    return out
+    return conv_method_params(CASES)
 
 
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
