@@ -226,3 +226,18 @@ def test_gradient_creation_errors(device, rng):
     with pytest.raises(mpsnn.MPSGraphError, match="exactly one"):
         pool.gradient_filter(with_source=MPSNNImageNode(), with_sources=[MPSNNImageNode()])
     assert [type(n) for n in pool.gradient_filters(with_source=MPSNNImageNode())] == [mpsnn.MPSCNNPoolingMaxGradientNode]
+
+
+def test_graph_released_before_its_command_buffer_completes(device, rng):
+    """A plan retained by a command buffer outlives its graph (parameters included)."""
+    ds, w, b = conv_source(3, 4, 3, 3, rng)
+    x = rng.standard_normal((1, 6, 6, 3)).astype(np.float32)
+    g = MPSNNGraph(device, mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=ds).result_image)
+    cb = device.make_command_queue().make_command_buffer()
+    y = g.encode(cb, [x])
+    del g
+    import gc
+    gc.collect()
+    cb.commit()
+    cb.wait_until_completed()
+    assert_close(y.numpy(), R.conv2d(x, w, b), "reduction", k=27)

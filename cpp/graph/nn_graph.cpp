@@ -14,7 +14,7 @@ NNGraph::NNGraph(DevicePtr device, std::vector<ImageNodePtr> results, std::vecto
   MPSNN_CHECK(registry_ != nullptr, UnsupportedError, "[MPSNNGraph] device '", device_->name(),
               "' has no compute backend in this build");
   def_ = GraphDef::discover(results, results_needed);
-  params_.load(def_.filters);
+  params_->load(def_.filters);
   format_.store(device_->default_graph_format());
 }
 
@@ -366,7 +366,7 @@ void NNGraph::reload_from_data_sources() {
               " run(s) of this graph have not completed; wait for their command buffers first");
   std::lock_guard<std::mutex> compile_lock(compile_mutex_);
   // Parameters are updated in place; plans survive unless a descriptor changed their structure.
-  if (params_.reload()) {
+  if (params_->reload()) {
     std::lock_guard<std::mutex> lock(mutex_);
     plans_.clear();
   }

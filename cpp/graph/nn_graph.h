@@ -103,7 +103,7 @@ class NNGraph {
   DevicePtr device_;
   const KernelRegistry* registry_;
   GraphDef def_;
-  ParamStore params_;
+  std::shared_ptr<ParamStore> params_ = std::make_shared<ParamStore>();  // shared with the plans
   std::atomic<ChannelFormat> format_{ChannelFormat::float32};
   mutable std::mutex mutex_;  // plan cache, options, allocator
   ImageAllocatorPtr destination_allocator_ = persistent_image_allocator();

@@ -85,12 +85,14 @@ class Plan : public std::enable_shared_from_this<Plan> {
   std::string describe() const;
 
  private:
-  friend PlanPtr compile_plan(const GraphDef&, const PlanKey&, const KernelRegistry&, const DevicePtr&, ParamStore&,
-                              const CompileOptions&);
+  friend PlanPtr compile_plan(const GraphDef&, const PlanKey&, const KernelRegistry&, const DevicePtr&,
+                              const std::shared_ptr<ParamStore>&, const CompileOptions&);
   std::unique_ptr<ExecContext> acquire() const;
   void release(std::unique_ptr<ExecContext> ctx) const;
 
   DevicePtr device_;
+  // The graph's parameter store: a plan retained by a command buffer may outlive its graph.
+  std::shared_ptr<const ParamStore> param_store_;
   std::vector<ValueSlot> values_;
   std::vector<PlanStep> steps_;
   std::vector<int> step_values_;
@@ -107,6 +109,6 @@ class Plan : public std::enable_shared_from_this<Plan> {
 
 // Runs the pass pipeline (passes/pipeline.cpp).
 PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegistry& registry, const DevicePtr& device,
-                     ParamStore& params, const CompileOptions& options);
+                     const std::shared_ptr<ParamStore>& params, const CompileOptions& options);
 
 }  // namespace mpsnn

@@ -13,8 +13,8 @@ constexpr uint32_t kAllOnes = 0xffffffffu;      // NaN in float16/32, the maximu
 }  // namespace
 
 PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegistry& registry, const DevicePtr& device,
-                     ParamStore& params, const CompileOptions& options) {
-  CompileState st{def, key, registry, device, params, options, {}, {}, {}, {}, {}, {}, {}};
+                     const std::shared_ptr<ParamStore>& params, const CompileOptions& options) {
+  CompileState st{def, key, registry, device, *params, options, {}, {}, {}, {}, {}, {}, {}};
   infer_shapes(st);
   prune_steps(st);
   fuse_nodes(st);
@@ -25,6 +25,7 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
   const MemoryLayout mem = plan_memory(st, live, kernels);
 
   auto plan = std::make_shared<Plan>(device);
+  plan->param_store_ = params;
   const size_t nv = st.values.size();
   plan->values_.resize(nv);
   for (size_t v = 0; v < nv; ++v) {
