@@ -1,12 +1,14 @@
 """The MNIST network of Apple's training sample (spec/graph.md §8.1, inference form) as an
 MPSNNGraph: builds it with seeded random weights, runs a batch of 40 images and prints the
-output and the time per batch."""
+output and the time per batch. The weights are random (nothing is trained), so the predicted
+digits mean nothing: the demo shows the graph compiling and running."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import numpy.typing as npt
 
 from mpsnn import (
     ArrayConvolutionDataSource,
@@ -25,10 +27,11 @@ from mpsnn import (
     MPSNNImageNode,
     MPSNNPaddingMethod,
     MTLCreateSystemDefaultDevice,
+    MTLDevice,
 )
 
 
-def layer(rng, kernel, cin, cout, label):
+def layer(rng: np.random.Generator, kernel: int, cin: int, cout: int, label: str) -> ArrayConvolutionDataSource:
     d = MPSCNNConvolutionDescriptor(kernel_width=kernel, kernel_height=kernel, input_feature_channels=cin,
                                     output_feature_channels=cout)
     weights = rng.uniform(-0.2, 0.2, (cout, kernel, kernel, cin)).astype(np.float32)  # OHWI, as the sample
@@ -36,7 +39,7 @@ def layer(rng, kernel, cin, cout, label):
     return ArrayConvolutionDataSource(d, weights, bias, label=label)
 
 
-def build(device, rng):
+def build(device: MTLDevice, rng: np.random.Generator) -> MPSNNGraph:
     same = MPSNNDefaultPadding.padding_with_method(
         MPSNNPaddingMethod.align_centered | MPSNNPaddingMethod.add_remainder_to_top_left | MPSNNPaddingMethod.size_same)
     pool_padding = MPSNNDefaultPadding.padding_for_tensorflow_average_pooling()
@@ -60,7 +63,7 @@ def build(device, rng):
     return graph
 
 
-def main():
+def main() -> None:
     rng = np.random.default_rng(0)
     device = MTLCreateSystemDefaultDevice()
     graph = build(device, rng)
@@ -70,12 +73,15 @@ def main():
     for i in range(40):
         batch.write_bytes(np.ascontiguousarray(digits[i]), MPSDataLayout.HeightxWidthxFeatureChannels, image_index=i)
     result = graph.run([batch])  # warm-up: compiles the plan for this size
-    times = []
+    times: list[float] = []
     for _ in range(20):
         t0 = time.perf_counter()
         result = graph.run([batch])
         times.append(time.perf_counter() - t0)
-    probs = result.numpy().reshape(40, 10)
+    assert isinstance(result, MPSImage)  # one result image (a list for several results)
+    probs: npt.NDArray[np.float32] = result.numpy().reshape(40, 10)
+    print("The weights are random, so the predictions below mean nothing. The plan the graph compiled for "
+          "this input size (nodes, fused steps, buffers) follows:")
     print(graph.debug_description)
     print("first 4 predictions (probabilities):")
     np.set_printoptions(precision=3, suppress=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import numpy.typing as npt
 
 from mpsnn import (
     MPSCNNConvolutionDescriptor,
@@ -30,7 +31,9 @@ from mpsnn import (
     MPSNNGraph,
     MPSNNImageNode,
     MPSNNPaddingMethod,
+    MTLCommandQueue,
     MTLCreateSystemDefaultDevice,
+    MTLDevice,
 )
 
 BATCH_SIZE = 40
@@ -40,8 +43,8 @@ NUMBER_OF_CLASSES = 10
 class ConvDataSource:
     """The sample's convolution data source (one class for conv1, conv2, fc1 and fc2)."""
 
-    def __init__(self, kernel_width, kernel_height, input_feature_channels, output_feature_channels, stride, label,
-                 rng):
+    def __init__(self, kernel_width: int, kernel_height: int, input_feature_channels: int,
+                 output_feature_channels: int, stride: int, label: str, rng: np.random.Generator) -> None:
         self._descriptor = MPSCNNConvolutionDescriptor.cnn_convolution_descriptor(
             kernel_width=kernel_width, kernel_height=kernel_height, input_feature_channels=input_feature_channels,
             output_feature_channels=output_feature_channels)
@@ -54,35 +57,35 @@ class ConvDataSource:
             output_feature_channels, kernel_height, kernel_width, input_feature_channels)
         self._bias = np.full(output_feature_channels, 0.1, np.float32)
 
-    def data_type(self):
+    def data_type(self) -> MPSDataType:
         return MPSDataType.float32
 
-    def descriptor(self):
+    def descriptor(self) -> MPSCNNConvolutionDescriptor:
         return self._descriptor
 
-    def weights(self):
+    def weights(self) -> npt.NDArray[np.float32]:
         return self._weights
 
-    def bias_terms(self):
+    def bias_terms(self) -> npt.NDArray[np.float32]:
         return self._bias
 
-    def load(self):
+    def load(self) -> bool:
         return True
 
-    def purge(self):
+    def purge(self) -> None:
         pass
 
-    def label(self):
+    def label(self) -> str:
         return self._label
 
-    def copy(self):
+    def copy(self) -> ConvDataSource:
         return self
 
 
 class MNISTClassifierGraph:
     """The inference graph of the sample (#1-#8, #10, #11b of graph.md §8.1)."""
 
-    def __init__(self, device, rng):
+    def __init__(self, device: MTLDevice, rng: np.random.Generator) -> None:
         self.device = device
         self.conv1_weights = ConvDataSource(5, 5, 1, 32, 1, "conv1", rng)
         self.conv2_weights = ConvDataSource(5, 5, 32, 64, 1, "conv2", rng)
@@ -114,9 +117,9 @@ class MNISTClassifierGraph:
                                                 result_image_is_needed=True)
         self.inference_graph.format = MPSImageFeatureChannelFormat.float16  # as the sample
 
-    def evaluate(self, command_queue, digits):
+    def evaluate(self, command_queue: MTLCommandQueue, digits: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Classifies a batch of 28x28 uint8 digits; returns the (N, 10) probabilities."""
-        image_batch = []
+        image_batch: list[MPSImage] = []
         for digit in digits:
             image = MPSImage(self.device, MPSImageDescriptor.image_descriptor(
                 MPSImageFeatureChannelFormat.unorm8, 28, 28, 1))
@@ -127,13 +130,15 @@ class MNISTClassifierGraph:
         outputs = self.inference_graph.encode_batch(command_buffer, [image_batch])
         command_buffer.commit()
         command_buffer.wait_until_completed()
+        assert outputs is not None  # None only for a graph without a needed result
         probabilities = np.zeros((len(outputs), NUMBER_OF_CLASSES), np.float16)
         for i, output in enumerate(outputs):
             output.read_bytes(probabilities[i], MPSDataLayout.feature_channels_x_height_x_width, 0)
         return probabilities.astype(np.float32)
 
 
-def main(seed=0, quiet=False):
+def main(seed: int = 0,
+         quiet: bool = False) -> tuple[MNISTClassifierGraph, npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
     rng = np.random.default_rng(seed)
     device = MTLCreateSystemDefaultDevice()
     command_queue = device.make_command_queue()

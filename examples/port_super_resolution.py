@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, Callable, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from mpsnn import (
     MPSCNNConvolutionDescriptor,
@@ -27,6 +29,7 @@ from mpsnn import (
     MPSNNGraph,
     MPSNNImageNode,
     MTLCreateSystemDefaultDevice,
+    MTLDevice,
 )
 
 UPSCALE_FACTOR = 3
@@ -35,8 +38,8 @@ UPSCALE_FACTOR = 3
 class DataSource:
     """One layer's weights and biases; the sub-pixel layer gets a sub-pixel descriptor."""
 
-    def __init__(self, name, kernel_width, kernel_height, input_feature_channels, output_channels,
-                 is_subpixel_layer, rng):
+    def __init__(self, name: str, kernel_width: int, kernel_height: int, input_feature_channels: int,
+                 output_channels: int, is_subpixel_layer: bool, rng: np.random.Generator) -> None:
         self._name = name
         self._kernel_width = kernel_width
         self._kernel_height = kernel_height
@@ -44,10 +47,10 @@ class DataSource:
         self._output_channels = output_channels
         self._is_subpixel_layer = is_subpixel_layer
         self._rng = rng
-        self.weight_data = None
-        self.bias_data = None
+        self.weight_data: Optional[npt.NDArray[np.float32]] = None
+        self.bias_data: Optional[npt.NDArray[np.float32]] = None
 
-    def load(self):
+    def load(self) -> bool:
         # The sample reads <name>.weight.bin / <name>.bias.bin (float32, OHWI); random ones here, made once.
         if self.weight_data is None:
             fan_in = self._kernel_height * self._kernel_width * self._input_channels
@@ -56,7 +59,8 @@ class DataSource:
             self.bias_data = (self._rng.standard_normal(self._output_channels) * 0.01).astype(np.float32)
         return True
 
-    def descriptor(self):
+    def descriptor(self) -> MPSCNNConvolutionDescriptor:
+        bdesc: MPSCNNConvolutionDescriptor
         if self._is_subpixel_layer:
             bdesc = MPSCNNSubPixelConvolutionDescriptor.cnn_convolution_descriptor(
                 kernel_width=self._kernel_width, kernel_height=self._kernel_height,
@@ -71,26 +75,26 @@ class DataSource:
         bdesc.stride_in_pixels_y = 1
         return bdesc
 
-    def weights(self):
+    def weights(self) -> Optional[npt.NDArray[np.float32]]:
         return self.weight_data
 
-    def bias_terms(self):
+    def bias_terms(self) -> Optional[npt.NDArray[np.float32]]:
         return self.bias_data
 
-    def data_type(self):
+    def data_type(self) -> MPSDataType:
         return MPSDataType.float32
 
-    def purge(self):
+    def purge(self) -> None:
         pass  # keeps the random weights (the sample drops its NSData and reads the files again)
 
-    def label(self):
+    def label(self) -> str:
         return self._name
 
 
 class EspcnnGraph:
-    def __init__(self, device, rng):
+    def __init__(self, device: MTLDevice, rng: np.random.Generator) -> None:
         self.rng = rng
-        self.data_sources = []
+        self.data_sources: list[DataSource] = []
         self.input_image = MPSNNImageNode(handle=None)
         self.conv1 = MPSCNNConvolutionNode.node(
             source=self.input_image, weights=self.data_source("conv1", 5, 5, 1, 64, False))
@@ -106,27 +110,32 @@ class EspcnnGraph:
             weights=self.data_source("conv4", 3, 3, 32, UPSCALE_FACTOR * UPSCALE_FACTOR, True))
         self.inference_graph = MPSNNGraph(device, result_image=self.conv4.result_image, result_image_is_needed=True)
 
-    def data_source(self, *args):
-        source = DataSource(*args, rng=self.rng)
+    def data_source(self, name: str, kernel_width: int, kernel_height: int, input_feature_channels: int,
+                    output_channels: int, is_subpixel_layer: bool) -> DataSource:
+        source = DataSource(name, kernel_width, kernel_height, input_feature_channels, output_channels,
+                            is_subpixel_layer, rng=self.rng)
         self.data_sources.append(source)
         return source
 
-    def prediction(self, input_image, result_block):
-        def completion_handler(result, error):
+    def prediction(self, input_image: MPSImage,
+                   result_block: Callable[[Optional[MPSImage], Optional[str]], None]) -> None:
+        def completion_handler(result: Optional[MPSImage], error: Optional[str]) -> None:
             result_block(result, error)
 
         self.inference_graph.execute_async([input_image], completion_handler)
 
 
-def main(seed=0, quiet=False, size=(64, 64)):
+def main(seed: int = 0, quiet: bool = False,
+         size: tuple[int, int] = (64, 64)) -> tuple[EspcnnGraph, npt.NDArray[np.float32], MPSImage]:
     rng = np.random.default_rng(seed)
     device = MTLCreateSystemDefaultDevice()
     graph = EspcnnGraph(device, rng)
     luma = rng.uniform(0.0, 1.0, (1, size[0], size[1], 1)).astype(np.float32)  # the Y channel of a picture
     input_image = MPSImage.from_numpy(luma)
-    finished, got = threading.Event(), {}
+    finished = threading.Event()
+    got: dict[str, Any] = {}
 
-    def result_block(result, error):
+    def result_block(result: Optional[MPSImage], error: Optional[str]) -> None:
         got["result"], got["error"] = result, error
         finished.set()
 
@@ -136,7 +145,7 @@ def main(seed=0, quiet=False, size=(64, 64)):
         raise TimeoutError("ESPCN did not complete")
     if got["error"] is not None:
         raise RuntimeError(got["error"])
-    upscaled = got["result"]
+    upscaled: MPSImage = got["result"]
     if not quiet:
         print(f"ESPCN graph (random weights, x{UPSCALE_FACTOR}): {luma.shape[2]}x{luma.shape[1]}x1 -> "
               f"{upscaled.width}x{upscaled.height}x{upscaled.feature_channels} in "

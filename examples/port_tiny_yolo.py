@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any, Callable, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from mpsnn import (
     MPSCNNConvolutionDescriptor,
@@ -24,15 +26,21 @@ from mpsnn import (
     MPSCNNPoolingMaxNode,
     MPSDataType,
     MPSImage,
+    MPSImageDescriptor,
     MPSImageEdgeMode,
+    MPSKernel,
     MPSNNGraph,
     MPSNNImageNode,
     MPSNNLanczosScaleNode,
     MPSNNPaddingMethod,
     MPSOffset,
+    MPSState,
     MTLCreateSystemDefaultDevice,
+    MTLDevice,
     MTLSize,
 )
+
+Prediction = tuple[int, float, tuple[float, ...]]  # (class, score, (x, y, w, h))
 
 INPUT_WIDTH = 416
 INPUT_HEIGHT = 416
@@ -42,8 +50,9 @@ ANCHORS = [1.08, 1.19, 3.42, 4.41, 6.63, 11.38, 9.42, 5.11, 16.62, 10.52]
 class DataSource:
     """Weights of one layer, laid out as the sample's .bin files: [weights | mean | variance | gamma | beta]."""
 
-    def __init__(self, name, kernel_width, kernel_height, input_feature_channels, output_feature_channels,
-                 use_leaky=True, rng=None):
+    def __init__(self, name: str, kernel_width: int, kernel_height: int, input_feature_channels: int,
+                 output_feature_channels: int, use_leaky: bool = True,
+                 rng: Optional[np.random.Generator] = None) -> None:
         self.name = name
         self.kernel_width = kernel_width
         self.kernel_height = kernel_height
@@ -51,15 +60,16 @@ class DataSource:
         self.output_feature_channels = output_feature_channels
         self.use_leaky = use_leaky
         self.rng = rng
-        self.data = None
+        self.data: Optional[npt.NDArray[np.float32]] = None
 
-    def descriptor(self):
+    def descriptor(self) -> MPSCNNConvolutionDescriptor:
         desc = MPSCNNConvolutionDescriptor(kernel_width=self.kernel_width, kernel_height=self.kernel_height,
                                            input_feature_channels=self.input_feature_channels,
                                            output_feature_channels=self.output_feature_channels)
         if self.use_leaky:
             desc.neuron_type = MPSCNNNeuronType.relu  # deprecated in MPS (and here: a DeprecationWarning)
             desc.neuron_parameter_a = 0.1
+            assert self.data is not None  # load() comes first
             weights_size = self.output_feature_channels * self.kernel_height * self.kernel_width * \
                 self.input_feature_channels
             c = self.output_feature_channels
@@ -72,20 +82,22 @@ class DataSource:
             desc.neuron_type = MPSCNNNeuronType.none
         return desc
 
-    def weights(self):
+    def weights(self) -> npt.NDArray[np.float32]:
         count = self.output_feature_channels * self.kernel_height * self.kernel_width * self.input_feature_channels
+        assert self.data is not None  # load() comes first
         return self.data[:count]
 
-    def bias_terms(self):
+    def bias_terms(self) -> Optional[npt.NDArray[np.float32]]:
         if self.use_leaky:
             return None
         return np.zeros(self.output_feature_channels, np.float32)
 
-    def load(self):
+    def load(self) -> bool:
         # The sample reads <name>.bin from the app bundle; random values of the same layout here
         # (made once: purge() keeps them, so every load() sees the same layer).
         if self.data is not None:
             return True
+        assert self.rng is not None
         count = self.output_feature_channels * self.kernel_height * self.kernel_width * self.input_feature_channels
         fan_in = self.kernel_height * self.kernel_width * self.input_feature_channels
         c = self.output_feature_channels
@@ -97,41 +109,43 @@ class DataSource:
         self.data = np.concatenate([weights, mean, variance, gamma, beta]) if self.use_leaky else weights
         return True
 
-    def purge(self):
+    def purge(self) -> None:
         pass
 
-    def label(self):
+    def label(self) -> str:
         return self.name
 
-    def data_type(self):
+    def data_type(self) -> MPSDataType:
         return MPSDataType.float32
 
 
 class Pool6Padding:
     """The padding of the pool6 layer: size same, the kernel moved by one pixel, clamped edges."""
 
-    def __init__(self):
-        self.kernels_seen = []
+    def __init__(self) -> None:
+        self.kernels_seen: list[str] = []
 
-    def padding_method(self):
+    def padding_method(self) -> MPSNNPaddingMethod:
         return MPSNNPaddingMethod.custom | MPSNNPaddingMethod.size_same
 
-    def destination_image_descriptor(self, source_images, source_states, kernel, suggested_descriptor):
+    def destination_image_descriptor(self, source_images: list[MPSImage], source_states: Optional[list[MPSState]],
+                                     kernel: MPSKernel,
+                                     suggested_descriptor: MPSImageDescriptor) -> MPSImageDescriptor:
         if isinstance(kernel, MPSCNNPooling):
             kernel.offset = MPSOffset(x=1, y=1, z=0)
             kernel.edge_mode = MPSImageEdgeMode.clamp
             self.kernels_seen.append(type(kernel).__name__)
         return suggested_descriptor
 
-    def label(self):
+    def label(self) -> str:
         return "Pool6Padding"
 
 
 class YOLO:
-    def __init__(self, device, rng):
+    def __init__(self, device: MTLDevice, rng: np.random.Generator) -> None:
         self.device = device
         self.rng = rng
-        self.data_sources = []
+        self.data_sources: list[DataSource] = []
         input_image = MPSNNImageNode(handle=None)
         # MPS takes MTLSize(width: 416, height: 416, depth: 3); channels are never resampled, depth is 1 here.
         scale = MPSNNLanczosScaleNode(source=input_image, output_size=MTLSize(width=INPUT_WIDTH,
@@ -160,26 +174,28 @@ class YOLO:
         self.graph = MPSNNGraph(self.device, result_image=conv9.result_image)
         # graph.options = MPSKernelOptions.verbose  # prints the compiled plan, as in the sample's comment
 
-    def data_source(self, *args, **kwargs):
-        source = DataSource(*args, rng=self.rng, **kwargs)
+    def data_source(self, name: str, kernel_width: int, kernel_height: int, input_feature_channels: int,
+                    output_feature_channels: int, use_leaky: bool = True) -> DataSource:
+        source = DataSource(name, kernel_width, kernel_height, input_feature_channels, output_feature_channels,
+                            use_leaky=use_leaky, rng=self.rng)
         self.data_sources.append(source)
         return source
 
-    def predict(self, image, completion_handler):
+    def predict(self, image: MPSImage, completion_handler: Callable[[dict[str, Any]], None]) -> None:
         start_time = time.perf_counter()
 
-        def done(output_image, error):
+        def done(output_image: Optional[MPSImage], error: Optional[str]) -> None:
             predictions = self.compute_bounding_boxes(output_image) if output_image is not None else []
             completion_handler({"predictions": predictions, "elapsed": time.perf_counter() - start_time,
                                 "output": output_image, "error": error})
 
         self.graph.execute_async([image], done)
 
-    def compute_bounding_boxes(self, image):
+    def compute_bounding_boxes(self, image: MPSImage) -> list[Prediction]:
         """The sample's decoding of the 13x13x125 grid (5 boxes of 4 coordinates, a score, 20 classes)."""
         features = image.numpy()[0]  # (13, 13, 125): channels are contiguous here, no texture slices
         block_size, boxes_per_cell, number_of_classes = 32.0, 5, 20
-        predictions = []
+        predictions: list[Prediction] = []
         for cy in range(13):
             for cx in range(13):
                 for b in range(boxes_per_cell):
@@ -199,25 +215,25 @@ class YOLO:
         return sorted(predictions, key=lambda p: -p[1])
 
 
-def sigmoid(x):
+def sigmoid(x: Any) -> Any:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def softmax(x):
+def softmax(x: Any) -> Any:
     e = np.exp(x - x.max())
     return e / e.sum()
 
 
-def main(seed=0, quiet=False):
+def main(seed: int = 0, quiet: bool = False) -> tuple[YOLO, npt.NDArray[np.uint8], dict[str, Any]]:
     rng = np.random.default_rng(seed)
     device = MTLCreateSystemDefaultDevice()
     yolo = YOLO(device, rng)
     frame = rng.integers(0, 256, (1, 480, 640, 3), dtype=np.uint8)  # a camera frame, unorm8 pixels in [0, 1]
     image = MPSImage.from_numpy(frame)
     finished = threading.Event()
-    result = {}
+    result: dict[str, Any] = {}
 
-    def handler(r):
+    def handler(r: dict[str, Any]) -> None:
         result.update(r)
         finished.set()
 

@@ -28,8 +28,16 @@ CommandBuffer::Handler python_handler(py::function fn) {
 }  // namespace
 
 void bind_commands(py::module_& m) {
+  // The three classes are registered before any method is defined, so that signatures naming
+  // another of them (make_command_queue -> MTLCommandQueue) carry the type in docstrings and stubs.
   auto device = py::class_<Device, std::shared_ptr<Device>>(
       m, "MTLDevice", "A compute device. There is one object per device: MTLDevice('cpu') is MTLDevice('cpu:0').");
+  auto queue = py::class_<CommandQueue, std::shared_ptr<CommandQueue>>(
+      m, "MTLCommandQueue", "Runs committed command buffers in order on a worker thread.");
+  auto cb = py::class_<CommandBuffer, std::shared_ptr<CommandBuffer>>(
+      m, "MTLCommandBuffer",
+      "Collects encoded work; commit() runs it on the queue's worker thread without the GIL. Errors raised "
+      "there are stored and re-raised by wait_until_completed().");
   // MTLDevice(name) returns the canonical object (py::init would wrap it in a new Python object).
   device.attr("__new__") = py::staticmethod(py::cpp_function(
       [](const py::object&, const std::string& name) { return make_device(name); }, "cls"_a, "name"_a = "cpu",
@@ -53,9 +61,7 @@ void bind_commands(py::module_& m) {
   m.def("MTLCopyAllDevices", &all_devices, "Every device of this build.");
   m.def("available_backends", &available_backends, "Backends compiled into this build.");
 
-  py::class_<CommandQueue, std::shared_ptr<CommandQueue>>(m, "MTLCommandQueue",
-                                                         "Runs committed command buffers in order on a worker thread.")
-      .def(py::init<DevicePtr>(), "device"_a)
+  queue.def(py::init<DevicePtr>(), "device"_a)
       .def_property_readonly("device", &CommandQueue::device)
       .def_readwrite("label", &CommandQueue::label)
       .def("make_command_buffer", &CommandQueue::make_command_buffer, "A new MPSCommandBuffer on this queue.")
@@ -63,10 +69,6 @@ void bind_commands(py::module_& m) {
       .def("drain", &CommandQueue::drain, py::call_guard<py::gil_scoped_release>(),
            "Wait until every committed buffer of this queue completed.");
 
-  auto cb = py::class_<CommandBuffer, std::shared_ptr<CommandBuffer>>(
-      m, "MTLCommandBuffer",
-      "Collects encoded work; commit() runs it on the queue's worker thread without the GIL. Errors raised "
-      "there are stored and re-raised by wait_until_completed().");
   cb.def_property_readonly("device", &CommandBuffer::device)
       .def_property_readonly("command_queue", &CommandBuffer::queue)
       .def_property_readonly("status", &CommandBuffer::status)

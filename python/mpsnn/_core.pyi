@@ -13,6 +13,15 @@ from mpsnn import ShapeError
 from mpsnn import UnsupportedError
 import typing
 import typing_extensions
+import numpy
+import numpy.typing
+import mpsnn._types
+import mpsnn.protocols
+_Bytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] | bytes | bytearray | memoryview
+_WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] | bytearray | memoryview
+_FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
+_SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
+_Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
 __all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
@@ -23,11 +32,6 @@ class MPSImageFeatureChannelFormat(enum.IntEnum):
     none: typing.ClassVar[MPSImageFeatureChannelFormat]
     unorm16: typing.ClassVar[MPSImageFeatureChannelFormat]
     unorm8: typing.ClassVar[MPSImageFeatureChannelFormat]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSDataLayout(enum.IntEnum):
     """
     Buffer layout of read_bytes / write_bytes.
@@ -36,11 +40,6 @@ class MPSDataLayout(enum.IntEnum):
     featureChannelsxHeightxWidth: typing.ClassVar[MPSDataLayout]
     feature_channels_x_height_x_width: typing.ClassVar[MPSDataLayout]
     height_x_width_x_feature_channels: typing.ClassVar[MPSDataLayout]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSImageEdgeMode(enum.IntEnum):
     """
     How reads outside the source are satisfied.
@@ -50,11 +49,6 @@ class MPSImageEdgeMode(enum.IntEnum):
     mirror: typing.ClassVar[MPSImageEdgeMode]
     mirror_with_edge: typing.ClassVar[MPSImageEdgeMode]
     zero: typing.ClassVar[MPSImageEdgeMode]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSNNPaddingMethod(enum.IntFlag):
     """
     Padding method bit field (graph.md §4.1).
@@ -76,25 +70,6 @@ class MPSNNPaddingMethod(enum.IntFlag):
     size_reserved: typing.ClassVar[MPSNNPaddingMethod]
     size_same: typing.ClassVar[MPSNNPaddingMethod]
     size_valid_only: typing.ClassVar[MPSNNPaddingMethod]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __and__(self, other):
-        ...
-    def __format__(self, format_spec):
-        ...
-    def __invert__(self):
-        ...
-    def __or__(self, other):
-        ...
-    def __rand__(self, other):
-        ...
-    def __ror__(self, other):
-        ...
-    def __rxor__(self, other):
-        ...
-    def __xor__(self, other):
-        ...
 class MPSKernelOptions(enum.IntFlag):
     """
     MPSKernel option flags.
@@ -105,25 +80,6 @@ class MPSKernelOptions(enum.IntFlag):
     none: typing.ClassVar[MPSKernelOptions]
     skip_api_validation: typing.ClassVar[MPSKernelOptions]
     verbose: typing.ClassVar[MPSKernelOptions]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __and__(self, other):
-        ...
-    def __format__(self, format_spec):
-        ...
-    def __invert__(self):
-        ...
-    def __or__(self, other):
-        ...
-    def __rand__(self, other):
-        ...
-    def __ror__(self, other):
-        ...
-    def __rxor__(self, other):
-        ...
-    def __xor__(self, other):
-        ...
 class MPSNNTrainingStyle(enum.IntEnum):
     """
     Where trainable nodes update parameters.
@@ -131,11 +87,6 @@ class MPSNNTrainingStyle(enum.IntEnum):
     update_device_cpu: typing.ClassVar[MPSNNTrainingStyle]
     update_device_gpu: typing.ClassVar[MPSNNTrainingStyle]
     update_device_none: typing.ClassVar[MPSNNTrainingStyle]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSCNNNeuronType(enum.IntEnum):
     """
     Neuron (activation) function.
@@ -163,11 +114,6 @@ class MPSCNNNeuronType(enum.IntEnum):
     soft_sign: typing.ClassVar[MPSCNNNeuronType]
     tanH: typing.ClassVar[MPSCNNNeuronType]
     tanh: typing.ClassVar[MPSCNNNeuronType]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSDataType(enum.IntEnum):
     """
     Element type of data-source buffers.
@@ -182,11 +128,6 @@ class MPSDataType(enum.IntEnum):
     uint8: typing.ClassVar[MPSDataType]
     unorm1: typing.ClassVar[MPSDataType]
     unorm8: typing.ClassVar[MPSDataType]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSCNNBatchNormalizationFlags(enum.IntEnum):
     """
     When batch normalization computes batch statistics.
@@ -195,11 +136,6 @@ class MPSCNNBatchNormalizationFlags(enum.IntEnum):
     calculate_statistics_automatic: typing.ClassVar[MPSCNNBatchNormalizationFlags]
     calculate_statistics_never: typing.ClassVar[MPSCNNBatchNormalizationFlags]
     default: typing.ClassVar[MPSCNNBatchNormalizationFlags]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSCNNBinaryConvolutionType(enum.IntEnum):
     """
     Binary convolution type.
@@ -207,36 +143,12 @@ class MPSCNNBinaryConvolutionType(enum.IntEnum):
     and_: typing.ClassVar[MPSCNNBinaryConvolutionType]
     binary_weights: typing.ClassVar[MPSCNNBinaryConvolutionType]
     xnor: typing.ClassVar[MPSCNNBinaryConvolutionType]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MPSCNNBinaryConvolutionFlags(enum.IntFlag):
     """
     Binary convolution flags.
     """
     none: typing.ClassVar[MPSCNNBinaryConvolutionFlags]
     use_beta_scaling: typing.ClassVar[MPSCNNBinaryConvolutionFlags]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __and__(self, other):
-        ...
-    def __format__(self, format_spec):
-        ...
-    def __invert__(self):
-        ...
-    def __or__(self, other):
-        ...
-    def __rand__(self, other):
-        ...
-    def __ror__(self, other):
-        ...
-    def __rxor__(self, other):
-        ...
-    def __xor__(self, other):
-        ...
 class MTLCommandBufferStatus(enum.IntEnum):
     """
     Command buffer status.
@@ -247,11 +159,6 @@ class MTLCommandBufferStatus(enum.IntEnum):
     error: typing.ClassVar[MTLCommandBufferStatus]
     not_enqueued: typing.ClassVar[MTLCommandBufferStatus]
     scheduled: typing.ClassVar[MTLCommandBufferStatus]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MTLDevice:
     """
     A compute device. There is one object per device: MTLDevice('cpu') is MTLDevice('cpu:0').
@@ -270,11 +177,11 @@ class MTLDevice:
         """
     def __repr__(self) -> str:
         ...
-    def make_buffer(self, length: typing.SupportsInt | typing.SupportsIndex) -> ...:
+    def make_buffer(self, length: typing.SupportsInt | typing.SupportsIndex) -> MTLBuffer:
         """
         A new zero-filled MTLBuffer of `length` bytes (device.makeBuffer(length:)).
         """
-    def make_command_queue(self) -> ...:
+    def make_command_queue(self) -> MTLCommandQueue:
         """
         A new MTLCommandQueue on this device.
         """
@@ -311,7 +218,7 @@ class MTLCommandQueue:
     label: str
     def __init__(self, device: MTLDevice) -> None:
         ...
-    def command_buffer(self) -> ...:
+    def command_buffer(self) -> MTLCommandBuffer:
         """
         Alias of make_command_buffer (Swift makeCommandBuffer).
         """
@@ -319,7 +226,7 @@ class MTLCommandQueue:
         """
         Wait until every committed buffer of this queue completed.
         """
-    def make_command_buffer(self) -> ...:
+    def make_command_buffer(self) -> MTLCommandBuffer:
         """
         A new MPSCommandBuffer on this queue.
         """
@@ -336,7 +243,7 @@ class MTLCommandBuffer:
         ...
     def __init__(self, command_queue: MTLCommandQueue) -> None:
         ...
-    def add_completed_handler(self, handler: collections.abc.Callable) -> None:
+    def add_completed_handler(self, handler: collections.abc.Callable[[MTLCommandBuffer], object]) -> None:
         """
         Call handler(command_buffer) on the worker thread once the work completed.
         """
@@ -373,7 +280,7 @@ class MTLBuffer:
     """
     label: str
     @staticmethod
-    def from_numpy(array: typing.Any, device: MTLDevice = None) -> MTLBuffer:
+    def from_numpy(array: typing.Any, device: MTLDevice | None = None) -> MTLBuffer:
         """
         Wrap a writeable C-contiguous array without copying.
         """
@@ -381,11 +288,11 @@ class MTLBuffer:
         ...
     def __len__(self) -> int:
         ...
-    def contents(self) -> numpy.ndarray:
+    def contents(self) -> numpy.typing.NDArray[typing.Any]:
         """
         The buffer's bytes as a writeable uint8 NumPy view (no copy).
         """
-    def numpy(self, dtype: typing.Any = ...) -> numpy.ndarray:
+    def numpy(self, dtype: typing.Any = ...) -> numpy.typing.NDArray[typing.Any]:
         """
         The buffer as a flat NumPy view of `dtype` (no copy).
         """
@@ -416,7 +323,7 @@ class MPSState:
         ...
     def buffer_size(self, index: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
         ...
-    def numpy(self, index: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.ndarray:
+    def numpy(self, index: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[typing.Any]:
         """
         mpsnn extension: a buffer of a graph-made state as a typed (N, H, W, C) NumPy view, e.g. the int32 arg-max of max pooling (y * width + x of the winning source pixel, -1 for a zero of the padding).
         """
@@ -474,22 +381,12 @@ class MTLPixelFormat(enum.IntEnum):
     rgba16_unorm: typing.ClassVar[MTLPixelFormat]
     rgba32_float: typing.ClassVar[MTLPixelFormat]
     rgba8_unorm: typing.ClassVar[MTLPixelFormat]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MTLTextureType(enum.IntEnum):
     """
     Texture types (Metal's raw values).
     """
     type2d: typing.ClassVar[MTLTextureType]
     type2d_array: typing.ClassVar[MTLTextureType]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __format__(self, format_spec):
-        ...
 class MTLTextureUsage(enum.IntFlag):
     """
     Texture usage flags (Metal's raw values).
@@ -499,25 +396,6 @@ class MTLTextureUsage(enum.IntFlag):
     shader_read: typing.ClassVar[MTLTextureUsage]
     shader_write: typing.ClassVar[MTLTextureUsage]
     unknown: typing.ClassVar[MTLTextureUsage]
-    @classmethod
-    def __new__(cls, value):
-        ...
-    def __and__(self, other):
-        ...
-    def __format__(self, format_spec):
-        ...
-    def __invert__(self):
-        ...
-    def __or__(self, other):
-        ...
-    def __rand__(self, other):
-        ...
-    def __ror__(self, other):
-        ...
-    def __rxor__(self, other):
-        ...
-    def __xor__(self, other):
-        ...
 class MTLTextureDescriptor:
     """
     Size, pixel format, type and usage of a texture.
@@ -595,7 +473,7 @@ class MTLTexture:
     """
     label: str
     @staticmethod
-    def from_numpy(array: typing.Any, device: MTLDevice = None, usage: typing.SupportsInt | typing.SupportsIndex = 3) -> MTLTexture:
+    def from_numpy(array: typing.Any, device: MTLDevice | None = None, usage: typing.SupportsInt | typing.SupportsIndex = 3) -> MTLTexture:
         """
         Wrap a C-contiguous (H, W), (H, W, channels) or (array_length, H, W, channels) float32/float16/uint8/uint16 array without copying (1, 2 or 4 channels; 4-D arrays make a type2d_array texture).
         
@@ -605,7 +483,7 @@ class MTLTexture:
         """
     def __repr__(self) -> str:
         ...
-    def numpy(self) -> numpy.ndarray:
+    def numpy(self) -> numpy.typing.NDArray[typing.Any]:
         """
         A NumPy view of the texture's memory ((H, W, C) or (array_length, H, W, C)).
         """
@@ -716,7 +594,7 @@ class MPSImage:
         Allocator of persistent images.
         """
     @staticmethod
-    def from_dlpack(tensor: typing.Any, device: MTLDevice = None) -> MPSImage:
+    def from_dlpack(tensor: typing.Any, device: MTLDevice | None = None) -> MPSImage:
         """
         Wrap a CPU DLPack tensor (PyTorch, JAX, CuPy host arrays...) of shape (N, H, W, C), C-contiguous,
         float32/float16/uint8/uint16, without copying. A channels_last PyTorch tensor t qualifies as
@@ -728,7 +606,7 @@ class MPSImage:
             ShapeError: not 4-dimensional.
         """
     @staticmethod
-    def from_numpy(array: typing.Any, device: MTLDevice = None) -> MPSImage:
+    def from_numpy(array: typing.Any, device: MTLDevice | None = None) -> MPSImage:
         """
         Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.
         
@@ -771,13 +649,13 @@ class MPSImage:
         """
         Split into single-image aliases sharing memory.
         """
-    def numpy(self) -> numpy.ndarray:
+    def numpy(self) -> numpy.typing.NDArray[typing.Any]:
         """
         An (N, H, W, C) NumPy view of the image's memory (no copy; keeps it alive).
         
         An image returned by MPSNNGraph.encode is written when its command buffer runs: reading it waits for a committed command buffer to complete, and raises MPSGraphError (naming the buffer's status) when the buffer was never committed, since waiting would never end. The same holds for read_bytes, write_bytes, __array__, __getitem__ and DLPack export. Temporary images raise MPSTemporaryImageError.
         """
-    def read_bytes(self, data: typing_extensions.Buffer, data_layout: MPSDataLayout, image_index: typing.SupportsInt | typing.SupportsIndex = 0, *, bytes_per_row: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_image: typing.SupportsInt | typing.SupportsIndex = 0, region: typing.Any = None, feature_channel_info: typing.Any = None) -> None:
+    def read_bytes(self, data: _WritableBytes, data_layout: MPSDataLayout, image_index: typing.SupportsInt | typing.SupportsIndex = 0, *, bytes_per_row: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_image: typing.SupportsInt | typing.SupportsIndex = 0, region: mpsnn._types.MTLRegion | None = None, feature_channel_info: mpsnn._types.MPSImageReadWriteParams | None = None) -> None:
         """
         Copy pixels into `data` (element type = the image's format). Strides 0 mean dense.
         """
@@ -793,7 +671,7 @@ class MPSImage:
         """
         No-op: host memory is always CPU-visible.
         """
-    def write_bytes(self, data: typing_extensions.Buffer, data_layout: MPSDataLayout, image_index: typing.SupportsInt | typing.SupportsIndex = 0, *, bytes_per_column: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_row: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_image: typing.SupportsInt | typing.SupportsIndex = 0, region: typing.Any = None, feature_channel_info: typing.Any = None) -> None:
+    def write_bytes(self, data: _Bytes, data_layout: MPSDataLayout, image_index: typing.SupportsInt | typing.SupportsIndex = 0, *, bytes_per_column: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_row: typing.SupportsInt | typing.SupportsIndex = 0, bytes_per_image: typing.SupportsInt | typing.SupportsIndex = 0, region: mpsnn._types.MTLRegion | None = None, feature_channel_info: mpsnn._types.MPSImageReadWriteParams | None = None) -> None:
         """
         Copy pixels from `data` into the image.
         """
@@ -833,7 +711,7 @@ class MPSImage:
     def precision(self) -> int:
         ...
     @property
-    def texture(self) -> numpy.ndarray:
+    def texture(self) -> numpy.typing.NDArray[typing.Any]:
         """
         The backing memory as a NumPy view (forces allocation).
         """
@@ -877,20 +755,20 @@ class MPSNNImageNode:
     """
     export_from_graph: bool
     format: MPSImageFeatureChannelFormat
-    handle: typing.Any
-    image_allocator: typing.Any
+    handle: _Handle
+    image_allocator: mpsnn.protocols.MPSImageAllocator
     stop_gradient: bool
     synchronize_resource: bool
     @staticmethod
-    def exported_node(handle: typing.Any = None) -> MPSNNImageNode:
+    def exported_node(handle: _Handle = None) -> MPSNNImageNode:
         ...
     @staticmethod
-    def node(handle: typing.Any = None) -> MPSNNImageNode:
+    def node(handle: _Handle = None) -> MPSNNImageNode:
         ...
-    def __init__(self, handle: typing.Any = None) -> None:
+    def __init__(self, handle: _Handle = None) -> None:
         ...
     @property
-    def parent(self) -> ...:
+    def parent(self) -> MPSNNFilterNode | None:
         """
         The filter producing this image, or None for an input.
         """
@@ -899,7 +777,7 @@ class MPSNNStateNode:
     Placeholder for a state in a graph.
     """
     export_from_graph: bool
-    handle: typing.Any
+    handle: _Handle
     synchronize_resource: bool
 class MPSNNGradientStateNode(MPSNNStateNode):
     pass
@@ -948,7 +826,7 @@ class MPSNNNeuronDescriptor:
         Parameters not given take the per-type defaults of nodes.md §6.2.
         """
     @staticmethod
-    def cnn_neuron_prelu_descriptor(data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], no_copy: bool = False) -> MPSNNNeuronDescriptor:
+    def cnn_neuron_prelu_descriptor(data: _FloatVector, no_copy: bool = False) -> MPSNNNeuronDescriptor:
         ...
     def __init__(self, neuron_type: MPSCNNNeuronType = ..., a: typing.SupportsFloat | typing.SupportsIndex | None = None, b: typing.SupportsFloat | typing.SupportsIndex | None = None, c: typing.SupportsFloat | typing.SupportsIndex | None = None) -> None:
         ...
@@ -974,7 +852,7 @@ class MPSNNNeuronDescriptor:
     def data(self) -> list[float]:
         ...
     @data.setter
-    def data(self, arg0: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+    def data(self, arg0: _FloatVector) -> None:
         ...
 class MPSCNNConvolutionDescriptor:
     """
@@ -988,7 +866,7 @@ class MPSCNNConvolutionDescriptor:
         """
     def __init__(self, kernel_width: typing.SupportsInt | typing.SupportsIndex = 3, kernel_height: typing.SupportsInt | typing.SupportsIndex = 3, input_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1, output_feature_channels: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
         ...
-    def set_batch_normalization_parameters_for_inference(self, mean: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], variance: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], gamma: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, beta: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def set_batch_normalization_parameters_for_inference(self, mean: _FloatVector, variance: _FloatVector, gamma: _FloatVector | None, beta: _FloatVector | None, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     def set_neuron_to_prelu_with_parameters_a(self, a: typing.Any) -> None:
         """
@@ -1112,7 +990,7 @@ class MPSNNFilterNode:
     Base of every operation node.
     """
     label: str | None
-    padding_policy: typing.Any
+    padding_policy: mpsnn.protocols.MPSNNPadding
     def __repr__(self) -> str:
         ...
     def gradient_filter(self, with_source: MPSNNImageNode | None = None, with_sources: collections.abc.Sequence[MPSNNImageNode] | None = None) -> MPSNNFilterNode:
@@ -1180,9 +1058,9 @@ class MPSCNNConvolutionNode(MPSNNFilterNode):
         weights: data source; weights OHWI (Cout, KH, KW, Cin/groups).
     """
     @staticmethod
-    def node(source: MPSNNImageNode, weights: typing.Any) -> MPSCNNConvolutionNode:
+    def node(source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> MPSCNNConvolutionNode:
         ...
-    def __init__(self, source: MPSNNImageNode, weights: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> None:
         ...
     @property
     def accumulator_precision(self) -> int:
@@ -1208,18 +1086,18 @@ class MPSCNNFullyConnectedNode(MPSCNNConvolutionNode):
     Fully connected layer: the kernel covers the whole source, result 1x1xCout; flatten order is row, column, channel.
     """
     @staticmethod
-    def node(source: MPSNNImageNode, weights: typing.Any) -> MPSCNNFullyConnectedNode:
+    def node(source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> MPSCNNFullyConnectedNode:
         ...
-    def __init__(self, source: MPSNNImageNode, weights: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> None:
         ...
 class MPSCNNConvolutionTransposeNode(MPSCNNConvolutionNode):
     """
     Transposed convolution (nodes.md §4.3). With a convolution's gradient state the result takes that convolution's source size; weights are used as given (no rotation).
     """
     @staticmethod
-    def node(source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: typing.Any) -> MPSCNNConvolutionTransposeNode:
+    def node(source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> MPSCNNConvolutionTransposeNode:
         ...
-    def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> None:
         ...
 class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
     """
@@ -1227,17 +1105,17 @@ class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
     """
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryConvolutionNode:
+    def node(source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryConvolutionNode:
         ...
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryConvolutionNode:
+    def node(source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, output_bias_terms: _FloatVector | None, output_scale_terms: _FloatVector | None, input_bias_terms: _FloatVector | None, input_scale_terms: _FloatVector | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryConvolutionNode:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def __init__(self, source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def __init__(self, source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, output_bias_terms: _FloatVector | None, output_scale_terms: _FloatVector | None, input_bias_terms: _FloatVector | None, input_scale_terms: _FloatVector | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def accumulator_precision(self) -> int:
@@ -1264,17 +1142,17 @@ class MPSCNNBinaryFullyConnectedNode(MPSCNNBinaryConvolutionNode):
     """
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryFullyConnectedNode:
+    def node(source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryFullyConnectedNode:
         ...
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryFullyConnectedNode:
+    def node(source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, output_bias_terms: _FloatVector | None, output_scale_terms: _FloatVector | None, input_bias_terms: _FloatVector | None, input_scale_terms: _FloatVector | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNBinaryFullyConnectedNode:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, weights: typing.Any, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def __init__(self, source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, scale_value: typing.SupportsFloat | typing.SupportsIndex, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, weights: typing.Any, output_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, output_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_bias_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, input_scale_terms: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def __init__(self, source: MPSNNImageNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource, output_bias_terms: _FloatVector | None, output_scale_terms: _FloatVector | None, input_bias_terms: _FloatVector | None, input_scale_terms: _FloatVector | None, type: MPSCNNBinaryConvolutionType, flags: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class MPSCNNPoolingNode(MPSNNFilterNode):
     """
@@ -1426,36 +1304,36 @@ class MPSCNNPoolingMaxGradientNode(MPSCNNPoolingGradientNode):
     Max pooling gradient: G routed to each window's arg-max (first maximal tap).
     """
     @staticmethod
-    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNPoolingMaxGradientNode:
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> MPSCNNPoolingMaxGradientNode:
         ...
-    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> None:
         ...
 class MPSCNNPoolingAverageGradientNode(MPSCNNPoolingGradientNode):
     """
     Average pooling gradient: G / N spread over each window's in-image taps.
     """
     @staticmethod
-    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNPoolingAverageGradientNode:
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> MPSCNNPoolingAverageGradientNode:
         ...
-    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> None:
         ...
 class MPSCNNPoolingL2NormGradientNode(MPSCNNPoolingGradientNode):
     """
     L2-norm pooling gradient: G * X / Y over each window.
     """
     @staticmethod
-    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNPoolingL2NormGradientNode:
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> MPSCNNPoolingL2NormGradientNode:
         ...
-    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> None:
         ...
 class MPSCNNDilatedPoolingMaxGradientNode(MPSCNNPoolingGradientNode):
     """
     Dilated max pooling gradient (nodes.md §5.5, §5.6).
     """
     @staticmethod
-    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> MPSCNNDilatedPoolingMaxGradientNode:
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> MPSCNNDilatedPoolingMaxGradientNode:
         ...
-    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: typing.Any = None) -> None:
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_x: typing.SupportsInt | typing.SupportsIndex, stride_in_pixels_y: typing.SupportsInt | typing.SupportsIndex, dilation_rate_x: typing.SupportsInt | typing.SupportsIndex, dilation_rate_y: typing.SupportsInt | typing.SupportsIndex, padding_policy: mpsnn.protocols.MPSNNPadding | None = None) -> None:
         ...
     @property
     def dilation_rate_x(self) -> int:
@@ -1615,9 +1493,9 @@ class MPSCNNNeuronPReLUNode(MPSCNNNeuronNode):
     f(u) = u if u >= 0 else a[c]*u with one slope per feature channel (or one for all).
     """
     @staticmethod
-    def node(source: MPSNNImageNode, a_data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> MPSCNNNeuronPReLUNode:
+    def node(source: MPSNNImageNode, a_data: _FloatVector) -> MPSCNNNeuronPReLUNode:
         ...
-    def __init__(self, source: MPSNNImageNode, a_data: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+    def __init__(self, source: MPSNNImageNode, a_data: _FloatVector) -> None:
         ...
 class MPSCNNNeuronGradientNode(MPSNNGradientFilterNode):
     """
@@ -1706,36 +1584,36 @@ class MPSNNAdditionNode(MPSNNBinaryArithmeticNode):
     A + B.
     """
     @staticmethod
-    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNAdditionNode:
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> MPSNNAdditionNode:
         ...
-    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> None:
         ...
 class MPSNNSubtractionNode(MPSNNBinaryArithmeticNode):
     """
     A - B.
     """
     @staticmethod
-    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNSubtractionNode:
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> MPSNNSubtractionNode:
         ...
-    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> None:
         ...
 class MPSNNMultiplicationNode(MPSNNBinaryArithmeticNode):
     """
     A * B.
     """
     @staticmethod
-    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNMultiplicationNode:
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> MPSNNMultiplicationNode:
         ...
-    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> None:
         ...
 class MPSNNDivisionNode(MPSNNBinaryArithmeticNode):
     """
     A / B (IEEE: x/0 = inf).
     """
     @staticmethod
-    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> MPSNNDivisionNode:
+    def node(sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> MPSNNDivisionNode:
         ...
-    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode = None, right_source: MPSNNImageNode = None) -> None:
+    def __init__(self, sources: collections.abc.Sequence[MPSNNImageNode] | None = None, left_source: MPSNNImageNode | None = None, right_source: MPSNNImageNode | None = None) -> None:
         ...
 class MPSNNConcatenationNode(MPSNNFilterNode):
     """
@@ -1788,9 +1666,9 @@ class MPSCNNBatchNormalizationNode(MPSNNFilterNode):
     """
     training_style: MPSNNTrainingStyle
     @staticmethod
-    def node(source: MPSNNImageNode, data_source: typing.Any) -> MPSCNNBatchNormalizationNode:
+    def node(source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNBatchNormalizationDataSource) -> MPSCNNBatchNormalizationNode:
         ...
-    def __init__(self, source: MPSNNImageNode, data_source: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNBatchNormalizationDataSource) -> None:
         ...
     @property
     def flags(self) -> MPSCNNBatchNormalizationFlags:
@@ -1806,9 +1684,9 @@ class MPSCNNInstanceNormalizationNode(MPSNNFilterNode):
     """
     training_style: MPSNNTrainingStyle
     @staticmethod
-    def node(source: MPSNNImageNode, data_source: typing.Any) -> MPSCNNInstanceNormalizationNode:
+    def node(source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNInstanceNormalizationDataSource) -> MPSCNNInstanceNormalizationNode:
         ...
-    def __init__(self, source: MPSNNImageNode, data_source: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNInstanceNormalizationDataSource) -> None:
         ...
 class MPSCNNNormalizationNode(MPSNNFilterNode):
     """
@@ -1947,17 +1825,17 @@ class MPSNNBilinearScaleNode(MPSNNScaleNode):
     """
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, output_size: typing.Any) -> MPSNNBilinearScaleNode:
+    def node(source: MPSNNImageNode, output_size: mpsnn._types.MTLSize) -> MPSNNBilinearScaleNode:
         ...
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> MPSNNBilinearScaleNode:
+    def node(source: MPSNNImageNode, transform_provider: mpsnn.protocols.MPSImageTransformProvider, output_size: mpsnn._types.MTLSize) -> MPSNNBilinearScaleNode:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, output_size: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, output_size: mpsnn._types.MTLSize) -> None:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, transform_provider: mpsnn.protocols.MPSImageTransformProvider, output_size: mpsnn._types.MTLSize) -> None:
         ...
 class MPSNNLanczosScaleNode(MPSNNScaleNode):
     """
@@ -1965,17 +1843,17 @@ class MPSNNLanczosScaleNode(MPSNNScaleNode):
     """
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, output_size: typing.Any) -> MPSNNLanczosScaleNode:
+    def node(source: MPSNNImageNode, output_size: mpsnn._types.MTLSize) -> MPSNNLanczosScaleNode:
         ...
     @staticmethod
     @typing.overload
-    def node(source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> MPSNNLanczosScaleNode:
+    def node(source: MPSNNImageNode, transform_provider: mpsnn.protocols.MPSImageTransformProvider, output_size: mpsnn._types.MTLSize) -> MPSNNLanczosScaleNode:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, output_size: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, output_size: mpsnn._types.MTLSize) -> None:
         ...
     @typing.overload
-    def __init__(self, source: MPSNNImageNode, transform_provider: typing.Any, output_size: typing.Any) -> None:
+    def __init__(self, source: MPSNNImageNode, transform_provider: mpsnn.protocols.MPSImageTransformProvider, output_size: mpsnn._types.MTLSize) -> None:
         ...
 class MPSKernel:
     """
@@ -1987,7 +1865,7 @@ class MPSCNNKernel(MPSKernel):
     A unary CNN kernel as a custom padding policy's destination_image_descriptor sees it: its geometry, with offset and edge_mode writable. The object is an instance of the node's MPS kernel class (MPSCNNPoolingMax, MPSCNNConvolution, ...).
     """
     edge_mode: MPSImageEdgeMode
-    offset: typing.Any
+    offset: mpsnn._types.MPSOffset
     @property
     def destination_feature_channel_offset(self) -> int:
         ...
@@ -2050,9 +1928,9 @@ class MPSCNNBinaryKernel(MPSKernel):
     A two-source CNN kernel (arithmetic, gradients) as a padding hook sees it; primary_offset and primary_edge_mode are the primary source's geometry (offset / edge_mode are the same values).
     """
     edge_mode: MPSImageEdgeMode
-    offset: typing.Any
+    offset: mpsnn._types.MPSOffset
     primary_edge_mode: MPSImageEdgeMode
-    primary_offset: typing.Any
+    primary_offset: mpsnn._types.MPSOffset
     @property
     def destination_feature_channel_offset(self) -> int:
         ...
@@ -2241,33 +2119,33 @@ class MPSNNGraph:
         graph = MPSNNGraph(device, result_image=softmax.result_image)
         probs = graph.run([x]).numpy()
     """
-    destination_image_allocator: typing.Any
+    destination_image_allocator: mpsnn.protocols.MPSImageAllocator
     label: str
     output_state_is_temporary: bool
     @staticmethod
-    def graph(device: MTLDevice, result_image: MPSNNImageNode = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> MPSNNGraph:
+    def graph(device: MTLDevice, result_image: MPSNNImageNode | None = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> MPSNNGraph:
         ...
     def __copy__(self) -> MPSNNGraph:
         ...
-    def __init__(self, device: MTLDevice, result_image: MPSNNImageNode = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> None:
+    def __init__(self, device: MTLDevice, result_image: MPSNNImageNode | None = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> None:
         ...
-    def copy(self, device: MTLDevice = None) -> MPSNNGraph:
+    def copy(self, device: MTLDevice | None = None) -> MPSNNGraph:
         """
         An independent graph over the same nodes with the same properties, on `device` or this graph's (MPSKernel copy, graph.md §2.9). The data sources are read again.
         """
-    def encode(self, command_buffer: MTLCommandBuffer, source_images: list, source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> MPSImage:
+    def encode(self, command_buffer: MTLCommandBuffer, source_images: collections.abc.Sequence[_SourceImage], source_states: collections.abc.Sequence[MPSState] | None = None, intermediate_images: list[MPSImage] | None = None, destination_states: list[MPSState] | None = None) -> MPSImage | None:
         """
         Encode one run; returns the result image (written when the command buffer runs) or None. CPU reads of the returned images (numpy(), read_bytes, __array__, DLPack) wait for the committed command buffer and raise MPSGraphError before commit(). destination_states receives the exported result states (result_state_handles order), temporary iff output_state_is_temporary.
         """
-    def encode_batch(self, command_buffer: MTLCommandBuffer, source_images: collections.abc.Sequence[list], source_states: typing.Any = None, intermediate_images: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
+    def encode_batch(self, command_buffer: MTLCommandBuffer, source_images: collections.abc.Sequence[collections.abc.Sequence[_SourceImage]], source_states: collections.abc.Sequence[collections.abc.Sequence[MPSState]] | None = None, intermediate_images: list[list[MPSImage]] | None = None, destination_states: list[list[MPSState]] | None = None) -> list[MPSImage] | None:
         """
         Encode a batch: one list of single images per source.
         """
-    def execute_async(self, source_images: list, completion_handler: collections.abc.Callable) -> MPSImage:
+    def execute_async(self, source_images: collections.abc.Sequence[_SourceImage], completion_handler: collections.abc.Callable[[MPSImage | None, str | None], object]) -> MPSImage | None:
         """
         Run on a private queue; completion_handler(result, error) is called on a worker thread: error is None or the message of what failed (invalid sources included: nothing is raised here), result then None. Returns the result image (None when encoding failed).
         """
-    def plan_description(self, source_images: list) -> str:
+    def plan_description(self, source_images: collections.abc.Sequence[_SourceImage]) -> str:
         """
         mpsnn extension: the compiled plan for these sources (steps, buffers, fusion).
         """
@@ -2277,7 +2155,7 @@ class MPSNNGraph:
         ...
     def reload_from_data_sources(self) -> None:
         ...
-    def run(self, source_images: list, intermediate_images: typing.Any = None, source_states: typing.Any = None, destination_states: typing.Any = None) -> typing.Any:
+    def run(self, source_images: collections.abc.Sequence[_SourceImage], intermediate_images: list[MPSImage] | None = None, source_states: collections.abc.Sequence[MPSState] | None = None, destination_states: list[MPSState] | None = None) -> MPSImage | list[MPSImage | None] | None:
         """
         mpsnn convenience: run now on this thread (GIL released) and return the result MPSImage (a list for the several-results initializer).
         
@@ -2317,10 +2195,10 @@ class MPSNNGraph:
     def fusion_enabled(self, arg1: bool) -> None:
         ...
     @property
-    def intermediate_image_handles(self) -> list:
+    def intermediate_image_handles(self) -> list[_Handle]:
         ...
     @property
-    def options(self) -> typing.Any:
+    def options(self) -> MPSKernelOptions:
         """
         MPSKernelOptions; with verbose, each plan the graph compiles is described on stderr (steps, fusions, buffers).
         """
@@ -2336,25 +2214,25 @@ class MPSNNGraph:
     def poison_temporaries(self, arg1: bool) -> None:
         ...
     @property
-    def result_handle(self) -> typing.Any:
+    def result_handle(self) -> _Handle:
         ...
     @property
     def result_image_is_needed(self) -> bool:
         ...
     @property
-    def result_state_handles(self) -> list:
+    def result_state_handles(self) -> list[_Handle]:
         ...
     @property
-    def source_image_handles(self) -> list:
+    def source_image_handles(self) -> list[_Handle]:
         ...
     @property
-    def source_state_handles(self) -> list:
+    def source_state_handles(self) -> list[_Handle]:
         ...
-def MPSImageBatchIncrementReadCount(batch: list, amount: typing.SupportsInt | typing.SupportsIndex) -> int:
+def MPSImageBatchIncrementReadCount(batch: collections.abc.Sequence[MPSImage], amount: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...
-def MPSImageBatchResourceSize(batch: list) -> int:
+def MPSImageBatchResourceSize(batch: collections.abc.Sequence[MPSImage]) -> int:
     ...
-def MPSImageBatchSynchronize(batch: list, command_buffer: typing.Any) -> None:
+def MPSImageBatchSynchronize(batch: collections.abc.Sequence[MPSImage], command_buffer: MTLCommandBuffer) -> None:
     ...
 def MTLCopyAllDevices() -> list[MTLDevice]:
     """

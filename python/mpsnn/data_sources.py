@@ -6,14 +6,19 @@ user-written data source.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 
+# What the data sources take as a vector of floats: an array, a sequence, or raw float32 bytes.
+FloatValues = Union[npt.ArrayLike, bytes, bytearray, memoryview]
 
-def _float_vector(values, name: str, count: Optional[int] = None) -> Optional[np.ndarray]:
+
+def _float_vector(values: Optional[FloatValues], name: str,
+                  count: Optional[int] = None) -> Optional[npt.NDArray[np.float32]]:
     if values is None:
         return None
     if isinstance(values, (bytes, bytearray, memoryview)) and memoryview(values).format in ("B", "b", "c"):
@@ -46,7 +51,8 @@ class ArrayConvolutionDataSource:
         label: kernel label.
     """
 
-    def __init__(self, descriptor, weights, bias=None, label: Optional[str] = None):
+    def __init__(self, descriptor: _core.MPSCNNConvolutionDescriptor, weights: npt.ArrayLike,
+                 bias: Optional[FloatValues] = None, label: Optional[str] = None) -> None:
         self._descriptor = descriptor
         w = np.ascontiguousarray(weights)
         types = {
@@ -63,16 +69,16 @@ class ArrayConvolutionDataSource:
         self._label = label
         self.load_count = 0
 
-    def data_type(self):
+    def data_type(self) -> _core.MPSDataType:
         return self._data_type
 
-    def descriptor(self):
+    def descriptor(self) -> _core.MPSCNNConvolutionDescriptor:
         return self._descriptor
 
-    def weights(self):
+    def weights(self) -> npt.NDArray[Any]:
         return self._weights
 
-    def bias_terms(self):
+    def bias_terms(self) -> Optional[npt.NDArray[np.float32]]:
         return self._bias
 
     def load(self) -> bool:
@@ -85,7 +91,7 @@ class ArrayConvolutionDataSource:
     def label(self) -> Optional[str]:
         return self._label
 
-    def copy(self):
+    def copy(self) -> ArrayConvolutionDataSource:
         return ArrayConvolutionDataSource(self._descriptor, self._weights.copy(), self._bias, self._label)
 
 
@@ -93,8 +99,10 @@ class ArrayBatchNormalizationDataSource:
     """An MPSCNNBatchNormalizationDataSource over NumPy arrays (None arrays take the defaults
     gamma 1, beta 0, mean 0, variance 1)."""
 
-    def __init__(self, gamma=None, beta=None, mean=None, variance=None, epsilon: Optional[float] = None,
-                 label: Optional[str] = None, number_of_feature_channels: Optional[int] = None):
+    def __init__(self, gamma: Optional[FloatValues] = None, beta: Optional[FloatValues] = None,
+                 mean: Optional[FloatValues] = None, variance: Optional[FloatValues] = None,
+                 epsilon: Optional[float] = None, label: Optional[str] = None,
+                 number_of_feature_channels: Optional[int] = None) -> None:
         arrays = [a for a in (gamma, beta, mean, variance) if a is not None]
         n = number_of_feature_channels
         if n is None:
@@ -112,16 +120,16 @@ class ArrayBatchNormalizationDataSource:
     def number_of_feature_channels(self) -> int:
         return self._n
 
-    def gamma(self):
+    def gamma(self) -> Optional[npt.NDArray[np.float32]]:
         return self._gamma
 
-    def beta(self):
+    def beta(self) -> Optional[npt.NDArray[np.float32]]:
         return self._beta
 
-    def mean(self):
+    def mean(self) -> Optional[npt.NDArray[np.float32]]:
         return self._mean
 
-    def variance(self):
+    def variance(self) -> Optional[npt.NDArray[np.float32]]:
         return self._variance
 
     def epsilon(self) -> float:
@@ -137,7 +145,7 @@ class ArrayBatchNormalizationDataSource:
     def label(self) -> Optional[str]:
         return self._label
 
-    def copy(self):
+    def copy(self) -> ArrayBatchNormalizationDataSource:
         return ArrayBatchNormalizationDataSource(self._gamma, self._beta, self._mean, self._variance, self._epsilon,
                                                  self._label, self._n)
 
@@ -145,10 +153,11 @@ class ArrayBatchNormalizationDataSource:
 class ArrayInstanceNormalizationDataSource(ArrayBatchNormalizationDataSource):
     """An MPSCNNInstanceNormalizationDataSource over NumPy arrays (gamma, beta)."""
 
-    def __init__(self, gamma=None, beta=None, epsilon: Optional[float] = None, label: Optional[str] = None,
-                 number_of_feature_channels: Optional[int] = None):
+    def __init__(self, gamma: Optional[FloatValues] = None, beta: Optional[FloatValues] = None,
+                 epsilon: Optional[float] = None, label: Optional[str] = None,
+                 number_of_feature_channels: Optional[int] = None) -> None:
         super().__init__(gamma, beta, None, None, epsilon, label, number_of_feature_channels)
 
-    @property
+    @property  # type: ignore[override]
     def number_of_feature_channels(self) -> int:  # a property in the instance-norm protocol
         return self._n

@@ -61,3 +61,11 @@ class MPSImageTransformProvider(Protocol):
 @runtime_checkable
 class MPSNNTrainableNode(Protocol):
     training_style: Any
+
+
+@runtime_checkable
+class SupportsDLPack(Protocol):
+    """A host tensor graph.run and MPSImage.from_dlpack take (a PyTorch tensor, a NumPy array, ...);
+    not an MPS protocol: the type of those sources in the stubs."""
+
+    def __dlpack__(self) -> Any: ...
