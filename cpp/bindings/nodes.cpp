@@ -45,6 +45,21 @@ void deprecated(const char* what) {
   if (PyErr_WarnEx(PyExc_DeprecationWarning, msg.c_str(), 1) < 0) throw py::error_already_set();
 }
 
+// A deprecated descriptor property over one neuron parameter (neuron_parameter_a/b/c).
+template <typename Class>
+void deprecated_neuron_parameter(Class& cls, const char* name, float NeuronDescriptor::*field) {
+  cls.def_property(
+      name,
+      [name, field](const ConvolutionDescriptor& d) {
+        deprecated(name);
+        return d.fused_neuron.*field;
+      },
+      [name, field](ConvolutionDescriptor& d, float v) {
+        deprecated(name);
+        d.fused_neuron.*field = v;
+      });
+}
+
 std::vector<float> float_data(const py::object& o) {
   py::module_ np = py::module_::import("numpy");
   if (py::isinstance<py::bytes>(o) || py::isinstance<py::bytearray>(o) || py::isinstance<py::memoryview>(o))
@@ -173,36 +188,6 @@ void bind_nodes(py::module_& m) {
             d.fused_neuron.type = t;  // keeps neuron_parameter_a/b/c, as MPS's separate properties do
             d.fused_neuron.data.clear();
           })
-      .def_property(
-          "neuron_parameter_a",
-          [](const ConvolutionDescriptor& d) {
-            deprecated("neuron_parameter_a");
-            return d.fused_neuron.a;
-          },
-          [](ConvolutionDescriptor& d, float v) {
-            deprecated("neuron_parameter_a");
-            d.fused_neuron.a = v;
-          })
-      .def_property(
-          "neuron_parameter_b",
-          [](const ConvolutionDescriptor& d) {
-            deprecated("neuron_parameter_b");
-            return d.fused_neuron.b;
-          },
-          [](ConvolutionDescriptor& d, float v) {
-            deprecated("neuron_parameter_b");
-            d.fused_neuron.b = v;
-          })
-      .def_property(
-          "neuron_parameter_c",
-          [](const ConvolutionDescriptor& d) {
-            deprecated("neuron_parameter_c");
-            return d.fused_neuron.c;
-          },
-          [](ConvolutionDescriptor& d, float v) {
-            deprecated("neuron_parameter_c");
-            d.fused_neuron.c = v;
-          })
       .def(
           "set_neuron_type",
           [](ConvolutionDescriptor& d, NeuronType t, std::optional<float> a, std::optional<float> b) {
@@ -224,6 +209,9 @@ void bind_nodes(py::module_& m) {
             d.fused_neuron = std::move(n);
           },
           "a"_a, "Deprecated: fused PReLU with one slope per output feature channel (floats, or bytes of float32).");
+  deprecated_neuron_parameter(desc, "neuron_parameter_a", &NeuronDescriptor::a);
+  deprecated_neuron_parameter(desc, "neuron_parameter_b", &NeuronDescriptor::b);
+  deprecated_neuron_parameter(desc, "neuron_parameter_c", &NeuronDescriptor::c);
   auto depthwise = py::class_<DepthwiseDescriptor, ConvolutionDescriptor>(
       m, "MPSCNNDepthWiseConvolutionDescriptor", "Each input channel is convolved separately (multiplier 1).");
   descriptor_constructors(depthwise, &depthwise_descriptor);
