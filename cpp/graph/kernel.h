@@ -45,10 +45,10 @@ struct KernelSpec {
   std::vector<TensorDesc> outputs;   // result image, then result-state buffers
   NodeGeometry geom;
   std::vector<PostOp> post_ops;
-  // Parameter values at compile time (descriptor, shapes); runs see the current version through
-  // KernelArgs::params, in the same order as `param_slots`.
+  // Parameter values at compile time (descriptor, shapes) and their version, which a kernel's
+  // VersionCache starts from; runs see the current version through KernelArgs::params.
   NodeParams params;
-  std::vector<const ParamSlot*> param_slots;
+  uint64_t params_version = 0;
   bool batch_statistics = false;     // batch normalization computes the batch's own mean/variance
   std::string context;               // "[convolution 'conv1']"
 

@@ -33,7 +33,8 @@ struct StepInfo {
   std::vector<int> inputs;   // source images, then source-state buffers, then a fused addend
   std::vector<int> outputs;  // result image, then result-state buffers
   std::vector<const ParamSlot*> params;
-  NodeParams param_values;   // at compile time
+  NodeParams param_values;   // at compile time, version `param_version` (one snapshot)
+  uint64_t param_version = 0;
   NodeGeometry geom;
   std::vector<PostOp> post_ops;
   // Batch normalization in training mode: statistics of the batch instead of the running ones.

@@ -29,7 +29,7 @@ std::vector<std::unique_ptr<Kernel>> create_kernels(CompileState& st, std::vecto
     spec.geom = s.geom;
     spec.post_ops = s.post_ops;
     spec.params = s.param_values;
-    spec.param_slots = s.params;
+    spec.params_version = s.param_version;
     spec.batch_statistics = s.batch_statistics;
     spec.context = s.context;
     kernels.push_back(st.registry.find(s.kind)(spec, *st.device));

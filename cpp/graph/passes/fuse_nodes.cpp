@@ -91,7 +91,9 @@ void fuse_nodes(CompileState& st) {
           break;
         const ParamSlot* folded = st.params.folded(p->params.at(0), s.params.at(0));
         p->params = {folded};
-        p->param_values = folded->values();
+        ParamSnapshot snap = folded->snapshot();
+        p->param_values = std::move(snap.values);
+        p->param_version = snap.version;
         absorb(st, *p, s);
         break;
       }

@@ -42,7 +42,9 @@ void infer_shapes(CompileState& st) {
     step.context = f.context();
     if (const ParamSlot* slot = st.params.slot_of(f)) {
       step.params.push_back(slot);
-      step.param_values = slot->values();
+      ParamSnapshot snap = slot->snapshot();
+      step.param_values = std::move(snap.values);
+      step.param_version = snap.version;
     }
     ShapeContext ctx{f, frozen.attrs, frozen.padding, step.param_values, {}, {},
                      [&](const StateNode* state) -> const ResolvedNode* {

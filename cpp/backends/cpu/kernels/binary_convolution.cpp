@@ -42,7 +42,7 @@ class BinaryConvolutionKernel final : public Kernel {
       : in_(spec.input(0)), out_(spec.output()), y_(spec.geom.y), x_(spec.geom.x), attrs_(spec.attrs_as<BinaryConvolutionAttrs>()),
         tail_(spec.post_ops) {
     prepare(*spec.params.conv);
-    version_.set(spec.param_slots.empty() ? 0 : spec.param_slots[0]->version());
+    version_.set(spec.params_version);
   }
   void run(const KernelArgs& a, KernelState*) const override {
     const ParamSnapshot& p = a.params[0];

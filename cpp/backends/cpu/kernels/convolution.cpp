@@ -135,7 +135,7 @@ class ConvolutionKernelBase : public Kernel {
     for (const auto& op : spec.post_ops) sum_ = sum_ || op.kind == PostOp::Kind::sum;
     num_inputs_ = int(spec.inputs.size());
     load_parameters(*spec.params.conv);
-    weights_version_.set(spec.param_slots.empty() ? 0 : spec.param_slots[0]->version());
+    weights_version_.set(spec.params_version);
   }
   // Rewrites the primitive's weights and bias in place (their memory is bound in every state).
   void load_parameters(const ConvolutionParams& p) const {

@@ -34,7 +34,7 @@ class BatchNormalizationKernel final : public PrimitiveKernel {
       variance_ = memory(vec_md_, engine());
     }
     load_parameters(p);
-    version_.set(spec.param_slots.empty() ? 0 : spec.param_slots[0]->version());
+    version_.set(spec.params_version);
   }
   int in_place_input() const override { return 0; }
   void run(const KernelArgs& a, KernelState* state) const override {
