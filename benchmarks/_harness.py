@@ -126,6 +126,17 @@ def time_round_robin(
         gc.enable()
 
 
+def timing(c: Contender) -> dict[str, Any]:
+    """A contender's samples as the JSON records hold them (median and min per call, in ms)."""
+    if c.error is not None:
+        return {"error": c.error}
+    return {
+        "time_ms": {"median": statistics.median(c.sample_s) * 1e3, "min": min(c.sample_s) * 1e3},
+        "samples": len(c.sample_s),
+        "calls_per_sample": c.calls_per_sample,
+    }
+
+
 def round_ratio(a: Contender, b: Contender) -> float | None:
     """Median over rounds of b's time per call / a's (> 1: a is faster); None if either failed."""
     if a.error or b.error or not a.sample_s or not b.sample_s:

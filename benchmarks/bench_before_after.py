@@ -381,16 +381,6 @@ def time_pair(workers: list[Worker], case_id: str, s: dict[str, Any]) -> list[Co
     return contenders
 
 
-def timing(c: Contender) -> dict[str, Any]:
-    if c.error is not None:
-        return {"error": c.error}
-    return {
-        "time_ms": {"median": statistics.median(c.sample_s) * 1e3, "min": min(c.sample_s) * 1e3},
-        "samples": len(c.sample_s),
-        "calls_per_sample": c.calls_per_sample,
-    }
-
-
 def ratio_stats(old: Contender, new: Contender) -> dict[str, Any] | None:
     """new / old per round: the median (as ``_harness.round_ratio``) and the quartiles."""
     median = H.round_ratio(old, new)
@@ -417,7 +407,7 @@ def bench_case(workers: list[Worker], meta: dict[str, Any], s: dict[str, Any], t
             break
     entry["spread"], (old, new) = min(attempts, key=lambda a: a[0])
     entry["attempts"] = len(attempts)
-    entry["old"], entry["new"] = timing(old), timing(new)
+    entry["old"], entry["new"] = H.timing(old), H.timing(new)
     entry["ratio"] = ratio_stats(old, new)
     if old.error or new.error:
         entry["error"] = "; ".join(f"{c.name}: {c.error}" for c in (old, new) if c.error)

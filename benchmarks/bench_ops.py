@@ -465,16 +465,6 @@ def pick_layout(torch: Any, case: Case, trial_s: float) -> tuple[str, Callable]:
 # --------------------------------------------------------------------------------------------------
 
 
-def timing(c: Contender) -> dict[str, Any]:
-    if c.error is not None:
-        return {"error": c.error}
-    return {
-        "time_ms": {"median": statistics.median(c.sample_s) * 1e3, "min": min(c.sample_s) * 1e3},
-        "samples": len(c.sample_s),
-        "calls_per_sample": c.calls_per_sample,
-    }
-
-
 def bench_case(case: Case, mods: dict[str, Any], device: Any, settings: dict[str, Any]) -> dict[str, Any]:
     torch = mods["torch"]
     entry: dict[str, Any] = {
@@ -506,8 +496,8 @@ def bench_case(case: Case, mods: dict[str, Any], device: Any, settings: dict[str
             break
     entry["spread"], contenders = min(attempts, key=lambda a: a[0])
     entry["attempts"] = len(attempts)
-    entry["mpsnn"] = timing(contenders[0])
-    entry["torch"] = timing(contenders[1])
+    entry["mpsnn"] = H.timing(contenders[0])
+    entry["torch"] = H.timing(contenders[1])
     entry["speedup"] = H.round_ratio(contenders[0], contenders[1])
     return entry
 

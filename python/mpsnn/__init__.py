@@ -32,16 +32,6 @@ _core = _load_core()
 import atexit as _atexit  # noqa: E402
 
 from ._core import *  # noqa: E402,F401,F403
-from ._core import (  # noqa: E402
-    MPSCNNBatchNormalizationFlags,
-    MPSCNNNeuronType,
-    MPSDataLayout,
-    MPSImageEdgeMode,
-    MPSImageFeatureChannelFormat,
-    MPSKernelOptions,
-    MPSNNPaddingMethod,
-    MPSNNTrainingStyle,
-)
 # `X as X`: explicit re-exports for type checkers (mypy --strict, pyright).
 from ._types import MPSImageReadWriteParams as MPSImageReadWriteParams  # noqa: E402
 from ._types import MPSOffset as MPSOffset  # noqa: E402
