@@ -17,7 +17,8 @@ def reference(spec, arrays):
     deltas = []
     for seed in (1, 2):
         pert, _ = evaluate(spec, arrays, perturb=np.random.default_rng(seed))
-        deltas.append({v: pert[v] - ref[v] for v in ref})
+        with np.errstate(invalid="ignore"):
+            deltas.append({v: pert[v] - ref[v] for v in ref})
     return ref, deltas
 
 
@@ -79,3 +80,91 @@ def sanity_check(device):
     relu = mpsnn.MPSCNNNeuronReLUNode(source=mpsnn.MPSNNImageNode())
     y = mpsnn.MPSNNGraph(device, relu.result_image).run([SANITY["x"]]).numpy()
     np.testing.assert_array_equal(y, np.maximum(SANITY["x"], 0))
+
+
+def check_nonfinite_inputs(spec, device, which, positions, values):
+    """NaN and ±inf in a source image propagate (nodes.md §3.1, §6.2, §7.1: IEEE-754, no error).
+    Unfused, the result has NaN and infinities exactly where the float64 reference has them; fused,
+    the clamps of neurons and residual additions folded into a convolution may replace them by a
+    bound (the documented oneDNN eltwise behaviour, tests/ops/test_convolution.py), so only finite
+    reference values are compared. The same graph then runs finite inputs correctly."""
+    base = [i.array() for i in spec.inputs]
+    arrays = list(base)
+    a = np.array(arrays[which], copy=True)
+    a.reshape(-1)[positions] = np.asarray(values, a.dtype)
+    arrays[which] = a
+    ref, deltas = reference(spec, arrays)
+    _, nodes, _ = build(spec)
+    # A neuron in a convolution descriptor is part of the convolution kernel: fused either way.
+    # Softmax: the spec (nodes.md §7.1) says only that a +inf entry gives NaN; whether the NaN of
+    # the denominator reaches the pixel's other channels is open (the oneDNN kernel gives them 0,
+    # tests/reference/test_references.py accepts NaN or 0), so below a softmax only the values
+    # the reference has finite are compared.
+    relaxed = any((op.kind in ("conv", "fc", "transpose", "binary") and op.params.get("neuron") is not None)
+                  or op.kind == "softmax" for op in spec.ops)
+    for fuse in (False, True):
+        g = make_graph(spec, device, nodes, fuse)
+        out, labels = run(spec, g, arrays, device)
+        check_outputs(spec, out, labels, ref, deltas, f"fuse={fuse} non-finite input v{which}",
+                      allow_nonfinite_mismatch=fuse or relaxed)
+    ref0, deltas0 = reference(spec, base)
+    out, labels = run(spec, g, base, device)
+    check_outputs(spec, out, labels, ref0, deltas0, "finite inputs after non-finite ones")
+
+
+def check_resized_inputs(spec, device, shapes, conditioned):
+    """One graph, inputs of other sizes (graph.md §1.1: sizes come from the images supplied): the
+    reference interpreter's shape rules decide. Valid sizes must give the reference's values (when
+    they are well conditioned); invalid ones a typed error naming a node that cannot take them,
+    after which the graph still runs its original inputs correctly."""
+    from .graphs import InputSpec
+    base = [i.array() for i in spec.inputs]
+    ref0, deltas0 = reference(spec, base)
+    _, nodes, _ = build(spec)
+    g = make_graph(spec, device, nodes, True)
+    out, labels = run(spec, g, base, device)
+    check_outputs(spec, out, labels, ref0, deltas0, "original sizes")
+    resized = [InputSpec(tuple(s), i.dtype, i.domain, i.seed + 1) for i, s in zip(spec.inputs, shapes)]
+    arrays = [i.array() for i in resized]
+    vals, invalid = evaluate(spec, arrays)
+    if invalid:
+        if any(e.error is None for e in invalid.values()):
+            return "uncertain"
+        errors = tuple({e.error for e in invalid.values()})
+        labels_bad = [f"'{spec.ops[i].label}'" for i in invalid]
+        try:
+            run(spec, g, arrays, device)
+        except errors as e:
+            msg = str(e)
+            assert any(lab in msg for lab in labels_bad), f"error {msg!r} names none of {labels_bad}"
+        else:
+            raise AssertionError(f"inputs {shapes} ran; the reference rejects {[(spec.ops[i].label, str(e)) for i, e in invalid.items()]}")
+        result = "invalid"
+    else:
+        ops_ok = all(conditioned(op, [vals[s] for s in op.sources], vals[spec.value_of(i)])
+                     for i, op in enumerate(spec.ops) if spec.value_of(i) in vals)
+        out, labels = run(spec, g, arrays, device)
+        if ops_ok:
+            ref, deltas = reference(spec, arrays)
+            check_outputs(spec, out, labels, ref, deltas, f"resized inputs {shapes}")
+        result = "valid"
+    out, labels = run(spec, g, base, device)
+    check_outputs(spec, out, labels, ref0, deltas0, "original sizes again")
+    return result
+
+
+def check_case(case, device):
+    """An invalid Case raises one of its typed errors naming the node; then the process (and the
+    case's graph, through case.recover) still works."""
+    try:
+        case.trigger()
+    except case.errors as e:
+        msg = str(e)
+        assert any(w in msg for w in case.where), f"{case!r}\nmessage {msg!r} names none of {case.where}"
+    except Exception as e:
+        raise AssertionError(f"{case!r}\nraised {type(e).__module__}.{type(e).__name__}: {e}") from e
+    else:
+        raise AssertionError(f"{case!r}\nraised nothing")
+    if case.recover is not None:
+        case.recover()
+    sanity_check(device)

@@ -86,7 +86,7 @@ class Builder:
         except Invalid:
             self.rejected += 1
             return None
-        if (not np.isfinite(y).all() or np.max(np.abs(y)) > MAX_ABS or y.size > max(self.limits.max_elements, self.max_input)
+        if (y.size > max(self.limits.max_elements, self.max_input) or not conditioned(op, [self.vals[s] for s in sources], y)
                 or (guard is not None and not guard(y))):
             self.rejected += 1
             return None
@@ -103,6 +103,45 @@ class Builder:
 
     def uniform(self, shape, lo, hi):
         return self.rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def _stats_ok(x, axes, eps):
+    """Batch / instance statistics usable in float32: variance + eps not tiny next to the values."""
+    var = x.var(axis=axes)
+    big = np.max(np.abs(x), axis=axes) ** 2
+    return bool(np.all(var + eps >= 1e-4 * np.maximum(big, 1e-3)))
+
+
+def conditioned(op, xs, y):
+    """Whether op's float64 output y (for sources xs) can be compared with a float32 run: finite and
+    moderate, no division by values near 0, no binarization of values near the threshold, batch or
+    instance statistics with a variance not tiny next to the values, local contrast normalization
+    of moderate values."""
+    if not np.isfinite(y).all() or np.max(np.abs(y)) > MAX_ABS:
+        return False
+    p = op.params
+    if op.kind == "arith" and p["op"] == "divide":
+        shape = R.result_shape(xs[0].shape, xs[1].shape, p["pstr"], p["sstr"])
+        if np.min(np.abs(p["ss"] * R.address_operand(xs[1], p["sstr"], shape))) < 0.2:
+            return False
+    if op.kind == "binary" and p["type"] != 0:
+        xv = xs[0]
+        if p["form"] == "arrays":
+            if p["in_bias"] is not None:
+                xv = xv + p["in_bias"].astype(np.float64)
+            if p["in_scale"] is not None:
+                xv = xv * p["in_scale"].astype(np.float64)
+        if np.min(np.abs(xv)) < 1e-3 * max(1.0, float(np.max(np.abs(xv)))):
+            return False
+    if op.kind == "bn" and p["flags"] == 1:
+        if not _stats_ok(xs[0], (0, 1, 2), 1.2e-38 if p["eps"] is None else p["eps"]):
+            return False
+    if op.kind == "inorm" and xs[0].shape[1] * xs[0].shape[2] > 1:
+        if not _stats_ok(xs[0], (1, 2), 1.2e-38 if p["eps"] is None else p["eps"]):
+            return False
+    if op.kind == "norm" and p["mode"] == "lcn" and np.max(np.abs(xs[0])) > 8:
+        return False
+    return True
 
 
 def small_ints(lo, hi, common=1):
@@ -274,6 +313,10 @@ def gen_transpose(draw, b):
     p["cout"] = p["groups"] * 4 * draw(st.integers(1, 2)) if p["groups"] > 1 else draw(st.integers(1, 8))
     if paired is None and draw(st.booleans()):
         p["pad"] = dict(type="method", method=draw(st.sampled_from(METHODS)))
+    elif paired is not None and draw(st.integers(0, 3)) == 0:
+        # a custom policy may resize the result sized by the gradient state
+        p["pad"] = dict(type="custom", method=R.SIZE_SAME, allow=draw(st.booleans()), dh=draw(st.integers(-1, 2)),
+                        dw=draw(st.integers(-1, 2)))
     p["w"] = conv_weights(draw, b, (p["cout"], p["kh"], p["kw"], C // p["groups"]),
                           p["kh"] * p["kw"] * C // p["groups"])
     p["b"] = draw_bias(draw, b, p["cout"])
@@ -416,13 +459,6 @@ def gen_dropout(draw, b):
     b.add("dropout", [v], p)
 
 
-def _stats_ok(x, axes, eps):
-    """Batch / instance statistics usable in float32: variance + eps not tiny next to the values."""
-    var = x.var(axis=axes)
-    big = np.max(np.abs(x), axis=axes) ** 2
-    return bool(np.all(var + eps >= 1e-4 * np.maximum(big, 1e-3)))
-
-
 def gen_bn(draw, b):
     v = b.pick()
     C = b.shape(v)[3]
@@ -483,6 +519,8 @@ def gen_scale(draw, b):
     p = dict(mode=draw(st.sampled_from(["bilinear", "lanczos"])), ow=draw(st.integers(1, 10)),
              oh=draw(st.integers(1, 10)), provider=draw(st.booleans()), transform=None,
              pad=draw_pad(draw, b, windowed=False))
+    if p["pad"] is not None and draw(st.booleans()):
+        p["pad"].update(dh=draw(st.integers(-1, 2)), dw=draw(st.integers(-1, 2)))   # the hook resizes the result
     if p["provider"] and draw(st.booleans()):
         p["transform"] = (draw(st.sampled_from([0.5, 1.0, 1.5, 3.0])), draw(st.sampled_from([0.75, 1.0, 2.0])),
                           draw(st.sampled_from([0.0, 1.0, -1.5])), draw(st.sampled_from([0.0, 0.5, -2.0])))
@@ -540,3 +578,43 @@ def graph_specs(draw, limits=SMALL, kinds=None):
     spec.repeat = draw(st.integers(0, 4)) == 0
     spec._values = b.vals
     return spec
+
+
+NAN_KINDS = [k for k in KIND_NAMES if k not in ("scale", "upsample")]
+
+
+@st.composite
+def nonfinite_inputs(draw):
+    """(spec, input index, flat positions, values): NaN / ±inf placed in one float source image.
+    Resampling nodes are left out: their oracles apply weight matrices, where 0·inf = NaN."""
+    spec = draw(graph_specs(kinds=NAN_KINDS))
+    spec.graph_format = "float32"
+    spec.formats = {}
+    cands = [i for i in sorted(spec.graph_inputs()) if spec.inputs[i].dtype in ("float32", "float16")]
+    if not cands:
+        i = sorted(spec.graph_inputs())[0]
+        spec.inputs[i].dtype = "float32"
+        cands = [i]
+    which = cands[draw(st.integers(0, len(cands) - 1))]
+    size = int(np.prod(spec.inputs[which].shape))
+    k = draw(st.integers(1, min(3, size)))
+    positions = sorted({draw(st.integers(0, size - 1)) for _ in range(k)})
+    values = [draw(st.sampled_from([np.nan, np.inf, -np.inf])) for _ in positions]
+    return spec, which, positions, values
+
+
+@st.composite
+def resized_inputs(draw):
+    """(spec, new input shapes): some sizes changed (H, W, C or N by a little)."""
+    spec = draw(graph_specs())
+    spec.entry = "run"
+    shapes = [list(i.shape) for i in spec.inputs]
+    for _ in range(draw(st.integers(1, 3))):
+        j = draw(st.integers(0, len(shapes) - 1))
+        axis = draw(st.sampled_from([1, 2, 3, 1, 2, 0]))
+        shapes[j][axis] = max(1, shapes[j][axis] + draw(st.sampled_from([-2, -1, 1, 2, 3])))
+    if draw(st.booleans()):
+        n = draw(st.integers(1, 3))
+        for s in shapes:
+            s[0] = n
+    return spec, [tuple(s) for s in shapes]
