@@ -730,6 +730,15 @@ def op_apply(op, xs, aux, index):
 # ------------------------------------------------------------------------------------------------
 # reference interpreter
 
+def float32_range(y):
+    """Values beyond the float32 range become ±inf, as the images between nodes are float32 (only
+    graphs fed ±inf get there: a clamp maps inf to FLT_MAX and a later op doubles it)."""
+    with np.errstate(over="ignore"):
+        y32 = y.astype(np.float32)
+    over = np.isinf(y32) & np.isfinite(y)
+    return np.where(over, y32.astype(np.float64), y) if over.any() else y
+
+
 def evaluate(spec, arrays, perturb=None):
     """float64 values of every needed value of `spec` for the input arrays (one per spec input).
     Returns (values, invalid): invalid maps op index -> Invalid for ops the implementation must
@@ -754,7 +763,7 @@ def evaluate(spec, arrays, perturb=None):
             continue
         if perturb is not None:
             y = y * (1.0 + perturb.uniform(-1.0, 1.0, y.shape) * 2.0 ** -20)
-        vals[spec.value_of(i)] = y
+        vals[spec.value_of(i)] = float32_range(y)
     return vals, invalid
 
 

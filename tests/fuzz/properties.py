@@ -95,18 +95,25 @@ def check_nonfinite_inputs(spec, device, which, positions, values):
     arrays[which] = a
     ref, deltas = reference(spec, arrays)
     _, nodes, _ = build(spec)
-    # A neuron in a convolution descriptor is part of the convolution kernel: fused either way.
+    # A neuron in a convolution descriptor is part of the convolution kernel: fused either way
+    # (oneDNN post-ops: relu and clip bounds replace NaN, and its vectorized logistic gives 0).
     # Softmax: the spec (nodes.md §7.1) says only that a +inf entry gives NaN; whether the NaN of
     # the denominator reaches the pixel's other channels is open (the oneDNN kernel gives them 0,
     # tests/reference/test_references.py accepts NaN or 0), so below a softmax only the values
     # the reference has finite are compared.
     relaxed = any((op.kind in ("conv", "fc", "transpose", "binary") and op.params.get("neuron") is not None)
                   or op.kind == "softmax" for op in spec.ops)
+    # Where a fused neuron turned NaN into a number, a later binarization (xnor / and) turns the
+    # difference into different finite values: nothing to compare then, the run must just work.
+    binarized = any(op.kind == "binary" and op.params["type"] != 0 for op in spec.ops)
     for fuse in (False, True):
         g = make_graph(spec, device, nodes, fuse)
         out, labels = run(spec, g, arrays, device)
+        loose = fuse or relaxed
+        if loose and binarized:
+            continue
         check_outputs(spec, out, labels, ref, deltas, f"fuse={fuse} non-finite input v{which}",
-                      allow_nonfinite_mismatch=fuse or relaxed)
+                      allow_nonfinite_mismatch=loose)
     ref0, deltas0 = reference(spec, base)
     out, labels = run(spec, g, base, device)
     check_outputs(spec, out, labels, ref0, deltas0, "finite inputs after non-finite ones")

@@ -269,6 +269,11 @@ def gen_conv(draw, b):
         p["w"] = conv_weights(draw, b, (p["cout"], p["kh"], p["kw"], cin), p["kh"] * p["kw"] * cin)
     p["b"] = draw_bias(draw, b, p["cout"])
     p["neuron"] = fused_neuron(draw, b, p["cout"])
+    if variant == "subpixel" and p["neuron"] is not None and p["neuron"][0] == "prelu":
+        # Open point: a per-channel fused PReLU of a sub-pixel convolution applies to the Cout
+        # channels before the rearrangement (the kernel) or to the result's channels (nodes.md
+        # §4.2 says "then the fused neuron" for both); one slope for all is the same either way.
+        p["neuron"] = ("prelu", None, None, None, p["neuron"][4][:1])
     p["bn_fold"] = draw_bn_fold(draw, b, p["cout"])
     if draw(st.integers(0, 3)) == 0:
         p["ds_label"] = f"weights{len(b.spec.ops)}"
