@@ -282,15 +282,26 @@ def apply_neuron(x, nd):
 class ConvData:
     """A plain MPSCNNConvolutionDataSource (optionally calling `hook` from weights())."""
 
-    def __init__(self, descriptor, weights, bias=None, label=None, hook=None, data_type=None):
+    def __init__(self, descriptor, weights, bias=None, label=None, hook=None, data_type=None, quant=None):
         self._d, self._w, self._b, self._label, self.hook = descriptor, weights, bias, label, hook
-        self._type = data_type
+        self._type, self._quant = data_type, quant
 
     def data_type(self):
         if self._type is not None:
             return self._type
         return {np.dtype(np.float32): mpsnn.MPSDataType.float32, np.dtype(np.float16): mpsnn.MPSDataType.float16,
-                np.dtype(np.uint32): mpsnn.MPSDataType.uint32}[np.asarray(self._w).dtype]
+                np.dtype(np.uint32): mpsnn.MPSDataType.uint32,
+                np.dtype(np.uint8): mpsnn.MPSDataType.uint8}[np.asarray(self._w).dtype]
+
+    # uint8 weights (nodes.md §4.1): linear (per output channel (lo, hi)) or a 256-entry table
+    def weights_quantization_type(self):
+        return {None: 0, "linear": 1, "lut": 2}[None if self._quant is None else self._quant[0]]
+
+    def ranges_for_uint8_kernel(self):
+        return self._quant[1].reshape(-1)
+
+    def lookup_table_for_uint8_kernel(self):
+        return self._quant[1]
 
     def descriptor(self):
         return self._d
@@ -335,12 +346,21 @@ def conv_descriptor(p, cls=None):
 def conv_source(p, cls=None):
     """The op's data source; p["_hook"] (if any) is called from weights() (re-entrance tests)."""
     return ConvData(conv_descriptor(p, cls), p["w"], p.get("b"), p.get("ds_label"), p.get("_hook"),
-                    p.get("force_type"))
+                    p.get("force_type"), p.get("quant"))
 
 
 def _weights64(p):
     """float64 weights and bias the reference uses (descriptor batch norm folded)."""
     w = np.asarray(p["w"], np.float64)
+    if p.get("quant") is not None:
+        kind, table = p["quant"]
+        u = np.asarray(p["w"])
+        if kind == "linear":   # per output channel: u/255·(hi − lo) + lo (float32 arithmetic)
+            lo = table[:, 0].reshape((-1,) + (1,) * (u.ndim - 1))
+            hi = table[:, 1].reshape((-1,) + (1,) * (u.ndim - 1))
+            w = (u.astype(np.float32) / np.float32(255) * (hi - lo) + lo).astype(np.float64)
+        else:
+            w = np.asarray(table, np.float64)[u]
     b = None if p.get("b") is None else np.asarray(p["b"], np.float64)
     if p.get("bn_fold") is not None:
         mean, var, gamma, beta, eps = p["bn_fold"]

@@ -35,6 +35,7 @@ class Limits:
 
 
 SMALL = Limits()
+LONG = Limits(max_ops=8, max_hw=11, max_c=10)   # the long run's somewhat larger graphs
 
 
 class Builder:
@@ -226,8 +227,19 @@ def draw_bn_fold(draw, b, n):
             draw(st.sampled_from([1e-5, 1e-3, 0.1])))
 
 
-def conv_weights(draw, b, shape, fan_in):
-    w = b.normal(shape, 1.0 / np.sqrt(max(1, fan_in)))
+def conv_weights(draw, b, shape, fan_in, quant=None):
+    """float32 weights (float16 one time in five); with a `quant` dict, sometimes uint8 weights
+    with a linear or lookup-table quantization (quant['quant'] is set)."""
+    scale = 1.0 / np.sqrt(max(1, fan_in))
+    if quant is not None and draw(st.integers(0, 5)) == 0:
+        u = b.rng.integers(0, 256, size=shape).astype(np.uint8)
+        if draw(st.booleans()):
+            lo = b.uniform(shape[0], -1.5, -0.5) * np.float32(scale)
+            quant["quant"] = ("linear", np.stack([lo, lo + np.float32(2 * scale)], axis=1).astype(np.float32))
+        else:
+            quant["quant"] = ("lut", b.normal(256, scale))
+        return u
+    w = b.normal(shape, scale)
     return w.astype(np.float16) if draw(st.integers(0, 4)) == 0 else w
 
 
@@ -258,7 +270,7 @@ def gen_conv(draw, b):
         else:
             p["cout"] = draw(st.integers(1, 8))
         p["w"] = conv_weights(draw, b, (p["cout"], p["kh"], p["kw"], cin // p["groups"]),
-                              p["kh"] * p["kw"] * cin // p["groups"])
+                              p["kh"] * p["kw"] * cin // p["groups"], quant=p)
     elif variant == "depthwise":
         p["cout"] = cin
         shape = (cin, p["kh"], p["kw"]) if draw(st.booleans()) else (cin, p["kh"], p["kw"], 1)
@@ -287,7 +299,7 @@ def gen_fc(draw, b):
     N, H, W, C = b.shape(v)
     cout = draw(st.integers(1, 8))
     p = dict(kh=H, kw=W, cin=C, cout=cout)
-    p["w"] = conv_weights(draw, b, (cout, H, W, C), H * W * C)
+    p["w"] = conv_weights(draw, b, (cout, H, W, C), H * W * C, quant=p)
     p["b"] = draw_bias(draw, b, cout)
     p["neuron"] = fused_neuron(draw, b, cout)
     p["bn_fold"] = draw_bn_fold(draw, b, cout)
@@ -297,7 +309,7 @@ def gen_fc(draw, b):
 def gen_transpose(draw, b):
     convs = [i for i, op in enumerate(b.spec.ops) if op.kind == "conv" and op.params["variant"] == "regular"]
     paired = None
-    if convs and draw(st.booleans()):
+    if convs and draw(st.integers(0, 2)) > 0:
         paired = convs[len(convs) - 1 - draw(st.integers(0, len(convs) - 1))]
         conv_out = b.spec.value_of(paired)
         cp = b.spec.ops[paired].params
@@ -589,10 +601,10 @@ NAN_KINDS = [k for k in KIND_NAMES if k not in ("scale", "upsample")]
 
 
 @st.composite
-def nonfinite_inputs(draw):
+def nonfinite_inputs(draw, limits=SMALL):
     """(spec, input index, flat positions, values): NaN / ±inf placed in one float source image.
     Resampling nodes are left out: their oracles apply weight matrices, where 0·inf = NaN."""
-    spec = draw(graph_specs(kinds=NAN_KINDS))
+    spec = draw(graph_specs(limits, kinds=NAN_KINDS))
     spec.graph_format = "float32"
     spec.formats = {}
     cands = [i for i in sorted(spec.graph_inputs()) if spec.inputs[i].dtype in ("float32", "float16")]
@@ -609,9 +621,9 @@ def nonfinite_inputs(draw):
 
 
 @st.composite
-def resized_inputs(draw):
+def resized_inputs(draw, limits=SMALL):
     """(spec, new input shapes): some sizes changed (H, W, C or N by a little)."""
-    spec = draw(graph_specs())
+    spec = draw(graph_specs(limits))
     spec.entry = "run"
     shapes = [list(i.shape) for i in spec.inputs]
     for _ in range(draw(st.integers(1, 3))):

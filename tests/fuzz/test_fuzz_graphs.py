@@ -10,7 +10,7 @@ from hypothesis import given
 from .profiles import ci_settings, long_settings
 from .invalid import invalid_cases
 from .properties import check_case, check_nonfinite_inputs, check_resized_inputs, check_valid_spec
-from .strategies import conditioned, graph_specs, nonfinite_inputs, resized_inputs
+from .strategies import LONG, conditioned, graph_specs, nonfinite_inputs, resized_inputs
 
 # Shares of MPSNN_FUZZ_EXAMPLES in the long run.
 SHARES = {"valid": 0.55, "nonfinite": 0.1, "resized": 0.1, "invalid": 0.25}
@@ -32,25 +32,25 @@ def _invalid(case, device):
     check_case(case, device)
 
 
-@ci_settings(150)
+@ci_settings(250)
 @given(spec=graph_specs())
 def test_valid_graphs(spec, device):
     _valid(spec, device)
 
 
-@ci_settings(40)
+@ci_settings(60)
 @given(case=nonfinite_inputs())
 def test_nonfinite_inputs_propagate(case, device):
     _nonfinite(case, device)
 
 
-@ci_settings(40)
+@ci_settings(60)
 @given(case=resized_inputs())
 def test_resized_inputs(case, device):
     _resized(case, device)
 
 
-@ci_settings(120)
+@ci_settings(180)
 @given(case=invalid_cases())
 def test_invalid_graphs_raise_typed_errors(case, device):
     _invalid(case, device)
@@ -58,21 +58,21 @@ def test_invalid_graphs_raise_typed_errors(case, device):
 
 @pytest.mark.long
 @long_settings(SHARES["valid"])
-@given(spec=graph_specs())
+@given(spec=graph_specs(LONG))
 def test_valid_graphs_long(spec, device):
     _valid(spec, device)
 
 
 @pytest.mark.long
 @long_settings(SHARES["nonfinite"])
-@given(case=nonfinite_inputs())
+@given(case=nonfinite_inputs(LONG))
 def test_nonfinite_inputs_propagate_long(case, device):
     _nonfinite(case, device)
 
 
 @pytest.mark.long
 @long_settings(SHARES["resized"])
-@given(case=resized_inputs())
+@given(case=resized_inputs(LONG))
 def test_resized_inputs_long(case, device):
     _resized(case, device)
 
