@@ -100,8 +100,8 @@ def test_window_index_arithmetic_overflowing(device):
     d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=1, input_feature_channels=2,
                                           output_feature_channels=2)
     d.dilation_rate_x = 2 ** 62
-    conv = _labelled(mpsnn.MPSCNNConvolutionNode(
-        source=MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, np.zeros((2, 1, 3, 2), np.float32))), "dil")
+    ds = mpsnn.ArrayConvolutionDataSource(d, np.zeros((2, 1, 3, 2), np.float32))
+    conv = _labelled(mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=ds), "dil")
     x = np.ones((1, 3, 3, 2), np.float32)
     with pytest.raises(mpsnn.ShapeError, match=r"\[convolution 'dil'\] window along x .* overflows 64-bit"):
         MPSNNGraph(device, conv.result_image).run([x])
