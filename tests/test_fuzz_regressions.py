@@ -183,7 +183,8 @@ REENTRY = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("call", ["g.run([x])", "g.reload_from_data_sources()", "g.plan_description([x])",
-                                  "g.encode(dev.make_command_queue().make_command_buffer(), [x])"])
+                                  "g.encode(dev.make_command_queue().make_command_buffer(), [x])"],
+                         ids=["run", "reload", "plan_description", "encode"])
 def test_padding_hook_calling_its_own_graph(call):
     """The hook runs while the graph compiles under its compile lock: calling back into the same graph
     deadlocked. In a subprocess, so that a regression times out instead of hanging the suite."""
@@ -275,7 +276,7 @@ class Weights:
     (dict(weights=np.ones((2, 1, 1, 2), np.float64)), r"8-byte elements"),      # did not name the node
     (dict(weights=np.ones((2, 1, 1, 4), np.float32)[..., ::2]), r"not C-contiguous"),
     (dict(weights=[1.0, 2.0]), r"weights\(\) returned <class 'list'>"),
-])
+], ids=["data_type-str", "load-str", "weights-float64", "weights-strided", "weights-list"])
 def test_convolution_data_source_values_of_the_wrong_type(broken, match, device):
     conv = _labelled(mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=Weights(**broken)), "conv-w")
     with pytest.raises(mpsnn.DTypeError, match=r"\[convolution 'conv-w'\].*" + match):
@@ -288,7 +289,8 @@ def test_convolution_data_source_values_of_the_wrong_type(broken, match, device)
     ("number_of_feature_channels", 2.5, "number_of_feature_channels"),
     ("epsilon", "x", r"epsilon\(\)"),
     ("gamma", "ab", r"gamma\(\)"),
-])
+    ("beta", [1.0, None], r"beta\(\)"),   # NumPy made it [1, nan]: NaN outputs, no error (long fuzz run)
+], ids=["channels-str", "channels-float", "epsilon-str", "gamma-str", "beta-None"])
 def test_normalization_data_source_values_of_the_wrong_type(method, value, match, device):
     ds = mpsnn.ArrayBatchNormalizationDataSource(number_of_feature_channels=2, epsilon=1e-3)
     setattr(ds, method, lambda: value)
