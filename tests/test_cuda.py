@@ -75,10 +75,10 @@ def test_host_boundary_copies(gpu, rng):
     a[...] = 0  # numpy() of device memory is a copy: the image keeps its values
     np.testing.assert_array_equal(y.numpy(), 2 * x_before + 1)
     buf = np.zeros((4, 6, 3), np.float32)
-    y.read_bytes(buf, mpsnn.MPSDataLayout.height_width_channels, image_index=1)
+    y.read_bytes(buf, mpsnn.MPSDataLayout.height_x_width_x_feature_channels, image_index=1)
     np.testing.assert_array_equal(buf, 2 * x_before[1] + 1)
     part = np.full((4, 6, 3), 5.0, np.float32)
-    y.write_bytes(part, mpsnn.MPSDataLayout.height_width_channels, image_index=1)
+    y.write_bytes(part, mpsnn.MPSDataLayout.height_x_width_x_feature_channels, image_index=1)
     after = y.numpy()
     np.testing.assert_array_equal(after[1], part)
     np.testing.assert_array_equal(after[0], 2 * x_before[0] + 1)
@@ -140,6 +140,6 @@ def test_out_of_memory_is_a_typed_error_and_the_device_stays_usable(gpu, rng):
 @needs_gpu
 def test_an_image_of_another_device_is_refused(gpu, rng):
     g = _conv_graph(gpu, np.random.default_rng(1))
-    cpu_image = mpsnn.MPSImage.from_numpy(rng.standard_normal((1, 5, 5, 5)).astype(np.float32))
+    cpu_image = mpsnn.MPSImage.from_numpy(rng.standard_normal((1, 5, 5, 5)).astype(np.float32), device=mpsnn.MTLDevice("cpu"))
     with pytest.raises(mpsnn.MPSGraphError, match="device"):
         g.run([cpu_image])

@@ -25,7 +25,7 @@ ChannelFormat format_of(const py::dtype& d) {
   return ChannelFormat::none;
 }
 
-std::string dtype_name(const py::dtype& d) { return py::str(d).cast<std::string>(); }
+std::string dtype_name(const py::dtype& d) { return py::str(py::handle(d)).cast<std::string>(); }
 
 // Before a CPU access: waits (without the GIL: completion handlers may need it) for the command
 // buffer whose encoded work writes the image, or raises MPSGraphError when it was never committed.

@@ -30,8 +30,9 @@ using TensorPtr = std::shared_ptr<fe::graph::Tensor_attributes>;
 
 namespace {
 
-// cuDNN fuses ReLU with a leaky slope and an upper clip (relu_n) as a pointwise RELU_FWD.
-bool fusable(const NeuronDescriptor& n) { return n.type == NeuronType::relu || n.type == NeuronType::relu_n; }
+// cuDNN fuses ReLU (with a leaky slope) as a pointwise RELU_FWD. Not ReLUN: with a slope, its
+// upper clip was not applied on the H200 (cuDNN 9.19), so it runs in our elementwise kernel.
+bool fusable(const NeuronDescriptor& n) { return n.type == NeuronType::relu; }
 
 enum Uid : int64_t { kX = 1, kW, kB, kY, kZ };
 
@@ -95,68 +96,30 @@ class ConvolutionKernel final : public Kernel {
     }
     num_inputs_ = int(spec.inputs.size());
 
-    graph_ = std::make_shared<fe::graph::Graph>();
-    graph_->set_io_data_type(fe::DataType_t::FLOAT)
-        .set_intermediate_data_type(fe::DataType_t::FLOAT)
-        .set_compute_data_type(fe::DataType_t::FLOAT);
-    const ImageShape xs{src.n, ay.source, ax.source, cin};
-    // The source as cuDNN sees it: cropped, channels [offset, offset + cin) of pixels that are
-    // `source pixel stride` apart. The plan's values are dense unless bound to a caller's image.
-    const int64_t sps = spec.inputs[0].shape.c;
-    auto X = graph_->tensor(fe::graph::Tensor_attributes()
-                                .set_name("X")
-                                .set_uid(kX)
-                                .set_dim({xs.n, xs.c, xs.h, xs.w})
-                                .set_stride({src.h * src.w * sps, 1, src.w * sps, sps}));
-    auto W = graph_->tensor(fe::graph::Tensor_attributes()
-                                .set_name("W")
-                                .set_uid(kW)
-                                .set_dim({cout, cin_per_group_, kh_, kw_})
-                                .set_stride({kh_ * kw_ * cin_per_group_, 1, kw_ * cin_per_group_, cin_per_group_}));
-    auto conv = fe::graph::Conv_fprop_attributes()
-                    .set_name("conv")
-                    .set_pre_padding({ay.pad_l, ax.pad_l})
-                    .set_post_padding({ay.pad_r, ax.pad_r})
-                    .set_stride({fc ? 1 : d.stride_y, fc ? 1 : d.stride_x})
-                    .set_dilation({fc ? 1 : d.dilation_y, fc ? 1 : d.dilation_x});
-    TensorPtr Y = graph_->conv_fprop(X, W, conv);
-    Y->set_data_type(fe::DataType_t::FLOAT);
-    auto B = graph_->tensor(fe::graph::Tensor_attributes()
-                                .set_name("B")
-                                .set_uid(kB)
-                                .set_dim({1, cout, 1, 1})
-                                .set_stride({cout, 1, cout, cout}));
-    Y = graph_->pointwise(Y, B, fe::graph::Pointwise_attributes().set_mode(fe::PointwiseMode_t::ADD));
-    const ImageShape& os = out;
-    const int64_t ops = spec.outputs[0].shape.c;
-    for (const auto& op : fused_) {
-      if (op.kind == PostOp::Kind::sum) {
-        const int64_t zps = spec.inputs.back().shape.c;
-        auto Z = graph_->tensor(fe::graph::Tensor_attributes()
-                                    .set_name("Z")
-                                    .set_uid(kZ)
-                                    .set_dim({os.n, os.c, os.h, os.w})
-                                    .set_stride(nhwc_strides(os, zps)));
-        Y = graph_->pointwise(Y, Z, fe::graph::Pointwise_attributes().set_mode(fe::PointwiseMode_t::ADD));
-      } else {
-        auto relu = fe::graph::Pointwise_attributes().set_mode(fe::PointwiseMode_t::RELU_FWD);
-        if (op.neuron.a != 0.0f) relu.set_relu_lower_clip_slope(op.neuron.a);
-        if (op.neuron.type == NeuronType::relu_n) relu.set_relu_upper_clip(op.neuron.b);
-        Y = graph_->pointwise(Y, relu);
-      }
-    }
-    Y->set_output(true).set_uid(kY).set_dim({os.n, os.c, os.h, os.w}).set_stride(nhwc_strides(os, ops));
-    Y->set_data_type(fe::DataType_t::FLOAT);
-
+    Geometry g{src, out, xs_of(src, ay, ax, cin), spec.inputs[0].shape.c, spec.outputs[0].shape.c,
+               has_sum_ ? spec.inputs.back().shape.c : 0, ay, ax, fc ? 1 : d.stride_y, fc ? 1 : d.stride_x,
+               fc ? 1 : d.dilation_y, fc ? 1 : d.dilation_x};
     CudaDevice& cuda = dynamic_cast<CudaDevice&>(device);
+    std::string why;
     {
       std::lock_guard<std::mutex> lock(cuda.build_mutex());
-      cudnnHandle_t h = cuda.build_handle();
-      check(graph_->validate(), context_, "graph validation");
-      check(graph_->build_operation_graph(h), context_, "operation graph");
-      check(graph_->create_execution_plans({fe::HeurMode_t::A}), context_, "heuristics");
-      check(graph_->check_support(), context_, "support check");
-      check(graph_->build_plans(fe::BuildPlanPolicy_t::HEURISTICS_CHOICE), context_, "plan build");
+      // One cuDNN graph with the bias and the fused post-ops when an engine takes it in float32
+      // without TF32; else the convolution alone and our epilogue kernel (bias, residual, ReLU).
+      graph_ = make_graph(g, true);
+      why = build_plans(*graph_, cuda.build_handle());
+      if (!why.empty()) {
+        graph_ = make_graph(g, false);
+        const std::string again = build_plans(*graph_, cuda.build_handle());
+        MPSNN_CHECK(again.empty(), BackendError, context_, " cuDNN has no float32 engine for this convolution: ", again);
+        epilogue_ = true;
+        MPSNN_CHECK(fused_.size() <= size_t(Epilogue::kMaxOps), BackendError, context_, " internal error: ",
+                    fused_.size(), " fused post-ops");
+        for (const auto& op : fused_) {
+          const int k = epilogue_ops_.count++;
+          epilogue_ops_.is_sum[k] = op.kind == PostOp::Kind::sum;
+          if (!epilogue_ops_.is_sum[k]) epilogue_ops_.neuron[k] = prepare_neuron(op.neuron, device).neuron;
+        }
+      }
     }
     int64_t ws = 0;
     check(graph_->get_workspace_size(ws), context_, "workspace query");
@@ -171,7 +134,8 @@ class ConvolutionKernel final : public Kernel {
   size_t scratch_bytes() const override { return workspace_; }
   // The output may take over the residual addend's memory (cuDNN reads each element of Z before
   // it writes the same element of Y).
-  int in_place_input() const override { return has_sum_ ? num_inputs_ - 1 : -1; }
+  // Not with our epilogue, which reads the addend after cuDNN wrote the result.
+  int in_place_input() const override { return has_sum_ && !epilogue_ ? num_inputs_ - 1 : -1; }
 
   void run(const KernelArgs& a, KernelState*) const override {
     const ParamSnapshot& p = a.params[0];
@@ -180,19 +144,109 @@ class ConvolutionKernel final : public Kernel {
     std::unordered_map<int64_t, void*> pack{
         {kX, a.inputs[0].as<float>() + src_offset_ + src_channel_offset_},
         {kW, weights_->data()},
-        {kB, bias_->data()},
         {kY, a.outputs[0].data}};
-    if (has_sum_) pack[kZ] = a.inputs[a.num_inputs - 1].data;
+    if (!epilogue_) pack[kB] = bias_->data();
+    if (has_sum_ && !epilogue_) pack[kZ] = a.inputs[a.num_inputs - 1].data;
     {
       // The frontend's execute() keeps per-call state in the graph object: one caller at a time
       // (this only serializes enqueueing; the GPU work of different streams still overlaps).
       std::lock_guard<std::mutex> lock(execute_mutex_);
       check(graph_->execute(stream.cudnn(), pack, a.scratch), context_, "execute");
     }
+    if (epilogue_) {
+      // Bias, then the post-ops cuDNN would have fused, in order, in one pass over the result.
+      const TensorRef* addend = has_sum_ ? &a.inputs[a.num_inputs - 1] : nullptr;
+      launch_epilogue(static_cast<const float*>(bias_->data()), epilogue_ops_, addend, a.outputs[0], stream.stream(),
+                      context_);
+    }
     for (const auto& op : tail_) apply_post_op(op, a.outputs[0], stream.stream(), context_);
   }
 
  private:
+  struct Geometry {
+    ImageShape src, out, xs;     // source, result, the source window cuDNN reads
+    int64_t sps, ops, zps;       // pixel strides of source, result, residual addend
+    LibraryAxis ay, ax;
+    int64_t sy, sx, dy, dx;
+  };
+  static ImageShape xs_of(const ImageShape& src, const LibraryAxis& ay, const LibraryAxis& ax, int64_t cin) {
+    return ImageShape{src.n, ay.source, ax.source, cin};
+  }
+
+  // The cuDNN graph: conv_fprop, then (with_epilogue) + bias and the fused post-ops in order.
+  // The source as cuDNN sees it is cropped to the window and holds channels [offset, offset + cin)
+  // of pixels `sps` apart (a custom policy's channel window: strides, not a copy).
+  std::shared_ptr<fe::graph::Graph> make_graph(const Geometry& g, bool with_epilogue) const {
+    auto graph = std::make_shared<fe::graph::Graph>();
+    graph->set_io_data_type(fe::DataType_t::FLOAT)
+        .set_intermediate_data_type(fe::DataType_t::FLOAT)
+        .set_compute_data_type(fe::DataType_t::FLOAT);
+    const ImageShape& xs = g.xs;
+    const ImageShape& src = g.src;
+    const ImageShape& os = g.out;
+    auto X = graph->tensor(fe::graph::Tensor_attributes()
+                               .set_name("X")
+                               .set_uid(kX)
+                               .set_dim({xs.n, xs.c, xs.h, xs.w})
+                               .set_stride({src.h * src.w * g.sps, 1, src.w * g.sps, g.sps}));
+    auto W = graph->tensor(fe::graph::Tensor_attributes()
+                               .set_name("W")
+                               .set_uid(kW)
+                               .set_dim({cout_, cin_per_group_, kh_, kw_})
+                               .set_stride({kh_ * kw_ * cin_per_group_, 1, kw_ * cin_per_group_, cin_per_group_}));
+    auto conv = fe::graph::Conv_fprop_attributes()
+                    .set_name("conv")
+                    .set_pre_padding({g.ay.pad_l, g.ax.pad_l})
+                    .set_post_padding({g.ay.pad_r, g.ax.pad_r})
+                    .set_stride({g.sy, g.sx})
+                    .set_dilation({g.dy, g.dx});
+    TensorPtr Y = graph->conv_fprop(X, W, conv);
+    Y->set_data_type(fe::DataType_t::FLOAT);
+    if (with_epilogue) {
+      auto B = graph->tensor(fe::graph::Tensor_attributes()
+                                 .set_name("B")
+                                 .set_uid(kB)
+                                 .set_dim({1, cout_, 1, 1})
+                                 .set_stride({cout_, 1, cout_, cout_}));
+      Y = graph->pointwise(Y, B, fe::graph::Pointwise_attributes().set_mode(fe::PointwiseMode_t::ADD));
+      for (const auto& op : fused_) {
+        if (op.kind == PostOp::Kind::sum) {
+          auto Z = graph->tensor(fe::graph::Tensor_attributes()
+                                     .set_name("Z")
+                                     .set_uid(kZ)
+                                     .set_dim({os.n, os.c, os.h, os.w})
+                                     .set_stride(nhwc_strides(os, g.zps)));
+          Y = graph->pointwise(Y, Z, fe::graph::Pointwise_attributes().set_mode(fe::PointwiseMode_t::ADD));
+        } else {
+          auto relu = fe::graph::Pointwise_attributes().set_mode(fe::PointwiseMode_t::RELU_FWD);
+          if (op.neuron.a != 0.0f) relu.set_relu_lower_clip_slope(op.neuron.a);
+          if (op.neuron.type == NeuronType::relu_n) relu.set_relu_upper_clip(op.neuron.b);
+          Y = graph->pointwise(Y, relu);
+        }
+      }
+    }
+    Y->set_output(true).set_uid(kY).set_dim({os.n, os.c, os.h, os.w}).set_stride(nhwc_strides(os, g.ops));
+    Y->set_data_type(fe::DataType_t::FLOAT);
+    return graph;
+  }
+
+  // Heuristics (mode A), float32 engines only (no TF32: no tensor-core, down-converting or
+  // reduced-precision engines), the first that builds. Returns why it failed, or "".
+  static std::string build_plans(fe::graph::Graph& graph, cudnnHandle_t h) {
+    auto step = [](fe::error_t e, const char* what) -> std::string {
+      return e.is_good() ? std::string() : std::string(what) + ": " + e.get_message();
+    };
+    std::string why = step(graph.validate(), "validation");
+    if (why.empty()) why = step(graph.build_operation_graph(h), "operation graph");
+    if (why.empty()) why = step(graph.create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK}), "heuristics");
+    if (!why.empty()) return why;
+    graph.deselect_numeric_notes({fe::NumericalNote_t::TENSOR_CORE, fe::NumericalNote_t::DOWN_CONVERT_INPUTS,
+                                  fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
+    why = step(graph.check_support(), "support check");
+    if (why.empty()) why = step(graph.build_plans(fe::BuildPlanPolicy_t::HEURISTICS_CHOICE), "plan build");
+    return why;
+  }
+
   void load_parameters(const ConvolutionParams& p) const {
     device_.copy_blocking(weights_->data(), p.weights.data(), p.weights.size() * sizeof(float));
     std::vector<float> bias(size_t(cout_), 0.0f);
@@ -211,7 +265,8 @@ class ConvolutionKernel final : public Kernel {
   size_t workspace_ = 0;
   int64_t kh_ = 1, kw_ = 1, cin_per_group_ = 1, cout_ = 1;
   int64_t src_offset_ = 0, src_channel_offset_ = 0;
-  bool has_sum_ = false;
+  Epilogue epilogue_ops_;
+  bool has_sum_ = false, epilogue_ = false;
   int num_inputs_ = 1;
 };
 

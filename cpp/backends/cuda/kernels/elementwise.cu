@@ -78,6 +78,18 @@ class ArithmeticKernel final : public Kernel {
   bool in_place_ = false;
 };
 
+__global__ void epilogue_kernel(const float* bias, Epilogue ops, const float* z, int64_t zps, float* y, int64_t yps,
+                                int64_t total, int64_t channels) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = i % channels;
+    float& out = y[strided(i, channels, yps)];
+    float v = out + bias[c];
+    for (int k = 0; k < ops.count; ++k)
+      v = ops.is_sum[k] ? v + z[strided(i, channels, zps)] : neuron_value(ops.neuron[k], v, c);
+    out = v;
+  }
+}
+
 class NeuronKernel final : public Kernel {
  public:
   NeuronKernel(const KernelSpec& spec, Device& device)
@@ -119,6 +131,15 @@ void launch_clamp(float lo, float hi, const TensorRef& x, cudaStream_t stream, c
   const int64_t total = x.shape.numel();
   clamp_kernel<<<blocks_for(total), kThreads, 0, stream>>>(lo, hi, x.as<float>(), x.pixel_stride, total, x.shape.c);
   MPSNN_CUDA_CHECK(cudaGetLastError(), context, " clamp");
+}
+
+void launch_epilogue(const float* bias, const Epilogue& ops, const TensorRef* addend, const TensorRef& out,
+                     cudaStream_t stream, const std::string& context) {
+  const int64_t total = out.shape.numel();
+  epilogue_kernel<<<blocks_for(total), kThreads, 0, stream>>>(bias, ops, addend ? addend->as<float>() : nullptr,
+                                                              addend ? addend->pixel_stride : 0, out.as<float>(),
+                                                              out.pixel_stride, total, out.shape.c);
+  MPSNN_CUDA_CHECK(cudaGetLastError(), context, " epilogue");
 }
 
 PreparedPostOp prepare_post_op(const PostOp& op, Device& device) {

@@ -32,6 +32,17 @@ void launch_neuron(const DeviceNeuron& n, const TensorRef& src, const TensorRef&
 // x = min(max(x, lo), hi), NaN kept.
 void launch_clamp(float lo, float hi, const TensorRef& x, cudaStream_t stream, const std::string& context);
 
+// y = ops(y + bias[c]) in one pass: the fused post-ops of a convolution whose cuDNN graph could
+// not take them, in order; a sum adds the addend's element (PReLU is never fused).
+struct Epilogue {
+  static constexpr int kMaxOps = 4;
+  int count = 0;
+  bool is_sum[kMaxOps] = {};
+  DeviceNeuron neuron[kMaxOps];
+};
+void launch_epilogue(const float* bias, const Epilogue& ops, const TensorRef* addend, const TensorRef& out,
+                     cudaStream_t stream, const std::string& context);
+
 // A fused post-op run after the main computation, in place on `out`.
 struct PreparedPostOp {
   PostOp op;
