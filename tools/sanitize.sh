@@ -14,7 +14,7 @@ root=$PWD
 build=${MPSNN_SANITIZE_BUILD:-$root/build/asan}
 
 python -m pip install -q cmake ninja "pybind11>=3.0" "onednn-devel-cpu-gomp==2023.2.0"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPSNN_SANITIZE="address;undefined" \
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPSNN_SANITIZE="address;undefined" -DMPSNN_CUDA=OFF \
   -DPython_EXECUTABLE="$(command -v python)" -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" >/dev/null
 cmake --build "$build" --target _core
 

@@ -60,7 +60,7 @@ __global__ void pooling_kernel(const float* src, int64_t sps, ImageShape s, floa
       const int64_t y0 = replicate ? 0 : rows.lo, y1 = replicate ? ay.kernel : rows.hi;
       const int64_t x0 = replicate ? 0 : cols.lo, x1 = replicate ? ax.kernel : cols.hi;
       const bool reads_zero = zero_edge && (rows.hi - rows.lo) * (cols.hi - cols.lo) < ay.kernel * ax.kernel;
-      out = reads_zero ? 0.0f : -FLT_MAX;
+      out = reads_zero ? 0.0f : -INFINITY;  // a window of -inf has maximum -inf
       for (int64_t ky = y0; ky < y1; ++ky) {
         const int64_t sy = clamp_index(rows.start + ky * ay.dilation, s.h);
         for (int64_t kx = x0; kx < x1; ++kx) {
