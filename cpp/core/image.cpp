@@ -21,6 +21,11 @@ void check_descriptor(const ImageDescriptor& d) {
   MPSNN_CHECK(element_size(d.channel_format) != 0, DTypeError,
               "[MPSImage] channel format '", format_name(d.channel_format),
               "' cannot be allocated; expected unorm8, unorm16, float16 or float32");
+  // Slices of four channels (graph.md §3.2): the byte count must not overflow.
+  MPSNN_CHECK(checked_bytes({d.number_of_images, d.height, d.width, (d.feature_channels + 3) / 4 * 4},
+                            int64_t(element_size(d.channel_format))) >= 0,
+              ShapeError, "[MPSImage] image descriptor of width ", d.width, ", height ", d.height, ", feature_channels ",
+              d.feature_channels, " and number_of_images ", d.number_of_images, " needs more than 2^52 bytes");
 }
 }  // namespace
 
@@ -96,6 +101,10 @@ void check_texture_descriptor(const TextureDescriptor& d) {
               ", array_length ", d.array_length, "; expected all > 0 and depth 1");
   MPSNN_CHECK(d.texture_type == TextureType::type2d_array || d.array_length == 1, ShapeError,
               "[MTLTexture] a type2d texture has array_length 1, got ", d.array_length, "; use type2d_array");
+  MPSNN_CHECK(checked_bytes({d.array_length, d.height, d.width, pixel_format_channels(d.pixel_format)},
+                            int64_t(element_size(pixel_format_channel_format(d.pixel_format)))) >= 0,
+              ShapeError, "[MTLTexture] descriptor of width ", d.width, ", height ", d.height, " and array_length ",
+              d.array_length, " needs more than 2^52 bytes");
   MPSNN_CHECK(d.mipmap_level_count == 1 && d.sample_count == 1, UnsupportedError,
               "[MTLTexture] mipmap_level_count ", d.mipmap_level_count, " and sample_count ", d.sample_count,
               "; this backend supports 1 and 1");

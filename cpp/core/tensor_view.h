@@ -1,12 +1,31 @@
 #pragma once
 // Non-owning views of NHWC float32 image data, the currency of every CPU kernel.
 #include <cstdint>
+#include <initializer_list>
 
 namespace mpsnn {
+
+// Largest byte count of one image, tensor or buffer (2^52 bytes, 4 PiB). Sizes beyond it are
+// errors (ShapeError) instead of 64-bit overflow; a sum of many such sizes still fits in 64 bits.
+constexpr int64_t kMaxBytes = int64_t(1) << 52;
+
+// a * b * ... * element_bytes for positive factors, or -1 when the product exceeds kMaxBytes
+// (computed without overflowing).
+inline int64_t checked_bytes(std::initializer_list<int64_t> factors, int64_t element_bytes) {
+  int64_t total = element_bytes;
+  for (int64_t f : factors) {
+    if (f <= 0) return f == 0 ? 0 : -1;
+    if (total > kMaxBytes / f) return -1;
+    total *= f;
+  }
+  return total;
+}
 
 struct ImageShape {
   int64_t n = 1, h = 1, w = 1, c = 1;
   int64_t numel() const { return n * h * w * c; }
+  // numel() * element_bytes, or -1 when it exceeds kMaxBytes (see checked_bytes).
+  int64_t checked_bytes(int64_t element_bytes) const { return mpsnn::checked_bytes({n, h, w, c}, element_bytes); }
   bool operator==(const ImageShape& o) const {
     return n == o.n && h == o.h && w == o.w && c == o.c;
   }

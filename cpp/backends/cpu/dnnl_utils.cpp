@@ -62,7 +62,7 @@ std::optional<std::vector<EltwiseOp>> eltwise_chain(const NeuronDescriptor& n, E
     case NeuronType::relu_n:
       if (exact_nan) return std::nullopt;
       c.push_back({A::eltwise_relu, n.a, 0});
-      c.push_back({A::eltwise_clip, -FLT_MAX, n.b});
+      c.push_back({A::eltwise_clip, -INFINITY, n.b});  // min(r, b): -inf stays -inf
       return c;
     default: return std::nullopt;  // soft plus, exponential, logarithm, soft sign, PReLU, power
   }
