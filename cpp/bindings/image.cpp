@@ -32,7 +32,7 @@ std::string dtype_name(const py::dtype& d) { return py::str(py::handle(d)).cast<
 // Temporary images are left to host_data, which refuses them with MPSTemporaryImageError.
 void wait_for_writes(Image& img, const char* what) {
   if (img.is_temporary()) return;
-  py::gil_scoped_release nogil;
+  ReleaseGil nogil;
   img.wait_for_producer(what);
 }
 

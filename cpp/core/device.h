@@ -75,6 +75,11 @@ Allocator& host_allocator();
 // Number of blocks host_allocator() has handed out (tests check that steady-state runs allocate
 // only their results).
 uint64_t host_allocation_count();
+// Number of those blocks not yet released (leak checks: soak runs, fault tests).
+int64_t host_live_allocation_count();
+// Test aid (fault injection): the next `k` host allocations succeed and the one after throws
+// std::bad_alloc, as a real allocation failure does; then allocations succeed again. k < 0 disarms.
+void fail_host_allocation_after(int64_t k);
 class HostStream final : public Stream {
  public:
   void copy(const void* src, void* dst, size_t bytes) override;

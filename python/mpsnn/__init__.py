@@ -63,8 +63,9 @@ from .protocols import MPSImageTransformProvider as MPSImageTransformProvider  #
 from .protocols import MPSNNPadding as MPSNNPadding  # noqa: E402
 from .protocols import MPSNNTrainableNode as MPSNNTrainableNode  # noqa: E402
 
-# Work committed to command queues finishes before the interpreter goes away.
-_atexit.register(_core._drain_all_queues)
+# Work committed to command queues finishes before the interpreter goes away; then the queues stop
+# (work committed later, by daemon threads, completes with status error without running).
+_atexit.register(_core._at_exit)
 
 
 _CONSTANT_ENUMS = ("MPSNNPaddingMethod", "MPSImageFeatureChannelFormat", "MPSImageEdgeMode", "MPSCNNNeuronType",
