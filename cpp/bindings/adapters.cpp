@@ -10,11 +10,11 @@ namespace mpsnn::bindings {
 
 PyRef::~PyRef() {
   if (!obj) return;  // released already (one-shot handlers take it under the GIL): no GIL needed
-  if (!Py_IsInitialized()) {
-    obj.release();  // the interpreter is gone: leak rather than crash
+  PythonCall call;
+  if (!call.ok()) {
+    obj.release();  // the interpreter is exiting (gil.h): leak rather than crash
     return;
   }
-  py::gil_scoped_acquire gil;
   obj = py::object();
 }
 
@@ -55,11 +55,11 @@ std::optional<std::string> optional_label(const py::object& o) {
 // The optional load() / purge() of the data-source protocols (protocols.py); called without
 // the GIL held.
 bool call_load(const py::object& o) {
-  py::gil_scoped_acquire gil;
+  AcquireGil gil;
   return !py::hasattr(o, "load") || cast_return<bool>(o.attr("load")(), "data source", "load()", "a bool");
 }
 void call_purge(const py::object& o) {
-  py::gil_scoped_acquire gil;
+  AcquireGil gil;
   if (py::hasattr(o, "purge")) o.attr("purge")();
 }
 
@@ -108,7 +108,7 @@ class PyHandle final : public Handle {
  public:
   explicit PyHandle(py::object o) : ref(std::move(o)) {}
   std::optional<std::string> label() const override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return optional_label(ref.obj);
   }
   PyRef ref;
@@ -118,12 +118,12 @@ class PyConvolutionSource final : public ConvolutionDataSource {
  public:
   explicit PyConvolutionSource(py::object o) : ref_(std::move(o)) {}
   DataType data_type() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return DataType(cast_return<uint32_t>(call_or_get(ref_.obj, "data_type"), "MPSCNNConvolutionDataSource",
                                           "data_type()", "an MPSDataType"));
   }
   ConvolutionDescriptor descriptor() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     py::object d = call_or_get(ref_.obj, "descriptor");
     MPSNN_CHECK(py::isinstance<ConvolutionDescriptor>(d), DTypeError,
                 "[MPSCNNConvolutionDataSource] descriptor() returned ", py::str(py::type::of(d)).cast<std::string>(),
@@ -131,7 +131,7 @@ class PyConvolutionSource final : public ConvolutionDataSource {
     return d.cast<ConvolutionDescriptor>();
   }
   HostArray weights() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     py::object w = ref_.obj.attr("weights")();
     MPSNN_CHECK(py::isinstance<py::buffer>(w), DTypeError,
                 "[MPSCNNConvolutionDataSource] weights() returned ", py::str(py::type::of(w)).cast<std::string>(),
@@ -158,36 +158,36 @@ class PyConvolutionSource final : public ConvolutionDataSource {
     return out;
   }
   std::optional<std::vector<float>> bias_terms() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return float_vector(ref_.obj.attr("bias_terms")(), "[MPSCNNConvolutionDataSource] bias_terms()");
   }
   bool load() override { return call_load(ref_.obj); }
   void purge() override { call_purge(ref_.obj); }
   std::optional<std::string> label() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return optional_label(ref_.obj);
   }
   int weights_quantization_type() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return has(ref_.obj, "weights_quantization_type")
                ? cast_return<int>(call_or_get(ref_.obj, "weights_quantization_type"), "MPSCNNConvolutionDataSource",
                                   "weights_quantization_type()", "an MPSCNNWeightsQuantizationType")
                : 0;
   }
   std::vector<float> ranges_for_uint8_kernel() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     if (!has(ref_.obj, "ranges_for_uint8_kernel")) return {};
     return float_vector(ref_.obj.attr("ranges_for_uint8_kernel")(), "ranges_for_uint8_kernel()").value_or(std::vector<float>{});
   }
   std::vector<float> lookup_table_for_uint8_kernel() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     if (!has(ref_.obj, "lookup_table_for_uint8_kernel")) return {};
     return float_vector(ref_.obj.attr("lookup_table_for_uint8_kernel")(), "lookup_table_for_uint8_kernel()")
         .value_or(std::vector<float>{});
   }
   // graph/data_source.h: a longer weights() buffer is used with this warning.
   void warn(const std::string& message) override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     if (PyErr_WarnEx(PyExc_UserWarning, message.c_str(), 1) < 0) throw py::error_already_set();
   }
   py::object object() const { return ref_.obj; }
@@ -200,7 +200,7 @@ class PyNormalizationSource final : public NormalizationDataSource {
  public:
   explicit PyNormalizationSource(py::object o) : ref_(std::move(o)) {}
   int64_t number_of_feature_channels() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return cast_return<int64_t>(call_or_get(ref_.obj, "number_of_feature_channels"), "normalization data source",
                                 "number_of_feature_channels()", "an int");
   }
@@ -209,21 +209,21 @@ class PyNormalizationSource final : public NormalizationDataSource {
   std::optional<std::vector<float>> mean() override { return vec("mean"); }
   std::optional<std::vector<float>> variance() override { return vec("variance"); }
   std::optional<float> epsilon() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     if (!has(ref_.obj, "epsilon")) return std::nullopt;
     return cast_return<float>(call_or_get(ref_.obj, "epsilon"), "normalization data source", "epsilon()", "a float");
   }
   bool load() override { return call_load(ref_.obj); }
   void purge() override { call_purge(ref_.obj); }
   std::optional<std::string> label() override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return optional_label(ref_.obj);
   }
   py::object object() const { return ref_.obj; }
 
  private:
   std::optional<std::vector<float>> vec(const char* name) {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     if (!py::hasattr(ref_.obj, name)) return std::nullopt;
     return float_vector(call_or_get(ref_.obj, name), std::string("[normalization data source] ") + name + "()");
   }
@@ -234,17 +234,17 @@ class PyPadding final : public PaddingPolicy {
  public:
   explicit PyPadding(py::object o) : ref(std::move(o)) {}
   int padding_method() const override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return cast_return<int>(call_or_get(ref.obj, "padding_method"), "MPSNNPadding", "padding_method()",
                             "an MPSNNPaddingMethod (an int)");
   }
   std::optional<std::string> label() const override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     return optional_label(ref.obj);
   }
   ImageDescriptor destination_image_descriptor(const PaddingRequest& request, KernelProps& kernel,
                                                const ImageDescriptor& suggested) const override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     MPSNN_CHECK(py::hasattr(ref.obj, "destination_image_descriptor"), GraphError, request.node_context,
                 " padding policy has the custom bit but no destination_image_descriptor method");
     py::list images;
@@ -272,7 +272,7 @@ class PyAllocator final : public ImageAllocator {
  public:
   explicit PyAllocator(py::object o) : ref(std::move(o)) {}
   ImagePtr allocate(const CommandBufferPtr& cb, const DevicePtr&, const ImageDescriptor& desc) const override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     py::object img = ref.obj.attr("image")(cb ? py::cast(cb) : py::none(), desc, py::none());
     MPSNN_CHECK(py::isinstance<Image>(img), GraphError, "[MPSImageAllocator] image() returned ",
                 py::str(py::type::of(img)).cast<std::string>(), "; expected an MPSImage");
@@ -286,7 +286,7 @@ class PyTransformProvider final : public TransformProvider {
   explicit PyTransformProvider(py::object o) : ref(std::move(o)) {}
   std::optional<ScaleTransform> transform(int64_t w, int64_t h, int64_t c,
                                           const HandlePtr& handle) const override {
-    py::gil_scoped_acquire gil;
+    AcquireGil gil;
     ImageDescriptor d;
     d.channel_format = ChannelFormat::float32;
     d.width = w;

@@ -10,9 +10,10 @@ namespace {
 CommandBuffer::Handler python_handler(py::function fn) {
   auto ref = std::make_shared<PyRef>(std::move(fn));
   return [ref](CommandBuffer& cb) {
-    if (!Py_IsInitialized()) return;
-    py::gil_scoped_acquire gil;
-    // Taken out under the GIL: the handler outlives the in-flight count atexit waits for.
+    PythonCall call;
+    if (!call.ok()) return;  // the interpreter is exiting (gil.h)
+    // Taken out under the GIL: the handler itself is destroyed after the buffer counts as
+    // completed, which is what the atexit hook waits for.
     const py::object callback = std::move(ref->obj);
     if (!callback) return;
     try {
@@ -60,13 +61,15 @@ void bind_commands(py::module_& m) {
         "The default device: MPSNN_DEVICE ('cpu', 'cuda:1', ...) if set, else the first device of this build.");
   m.def("MTLCopyAllDevices", &all_devices, "Every device of this build.");
   m.def("available_backends", &available_backends, "Backends compiled into this build.");
+  m.def("_set_vendor_library_dirs", &set_vendor_library_dirs, "dirs"_a,
+        "Folders (site-packages/nvidia) where the CUDA backend looks for cuDNN when first used; set at import.");
 
   queue.def(py::init<DevicePtr>(), "device"_a)
       .def_property_readonly("device", &CommandQueue::device)
       .def_readwrite("label", &CommandQueue::label)
       .def("make_command_buffer", &CommandQueue::make_command_buffer, "A new MPSCommandBuffer on this queue.")
       .def("command_buffer", &CommandQueue::make_command_buffer, "Alias of make_command_buffer (Swift makeCommandBuffer).")
-      .def("drain", &CommandQueue::drain, py::call_guard<py::gil_scoped_release>(),
+      .def("drain", &CommandQueue::drain, py::call_guard<ReleaseGil>(),
            "Wait until every committed buffer of this queue completed.");
 
   cb.def_property_readonly("device", &CommandBuffer::device)
@@ -88,21 +91,24 @@ void bind_commands(py::module_& m) {
           "Message of the first error of this buffer's work or handlers, or None.")
       .def_readwrite("label", &CommandBuffer::label)
       .def("commit", &CommandBuffer::commit)
-      .def("wait_until_completed", &CommandBuffer::wait_until_completed, py::call_guard<py::gil_scoped_release>(),
+      .def("wait_until_completed", &CommandBuffer::wait_until_completed, py::call_guard<ReleaseGil>(),
            "Block until the buffer completed; raises the first error of its work or handlers.")
       .def(
           "add_completed_handler", [](CommandBuffer& c, py::function fn) { c.add_completed_handler(python_handler(fn)); },
           "handler"_a, "Call handler(command_buffer) on the worker thread once the work completed.");
   // MPSCommandBuffer: the same object with commit_and_continue (graph.md §9.3).
   m.attr("MPSCommandBuffer") = cb;
-  cb.def("commit_and_continue", &CommandBuffer::commit_and_continue, py::call_guard<py::gil_scoped_release>(),
+  cb.def("commit_and_continue", &CommandBuffer::commit_and_continue, py::call_guard<ReleaseGil>(),
          "Run what was encoded so far now and keep the buffer open for more work.")
       .def_property_readonly("root_command_buffer", [](const std::shared_ptr<CommandBuffer>& c) { return c; })
       .def_static("command_buffer_from_command_queue",
                   [](const std::shared_ptr<CommandQueue>& q) { return q->make_command_buffer(); }, "command_queue"_a)
       .def(py::init([](const std::shared_ptr<CommandQueue>& q) { return q->make_command_buffer(); }), "command_queue"_a);
-  m.def("_drain_all_queues", &drain_all_queues, py::call_guard<py::gil_scoped_release>(),
-        "Wait for every queue's committed work (registered with atexit).");
+  m.def("_drain_all_queues", &drain_all_queues, py::call_guard<ReleaseGil>(),
+        "Wait for the work committed so far to every queue.");
+  m.def("_at_exit", &at_exit,
+        "Registered with atexit: waits for the work committed so far (its completion handlers run), then stops "
+        "every queue; buffers committed later complete with status error, running neither work nor handlers.");
 }
 
 }  // namespace mpsnn::bindings

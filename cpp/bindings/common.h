@@ -19,6 +19,7 @@
 #include "graph/nn_graph.h"
 #include "graph/node.h"
 #include "graph/schema.h"
+#include "bindings/gil.h"
 
 namespace py = pybind11;
 using namespace pybind11::literals;

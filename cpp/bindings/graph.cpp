@@ -50,8 +50,8 @@ using PyGraphPtr = std::shared_ptr<PyGraph>;
 // sys.stderr prints it.
 void log_to_stderr(NNGraph& g) {
   g.set_log([](const std::string& text) {
-    if (!Py_IsInitialized()) return;
-    py::gil_scoped_acquire gil;
+    PythonCall call;
+    if (!call.ok()) return;
     try {
       py::module_::import("sys").attr("stderr").attr("write")(text);
     } catch (py::error_already_set& e) {
@@ -239,7 +239,7 @@ void bind_graph(py::module_& m) {
             std::vector<StatePtr> out_states;
             ImagePtr result;
             {
-              py::gil_scoped_release nogil;
+              ReleaseGil nogil;
               result = p.graph->encode(cb, imgs, states ? &*states : nullptr, &inter, &out_states);
             }
             append_all(intermediate_images, py::cast(inter));
@@ -264,7 +264,7 @@ void bind_graph(py::module_& m) {
             std::vector<std::vector<StatePtr>> out_states;
             std::vector<ImagePtr> result;
             {
-              py::gil_scoped_release nogil;
+              ReleaseGil nogil;
               result = p.graph->encode_batch(cb, batches, states ? &*states : nullptr, &inter, &out_states);
             }
             append_all(intermediate_images, py::cast(inter));
@@ -282,7 +282,7 @@ void bind_graph(py::module_& m) {
             std::vector<ImagePtr> outs;
             std::vector<StatePtr> states;
             {
-              py::gil_scoped_release nogil;
+              ReleaseGil nogil;
               outs = p.graph->run(imgs, in_states ? &*in_states : nullptr, &states);
             }
             const auto& def = p.graph->definition();
@@ -324,7 +324,7 @@ void bind_graph(py::module_& m) {
             try {
               auto imgs = to_images(sources, p.graph->device());
               MPSNN_CHECK(!imgs.empty(), GraphError, "[MPSNNGraph.execute_async] needs at least one source image");
-              py::gil_scoped_release nogil;
+              ReleaseGil nogil;
               result = p.graph->encode(cb, imgs, nullptr, nullptr, nullptr);
             } catch (py::error_already_set& e) {
               *failure = e.what();
@@ -334,10 +334,10 @@ void bind_graph(py::module_& m) {
             if (failure->empty()) failure.reset();
             auto ref = std::make_shared<PyRef>(handler);
             cb->add_completed_handler([ref, result, failure](CommandBuffer& c) {
-              if (!Py_IsInitialized()) return;
-              py::gil_scoped_acquire gil;
-              // Taken out under the GIL: the handler is destroyed after the queue's in-flight count
-              // drops (what atexit waits for), when the interpreter may be finalizing.
+              PythonCall call;
+              if (!call.ok()) return;  // the interpreter is exiting (gil.h)
+              // Taken out under the GIL: the handler itself is destroyed after the buffer counts as
+              // completed (what the atexit hook waits for), when the interpreter may be finalizing.
               const py::object callback = std::move(ref->obj);
               if (!callback) return;
               py::object err = failure ? py::object(py::str(*failure)) : py::object(py::none());

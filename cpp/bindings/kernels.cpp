@@ -347,14 +347,14 @@ void bind_kernels(py::module_& m) {
       .def(
           "encode",
           [](ImageScaleKernel& k, const CommandBufferPtr& cb, const ImagePtr& src, const ImagePtr& dst) {
-            py::gil_scoped_release nogil;
+            ReleaseGil nogil;
             k.encode(cb, src, dst);
           },
           "command_buffer"_a, "source_image"_a, "destination_image"_a)
       .def(
           "encode",
           [](ImageScaleKernel& k, const CommandBufferPtr& cb, const ImagePtr& src, const ImagePtr& dst) {
-            py::gil_scoped_release nogil;
+            ReleaseGil nogil;
             k.encode(cb, src, dst);
           },
           "command_buffer"_a, "source_texture"_a, "destination_texture"_a,

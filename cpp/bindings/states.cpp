@@ -31,7 +31,7 @@ py::array buffer_numpy(const BufferPtr& b, const py::object& dtype_obj) {
   const py::dtype dtype = py::dtype::from_args(dtype_obj);
   const size_t item = size_t(dtype.itemsize());
   MPSNN_CHECK(item > 0 && b->length() % item == 0, DTypeError, "[MTLBuffer.numpy] buffer of ", b->length(),
-              " bytes is not a whole number of ", std::string(py::str(dtype)), " elements");
+              " bytes is not a whole number of ", py::str(py::handle(dtype)).cast<std::string>(), " elements");
   return buffer_view(b, dtype, {py::ssize_t(b->length() / item)});
 }
 
@@ -47,6 +47,11 @@ BufferPtr buffer_from_array(const py::object& obj, const DevicePtr& device) {
 void bind_states(py::module_& m) {
   m.def("_host_allocation_count", &host_allocation_count,
         "Test aid: blocks the host allocator has handed out (images, buffers, plan arenas).");
+  m.def("_host_live_allocation_count", &host_live_allocation_count,
+        "Test aid: blocks of the host allocator not yet released (leak checks).");
+  m.def("_fail_host_allocation_after", &fail_host_allocation_after, "k"_a,
+        "Test aid (fault injection): the next k host allocations succeed and the one after raises MemoryError, "
+        "once; k < 0 disarms.");
   py::class_<Buffer, BufferPtr>(m, "MTLBuffer",
                                 "A length of device memory; on host-visible devices contents() and numpy() are views.")
       .def(py::init([](const DevicePtr& device, size_t length) { return std::make_shared<Buffer>(device, length); }),

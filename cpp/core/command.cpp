@@ -138,9 +138,26 @@ void CommandBuffer::complete() {
   auto& worker = *queue_->worker_;
   {
     std::lock_guard<std::mutex> lock(worker.mutex);
-    --worker.in_flight;
+    ++worker.completed;
   }
   worker.cv.notify_all();
+}
+
+void CommandBuffer::abandon() {
+  std::vector<Task> tasks;
+  std::vector<Handler> handlers;  // not called: the process is exiting, callers may be gone
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    status_ = CommandBufferStatus::scheduled;
+    tasks.swap(tasks_);
+    handlers.swap(handlers_);
+    if (!error_)
+      error_ = std::make_exception_ptr(BackendError(
+          "[MTLCommandBuffer] not run: the command queues were stopped because the process is exiting"));
+  }
+  tasks.clear();
+  handlers.clear();
+  complete();
 }
 
 void CommandBuffer::wait_until_completed() {
@@ -167,6 +184,15 @@ void CommandBuffer::wait_until_finished() {
 namespace {
 std::mutex g_workers_mutex;
 std::vector<std::weak_ptr<detail::QueueWorker>> g_workers;
+std::atomic<bool> g_queues_stopped{false};  // stop_all_queues
+
+std::vector<std::shared_ptr<detail::QueueWorker>> live_workers() {
+  std::vector<std::shared_ptr<detail::QueueWorker>> workers;
+  std::lock_guard<std::mutex> lock(g_workers_mutex);
+  for (auto& w : g_workers)
+    if (auto s = w.lock()) workers.push_back(s);
+  return workers;
+}
 }  // namespace
 
 void detail::QueueWorker::loop(std::shared_ptr<QueueWorker> self) {
@@ -179,7 +205,7 @@ void detail::QueueWorker::loop(std::shared_ptr<QueueWorker> self) {
       cb = std::move(self->pending.front());
       self->pending.pop_front();
     }
-    cb->execute();  // in_flight drops when the buffer completes (CommandBuffer::complete)
+    cb->execute();  // `completed` grows when the buffer completes (CommandBuffer::complete)
     cb.reset();
   }
 }
@@ -205,31 +231,46 @@ CommandBufferPtr CommandQueue::make_command_buffer() {
 }
 
 void CommandQueue::submit(CommandBufferPtr cb) {
-  std::lock_guard<std::mutex> lock(worker_->mutex);
-  worker_->pending.push_back(std::move(cb));
-  ++worker_->in_flight;
-  if (!worker_->started) {
-    worker_->started = true;
-    std::thread(detail::QueueWorker::loop, worker_).detach();
+  {
+    std::lock_guard<std::mutex> lock(worker_->mutex);
+    ++worker_->committed;
+    if (!g_queues_stopped.load()) {
+      worker_->pending.push_back(std::move(cb));
+      if (!worker_->started) {
+        worker_->started = true;
+        std::thread(detail::QueueWorker::loop, worker_).detach();
+      }
+      worker_->cv.notify_all();
+      return;
+    }
   }
-  worker_->cv.notify_all();
+  cb->abandon();
 }
 
-void CommandQueue::drain() {
-  std::unique_lock<std::mutex> lock(worker_->mutex);
-  worker_->cv.wait(lock, [&] { return worker_->in_flight == 0; });
+namespace {
+void drain_worker(detail::QueueWorker& w) {
+  std::unique_lock<std::mutex> lock(w.mutex);
+  const uint64_t target = w.committed;
+  w.cv.wait(lock, [&] { return w.completed >= target; });
 }
+}  // namespace
+
+void CommandQueue::drain() { drain_worker(*worker_); }
 
 void drain_all_queues() {
-  std::vector<std::shared_ptr<detail::QueueWorker>> workers;
-  {
-    std::lock_guard<std::mutex> lock(g_workers_mutex);
-    for (auto& w : g_workers)
-      if (auto s = w.lock()) workers.push_back(s);
-  }
-  for (auto& w : workers) {
-    std::unique_lock<std::mutex> lock(w->mutex);
-    w->cv.wait(lock, [&] { return w->in_flight == 0; });
+  for (auto& w : live_workers()) drain_worker(*w);
+}
+
+void stop_all_queues() {
+  g_queues_stopped.store(true);
+  for (auto& w : live_workers()) {
+    std::deque<CommandBufferPtr> pending;
+    {
+      std::lock_guard<std::mutex> lock(w->mutex);
+      pending.swap(w->pending);
+    }
+    for (auto& cb : pending) cb->abandon();
+    drain_worker(*w);  // the buffer the worker was running, if any
   }
 }
 

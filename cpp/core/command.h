@@ -67,8 +67,10 @@ class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
  private:
   friend class CommandQueue;
   friend struct detail::QueueWorker;
+  friend void stop_all_queues();
   void execute();   // on the worker thread
   void complete();  // once the device finished the buffer's work
+  void abandon();   // completes with an error, running neither work nor handlers (queues stopped)
   void run_tasks(std::vector<Task>& tasks);
 
   std::shared_ptr<CommandQueue> queue_;
@@ -94,7 +96,9 @@ struct QueueWorker {
   std::mutex mutex;
   std::condition_variable cv;
   std::deque<CommandBufferPtr> pending;
-  size_t in_flight = 0;
+  // Buffers committed / completed so far; buffers complete in commit order, so a drain waits
+  // until `completed` reaches what `committed` was when it began.
+  uint64_t committed = 0, completed = 0;
   bool stopping = false;
   bool started = false;
   static void loop(std::shared_ptr<QueueWorker> self);
@@ -109,7 +113,8 @@ class CommandQueue : public std::enable_shared_from_this<CommandQueue> {
   // The device stream every buffer of this queue runs on.
   Stream& stream() const { return *stream_; }
   CommandBufferPtr make_command_buffer();
-  // Waits until every committed buffer of this queue has completed.
+  // Waits until every buffer committed to this queue before the call has completed (buffers
+  // committed meanwhile, e.g. by another thread that keeps committing, are not waited for).
   void drain();
   std::string label;
 
@@ -124,7 +129,13 @@ class CommandQueue : public std::enable_shared_from_this<CommandQueue> {
 
 using CommandQueuePtr = std::shared_ptr<CommandQueue>;
 
-// Waits for every queue of the process to finish its committed work (called at exit).
+// Waits until every buffer committed to any queue of the process before the call has completed
+// (called at interpreter exit: a thread that keeps committing must not keep the exit waiting).
 void drain_all_queues();
+// Stops every queue for good (at process exit, after drain_all_queues): buffers not yet started,
+// and any committed later, complete at once with an error, running neither their work nor their
+// completion handlers; returns once the buffers already running have completed. Afterwards no
+// queue thread runs anything, so the process can exit while other threads still commit.
+void stop_all_queues();
 
 }  // namespace mpsnn

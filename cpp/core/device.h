@@ -58,6 +58,9 @@ class Device {
   virtual std::unique_ptr<Stream> make_stream() = 0;
   // MPSNNGraph.format of a new graph on this device (MPS: float16 on GPUs).
   virtual ChannelFormat default_graph_format() const = 0;
+  // Copies between this device's memory and the host, in either direction, and returns when
+  // done (reads and writes of images by the CPU: numpy(), read_bytes, from_numpy of a GPU image).
+  virtual void copy_blocking(void* dst, const void* src, size_t bytes);
 
  private:
   std::string name_;
@@ -72,6 +75,11 @@ Allocator& host_allocator();
 // Number of blocks host_allocator() has handed out (tests check that steady-state runs allocate
 // only their results).
 uint64_t host_allocation_count();
+// Number of those blocks not yet released (leak checks: soak runs, fault tests).
+int64_t host_live_allocation_count();
+// Test aid (fault injection): the next `k` host allocations succeed and the one after throws
+// std::bad_alloc, as a real allocation failure does; then allocations succeed again. k < 0 disarms.
+void fail_host_allocation_after(int64_t k);
 class HostStream final : public Stream {
  public:
   void copy(const void* src, void* dst, size_t bytes) override;

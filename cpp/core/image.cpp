@@ -330,7 +330,6 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
                         const ImageRegion& region, int64_t image_index, bool to_host) {
   const char* op = to_host ? "read_bytes" : "write_bytes";
   check_cpu_access(op);
-  check_host_accessible(op);  // device memory: a backend staging copy (CUDA issue) goes here
   wait_for_producer(op);
   const int64_t x0 = region.x, y0 = region.y;
   const int64_t w = region.width < 0 ? shape_.w - x0 : region.width;
@@ -363,7 +362,17 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
               half_size ? " (the size of float16 data: this image stores float32; for float16 images set "
                           "graph.format = MPSImageFeatureChannelFormat.float16 before running the graph)"
                         : "");
+  // Device memory the CPU cannot address is staged through a host copy of the image's span
+  // (read-modify-write for writes, so channels and pixels outside the region are kept).
+  const bool staged = !device_->host_accessible();
+  const size_t span = size_t(((shape_.n * shape_.h * shape_.w - 1) * pixel_stride_ + shape_.c) * e);
+  std::vector<char> stage;
   char* base = static_cast<char*>(data());
+  if (staged) {
+    stage.resize(span);
+    device_->copy_blocking(stage.data(), base, span);
+    base = stage.data();
+  }
   char* hostb = static_cast<char*>(host);
   for (int64_t j = 0; j < region.depth; ++j) {
     for (int64_t y = 0; y < h; ++y) {
@@ -382,6 +391,7 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
       }
     }
   }
+  if (staged && !to_host) device_->copy_blocking(data(), stage.data(), span);
 }
 
 void Image::read_bytes(void* dst, size_t dst_size, DataLayout layout, const HostStrides& strides,

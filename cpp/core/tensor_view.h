@@ -56,4 +56,29 @@ struct WindowAxis {
   int64_t extent() const { return (kernel - 1) * dilation + 1; }
 };
 
+// One axis of a window as vendor libraries (oneDNN, cuDNN) take it: they need pad_before >= 0,
+// so pixels a negative pad skips are cropped from the source instead, and a negative pad_after
+// is raised to the smallest value that keeps the result size of their rule
+// result = (source + pad_l + pad_r - extent) / stride + 1.
+struct LibraryAxis {
+  int64_t crop_before = 0;  // source pixels skipped at the start
+  int64_t source = 0;       // source extent the library sees
+  int64_t pad_l = 0, pad_r = 0;
+};
+inline LibraryAxis library_axis(int64_t source, int64_t result, const WindowAxis& w) {
+  LibraryAxis a;
+  const int64_t ke = w.extent();
+  a.crop_before = w.pad_before < 0 ? -w.pad_before : 0;
+  a.pad_l = w.pad_before > 0 ? w.pad_before : 0;
+  a.source = source - a.crop_before;
+  int64_t pr = (result - 1) * w.stride + ke - a.source - a.pad_l;
+  if (pr < 0 && pr > -w.stride) pr = 0;  // the floor division of the size rule absorbs it
+  if (pr < 0) {
+    a.source += pr;  // crop the end
+    pr = 0;
+  }
+  a.pad_r = pr;
+  return a;
+}
+
 }  // namespace mpsnn

@@ -328,8 +328,18 @@ std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const st
                   " differs from image 0 in size, channels or format, or holds more than one image");
       MPSNN_CHECK(!img->is_temporary(), UnsupportedError,
                   "[MPSNNGraph.encode_batch] temporary source images are not supported in batches on this backend");
-      HostStrides strides;
-      img->read_bytes(dst + k * per, per, DataLayout::height_width_channels, strides, ImageRegion{}, 0);
+      // Dense images copy as one block on the device (device memory included); a channel slice
+      // of a wider image goes through read_bytes, staged on the host where the device needs it.
+      if (img->dense()) {
+        img->wait_for_producer("MPSNNGraph.encode_batch");
+        device_->copy_blocking(dst + k * per, img->data(), per);
+      } else if (device_->host_accessible()) {
+        img->read_bytes(dst + k * per, per, DataLayout::height_width_channels, HostStrides{}, ImageRegion{}, 0);
+      } else {
+        std::vector<char> host(per);
+        img->read_bytes(host.data(), per, DataLayout::height_width_channels, HostStrides{}, ImageRegion{}, 0);
+        device_->copy_blocking(dst + k * per, host.data(), per);
+      }
     }
     gathered.push_back(batch);
   }

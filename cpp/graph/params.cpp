@@ -82,11 +82,15 @@ void ParamStore::load(const std::vector<FilterNodePtr>& filters) {
 
 bool ParamStore::reload() {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Every source is read before any slot changes: one that raises (or fails validation) leaves
+  // the graph with all of its previous parameters, not a mix of old and new.
+  std::vector<std::pair<ParamSlot*, NodeParams>> fresh;
+  fresh.reserve(sources_.size());
+  for (auto& kv : sources_) fresh.emplace_back(kv.second.slot.get(), read(*kv.second.node));
   bool structure_changed = false;
-  for (auto& kv : sources_) {
-    NodeParams fresh = read(*kv.second.node);
-    structure_changed = structure_changed || !same_structure(kv.second.slot->values(), fresh);
-    kv.second.slot->set(std::move(fresh));
+  for (auto& [slot, values] : fresh) {
+    structure_changed = structure_changed || !same_structure(slot->values(), values);
+    slot->set(std::move(values));
   }
   for (auto& f : folded_) f.slot->set(fold(*f.conv, *f.bn));
   return structure_changed;

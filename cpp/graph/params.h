@@ -48,8 +48,9 @@ class ParamStore {
  public:
   // Reads the data source of every filter that has one (load, read, purge).
   void load(const std::vector<FilterNodePtr>& filters);
-  // Reads every source again into the same slots. Returns true when a descriptor changed in a way
-  // compiled plans depend on (kernel size, channels, strides, fused neuron): those plans must go.
+  // Reads every source again into the same slots, all or nothing (a source that throws changes no
+  // slot). Returns true when a descriptor changed in a way compiled plans depend on (kernel size,
+  // channels, strides, fused neuron): those plans must go.
   bool reload();
 
   // The slot of a filter's data source, or null when it has none.

@@ -2242,17 +2242,33 @@ def MTLCreateSystemDefaultDevice() -> MTLDevice:
     """
     The default device: MPSNN_DEVICE ('cpu', 'cuda:1', ...) if set, else the first device of this build.
     """
+def _at_exit() -> None:
+    """
+    Registered with atexit: waits for the work committed so far (its completion handlers run), then stops every queue; buffers committed later complete with status error, running neither work nor handlers.
+    """
 def _drain_all_queues() -> None:
     """
-    Wait for every queue's committed work (registered with atexit).
+    Wait for the work committed so far to every queue.
+    """
+def _fail_host_allocation_after(k: typing.SupportsInt | typing.SupportsIndex) -> None:
+    """
+    Test aid (fault injection): the next k host allocations succeed and the one after raises MemoryError, once; k < 0 disarms.
     """
 def _host_allocation_count() -> int:
     """
     Test aid: blocks the host allocator has handed out (images, buffers, plan arenas).
     """
+def _host_live_allocation_count() -> int:
+    """
+    Test aid: blocks of the host allocator not yet released (leak checks).
+    """
 def _op_kinds() -> list:
     """
     Test aid: every op kind of op_list.def with its gradient kind and the backends that have a kernel for it.
+    """
+def _set_vendor_library_dirs(dirs: collections.abc.Sequence[str]) -> None:
+    """
+    Folders (site-packages/nvidia) where the CUDA backend looks for cuDNN when first used; set at import.
     """
 def available_backends() -> list[str]:
     """
