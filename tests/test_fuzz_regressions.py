@@ -439,3 +439,26 @@ def test_fused_relu_n_keeps_minus_infinity(fused, device):
     out = conv if fused == "descriptor" else mpsnn.MPSCNNNeuronReLUNNode(source=conv.result_image)
     y = MPSNNGraph(device, out.result_image).run([x]).numpy().ravel()
     np.testing.assert_array_equal(y, np.array([-np.inf, -3e38, 1.0, 6.0, 6.0], np.float32))
+
+
+@pytest.mark.parametrize("kw_conv,width", [(4, 1), (4, 2), (7, 2), (3, 1)])
+def test_paired_transpose_beside_its_source(kw_conv, width, device):
+    """A 1x1 transpose paired with a 1xK convolution of a narrow image: Pz = (Ke - 1) - P_conv is
+    negative enough that no output reads the source. The deconvolution's computed image had size
+    <= 0 and oneDNN refused it (BackendError, long fuzz run); every output is the bias."""
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=kw_conv, kernel_height=1, input_feature_channels=1,
+                                          output_feature_channels=1)
+    wc = np.ones((1, 1, kw_conv, 1), np.float32)
+    conv = mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, wc))
+    d2 = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=1, kernel_height=1, input_feature_channels=1,
+                                           output_feature_channels=1)
+    wt, bt = np.full((1, 1, 1, 1), 2.0, np.float32), np.full(1, 0.5, np.float32)
+    t = mpsnn.MPSCNNConvolutionTransposeNode(source=conv.result_image,
+                                             convolution_gradient_state=conv.convolution_gradient_state,
+                                             weights=mpsnn.ArrayConvolutionDataSource(d2, wt, bt))
+    x = np.arange(1, width + 1, dtype=np.float32).reshape(1, 1, width, 1)
+    y = MPSNNGraph(device, t.result_image).run([x]).numpy()
+    geo = R.window_geometry((1, width), (1, kw_conv), (1, 1), (1, 1), R.SIZE_SAME)
+    mid = R.conv2d(x, wc, None, pad=geo["pad"], out_hw=geo["out_hw"])
+    pz = tuple(R.transpose_pad_from_conv(p, 1, 1) for p in geo["pad"])
+    assert_close(y, R.conv_transpose2d(mid, wt, bt, pad_z=pz, out_hw=(1, width)), "reduction", k=1)
