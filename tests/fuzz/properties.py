@@ -108,11 +108,15 @@ def check_nonfinite_inputs(spec, device, which, positions, values):
     # Where a fused neuron turned NaN into a number, a later binarization (xnor / and) turns the
     # difference into different finite values: nothing to compare then, the run must just work.
     binarized = any(op.kind == "binary" and op.params["type"] != 0 for op in spec.ops)
+    # A clamp maps ±inf to ±FLT_MAX (nodes.md §3.1); sums of such values overflow float32 in an
+    # order the spec leaves open (FLT_MAX + FLT_MAX - FLT_MAX), so values are not compared then.
+    with np.errstate(invalid="ignore"):
+        huge = any(np.any(np.isfinite(v) & (np.abs(v) > 1e30)) for v in ref.values())
     for fuse in (False, True):
         g = make_graph(spec, device, nodes, fuse)
         out, labels = run(spec, g, arrays, device)
         loose = fuse or relaxed
-        if loose and binarized:
+        if (loose and binarized) or huge:
             continue
         check_outputs(spec, out, labels, ref, deltas, f"fuse={fuse} non-finite input v{which}",
                       allow_nonfinite_mismatch=loose)
