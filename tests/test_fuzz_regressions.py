@@ -100,8 +100,8 @@ def test_window_index_arithmetic_overflowing(device):
     d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=1, input_feature_channels=2,
                                           output_feature_channels=2)
     d.dilation_rate_x = 2 ** 62
-    conv = _labelled(mpsnn.MPSCNNConvolutionNode(
-        source=MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, np.zeros((2, 1, 3, 2), np.float32))), "dil")
+    ds = mpsnn.ArrayConvolutionDataSource(d, np.zeros((2, 1, 3, 2), np.float32))
+    conv = _labelled(mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=ds), "dil")
     x = np.ones((1, 3, 3, 2), np.float32)
     with pytest.raises(mpsnn.ShapeError, match=r"\[convolution 'dil'\] window along x .* overflows 64-bit"):
         MPSNNGraph(device, conv.result_image).run([x])
@@ -183,7 +183,8 @@ REENTRY = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("call", ["g.run([x])", "g.reload_from_data_sources()", "g.plan_description([x])",
-                                  "g.encode(dev.make_command_queue().make_command_buffer(), [x])"])
+                                  "g.encode(dev.make_command_queue().make_command_buffer(), [x])"],
+                         ids=["run", "reload", "plan_description", "encode"])
 def test_padding_hook_calling_its_own_graph(call):
     """The hook runs while the graph compiles under its compile lock: calling back into the same graph
     deadlocked. In a subprocess, so that a regression times out instead of hanging the suite."""
@@ -275,7 +276,7 @@ class Weights:
     (dict(weights=np.ones((2, 1, 1, 2), np.float64)), r"8-byte elements"),      # did not name the node
     (dict(weights=np.ones((2, 1, 1, 4), np.float32)[..., ::2]), r"not C-contiguous"),
     (dict(weights=[1.0, 2.0]), r"weights\(\) returned <class 'list'>"),
-])
+], ids=["data_type-str", "load-str", "weights-float64", "weights-strided", "weights-list"])
 def test_convolution_data_source_values_of_the_wrong_type(broken, match, device):
     conv = _labelled(mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=Weights(**broken)), "conv-w")
     with pytest.raises(mpsnn.DTypeError, match=r"\[convolution 'conv-w'\].*" + match):
@@ -288,7 +289,8 @@ def test_convolution_data_source_values_of_the_wrong_type(broken, match, device)
     ("number_of_feature_channels", 2.5, "number_of_feature_channels"),
     ("epsilon", "x", r"epsilon\(\)"),
     ("gamma", "ab", r"gamma\(\)"),
-])
+    ("beta", [1.0, None], r"beta\(\)"),   # NumPy made it [1, nan]: NaN outputs, no error (long fuzz run)
+], ids=["channels-str", "channels-float", "epsilon-str", "gamma-str", "beta-None"])
 def test_normalization_data_source_values_of_the_wrong_type(method, value, match, device):
     ds = mpsnn.ArrayBatchNormalizationDataSource(number_of_feature_channels=2, epsilon=1e-3)
     setattr(ds, method, lambda: value)
@@ -437,3 +439,26 @@ def test_fused_relu_n_keeps_minus_infinity(fused, device):
     out = conv if fused == "descriptor" else mpsnn.MPSCNNNeuronReLUNNode(source=conv.result_image)
     y = MPSNNGraph(device, out.result_image).run([x]).numpy().ravel()
     np.testing.assert_array_equal(y, np.array([-np.inf, -3e38, 1.0, 6.0, 6.0], np.float32))
+
+
+@pytest.mark.parametrize("kw_conv,width", [(4, 1), (4, 2), (7, 2), (3, 1)])
+def test_paired_transpose_beside_its_source(kw_conv, width, device):
+    """A 1x1 transpose paired with a 1xK convolution of a narrow image: Pz = (Ke - 1) - P_conv is
+    negative enough that no output reads the source. The deconvolution's computed image had size
+    <= 0 and oneDNN refused it (BackendError, long fuzz run); every output is the bias."""
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=kw_conv, kernel_height=1, input_feature_channels=1,
+                                          output_feature_channels=1)
+    wc = np.ones((1, 1, kw_conv, 1), np.float32)
+    conv = mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, wc))
+    d2 = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=1, kernel_height=1, input_feature_channels=1,
+                                           output_feature_channels=1)
+    wt, bt = np.full((1, 1, 1, 1), 2.0, np.float32), np.full(1, 0.5, np.float32)
+    t = mpsnn.MPSCNNConvolutionTransposeNode(source=conv.result_image,
+                                             convolution_gradient_state=conv.convolution_gradient_state,
+                                             weights=mpsnn.ArrayConvolutionDataSource(d2, wt, bt))
+    x = np.arange(1, width + 1, dtype=np.float32).reshape(1, 1, width, 1)
+    y = MPSNNGraph(device, t.result_image).run([x]).numpy()
+    geo = R.window_geometry((1, width), (1, kw_conv), (1, 1), (1, 1), R.SIZE_SAME)
+    mid = R.conv2d(x, wc, None, pad=geo["pad"], out_hw=geo["out_hw"])
+    pz = tuple(R.transpose_pad_from_conv(p, 1, 1) for p in geo["pad"])
+    assert_close(y, R.conv_transpose2d(mid, wt, bt, pad_z=pz, out_hw=(1, width)), "reduction", k=1)

@@ -90,9 +90,14 @@ std::optional<std::vector<float>> float_vector(const py::object& v, const std::s
     if (bytes) std::memcpy(out.data(), info.ptr, bytes);
     return out;
   }
+  // Numbers only: NumPy would turn [1.0, None] into [1.0, nan] (an object array first).
+  py::array natural = py::array::ensure(v);
+  if (!natural) PyErr_Clear();
+  MPSNN_CHECK(natural && std::string("biuf").find(natural.dtype().kind()) != std::string::npos, DTypeError, what,
+              " must be a sequence of numbers convertible to float32, or float32 bytes");
   py::array_t<float, py::array::c_style | py::array::forcecast> a;
   try {
-    a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(v);
+    a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(natural);
   } catch (...) {
   }
   MPSNN_CHECK(a, DTypeError, what, " must be a sequence of numbers convertible to float32, or float32 bytes");

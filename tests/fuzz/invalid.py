@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import mpsnn
 
-from .graphs import (FuzzPolicy, GraphSpec, InputSpec, OpSpec, build, evaluate, make_graph, run)
+from .graphs import FuzzPolicy, GraphSpec, OpSpec, build, evaluate, make_graph, run
 from .strategies import Limits, graph_specs
 
 TYPED = (mpsnn.ShapeError, mpsnn.DTypeError, mpsnn.UnsupportedError, mpsnn.BackendError, mpsnn.MPSGraphError)
@@ -115,7 +115,8 @@ def _corruptions(draw, spec, i):
             if q_shape_differs(p["w"]):
                 def oihw(q):
                     w = q["w"]
-                    q["w"] = np.ascontiguousarray(w.reshape(w.shape[0], w.shape[1], w.shape[2], -1).transpose(0, 3, 1, 2))
+                    w4 = w.reshape(w.shape[0], w.shape[1], w.shape[2], -1)
+                    q["w"] = np.ascontiguousarray(w4.transpose(0, 3, 1, 2))
                 out.append(("OIHW weights", oihw, (mpsnn.ShapeError,), "graph"))
             def f64(q):
                 q["w"] = q["w"].astype(np.float64)
@@ -196,10 +197,8 @@ def _corruptions(draw, spec, i):
             q["form"] = "full"
             q["kh"] = 100
         out.append(("valid-only window larger than the source", valid_big, (mpsnn.ShapeError,), "graph"))
-    if k == "neuron" and p["neuron"][0] == "prelu":
-        pass
     if k == "neuron":
-        def short_prelu(q, C=None):
+        def short_prelu(q):
             q["neuron"] = ("prelu", None, None, None, np.full(2, 0.5, np.float32))
             q["form"] = "class"
         out.append(("prelu slopes", short_prelu, (mpsnn.ShapeError,), "graph-if-c>2"))
@@ -458,8 +457,6 @@ def unknown_requests(draw):
     if what == "training_graph":
         return Case("unknown", f"training_graph of {spec.ops[i].label}", lambda: f.training_graph(),
                     (mpsnn.UnsupportedError,), (label_of(spec, i),), recover, spec)
-    kinds = {op.kind for op in spec.ops}
-    del kinds
     if what == "no gradient":
         x = mpsnn.MPSNNImageNode()
         node = draw(st.sampled_from(["division", "scale", "binary"]))

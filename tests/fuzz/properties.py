@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import mpsnn
+import reference as R
 
 from .graphs import (build, compare, evaluate, expected_intermediates, make_graph, run, value_format)
 
@@ -43,7 +44,8 @@ def check_valid_spec(spec, device, arrays=None, fuse_modes=(True, False)):
         what = f"fuse={fuse}"
         g = make_graph(spec, device, nodes, fuse)
         src = sorted(int(h.label()[1:]) for h in g.source_image_handles)
-        assert src == sorted(spec.graph_inputs()), f"{what}: source images {src}, expected {sorted(spec.graph_inputs())}"
+        expected = sorted(spec.graph_inputs())
+        assert src == expected, f"{what}: source images {src}, expected {expected}"
         out, labels = run(spec, g, arrays, device)
         expect = {v for v, n in zip(spec.results, spec.needed) if n}
         if spec.entry != "execute_async":
@@ -69,9 +71,9 @@ def sanity_check(device):
         w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
         b = rng.standard_normal(4).astype(np.float32)
         x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
-        conv = mpsnn.MPSCNNConvolutionNode(source=mpsnn.MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, w, b))
+        conv = mpsnn.MPSCNNConvolutionNode(source=mpsnn.MPSNNImageNode(),
+                                           weights=mpsnn.ArrayConvolutionDataSource(d, w, b))
         relu = mpsnn.MPSCNNNeuronReLUNode(source=conv.result_image)
-        import reference as R
         SANITY.update(graph=mpsnn.MPSNNGraph(device, relu.result_image), x=x,
                       ref=np.maximum(R.conv2d(x, w, b), 0.0))
     y = SANITY["graph"].run([SANITY["x"]]).numpy()
@@ -145,7 +147,8 @@ def check_resized_inputs(spec, device, shapes, conditioned):
             msg = str(e)
             assert any(lab in msg for lab in labels_bad), f"error {msg!r} names none of {labels_bad}"
         else:
-            raise AssertionError(f"inputs {shapes} ran; the reference rejects {[(spec.ops[i].label, str(e)) for i, e in invalid.items()]}")
+            verdicts = [(spec.ops[i].label, str(e)) for i, e in invalid.items()]
+            raise AssertionError(f"inputs {shapes} ran; the reference rejects {verdicts}")
         result = "invalid"
     else:
         ops_ok = all(conditioned(op, [vals[s] for s in op.sources], vals[spec.value_of(i)])

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import reference as R
 
-from .graphs import (ALLOW_FUSION, EXCLUDE_EDGES, GraphSpec, InputSpec, Invalid, OpSpec, input_values, op_apply)
+from .graphs import EXCLUDE_EDGES, GraphSpec, InputSpec, Invalid, OpSpec, input_values, op_apply
 
 # Non-custom padding methods (every size, alignment and remainder combination).
 METHODS = tuple(int(m) for m in R.ALL_METHODS)
@@ -87,8 +87,8 @@ class Builder:
         except Invalid:
             self.rejected += 1
             return None
-        if (y.size > max(self.limits.max_elements, self.max_input) or not conditioned(op, [self.vals[s] for s in sources], y)
-                or (guard is not None and not guard(y))):
+        too_big = y.size > max(self.limits.max_elements, self.max_input)
+        if too_big or not conditioned(op, [self.vals[s] for s in sources], y) or (guard is not None and not guard(y)):
             self.rejected += 1
             return None
         self.spec.ops.append(op)

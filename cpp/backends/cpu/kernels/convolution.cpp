@@ -285,7 +285,13 @@ class TransposeKernel final : public ConvolutionKernelBase {
       const int64_t pr = (S - 1) * w.stride + w.extent() - pl - D;
       lo = std::max<int64_t>(pl, 0);
       hi = std::max<int64_t>(pr, 0);
-      full = (S - 1) * w.stride + w.extent() - lo - hi;
+      // A window so far beside the source that the computed image would be empty (a transpose
+      // paired with a convolution that read mostly padding, e.g. a 1x4 kernel on a 1x1 source):
+      // compute one row next to it; every wanted row then falls outside and holds the bias.
+      const int64_t span = (S - 1) * w.stride + w.extent();
+      lo = std::min(lo, span - 1);
+      hi = std::min(hi, span - 1 - lo);
+      full = span - lo - hi;
       shift = pl - lo;  // wanted index o maps to computed index o + shift
     };
     int64_t lo_y, hi_y, lo_x, hi_x;
