@@ -4,6 +4,7 @@ live host allocations do not change, results stay bit-identical and no completio
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import pathlib
 import sys
@@ -22,7 +23,11 @@ def soak():
     sys.modules["soak"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     module.fix_mmap_threshold()
-    return module
+    # The soak collects at every checkpoint: keep the session's heap out of those collections.
+    gc.collect()
+    gc.freeze()
+    yield module
+    gc.unfreeze()
 
 
 @pytest.mark.parametrize("mode", ["run", "encode"])
