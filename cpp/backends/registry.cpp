@@ -9,6 +9,10 @@
 #ifdef MPSNN_WITH_CPU
 #include "backends/cpu/register.h"
 #endif
+#ifdef MPSNN_WITH_CUDA
+#include "backends/cuda/libraries.h"
+#include "backends/cuda/register.h"
+#endif
 
 namespace mpsnn {
 
@@ -17,11 +21,19 @@ struct Backend {
   std::unique_ptr<KernelRegistry> registry;
   int (*device_count)() = nullptr;
   DevicePtr (*make_device)(int index) = nullptr;
+  std::string (*unavailable_reason)() = nullptr;  // why device_count() is 0
 };
 
 struct Backends {
   std::vector<Backend> all;
+  // GPU backends first: MTLCreateSystemDefaultDevice() is the first device found (MPS: the GPU).
   Backends() {
+#ifdef MPSNN_WITH_CUDA
+    Backend gpu{std::make_unique<KernelRegistry>("cuda"), cuda::device_count, cuda::make_device,
+                cuda::unavailable_reason};
+    cuda::register_cuda_kernels(*gpu.registry);
+    all.push_back(std::move(gpu));
+#endif
 #ifdef MPSNN_WITH_CPU
     Backend cpu{std::make_unique<KernelRegistry>("cpu"), cpu::device_count, cpu::make_device};
     cpu::register_cpu_kernels(*cpu.registry);
@@ -75,8 +87,9 @@ DevicePtr make_device(const std::string& name) {
   MPSNN_CHECK(b != nullptr, UnsupportedError, "[MTLDevice] backend '", backend,
               "' is not part of this build; available: ", backend_list());
   const int count = b->device_count();
-  MPSNN_CHECK(index < count, UnsupportedError, "[MTLDevice] backend '", backend, "' has ", count,
-              " device(s); index ", index, " does not exist");
+  const std::string why = count == 0 && b->unavailable_reason ? " (" + b->unavailable_reason() + ")" : "";
+  MPSNN_CHECK(index < count, UnsupportedError, "[MTLDevice] backend '", backend, "' has ", count, " device(s)", why,
+              "; index ", index, " does not exist");
   // One canonical object per (backend, index): images and graphs compare devices by identity.
   static std::mutex mutex;
   static std::map<std::pair<std::string, int>, DevicePtr> devices;
@@ -91,6 +104,14 @@ std::vector<DevicePtr> all_devices() {
   for (const auto& b : backends().all)
     for (int i = 0; i < b.device_count(); ++i) out.push_back(make_device(b.registry->backend() + ":" + std::to_string(i)));
   return out;
+}
+
+void set_vendor_library_dirs(const std::vector<std::string>& dirs) {
+#ifdef MPSNN_WITH_CUDA
+  cuda::set_library_dirs(dirs);
+#else
+  (void)dirs;
+#endif
 }
 
 DevicePtr system_default_device() {

@@ -33,6 +33,18 @@ py::object call_or_get(const py::object& o, const char* name) {
   return PyCallable_Check(a.ptr()) ? a() : a;
 }
 
+// value.cast<T>() for what a protocol method returned: a value of the wrong type is a DTypeError
+// (the graph adds the node's name), not pybind11's untyped cast error.
+template <typename T>
+T cast_return(const py::object& value, const char* protocol, const char* method, const char* expected) {
+  try {
+    return value.cast<T>();
+  } catch (const py::cast_error&) {
+    MPSNN_THROW(DTypeError, "[", protocol, "] ", method, " returned ", py::str(py::type::of(value)).cast<std::string>(),
+                "; expected ", expected);
+  }
+}
+
 std::optional<std::string> optional_label(const py::object& o) {
   if (!py::hasattr(o, "label")) return std::nullopt;
   py::object l = call_or_get(o, "label");
@@ -44,7 +56,7 @@ std::optional<std::string> optional_label(const py::object& o) {
 // the GIL held.
 bool call_load(const py::object& o) {
   AcquireGil gil;
-  return !py::hasattr(o, "load") || o.attr("load")().cast<bool>();
+  return !py::hasattr(o, "load") || cast_return<bool>(o.attr("load")(), "data source", "load()", "a bool");
 }
 void call_purge(const py::object& o) {
   AcquireGil gil;
@@ -102,7 +114,8 @@ class PyConvolutionSource final : public ConvolutionDataSource {
   explicit PyConvolutionSource(py::object o) : ref_(std::move(o)) {}
   DataType data_type() override {
     AcquireGil gil;
-    return DataType(call_or_get(ref_.obj, "data_type").cast<uint32_t>());
+    return DataType(cast_return<uint32_t>(call_or_get(ref_.obj, "data_type"), "MPSCNNConvolutionDataSource",
+                                          "data_type()", "an MPSDataType"));
   }
   ConvolutionDescriptor descriptor() override {
     AcquireGil gil;
@@ -151,7 +164,10 @@ class PyConvolutionSource final : public ConvolutionDataSource {
   }
   int weights_quantization_type() override {
     AcquireGil gil;
-    return has(ref_.obj, "weights_quantization_type") ? call_or_get(ref_.obj, "weights_quantization_type").cast<int>() : 0;
+    return has(ref_.obj, "weights_quantization_type")
+               ? cast_return<int>(call_or_get(ref_.obj, "weights_quantization_type"), "MPSCNNConvolutionDataSource",
+                                  "weights_quantization_type()", "an MPSCNNWeightsQuantizationType")
+               : 0;
   }
   std::vector<float> ranges_for_uint8_kernel() override {
     AcquireGil gil;
@@ -180,7 +196,8 @@ class PyNormalizationSource final : public NormalizationDataSource {
   explicit PyNormalizationSource(py::object o) : ref_(std::move(o)) {}
   int64_t number_of_feature_channels() override {
     AcquireGil gil;
-    return call_or_get(ref_.obj, "number_of_feature_channels").cast<int64_t>();
+    return cast_return<int64_t>(call_or_get(ref_.obj, "number_of_feature_channels"), "normalization data source",
+                                "number_of_feature_channels()", "an int");
   }
   std::optional<std::vector<float>> gamma() override { return vec("gamma"); }
   std::optional<std::vector<float>> beta() override { return vec("beta"); }
@@ -189,7 +206,7 @@ class PyNormalizationSource final : public NormalizationDataSource {
   std::optional<float> epsilon() override {
     AcquireGil gil;
     if (!has(ref_.obj, "epsilon")) return std::nullopt;
-    return call_or_get(ref_.obj, "epsilon").cast<float>();
+    return cast_return<float>(call_or_get(ref_.obj, "epsilon"), "normalization data source", "epsilon()", "a float");
   }
   bool load() override { return call_load(ref_.obj); }
   void purge() override { call_purge(ref_.obj); }
@@ -213,7 +230,8 @@ class PyPadding final : public PaddingPolicy {
   explicit PyPadding(py::object o) : ref(std::move(o)) {}
   int padding_method() const override {
     AcquireGil gil;
-    return call_or_get(ref.obj, "padding_method").cast<int>();
+    return cast_return<int>(call_or_get(ref.obj, "padding_method"), "MPSNNPadding", "padding_method()",
+                            "an MPSNNPaddingMethod (an int)");
   }
   std::optional<std::string> label() const override {
     AcquireGil gil;
@@ -272,8 +290,12 @@ class PyTransformProvider final : public TransformProvider {
     auto img = std::make_shared<Image>(system_default_device(), d);
     py::object t = ref.obj.attr("transform")("for_source_image"_a = img, "handle"_a = from_handle(handle));
     if (t.is_none()) return std::nullopt;
-    return ScaleTransform{t.attr("scale_x").cast<double>(), t.attr("scale_y").cast<double>(),
-                          t.attr("translate_x").cast<double>(), t.attr("translate_y").cast<double>()};
+    auto field = [&](const char* name) {
+      MPSNN_CHECK(py::hasattr(t, name), DTypeError, "[MPSImageTransformProvider] transform() returned ",
+                  py::str(py::type::of(t)).cast<std::string>(), ", which has no ", name, "; expected an MPSScaleTransform");
+      return cast_return<double>(t.attr(name), "MPSImageTransformProvider", name, "a float");
+    };
+    return ScaleTransform{field("scale_x"), field("scale_y"), field("translate_x"), field("translate_y")};
   }
   PyRef ref;
 };

@@ -61,6 +61,8 @@ void bind_commands(py::module_& m) {
         "The default device: MPSNN_DEVICE ('cpu', 'cuda:1', ...) if set, else the first device of this build.");
   m.def("MTLCopyAllDevices", &all_devices, "Every device of this build.");
   m.def("available_backends", &available_backends, "Backends compiled into this build.");
+  m.def("_set_vendor_library_dirs", &set_vendor_library_dirs, "dirs"_a,
+        "Folders (site-packages/nvidia) where the CUDA backend looks for cuDNN when first used; set at import.");
 
   queue.def(py::init<DevicePtr>(), "device"_a)
       .def_property_readonly("device", &CommandQueue::device)

@@ -25,7 +25,7 @@ ChannelFormat format_of(const py::dtype& d) {
   return ChannelFormat::none;
 }
 
-std::string dtype_name(const py::dtype& d) { return py::str(d).cast<std::string>(); }
+std::string dtype_name(const py::dtype& d) { return py::str(py::handle(d)).cast<std::string>(); }
 
 // Before a CPU access: waits (without the GIL: completion handlers may need it) for the command
 // buffer whose encoded work writes the image, or raises MPSGraphError when it was never committed.
@@ -40,6 +40,14 @@ py::array as_numpy(const ImagePtr& img, const char* what = "numpy") {
   wait_for_writes(*img, what);
   const int64_t e = int64_t(img->element_bytes());
   const ImageShape& s = img->shape();
+  if (!img->device()->host_accessible() && !img->is_temporary()) {
+    // GPU memory: a copy (README), dense, through read_bytes's staging.
+    py::array out(dtype_of(img->format()), std::vector<ssize_t>{s.n, s.h, s.w, s.c});
+    py::gil_scoped_release nogil;
+    img->read_bytes(out.mutable_data(), size_t(out.nbytes()), DataLayout::height_width_channels, HostStrides{},
+                    ImageRegion{0, 0, 0, -1, -1, s.n, 0, -1}, 0);
+    return out;
+  }
   const int64_t ps = img->pixel_stride();
   std::vector<ssize_t> shape{s.n, s.h, s.w, s.c};
   std::vector<ssize_t> strides{s.h * s.w * ps * e, s.w * ps * e, ps * e, e};
@@ -151,7 +159,19 @@ ImagePtr image_from_array(const py::object& obj, const DevicePtr& device, const 
   const ImageShape s{a.shape(0), a.shape(1), a.shape(2), a.shape(3)};
   MPSNN_CHECK(s.n > 0 && s.h > 0 && s.w > 0 && s.c > 0, ShapeError, "[", what, "] array shape (", s.n, ", ", s.h, ", ",
               s.w, ", ", s.c, ") has an empty dimension");
-  return Image::wrap(device ? device : system_default_device(), f, s, const_cast<void*>(a.data()), keep_alive(a));
+  const DevicePtr& d = device ? device : system_default_device();
+  if (!d->host_accessible()) {
+    // A GPU graph: the array is copied into device memory (README: copies at the host boundary).
+    ImageDescriptor desc;
+    desc.channel_format = f;
+    desc.width = s.w, desc.height = s.h, desc.feature_channels = s.c, desc.number_of_images = s.n;
+    auto img = std::make_shared<Image>(d, desc);
+    img->allocate_for_overwrite();
+    py::gil_scoped_release nogil;
+    d->copy_blocking(img->data(), a.data(), size_t(s.numel()) * element_size(f));
+    return img;
+  }
+  return Image::wrap(d, f, s, const_cast<void*>(a.data()), keep_alive(a));
 }
 
 // DLPack import goes through NumPy's from_dlpack, which implements the protocol (versions,

@@ -31,7 +31,7 @@ py::array buffer_numpy(const BufferPtr& b, const py::object& dtype_obj) {
   const py::dtype dtype = py::dtype::from_args(dtype_obj);
   const size_t item = size_t(dtype.itemsize());
   MPSNN_CHECK(item > 0 && b->length() % item == 0, DTypeError, "[MTLBuffer.numpy] buffer of ", b->length(),
-              " bytes is not a whole number of ", std::string(py::str(dtype)), " elements");
+              " bytes is not a whole number of ", py::str(py::handle(dtype)).cast<std::string>(), " elements");
   return buffer_view(b, dtype, {py::ssize_t(b->length() / item)});
 }
 

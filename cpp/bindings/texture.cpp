@@ -32,7 +32,7 @@ TexturePtr texture_from_array(const py::object& obj, const DevicePtr& device, in
   MPSNN_CHECK(py::isinstance<py::array>(obj), DTypeError, what, " expected a NumPy array, got ",
               std::string(py::str(py::type::of(obj).attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(obj);
-  const std::string dt = py::str(a.dtype()).cast<std::string>();
+  const std::string dt = py::str(py::handle(a.dtype())).cast<std::string>();
   const ChannelFormat f = channel_format_of(a.dtype());
   MPSNN_CHECK(f != ChannelFormat::none, DTypeError, what, " array has dtype ", dt,
               "; expected float32, float16, uint8 (unorm8) or uint16 (unorm16)");

@@ -58,6 +58,9 @@ class Device {
   virtual std::unique_ptr<Stream> make_stream() = 0;
   // MPSNNGraph.format of a new graph on this device (MPS: float16 on GPUs).
   virtual ChannelFormat default_graph_format() const = 0;
+  // Copies between this device's memory and the host, in either direction, and returns when
+  // done (reads and writes of images by the CPU: numpy(), read_bytes, from_numpy of a GPU image).
+  virtual void copy_blocking(void* dst, const void* src, size_t bytes);
 
  private:
   std::string name_;

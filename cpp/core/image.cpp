@@ -21,6 +21,11 @@ void check_descriptor(const ImageDescriptor& d) {
   MPSNN_CHECK(element_size(d.channel_format) != 0, DTypeError,
               "[MPSImage] channel format '", format_name(d.channel_format),
               "' cannot be allocated; expected unorm8, unorm16, float16 or float32");
+  // Slices of four channels (graph.md §3.2): the byte count must not overflow.
+  MPSNN_CHECK(checked_bytes({d.number_of_images, d.height, d.width, (d.feature_channels + 3) / 4 * 4},
+                            int64_t(element_size(d.channel_format))) >= 0,
+              ShapeError, "[MPSImage] image descriptor of width ", d.width, ", height ", d.height, ", feature_channels ",
+              d.feature_channels, " and number_of_images ", d.number_of_images, " needs more than 2^52 bytes");
 }
 }  // namespace
 
@@ -96,6 +101,10 @@ void check_texture_descriptor(const TextureDescriptor& d) {
               ", array_length ", d.array_length, "; expected all > 0 and depth 1");
   MPSNN_CHECK(d.texture_type == TextureType::type2d_array || d.array_length == 1, ShapeError,
               "[MTLTexture] a type2d texture has array_length 1, got ", d.array_length, "; use type2d_array");
+  MPSNN_CHECK(checked_bytes({d.array_length, d.height, d.width, pixel_format_channels(d.pixel_format)},
+                            int64_t(element_size(pixel_format_channel_format(d.pixel_format)))) >= 0,
+              ShapeError, "[MTLTexture] descriptor of width ", d.width, ", height ", d.height, " and array_length ",
+              d.array_length, " needs more than 2^52 bytes");
   MPSNN_CHECK(d.mipmap_level_count == 1 && d.sample_count == 1, UnsupportedError,
               "[MTLTexture] mipmap_level_count ", d.mipmap_level_count, " and sample_count ", d.sample_count,
               "; this backend supports 1 and 1");
@@ -321,7 +330,6 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
                         const ImageRegion& region, int64_t image_index, bool to_host) {
   const char* op = to_host ? "read_bytes" : "write_bytes";
   check_cpu_access(op);
-  check_host_accessible(op);  // device memory: a backend staging copy (CUDA issue) goes here
   wait_for_producer(op);
   const int64_t x0 = region.x, y0 = region.y;
   const int64_t w = region.width < 0 ? shape_.w - x0 : region.width;
@@ -354,7 +362,17 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
               half_size ? " (the size of float16 data: this image stores float32; for float16 images set "
                           "graph.format = MPSImageFeatureChannelFormat.float16 before running the graph)"
                         : "");
+  // Device memory the CPU cannot address is staged through a host copy of the image's span
+  // (read-modify-write for writes, so channels and pixels outside the region are kept).
+  const bool staged = !device_->host_accessible();
+  const size_t span = size_t(((shape_.n * shape_.h * shape_.w - 1) * pixel_stride_ + shape_.c) * e);
+  std::vector<char> stage;
   char* base = static_cast<char*>(data());
+  if (staged) {
+    stage.resize(span);
+    device_->copy_blocking(stage.data(), base, span);
+    base = stage.data();
+  }
   char* hostb = static_cast<char*>(host);
   for (int64_t j = 0; j < region.depth; ++j) {
     for (int64_t y = 0; y < h; ++y) {
@@ -373,6 +391,7 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
       }
     }
   }
+  if (staged && !to_host) device_->copy_blocking(data(), stage.data(), span);
 }
 
 void Image::read_bytes(void* dst, size_t dst_size, DataLayout layout, const HostStrides& strides,

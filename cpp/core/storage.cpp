@@ -85,6 +85,10 @@ Allocator& host_allocator() {
   return a;
 }
 
+void Device::copy_blocking(void* dst, const void* src, size_t bytes) {
+  if (bytes && src != dst) std::memcpy(dst, src, bytes);
+}
+
 void HostStream::copy(const void* src, void* dst, size_t bytes) {
   if (bytes && src != dst) std::memcpy(dst, src, bytes);
 }

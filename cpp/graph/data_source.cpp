@@ -5,6 +5,7 @@
 
 #include "core/errors.h"
 #include "core/format.h"
+#include "core/tensor_view.h"
 
 namespace mpsnn {
 
@@ -85,8 +86,14 @@ void check_descriptor(const ConvolutionDescriptor& d, const std::string& ctx) {
                 " output channels per group; MPS needs multiples of 4 per group when groups > 1");
   }
   const int64_t r = d.sub_pixel_scale_factor;
-  MPSNN_CHECK(d.output_feature_channels % (r * r) == 0, ShapeError, ctx, " sub-pixel scale factor ", r, " needs ",
+  MPSNN_CHECK(r <= d.output_feature_channels / r && d.output_feature_channels % (r * r) == 0, ShapeError, ctx, " sub-pixel scale factor ", r, " needs ",
               "output_feature_channels divisible by ", r * r, "; got ", d.output_feature_channels);
+  // The weights (float32 after conversion; binary: one uint32 word per 32 input channels) must
+  // have a byte count that fits: the counts below are computed in int64.
+  const int64_t per_tap = d.depthwise ? 1 : d.input_feature_channels / d.groups;
+  MPSNN_CHECK(checked_bytes({d.output_feature_channels, d.kernel_height, d.kernel_width, per_tap}, 4) >= 0, ShapeError,
+              ctx, " descriptor of ", d.output_feature_channels, " x ", d.kernel_height, " x ", d.kernel_width, " x ",
+              per_tap, " weights needs more than 2^52 bytes");
   if (d.batch_norm) {
     const auto& bn = *d.batch_norm;
     const size_t n = size_t(d.output_feature_channels);
@@ -193,6 +200,9 @@ std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionData
     if (binary) {
       const int64_t words = d.output_feature_channels * d.kernel_height * d.kernel_width *
                             ((d.input_feature_channels + 31) / 32);
+      MPSNN_CHECK(checked_bytes({d.output_feature_channels, d.kernel_height, d.kernel_width,
+                                 (d.input_feature_channels + 31) / 32}, 4) >= 0,
+                  ShapeError, ctx, " descriptor's bit-packed weights need more than 2^52 bytes");
       MPSNN_CHECK(type == DataType::uint32, DTypeError, ctx, " data source data_type is ", data_type_name(type),
                   "; binary convolution weights are bit-packed uint32");
       check_weights_shape(d, w.shape, WeightsLayout::binary, ctx);

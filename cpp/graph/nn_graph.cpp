@@ -78,6 +78,23 @@ void NNGraph::set_options(const CompileOptions& o) {
   options_ = o;
 }
 
+namespace {
+// Marks the graph busy on this thread for the scope (NNGraph::busy_thread_).
+struct BusyScope {
+  std::atomic<std::thread::id>& busy;
+  explicit BusyScope(std::atomic<std::thread::id>& b) : busy(b) { busy.store(std::this_thread::get_id()); }
+  ~BusyScope() { busy.store(std::thread::id()); }
+};
+}  // namespace
+
+void NNGraph::check_not_reentered(const char* what) const {
+  if (busy_thread_.load() != std::this_thread::get_id()) return;
+  const FilterNode* node = NodeCallbackScope::current();
+  MPSNN_THROW(GraphError, node ? node->context() : std::string("[MPSNNGraph]"), " a callback (padding policy, data ",
+              "source or transform provider) called MPSNNGraph.", what, " on the graph that is compiling a plan or ",
+              "reading data sources for it; a graph cannot be used from its own nodes' callbacks");
+}
+
 PlanPtr NNGraph::find_plan(const PlanKey& key, const CompileOptions& opts) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -93,7 +110,10 @@ PlanPtr NNGraph::find_plan(const PlanKey& key, const CompileOptions& opts) {
       auto it = plans_.find(key);
       if (it != plans_.end()) return it->second;
     }
-    plan = compile_plan(def_, key, *registry_, device_, params_, opts);
+    {
+      BusyScope busy(busy_thread_);
+      plan = compile_plan(def_, key, *registry_, device_, params_, opts);
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     plans_[key] = plan;
     log = log_;
@@ -137,6 +157,7 @@ void NNGraph::check_source_states(const std::vector<StatePtr>* states, const Com
 
 NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states,
                                    const CommandBufferPtr& cb, const char* what) {
+  check_not_reentered(what);
   const size_t expected = def_.source_images.size();
   MPSNN_CHECK(sources.size() == expected, GraphError, "[MPSNNGraph.", what, "] got ", sources.size(),
               " source image(s); the graph has ", expected, " (see source_image_handles)");
@@ -307,8 +328,18 @@ std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const st
                   " differs from image 0 in size, channels or format, or holds more than one image");
       MPSNN_CHECK(!img->is_temporary(), UnsupportedError,
                   "[MPSNNGraph.encode_batch] temporary source images are not supported in batches on this backend");
-      HostStrides strides;
-      img->read_bytes(dst + k * per, per, DataLayout::height_width_channels, strides, ImageRegion{}, 0);
+      // Dense images copy as one block on the device (device memory included); a channel slice
+      // of a wider image goes through read_bytes, staged on the host where the device needs it.
+      if (img->dense()) {
+        img->wait_for_producer("MPSNNGraph.encode_batch");
+        device_->copy_blocking(dst + k * per, img->data(), per);
+      } else if (device_->host_accessible()) {
+        img->read_bytes(dst + k * per, per, DataLayout::height_width_channels, HostStrides{}, ImageRegion{}, 0);
+      } else {
+        std::vector<char> host(per);
+        img->read_bytes(host.data(), per, DataLayout::height_width_channels, HostStrides{}, ImageRegion{}, 0);
+        device_->copy_blocking(dst + k * per, host.data(), per);
+      }
     }
     gathered.push_back(batch);
   }
@@ -361,10 +392,12 @@ int NNGraph::read_count_for_source_state(int index) const {
 }
 
 void NNGraph::reload_from_data_sources() {
+  check_not_reentered("reload_from_data_sources");
   MPSNN_CHECK(pending_->load() == 0, GraphError,
               "[MPSNNGraph.reload_from_data_sources] ", pending_->load(),
               " run(s) of this graph have not completed; wait for their command buffers first");
   std::lock_guard<std::mutex> compile_lock(compile_mutex_);
+  BusyScope busy(busy_thread_);
   // Parameters are updated in place; plans survive unless a descriptor changed their structure.
   if (params_->reload()) {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -110,6 +111,11 @@ class NNGraph {
   CompileOptions options_;
   std::unordered_map<PlanKey, PlanPtr, PlanKeyHash> plans_;
   std::mutex compile_mutex_;
+  // The thread compiling a plan or reloading the data sources (holding compile_mutex_), if any.
+  // A callback of this graph's nodes (padding policy, data source, transform provider) runs on
+  // that thread; using the graph from it would deadlock, so prepare() and reload refuse it.
+  std::atomic<std::thread::id> busy_thread_{};
+  void check_not_reentered(const char* what) const;
   LogFn log_;  // guarded by mutex_
   // Runs encoded or running and not yet completed (reload_from_data_sources refuses while > 0).
   std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);

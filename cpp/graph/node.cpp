@@ -117,6 +117,14 @@ void FilterNode::set_data_source(std::shared_ptr<NormalizationDataSource> source
   source_label_ = normalization_source ? normalization_source->label() : std::nullopt;
 }
 
+namespace {
+thread_local const FilterNode* t_callback_node = nullptr;
+}  // namespace
+
+NodeCallbackScope::NodeCallbackScope(const FilterNode& node) : previous_(t_callback_node) { t_callback_node = &node; }
+NodeCallbackScope::~NodeCallbackScope() { t_callback_node = previous_; }
+const FilterNode* NodeCallbackScope::current() { return t_callback_node; }
+
 PaddingPtr default_padding_for(OpKind kind, const Attrs& attrs) {
   using namespace padding;
   static const PaddingPtr same = DefaultPadding::with_method(kSizeSame);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/command.h"
+#include "core/errors.h"
 #include "core/image.h"
 #include "core/state.h"
 #include "graph/attrs.h"
@@ -165,5 +166,44 @@ using FilterNodePtr = std::shared_ptr<FilterNode>;
 
 // Default padding of a node kind (nodes.md §1.3).
 PaddingPtr default_padding_for(OpKind kind, const Attrs& attrs);
+
+// The filter node whose user callbacks (padding policy, data source, transform provider) may run
+// on this thread: set while a graph resolves the node's shape or reads its data source, so that
+// calls back into that graph from a callback can be refused naming the node (NNGraph).
+class NodeCallbackScope {
+ public:
+  explicit NodeCallbackScope(const FilterNode& node);
+  ~NodeCallbackScope();
+  NodeCallbackScope(const NodeCallbackScope&) = delete;
+  NodeCallbackScope& operator=(const NodeCallbackScope&) = delete;
+  static const FilterNode* current();
+
+ private:
+  const FilterNode* previous_;
+};
+
+// fn() inside a NodeCallbackScope for `node`. A typed error that does not name the node yet (one a
+// callback adapter raised, e.g. a data source returning a value of the wrong type) gets the node's
+// context as a prefix; user exceptions raised by the callbacks pass through unchanged.
+template <typename Fn>
+auto with_node_context(const FilterNode& node, Fn&& fn) -> decltype(fn()) {
+  NodeCallbackScope scope(node);
+  auto named = [&](const std::exception& e) {
+    const std::string ctx = node.context();
+    const std::string what = e.what();
+    return what.find(ctx) == std::string::npos ? ctx + " " + what : what;
+  };
+  try {
+    return fn();
+  } catch (const ShapeError& e) {
+    throw ShapeError(named(e));
+  } catch (const DTypeError& e) {
+    throw DTypeError(named(e));
+  } catch (const GraphError& e) {
+    throw GraphError(named(e));
+  } catch (const UnsupportedError& e) {
+    throw UnsupportedError(named(e));
+  }
+}
 
 }  // namespace mpsnn

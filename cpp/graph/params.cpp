@@ -43,6 +43,10 @@ bool same_structure(const NodeParams& a, const NodeParams& b) {
 }  // namespace
 
 NodeParams ParamStore::read(const FilterNode& f) {
+  return with_node_context(f, [&] { return read_unnamed(f); });
+}
+
+NodeParams ParamStore::read_unnamed(const FilterNode& f) {
   NodeParams p;
   if (f.convolution_source)
     p.conv = fold_descriptor_batch_norm(

@@ -69,6 +69,7 @@ class ParamStore {
     std::unique_ptr<ParamSlot> slot;
   };
   static NodeParams read(const FilterNode& f);
+  static NodeParams read_unnamed(const FilterNode& f);
   static NodeParams fold(const ParamSlot& conv, const ParamSlot& bn);
 
   mutable std::mutex mutex_;

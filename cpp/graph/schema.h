@@ -127,10 +127,23 @@ ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec);
 // if any, is consulted and may not change the size.
 ShapeResult same_shape(const ShapeContext& ctx, int64_t channels = -1);
 
-// A filter whose result size is fixed by the node, not by padding.
-ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out);
+// A filter whose result size is fixed by the node, not by padding. With `resizable`, a custom
+// padding policy may change the result's width and height (the node's kernel then computes that
+// size); without, asking for another size is an UnsupportedError naming the node (arithmetic and
+// fully connected kernels only compute their own result size).
+ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out, bool resizable = true);
 
 void check_positive(const FilterNode& node, const char* what, int64_t value);
+
+// A result whose byte count exceeds kMaxBytes (tensor_view.h) is a ShapeError naming the node.
+void check_result_bytes(const ShapeContext& ctx, const ImageShape& out);
+// A window axis (source S, result D, kernel offset) whose index arithmetic would overflow int64
+// is a ShapeError naming the node; `reverse`: the window runs over the zero-inserted source.
+void check_window_range(const ShapeContext& ctx, const char* axis, int64_t S, int64_t D, int64_t K, int64_t s,
+                        int64_t d, int64_t offset, bool reverse);
+// The same for a transposed convolution sized by a convolution gradient state: Pz = (Ke - 1) - P_conv.
+void check_paired_transpose_range(const ShapeContext& ctx, const char* axis, int64_t S, int64_t D, int64_t K,
+                                  int64_t s, int64_t d, int64_t conv_pad_before);
 
 // A gradient node (sources: incoming gradient G, then the forward sources; source state: the
 // forward node's result state): its forward node as resolved in this plan, with G checked

@@ -32,7 +32,54 @@ void refuse_channel_window(const KernelProps& kernel, const ShapeContext& ctx) {
               kernel.destination_feature_channel_offset,
               "; only a windowed convolution reads a channel window of its source on this backend");
 }
+// resolve_axis and window_from_offset compute in int64: the values of one axis must fit first
+// (kernel, stride and dilation are positive here; a custom policy may set any result size and
+// offset).
+using Wide = __int128;
+bool fits(Wide v) { return v <= (Wide(1) << 62) && v >= -(Wide(1) << 62); }
+
+void check_axis_range(const ShapeContext& ctx, const char* axis, int64_t S, int64_t K, int64_t s, int64_t d,
+                      int method, bool reverse) {
+  const Wide Ke = (Wide(K) - 1) * d + 1;
+  const int size_bits = method & kSizeMask;
+  const Wide sigma = size_bits == kSizeValidOnly ? -1 : size_bits == kSizeSame ? 0 : 1;
+  const Wide D = reverse ? (Wide(S) - 1) * s + 1 + sigma * (Ke - 1) : (Wide(S) + sigma * (Ke - 1)) / s + 1;
+  const Wide R = reverse ? D + Ke : D * s + Ke;
+  MPSNN_CHECK(fits(Ke) && fits(D) && fits(R + S), ShapeError, ctx.context(), " window along ", axis, " (source ", S,
+              ", kernel ", K, ", stride ", s, ", dilation ", d, ") overflows 64-bit index arithmetic");
+}
+
 }  // namespace
+
+namespace {
+void check_window_pad(const ShapeContext& ctx, const char* axis, int64_t S, int64_t D, int64_t K, int64_t s, int64_t d,
+                      Wide pad_before, int64_t offset, bool reverse) {
+  const Wide Ke = (Wide(K) - 1) * d + 1;
+  const Wide read = reverse ? Wide(D) + Ke : Wide(D) * s + Ke;
+  const Wide source = reverse ? (Wide(S) - 1) * s + 1 : Wide(S);
+  MPSNN_CHECK(fits(pad_before) && fits(read) && fits(read - source - pad_before), ShapeError, ctx.context(),
+              " window along ", axis, " (source ", S, ", result ", D, ", kernel ", K, ", stride ", s, ", dilation ", d,
+              ", offset ", offset, ") overflows 64-bit index arithmetic");
+}
+}  // namespace
+
+void check_window_range(const ShapeContext& ctx, const char* axis, int64_t S, int64_t D, int64_t K, int64_t s,
+                        int64_t d, int64_t offset, bool reverse) {
+  check_window_pad(ctx, axis, S, D, K, s, d, ((Wide(K) - 1) * d + 1) / 2 - offset, offset, reverse);
+}
+
+void check_paired_transpose_range(const ShapeContext& ctx, const char* axis, int64_t S, int64_t D, int64_t K,
+                                  int64_t s, int64_t d, int64_t conv_pad_before) {
+  const Wide Ke = (Wide(K) - 1) * d + 1;
+  MPSNN_CHECK(fits(Ke), ShapeError, ctx.context(), " window along ", axis, " (kernel ", K, ", dilation ", d,
+              ") overflows 64-bit index arithmetic");
+  check_window_pad(ctx, axis, S, D, K, s, d, (Ke - 1) - conv_pad_before, 0, true);
+}
+
+void check_result_bytes(const ShapeContext& ctx, const ImageShape& out) {
+  MPSNN_CHECK(out.checked_bytes(4) >= 0, ShapeError, ctx.context(), " result of ", out.w, "x", out.h, "x", out.c,
+              " with ", out.n, " images needs more than 2^52 bytes");
+}
 
 std::string nchw_hint(const ImageShape& s, int64_t expected) {
   if (s.c == expected || s.h != expected) return "";
@@ -48,6 +95,13 @@ ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
   const ImageShape& src = ctx.sources.at(0);
   const PaddingPolicy& policy = *ctx.padding;
   const int method = policy.padding_method();
+  MPSNN_CHECK((method & kSizeMask) != kSizeReserved && (method & kSizeMask & ~kSizeReserved) == 0 &&
+                  (method & kAlignMask) != kAlignMask,
+              ShapeError, ctx.context(), " padding method ", method,
+              " uses a reserved size or alignment value; expected sizeValidOnly, sizeSame or sizeFull and an "
+              "alignment other than 3");
+  check_axis_range(ctx, "y", src.h, spec.kernel_h, spec.stride_y, spec.dilation_y, method, spec.reverse);
+  check_axis_range(ctx, "x", src.w, spec.kernel_w, spec.stride_x, spec.dilation_x, method, spec.reverse);
   const AxisSize ay = resolve_axis(src.h, spec.kernel_h, spec.stride_y, spec.dilation_y, method, false, spec.reverse);
   const AxisSize ax = resolve_axis(src.w, spec.kernel_w, spec.stride_x, spec.dilation_x, method, true, spec.reverse);
   ImageShape out{src.n, ay.size, ax.size, spec.out_channels};
@@ -91,6 +145,9 @@ ShapeResult window_shape(const ShapeContext& ctx, const WindowSpec& spec) {
               " for a ", src.w, "x", src.h, " source with padding ", describe_padding_method(method), ", kernel ",
               spec.kernel_w, "x", spec.kernel_h, " and stride ", spec.stride_x, "x", spec.stride_y,
               "; expected a result of at least 1x1");
+  check_result_bytes(ctx, out);
+  check_window_range(ctx, "y", src.h, out.h, spec.kernel_h, spec.stride_y, spec.dilation_y, kernel.offset_y, spec.reverse);
+  check_window_range(ctx, "x", src.w, out.w, spec.kernel_w, spec.stride_x, spec.dilation_x, kernel.offset_x, spec.reverse);
   ShapeResult r;
   r.out = out;
   r.geom.edge_mode = kernel.edge_mode;
@@ -134,7 +191,7 @@ ShapeResult same_shape(const ShapeContext& ctx, int64_t channels) {
   return r;
 }
 
-ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out) {
+ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out, bool resizable) {
   ShapeResult r;
   r.out = out;
   const PaddingPolicy& policy = *ctx.padding;
@@ -142,6 +199,9 @@ ShapeResult fixed_shape(const ShapeContext& ctx, const ImageShape& out) {
     KernelProps kernel;
     const ImageDescriptor d = policy.destination_image_descriptor(make_request(ctx), kernel, suggested_descriptor(out, ctx));
     refuse_channel_window(kernel, ctx);
+    MPSNN_CHECK(resizable || (d.width == out.w && d.height == out.h), UnsupportedError, ctx.context(),
+                " custom padding asked for a ", d.width, "x", d.height, "x", d.feature_channels, " result; this node ",
+                "produces ", out.w, "x", out.h, "x", out.c, " only");
     r.out.w = d.width;
     r.out.h = d.height;
     MPSNN_CHECK(d.feature_channels == out.c && d.width > 0 && d.height > 0, ShapeError, ctx.context(),

@@ -29,6 +29,19 @@ def _load_core():
 
 _core = _load_core()
 
+
+def _vendor_library_dirs():
+    # NVIDIA's wheels (nvidia-cudnn-cu13, ...) install into site-packages/nvidia: every such folder
+    # on sys.path, for the CUDA backend to open cuDNN from when a CUDA device is first used.
+    import os
+    import sys
+
+    return [os.path.join(p, "nvidia") for p in sys.path if p and os.path.isdir(os.path.join(p, "nvidia"))]
+
+
+if "cuda" in _core.available_backends():
+    _core._set_vendor_library_dirs(_vendor_library_dirs())
+
 import atexit as _atexit  # noqa: E402
 
 from ._core import *  # noqa: E402,F401,F403

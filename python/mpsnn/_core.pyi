@@ -2266,6 +2266,10 @@ def _op_kinds() -> list:
     """
     Test aid: every op kind of op_list.def with its gradient kind and the backends that have a kernel for it.
     """
+def _set_vendor_library_dirs(dirs: collections.abc.Sequence[str]) -> None:
+    """
+    Folders (site-packages/nvidia) where the CUDA backend looks for cuDNN when first used; set at import.
+    """
 def available_backends() -> list[str]:
     """
     Backends compiled into this build.

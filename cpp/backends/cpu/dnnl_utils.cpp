@@ -21,26 +21,10 @@ memory::desc nhwc_desc(const ImageShape& s, int64_t ps) {
 
 memory::desc nhwc_desc(const TensorView& v) { return nhwc_desc(v.shape, v.pixel_stride); }
 
-DnnlAxis dnnl_axis(int64_t S, int64_t D, const WindowAxis& w) {
-  DnnlAxis a;
-  const int64_t Ke = w.extent();
-  a.crop_before = std::max<int64_t>(0, -w.pad_before);
-  a.pad_l = std::max<int64_t>(0, w.pad_before);
-  a.source = S - a.crop_before;
-  int64_t pr = (D - 1) * w.stride + Ke - a.source - a.pad_l;
-  if (pr < 0 && pr > -w.stride) pr = 0;  // floor division in oneDNN's size rule absorbs it
-  if (pr < 0) {
-    a.source += pr;  // crop the end
-    pr = 0;
-  }
-  a.pad_r = pr;
-  return a;
-}
-
 SourceWindow source_window(const ImageShape& src, const ImageShape& dst, const WindowAxis& y, const WindowAxis& x) {
   SourceWindow w;
-  w.y = dnnl_axis(src.h, dst.h, y);
-  w.x = dnnl_axis(src.w, dst.w, x);
+  w.y = library_axis(src.h, dst.h, y);
+  w.x = library_axis(src.w, dst.w, x);
   const int64_t ps = src.c;
   w.offset = w.y.crop_before * src.w * ps + w.x.crop_before * ps;
   if (w.y.source == src.h && w.x.source == src.w) {
@@ -78,7 +62,7 @@ std::optional<std::vector<EltwiseOp>> eltwise_chain(const NeuronDescriptor& n, E
     case NeuronType::relu_n:
       if (exact_nan) return std::nullopt;
       c.push_back({A::eltwise_relu, n.a, 0});
-      c.push_back({A::eltwise_clip, -FLT_MAX, n.b});
+      c.push_back({A::eltwise_clip, -INFINITY, n.b});  // min(r, b): -inf stays -inf
       return c;
     default: return std::nullopt;  // soft plus, exponential, logarithm, soft sign, PReLU, power
   }

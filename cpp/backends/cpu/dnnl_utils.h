@@ -35,21 +35,12 @@ dnnl::engine& engine();
 memory::desc nhwc_desc(const ImageShape& s, int64_t pixel_stride = -1);
 memory::desc nhwc_desc(const TensorView& v);
 
-// One axis of a window in oneDNN terms. oneDNN needs pad_before >= 0; pixels a negative pad
-// skips are cropped from the source instead, and a negative pad_after is raised to the
-// smallest value that keeps the result size.
-struct DnnlAxis {
-  int64_t crop_before = 0;  // source pixels skipped at the start
-  int64_t source = 0;       // source extent oneDNN sees
-  int64_t pad_l = 0, pad_r = 0;
-};
-DnnlAxis dnnl_axis(int64_t source, int64_t result, const WindowAxis& w);
 
 // The source as oneDNN sees it after cropping: dims, strides of the full image, element offset.
 struct SourceWindow {
   memory::desc md;
   int64_t offset = 0;  // elements from the view's data pointer
-  DnnlAxis y, x;
+  LibraryAxis y, x;
 };
 SourceWindow source_window(const ImageShape& src, const ImageShape& dst, const WindowAxis& y, const WindowAxis& x);
 

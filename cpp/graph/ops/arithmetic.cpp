@@ -38,7 +38,7 @@ const OpSchema& schema_Arithmetic() {
           out[i] = ps ? pe[i] : qs ? qe[i] : 1;
         }
       }
-      return fixed_shape(ctx, ImageShape{p.n, out[1], out[2], out[0]});
+      return fixed_shape(ctx, ImageShape{p.n, out[1], out[2], out[0]}, /*resizable=*/false);
     };
     return o;
   }();

@@ -52,7 +52,7 @@ ShapeResult convolution_shape(const ShapeContext& ctx) {
                   "; a fully connected kernel must cover the whole source");
       MPSNN_CHECK(d.stride_x == 1 && d.stride_y == 1 && d.groups == 1 && d.dilation_x == 1 && d.dilation_y == 1,
                   ShapeError, ctx.context(), " fully connected layers need stride 1, dilation 1 and groups 1");
-      ShapeResult r = fixed_shape(ctx, ImageShape{src.n, 1, 1, d.output_feature_channels});
+      ShapeResult r = fixed_shape(ctx, ImageShape{src.n, 1, 1, d.output_feature_channels}, /*resizable=*/false);
       r.geom.y = WindowAxis{src.h, 1, 1, 0, 0};
       r.geom.x = WindowAxis{src.w, 1, 1, 0, 0};
       return r;
@@ -67,6 +67,10 @@ ShapeResult convolution_shape(const ShapeContext& ctx) {
         // nodes.md §4.3 chosen definition: sized to the paired convolution's source and
         // Pz = (Ke - 1) - P_conv, the adjoint geometry of that convolution.
         ShapeResult r = fixed_shape(ctx, ImageShape{src.n, conv->sources[0].h, conv->sources[0].w, d.output_feature_channels});
+        check_paired_transpose_range(ctx, "y", src.h, r.out.h, d.kernel_height, d.stride_y, d.dilation_y,
+                                     conv->geom.y.pad_before);
+        check_paired_transpose_range(ctx, "x", src.w, r.out.w, d.kernel_width, d.stride_x, d.dilation_x,
+                                     conv->geom.x.pad_before);
         auto axis = [](const WindowAxis& c, int64_t K, int64_t s, int64_t dil, int64_t S, int64_t D) {
           WindowAxis w{K, s, dil, 0, 0};
           w.pad_before = (w.extent() - 1) - c.pad_before;
@@ -126,7 +130,7 @@ ShapeResult binary_convolution_shape(const ShapeContext& ctx) {
     MPSNN_CHECK(d.kernel_width == src.w && d.kernel_height == src.h, ShapeError, ctx.context(), " kernel is ",
                 d.kernel_width, "x", d.kernel_height, " but the source is ", src.w, "x", src.h,
                 "; a fully connected kernel must cover the whole source");
-    ShapeResult r = fixed_shape(ctx, ImageShape{src.n, 1, 1, d.output_feature_channels});
+    ShapeResult r = fixed_shape(ctx, ImageShape{src.n, 1, 1, d.output_feature_channels}, /*resizable=*/false);
     r.geom.y = WindowAxis{src.h, 1, 1, 0, 0};
     r.geom.x = WindowAxis{src.w, 1, 1, 0, 0};
     return r;

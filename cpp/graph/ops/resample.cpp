@@ -16,6 +16,9 @@ const OpSchema& schema_Upsampling() {
     o.shape = [](const ShapeContext& ctx) {
       const auto& a = ctx.attrs_as<UpsamplingAttrs>();
       const ImageShape& src = ctx.sources[0];
+      MPSNN_CHECK(checked_bytes({src.n, src.h, a.scale_factor_y, src.w, a.scale_factor_x, src.c}, 4) >= 0, ShapeError,
+                  ctx.context(), " upsampling a ", src.w, "x", src.h, "x", src.c, " source by ", a.scale_factor_x, "x",
+                  a.scale_factor_y, " gives a result of more than 2^52 bytes");
       return fixed_shape(ctx, ImageShape{src.n, src.h * a.scale_factor_y, src.w * a.scale_factor_x, src.c});
     };
     return o;

@@ -67,7 +67,10 @@ void infer_shapes(CompileState& st) {
     for (size_t i = 1; i < ctx.sources.size(); ++i)
       MPSNN_CHECK(ctx.sources[i].n == ctx.sources[0].n, ShapeError, f.context(), " source ", i, " has ",
                   ctx.sources[i].n, " images, source 0 has ", ctx.sources[0].n, "; expected equal batch sizes");
-    const ShapeResult r = s.shape(ctx);
+    const ShapeResult r = with_node_context(f, [&] { return s.shape(ctx); });
+    MPSNN_CHECK(r.out.n > 0 && r.out.h > 0 && r.out.w > 0 && r.out.c > 0, ShapeError, f.context(), " result is ",
+                r.out.w, "x", r.out.h, "x", r.out.c, " with ", r.out.n, " images; expected all sizes > 0");
+    check_result_bytes(ctx, r.out);
     step.geom = r.geom;
     if (step.param_values.conv && step.param_values.conv->desc.fused_neuron.type != NeuronType::none)
       step.post_ops.push_back(PostOp{PostOp::Kind::neuron, step.param_values.conv->desc.fused_neuron, 0, 0});

@@ -4,12 +4,15 @@
 // excludeEdges = avg_include_padding (divide by the window size, every tap lies in the padded
 // area by construction). Zero-edge max, where padded zeros can win, and clamp average with a
 // zero-pad border pool over an explicitly zero-padded copy of the source.
-// oneDNN refuses (average) or mis-handles (max: -FLT_MAX) windows that lie entirely in the
-// padding, which padding policies such as sizeFull | alignTopLeft produce (a pad at least the
-// dilated kernel extent); those rare geometries run DirectPoolingKernel, a plain loop over each
-// window's taps.
+// oneDNN refuses (average) or mis-handles (max: -FLT_MAX) windows without an in-image tap, which
+// padding policies such as sizeFull | alignTopLeft produce (a pad at least the dilated kernel
+// extent), and dilated windows whose taps step over a small image; those rare geometries run
+// DirectPoolingKernel, a plain loop over each window's taps. oneDNN's max also starts from -FLT_MAX and skips NaN: a source holding NaN or
+// -inf is max-pooled by DirectPoolingKernel too (MaxPoolingKernel), so that the maximum is the
+// same NaN-propagating one as the indexed kernel's (nodes.md §5.3; §3.1 for the project's min/max).
 #include <algorithm>
 #include <cfloat>
+#include <cmath>
 #include <cstring>
 
 #include "backends/cpu/dnnl_utils.h"
@@ -109,9 +112,18 @@ class DirectPoolingKernel final : public Kernel {
     }
   }
 
-  // Whether oneDNN cannot pool this geometry: some window lies entirely in the padding.
-  static bool needed(const WindowAxis& y, const WindowAxis& x) {
-    return std::max(y.pad_before, y.pad_after) >= y.extent() || std::max(x.pad_before, x.pad_after) >= x.extent();
+  // Whether oneDNN cannot pool this geometry: some window has no in-image tap. It lies entirely
+  // in the padding, or, dilated, its taps step over the image (kernel 2, dilation 4 on a
+  // 3-pixel axis).
+  static bool needed(const WindowAxis& y, const WindowAxis& x, const ImageShape& src, const ImageShape& dst) {
+    auto has_empty_window = [](const WindowAxis& a, int64_t D, int64_t S) {
+      for (int64_t o = 0; o < D; ++o) {
+        const auto r = own::detail::in_image_taps(a, o, S);
+        if (r.hi == r.lo) return true;
+      }
+      return false;
+    };
+    return has_empty_window(y, dst.h, src.h) || has_empty_window(x, dst.w, src.w);
   }
 
   void run(const KernelArgs& a, KernelState*) const override {
@@ -136,7 +148,7 @@ class DirectPoolingKernel final : public Kernel {
             const int64_t y0 = replicate ? 0 : rows.lo, y1 = replicate ? y_.kernel : rows.hi;
             const int64_t x0 = replicate ? 0 : cols.lo, x1 = replicate ? x_.kernel : cols.hi;
             const bool reads_zero = zero_edge_ && (rows.hi - rows.lo) * (cols.hi - cols.lo) < y_.kernel * x_.kernel;
-            const float init = reads_zero ? 0.0f : -FLT_MAX;
+            const float init = reads_zero ? 0.0f : -INFINITY;  // a window of -inf has maximum -inf
             for (int64_t c = 0; c < C; ++c) out[c] = init;
             for (int64_t ky = y0; ky < y1; ++ky)
               for (int64_t kx = x0; kx < x1; ++kx) {
@@ -181,6 +193,42 @@ class DirectPoolingKernel final : public Kernel {
   Margin count_y_{}, count_x_{};
 };
 
+// Whether every value of `v` is a number above -inf (oneDNN's max pooling is exact then).
+bool above_minus_infinity(const TensorView& v) {
+  const ImageShape& s = v.shape;
+  bool ok = true;
+#pragma omp parallel for collapse(2) reduction(&& : ok) schedule(static) if (s.numel() > (1 << 16))
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t i = 0; i < s.h; ++i) {
+      bool row_ok = true;
+      for (int64_t j = 0; j < s.w; ++j) {
+        const float* p = v.pixel(n, i, j);
+#pragma omp simd reduction(&& : row_ok)
+        for (int64_t c = 0; c < s.c; ++c) row_ok = row_ok && p[c] >= -FLT_MAX;  // false for NaN and -inf
+      }
+      ok = ok && row_ok;
+    }
+  return ok;
+}
+
+// Max pooling on oneDNN, or tap by tap when the source holds NaN or -inf (see the top of the file).
+class MaxPoolingKernel final : public Kernel {
+ public:
+  explicit MaxPoolingKernel(const KernelSpec& spec) : fast_(spec), exact_(spec) {}
+  size_t scratch_bytes() const override { return fast_.scratch_bytes(); }
+  std::unique_ptr<KernelState> make_state() const override { return fast_.make_state(); }
+  void run(const KernelArgs& a, KernelState* state) const override {
+    if (above_minus_infinity(a.inputs[0].f32()))
+      fast_.run(a, state);
+    else
+      exact_.run(a, nullptr);
+  }
+
+ private:
+  PoolingKernel fast_;
+  DirectPoolingKernel exact_;
+};
+
 class L2PoolingKernel final : public Kernel {
  public:
   explicit L2PoolingKernel(const KernelSpec& spec) : y_(spec.geom.y), x_(spec.geom.x) {}
@@ -215,7 +263,9 @@ std::unique_ptr<Kernel> make_pooling(const KernelSpec& spec, Device&) {
     return std::make_unique<IndexedMaxPoolingKernel>(spec);
   }
   if (mode == PoolingMode::l2_norm) return std::make_unique<L2PoolingKernel>(spec);
-  if (DirectPoolingKernel::needed(spec.geom.y, spec.geom.x)) return std::make_unique<DirectPoolingKernel>(spec);
+  if (DirectPoolingKernel::needed(spec.geom.y, spec.geom.x, spec.input(0), spec.output()))
+    return std::make_unique<DirectPoolingKernel>(spec);
+  if (mode == PoolingMode::max || mode == PoolingMode::dilated_max) return std::make_unique<MaxPoolingKernel>(spec);
   return std::make_unique<PoolingKernel>(spec);
 }
 

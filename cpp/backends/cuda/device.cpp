@@ -1,0 +1,186 @@
+#include "backends/cuda/device.h"
+
+#include <cudnn_frontend_shim.h>
+
+#include "backends/cuda/libraries.h"
+#include "backends/cuda/runtime.h"
+#include "core/errors.h"
+
+namespace mpsnn::cuda {
+
+void throw_cuda_error(cudaError_t e, const char* call, const std::string& context) {
+  cudaGetLastError();  // clear a sticky-free error so the next call starts clean
+  const std::string what = context + " " + call + " failed: " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+  if (e == cudaErrorMemoryAllocation) throw BackendError(what + "; the device is out of memory");
+  throw BackendError(what);
+}
+
+void set_device(int index) {
+  thread_local int current = -1;
+  if (current == index) return;
+  MPSNN_CUDA_CHECK(cudaSetDevice(index), "[cuda:", index, "]");
+  current = index;
+}
+
+std::shared_ptr<Storage> CudaAllocator::allocate(size_t bytes, bool zeroed) {
+  set_device(index_);
+  void* p = nullptr;
+  if (bytes) {
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_bytes = 0, total = 0;
+      cudaMemGetInfo(&free_bytes, &total);
+      MPSNN_THROW(BackendError, "[cuda:", index_, "] out of device memory: cudaMalloc of ", bytes, " bytes failed (",
+                  cudaGetErrorName(e), "); ", free_bytes, " of ", total, " bytes are free");
+    }
+    if (zeroed) MPSNN_CUDA_CHECK(cudaMemset(p, 0, bytes), "[cuda:", index_, "] zeroing new memory:");
+  }
+  const int index = index_;
+  return Storage::adopt(p, bytes, MemoryKind::device, [index](void* q) {
+    if (!q) return;
+    cudaSetDevice(index);
+    cudaFree(q);  // a destructor cannot throw; a failure here means the context is already gone
+  });
+}
+
+void CudaDevice::copy_blocking(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  set_device(index());
+  MPSNN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "[cuda:", index(), "]");
+}
+
+cudnnHandle_t CudaDevice::build_handle() {
+  if (!build_handle_) {
+    ensure_cudnn();
+    set_device(index());
+    const cudnnStatus_t st = cudnn_frontend::detail::create_handle(&build_handle_);
+    MPSNN_CHECK(st == CUDNN_STATUS_SUCCESS, BackendError, "[cuda:", index(), "] cudnnCreate failed: ",
+                cudnn_frontend::detail::get_error_string(st));
+  }
+  return build_handle_;
+}
+
+CudaDevice::~CudaDevice() {
+  if (build_handle_) cudnn_frontend::detail::destroy_handle(build_handle_);
+}
+
+CudaStream::CudaStream(int index) : index_(index) {
+  set_device(index_);
+  MPSNN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "[cuda:", index_, "]");
+}
+
+CudaStream::~CudaStream() {
+  if (completions_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    // The last owner may be a completion callback of this very stream.
+    if (completions_.get_id() == std::this_thread::get_id()) completions_.detach();
+    else completions_.join();
+  }
+  cudaSetDevice(index_);
+  if (cudnn_) cudnn_frontend::detail::destroy_handle(cudnn_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaStream::copy(const void* src, void* dst, size_t bytes) {
+  if (!bytes) return;
+  set_device(index_);
+  MPSNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), "[cuda:", index_, "]");
+}
+
+void CudaStream::synchronize() {
+  set_device(index_);
+  MPSNN_CUDA_CHECK(cudaStreamSynchronize(stream_), "[cuda:", index_, "]");
+}
+
+void CudaStream::when_done(std::function<void()> fn) {
+  set_device(index_);
+  cudaEvent_t ev = nullptr;
+  MPSNN_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "[cuda:", index_, "]");
+  const cudaError_t e = cudaEventRecord(ev, stream_);
+  if (e != cudaSuccess) {
+    cudaEventDestroy(ev);
+    throw_cuda_error(e, "cudaEventRecord", "[cuda:" + std::to_string(index_) + "]");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  pending_.emplace_back(ev, std::move(fn));
+  if (!completions_.joinable()) completions_ = std::thread([this] { completion_loop(); });
+  cv_.notify_one();
+}
+
+void CudaStream::completion_loop() {
+  cudaSetDevice(index_);
+  for (;;) {
+    std::pair<cudaEvent_t, std::function<void()>> item;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty()) return;  // stopping, nothing left
+      item = std::move(pending_.front());
+      pending_.pop_front();
+    }
+    // A failed wait (a kernel fault) still completes the buffer: its status was set by whoever
+    // saw the launch error; the callback must run so nothing waits forever.
+    cudaEventSynchronize(item.first);
+    cudaEventDestroy(item.first);
+    item.second();
+  }
+}
+
+cudnnHandle_t CudaStream::cudnn() {
+  if (!cudnn_) {
+    ensure_cudnn();
+    set_device(index_);
+    cudnnHandle_t h = nullptr;
+    const cudnnStatus_t st = cudnn_frontend::detail::create_handle(&h);
+    MPSNN_CHECK(st == CUDNN_STATUS_SUCCESS, BackendError, "[cuda:", index_, "] cudnnCreate failed: ",
+                cudnn_frontend::detail::get_error_string(st));
+    cudnn_frontend::detail::set_stream(h, stream_);
+    cudnn_ = h;
+  }
+  return cudnn_;
+}
+
+CudaStream& stream_of(Stream* s) {
+  auto* cs = dynamic_cast<CudaStream*>(s);
+  MPSNN_CHECK(cs != nullptr, BackendError, "[cuda] a CUDA kernel was given a stream of another device");
+  set_device(cs->device_index());
+  return *cs;
+}
+
+namespace {
+struct Probe {
+  int count = 0;
+  std::string reason;
+};
+const Probe& probe() {
+  static const Probe p = [] {
+    Probe r;
+    const cudaError_t e = cudaGetDeviceCount(&r.count);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      r.count = 0;
+      r.reason = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+    } else if (r.count == 0) {
+      r.reason = "the CUDA driver reports no GPU";
+    }
+    return r;
+  }();
+  return p;
+}
+}  // namespace
+
+int device_count() { return probe().count; }
+std::string unavailable_reason() { return probe().reason; }
+
+DevicePtr make_device(int index) {
+  cudaDeviceProp prop{};
+  MPSNN_CUDA_CHECK(cudaGetDeviceProperties(&prop, index), "[cuda:", index, "]");
+  return std::make_shared<CudaDevice>(index, std::string(prop.name));
+}
+
+}  // namespace mpsnn::cuda

@@ -1,0 +1,17 @@
+#include "backends/cuda/register.h"
+
+namespace mpsnn::cuda {
+
+void register_cuda_kernels(KernelRegistry& r) {
+  r.add(OpKind::Convolution, make_convolution);
+  r.add(OpKind::Neuron, make_neuron);
+  r.add(OpKind::Arithmetic, make_arithmetic);
+  r.add(OpKind::Pooling, make_pooling);
+  r.add(OpKind::SoftMax, make_softmax);
+  r.add(OpKind::Convert, make_convert);
+  r.add(OpKind::Fill, make_fill);
+  r.can_fuse_neuron = convolution_can_fuse_neuron;
+  r.can_fuse_sum = true;
+}
+
+}  // namespace mpsnn::cuda

@@ -1,0 +1,145 @@
+"""The CUDA backend: what a CUDA-enabled build does on a machine without a GPU (imports, runs on the
+CPU, says why CUDA is unavailable), and on a GPU: device memory at the host boundary (copies),
+command buffers completing after the device finished, many threads, typed errors. The op, network
+and graph suites run on CUDA too, through the `device` fixture of conftest.py."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import mpsnn
+from conftest import assert_close
+
+HAS_CUDA_BACKEND = "cuda" in mpsnn.available_backends()
+CUDA_DEVICES = [d for d in mpsnn.MTLCopyAllDevices() if d.backend == "cuda"]
+
+needs_backend = pytest.mark.skipif(not HAS_CUDA_BACKEND, reason="this build has no CUDA backend (MPSNN_CUDA=OFF)")
+needs_gpu = pytest.mark.skipif(not CUDA_DEVICES, reason="no CUDA GPU on this machine")
+
+
+@needs_backend
+@pytest.mark.skipif(bool(CUDA_DEVICES), reason="this machine has a GPU")
+def test_without_a_gpu_the_build_runs_on_the_cpu_and_says_why():
+    assert [d.backend for d in mpsnn.MTLCopyAllDevices()] == ["cpu"]
+    assert mpsnn.MTLCreateSystemDefaultDevice().backend == "cpu"
+    with pytest.raises(mpsnn.UnsupportedError, match=r"backend 'cuda' has 0 device\(s\) \(.+\)"):
+        mpsnn.MTLDevice("cuda")
+
+
+def _conv_graph(device, rng, cin=5, cout=7, k=3, neuron=True):
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=k, kernel_height=k, input_feature_channels=cin,
+                                          output_feature_channels=cout)
+    w = rng.standard_normal((cout, k, k, cin)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    x = mpsnn.MPSNNImageNode()
+    conv = mpsnn.MPSCNNConvolutionNode(source=x, weights=mpsnn.ArrayConvolutionDataSource(d, w, b))
+    out = mpsnn.MPSCNNNeuronReLUNode(source=conv.result_image) if neuron else conv
+    return mpsnn.MPSNNGraph(device, out.result_image)
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    if not CUDA_DEVICES:
+        pytest.skip("no CUDA GPU on this machine")
+    return CUDA_DEVICES[0]
+
+
+def test_the_default_device_is_the_gpu_when_there_is_one():
+    default = mpsnn.MTLCreateSystemDefaultDevice()
+    assert default.backend == ("cuda" if CUDA_DEVICES else "cpu") or default.registry_id != "cuda:0"
+
+
+@needs_gpu
+def test_results_match_the_cpu(gpu, rng):
+    x = rng.standard_normal((3, 11, 13, 5)).astype(np.float32)
+    cpu = _conv_graph(mpsnn.MTLDevice("cpu"), np.random.default_rng(7)).run([x]).numpy()
+    out = _conv_graph(gpu, np.random.default_rng(7)).run([x])
+    assert out.device is gpu
+    assert_close(out.numpy(), cpu, "reduction", k=45)
+
+
+@needs_gpu
+def test_host_boundary_copies(gpu, rng):
+    x = rng.standard_normal((2, 4, 6, 3)).astype(np.float32)
+    img = mpsnn.MPSImage.from_numpy(x, device=gpu)  # a copy into device memory
+    x_before = x.copy()
+    x[...] = 7
+    np.testing.assert_array_equal(img.numpy(), x_before)
+    g = mpsnn.MPSNNGraph(gpu, mpsnn.MPSCNNNeuronLinearNode(source=mpsnn.MPSNNImageNode(), a=2.0, b=1.0).result_image)
+    y = g.run([img])
+    a = y.numpy()
+    np.testing.assert_array_equal(a, 2 * x_before + 1)
+    a[...] = 0  # numpy() of device memory is a copy: the image keeps its values
+    np.testing.assert_array_equal(y.numpy(), 2 * x_before + 1)
+    buf = np.zeros((4, 6, 3), np.float32)
+    y.read_bytes(buf, mpsnn.MPSDataLayout.height_x_width_x_feature_channels, image_index=1)
+    np.testing.assert_array_equal(buf, 2 * x_before[1] + 1)
+    part = np.full((4, 6, 3), 5.0, np.float32)
+    y.write_bytes(part, mpsnn.MPSDataLayout.height_x_width_x_feature_channels, image_index=1)
+    after = y.numpy()
+    np.testing.assert_array_equal(after[1], part)
+    np.testing.assert_array_equal(after[0], 2 * x_before[0] + 1)
+
+
+@needs_gpu
+def test_command_buffers_complete_after_the_device(gpu, rng):
+    g = _conv_graph(gpu, np.random.default_rng(3))
+    x = rng.standard_normal((4, 16, 16, 5)).astype(np.float32)
+    expected = g.run([x]).numpy()
+    queue = gpu.make_command_queue()
+    done = []
+    cbs, outs = [], []
+    for _ in range(8):
+        cb = queue.make_command_buffer()
+        cb.add_completed_handler(lambda c: done.append(c.status))
+        outs.append(g.encode(cb, [x]))
+        cb.commit()
+        cbs.append(cb)
+    for cb in cbs:
+        cb.wait_until_completed()
+    assert len(done) == 8
+    for o in outs:
+        np.testing.assert_array_equal(o.numpy(), expected)
+
+
+@needs_gpu
+def test_many_threads_one_graph(gpu, rng):
+    g = _conv_graph(gpu, np.random.default_rng(5))
+    inputs = [rng.standard_normal((2, 9, 9, 5)).astype(np.float32) for _ in range(6)]
+    expected = [g.run([x]).numpy() for x in inputs]
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(10):
+                np.testing.assert_array_equal(g.run([inputs[i]]).numpy(), expected[i])
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+
+
+@needs_gpu
+def test_out_of_memory_is_a_typed_error_and_the_device_stays_usable(gpu, rng):
+    huge = mpsnn.MPSImageDescriptor(channel_format=mpsnn.MPSImageFeatureChannelFormat.float32, width=1 << 16,
+                                    height=1 << 16, feature_channels=64, number_of_images=16)
+    with pytest.raises(mpsnn.BackendError, match="out of device memory"):
+        mpsnn.MPSImage(gpu, huge).numpy()
+    x = rng.standard_normal((1, 5, 5, 5)).astype(np.float32)
+    assert _conv_graph(gpu, np.random.default_rng(1)).run([x]).numpy().shape == (1, 5, 5, 7)
+
+
+@needs_gpu
+def test_an_image_of_another_device_is_refused(gpu, rng):
+    g = _conv_graph(gpu, np.random.default_rng(1))
+    cpu_image = mpsnn.MPSImage.from_numpy(rng.standard_normal((1, 5, 5, 5)).astype(np.float32), device=mpsnn.MTLDevice("cpu"))
+    with pytest.raises(mpsnn.MPSGraphError, match="device"):
+        g.run([cpu_image])

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU and no network (the `device` tool's H200): builds the extension
+# with the CUDA backend from the carried wheels (.whl: onednn-cpu-gomp, onednn-devel-cpu-gomp,
+# pybind11) and headers (build/cuda-deps, from tools/cuda_deps.sh), then runs what is asked:
+#   tools/gpu_check.sh tests  [pytest args]   # tests/test_cuda.py, then the op/network/graph suites on cuda:0
+#   tools/gpu_check.sh bench  [bench args]    # benchmarks/bench_cuda.py
+#   tools/gpu_check.sh all                    # both
+# Logs go to $OUT (or ./gpu-out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+what=${1:-tests}
+shift || true
+# The machine's python3 (with PyTorch, NumPy, pytest) plus the carried wheels under a prefix of
+# their own (a prefix keeps oneDNN's lib/ and lib/cmake/ layout, which CMake and the loader use).
+prefix=/tmp/mpsnn-prefix
+site=$prefix/lib/python$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')/site-packages
+[ -d "$site/pybind11" ] || python3 -m pip install -q --no-index --no-deps --prefix "$prefix" .whl/*.whl
+export PYTHONPATH=$site
+python() { python3 "$@"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+# The system compiler, whose libstdc++ is the one the interpreter loads (a newer toolchain's
+# headers against an older runtime libstdc++ crash in iostreams).
+if [ -x /usr/bin/g++ ]; then
+  export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++
+fi
+cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMPSNN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+  -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" > "$out/configure.log" 2>&1 ||
+  { tail -30 "$out/configure.log"; exit 1; }
+(time cmake --build build/gpu --target _core -j "$(nproc)" -- -k 0) > "$out/build.log" 2>&1 || { grep -E "error|FAILED" -A5 "$out/build.log" | head -80; exit 1; }
+tail -3 "$out/build.log"
+rm -rf build/gpu/pkg && mkdir -p build/gpu/pkg/mpsnn
+cp python/mpsnn/*.py python/mpsnn/*.pyi python/mpsnn/py.typed build/gpu/pkg/mpsnn/ && cp build/gpu/_core*.so build/gpu/pkg/mpsnn/
+export PYTHONPATH=$PWD/build/gpu/pkg:$site PYTHONUNBUFFERED=1
+python -c "import mpsnn; print(mpsnn.MTLCopyAllDevices(), mpsnn.MTLCreateSystemDefaultDevice().name)"
+run_tests() {
+    python -m pytest -q -p no:cacheprovider tests/test_cuda.py "$@" 2>&1 | tee "$out/test_cuda.log" | tail -25
+    MPSNN_TEST_DEVICES=cuda:0 timeout 400 python -m pytest -q -p no:cacheprovider -rs -p no:benchmark -n 8 tests/ops tests/test_example_networks.py \
+      "$@" > "$out/suite_cuda.log" 2>&1
+    grep -E "passed|failed" "$out/suite_cuda.log" | tail -3
+    grep -E "^(FAILED|ERROR)|crashed" "$out/suite_cuda.log" | cut -c1-250 | head -70
+    grep -E "^SKIPPED" "$out/suite_cuda.log" | sed -E 's/.*not on cuda:0 yet: //' | cut -c1-110 | sort | uniq -c | sort -rn | head -30
+}
+run_bench() {
+    (cd benchmarks && python bench_cuda.py "$@") 2>&1 | tee "$out/bench.log" | tail -40
+}
+case "$what" in
+  tests) run_tests "$@" ;;
+  bench) run_bench "$@" ;;
+  all) run_tests; run_bench ;;
+esac
