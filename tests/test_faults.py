@@ -681,3 +681,13 @@ def test_interpreter_exit_with_work_in_flight(scenario):
         assert p.stdout.count("handled completed") == 4 and "async None (1, 16, 16, 4)" in p.stdout
     else:
         assert "handled" in p.stdout
+
+
+def test_bindings_give_up_and_take_the_gil_only_through_gil_h():
+    """A raw pybind11 GIL guard in the bindings would bring back the abort at exit (bindings/gil.h)."""
+    bindings = pathlib.Path(__file__).resolve().parents[1] / "cpp" / "bindings"
+    if not bindings.is_dir():
+        pytest.skip("no sources next to the tests")
+    raw = [f"{p.name}:{i}" for p in sorted(bindings.glob("*.[ch]*")) if p.stem != "gil"
+           for i, line in enumerate(p.read_text().splitlines(), 1) if "gil_scoped_" in line]
+    assert raw == [], "use ReleaseGil / PythonCall / AcquireGil (bindings/gil.h)"
