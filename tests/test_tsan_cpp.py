@@ -1,6 +1,7 @@
-"""ThreadSanitizer over the command-queue machinery (issue 9): builds
-tests/cpp/test_command_queue_tsan.cpp with cpp/core/*.cpp and -fsanitize=thread and runs it; a data
-race, a lost task or handler, or a wrong result fails. Skipped where there is no C++ compiler with
+"""ThreadSanitizer over the command queues and the graph's plan cache (issue 9): builds
+tests/cpp/test_command_queue_tsan.cpp with cpp/core and cpp/graph (no backend: the test brings
+its own kernel) and -fsanitize=thread and runs it; a data race, a lost task or handler, or a wrong
+result fails. Skipped where there is no C++ compiler with
 TSan, or where TSan cannot run (some sandboxes refuse its memory layout)."""
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def _compiler():
 def test_command_queues_have_no_data_races(tmp_path):
     exe = tmp_path / "tsan_queue"
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # not under tools/sanitize.sh's ASan
-    cmd = [_compiler(), "-std=c++17", "-O1", "-g", "-fsanitize=thread", "-I", str(ROOT / "cpp"),
-           *map(str, sorted((ROOT / "cpp" / "core").glob("*.cpp"))), str(TEST), "-o", str(exe), "-lpthread"]
+    sources = [p for d in ("core", "graph", "graph/ops", "graph/passes") for p in sorted((ROOT / "cpp" / d).glob("*.cpp"))]
+    cmd = [_compiler(), "-std=c++17", "-O1", "-g", "-fsanitize=thread", "-I", str(ROOT / "cpp"), *map(str, sources),
+           str(TEST), "-o", str(exe), "-lpthread"]
     build = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if build.returncode != 0 and "tsan" in build.stderr.lower():
         pytest.skip("the compiler has no ThreadSanitizer runtime: " + build.stderr[-300:])

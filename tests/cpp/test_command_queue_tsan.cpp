@@ -1,5 +1,6 @@
-// The command-queue machinery under ThreadSanitizer (tests/test_tsan_cpp.py builds this with
-// -fsanitize=thread together with cpp/core/*.cpp): many threads, each with its own queue and
+// The command-queue machinery and the graph's plan cache under ThreadSanitizer
+// (tests/test_tsan_cpp.py builds this with -fsanitize=thread together with cpp/core and
+// cpp/graph, no backend): many threads, each with its own queue and
 // all sharing one more, encode tasks that write shared and private memory through the stream,
 // retain storage, add completion handlers, commit, commit_and_continue, wait and drain. Checks
 // every task ran exactly once, every handler ran exactly once after its buffer's tasks, results
@@ -12,7 +13,10 @@
 
 #include "backends/cpu/device.h"
 #include "core/command.h"
+#include "core/image.h"
 #include "core/storage.h"
+#include "graph/kernel.h"
+#include "graph/nn_graph.h"
 
 using namespace mpsnn;
 
@@ -25,6 +29,51 @@ void check(bool ok, const char* what) {
   }
 }
 }  // namespace
+
+// A registry with one kernel of our own (y = 2x + 1), so that the graph layer's plan cache, pooled
+// execution contexts and parameter snapshots run under TSan without a vendor library.
+class LinearKernel final : public Kernel {
+ public:
+  int in_place_input() const override { return 0; }
+  void run(const KernelArgs& a, KernelState*) const override {
+    const TensorRef& x = a.inputs[0];
+    const TensorRef& y = a.outputs[0];
+    const int64_t pixels = x.shape.n * x.shape.h * x.shape.w;
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int64_t c = 0; c < x.shape.c; ++c)
+        y.as<float>()[p * y.pixel_stride + c] = 2.0f * x.as<float>()[p * x.pixel_stride + c] + 1.0f;
+  }
+};
+std::unique_ptr<Kernel> make_linear(const KernelSpec&, Device&) { return std::make_unique<LinearKernel>(); }
+
+// Threads run one graph on inputs of four sizes at once: plans are compiled concurrently (cache
+// misses), then shared (hits); every result must be 2x + 1.
+void plan_cache_case(const DevicePtr& device) {
+  KernelRegistry registry("cpu");
+  registry.add(OpKind::Neuron, make_linear);
+  auto src = std::make_shared<ImageNode>();
+  auto node = std::make_shared<FilterNode>(OpKind::Neuron, NeuronAttrs{make_neuron(NeuronType::linear, 2.0f, 1.0f)},
+                                           std::vector<ImageNodePtr>{src});
+  NNGraph graph(device, {node->result_image()}, {true}, &registry);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        const int64_t size = 3 + (t + i) % 4;
+        ImageShape s{1 + t % 2, size, size + 1, 3};
+        std::vector<float> x(size_t(s.numel()), float(t));
+        auto in = Image::wrap(device, ChannelFormat::float32, s, x.data(), nullptr);
+        auto out = graph.run({in});
+        const float* y = static_cast<const float*>(out.at(0)->data());
+        for (int64_t k = 0; k < s.numel(); ++k)
+          if (y[k] != 2.0f * float(t) + 1.0f) wrong.fetch_add(1);
+      }
+    });
+  for (auto& th : threads) th.join();
+  check(wrong.load() == 0, "concurrent runs through the plan cache give 2x + 1");
+  check(graph.num_plans() == 8, "one plan per input size and batch");
+}
 
 int main() {
   DevicePtr device = std::make_shared<cpu::CpuDevice>();
@@ -77,6 +126,7 @@ int main() {
   const float serial = float(kBuffers) * float(kBuffers - 1) / 2.0f;
   for (const auto& r : results)
     for (float x : r) check(x == serial, "results equal the serial sum");
+  plan_cache_case(device);
   if (failures == 0) std::printf("all cases passed\n");
   return failures == 0 ? 0 : 1;
 }
