@@ -28,6 +28,12 @@ SECONDS = float(os.environ.get("MPSNN_CONCURRENCY_SECONDS", "6"))
 WATCHDOG = 120.0  # seconds past the end before a thread counts as stuck
 
 
+@pytest.fixture(scope="module")
+def device():
+    """The CPU device (bit-identical results across threads are a promise of the CPU backend)."""
+    return mpsnn.MTLDevice("cpu")
+
+
 def residual_graph(device, rng):
     """x -> conv -> relu (exported, persistent) -> conv ; + x ; relu."""
     x = MPSNNImageNode()

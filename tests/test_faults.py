@@ -26,6 +26,13 @@ from mpsnn import MPSImage, MPSNNGraph, MPSNNImageNode
 live = mpsnn._core._host_live_allocation_count
 
 
+@pytest.fixture(scope="module")
+def device():
+    """The CPU device only: the faults concern host memory (the injected failures and the live
+    counts are the host allocator's, inputs are wrapped without copies) and the CPU's queues."""
+    return mpsnn.MTLDevice("cpu")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def frozen_heap():
     """What earlier tests left is moved out of the collector's sight, so that the collections

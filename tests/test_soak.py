@@ -39,7 +39,8 @@ def test_short_soak_is_flat(soak, mode):
         assert report.handlers_called == report.handlers_expected == 2000
 
 
-def test_live_allocation_count_follows_images(device):
+def test_live_allocation_count_follows_images():
+    device = mpsnn.MTLDevice("cpu")  # host memory
     before = mpsnn._core._host_live_allocation_count()
     img = mpsnn.MPSImage(device, mpsnn.MPSImageDescriptor(mpsnn.MPSImageFeatureChannelFormat.float32, 3, 2, 4))
     assert mpsnn._core._host_live_allocation_count() == before  # allocated on first use
