@@ -213,9 +213,9 @@ def _soak(mode: str, calls: int, every: int, warmup: int, step: Callable[[int], 
 
 
 def soak_run(calls: int = 100_000, every: int = 10_000, warmup: Optional[int] = None,
-             log: Optional[Callable[[str], None]] = print) -> Report:
+             log: Optional[Callable[[str], None]] = print, device: str = "cpu") -> Report:
     """``graph.run`` ``calls`` times (inputs alternating between two sizes)."""
-    device = mpsnn.MTLCreateSystemDefaultDevice()
+    device = mpsnn.MTLDevice(device)
     head, _, _ = build_graphs(device)
     inputs = make_inputs()
     expected = []
@@ -240,9 +240,9 @@ def soak_run(calls: int = 100_000, every: int = 10_000, warmup: Optional[int] = 
 
 
 def soak_encode(calls: int = 100_000, every: int = 10_000, warmup: Optional[int] = None,
-                log: Optional[Callable[[str], None]] = print) -> Report:
+                log: Optional[Callable[[str], None]] = print, device: str = "cpu") -> Report:
     """``calls`` encode/commit cycles of three graphs into one command buffer each."""
-    device = mpsnn.MTLCreateSystemDefaultDevice()
+    device = mpsnn.MTLDevice(device)
     head, tail, pair = build_graphs(device)
     head.destination_image_allocator = mpsnn.MPSTemporaryImage.default_allocator()
     queue = device.make_command_queue()
@@ -312,6 +312,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="iterations before the baseline (default --every)")
     ap.add_argument("--modes", default="run,encode", help="comma-separated: run, encode (default both)")
     ap.add_argument("--rss-tolerance", type=float, default=0.01, help="allowed RSS growth (default 0.01 = 1 %%)")
+    ap.add_argument("--device", default="cpu", help="MTLDevice name (default cpu; live host blocks then "
+                    "count the images too)")
     ap.add_argument("--json", help="write the checkpoints to this file")
     ap.add_argument("--dynamic-mmap-threshold", action="store_true",
                     help="keep glibc's dynamic mmap threshold (default: fixed, see fix_mmap_threshold)")
@@ -323,7 +325,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         ap.error("need 0 < --warmup <= --calls and --every > 0")
     problems, reports = [], []
     for mode in args.modes.split(","):
-        report = MODES[mode](args.calls, args.every, warmup)
+        report = MODES[mode](args.calls, args.every, warmup, device=args.device)
         reports.append(report)
         problems += report.problems(args.rss_tolerance)
         print(f"{mode}: RSS growth after warm-up {100 * report.rss_growth():+.3f} %, live host allocations "

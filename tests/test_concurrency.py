@@ -28,6 +28,12 @@ SECONDS = float(os.environ.get("MPSNN_CONCURRENCY_SECONDS", "6"))
 WATCHDOG = 120.0  # seconds past the end before a thread counts as stuck
 
 
+@pytest.fixture(scope="module")
+def device():
+    """The CPU device (bit-identical results across threads are a promise of the CPU backend)."""
+    return mpsnn.MTLDevice("cpu")
+
+
 def residual_graph(device, rng):
     """x -> conv -> relu (exported, persistent) -> conv ; + x ; relu."""
     x = MPSNNImageNode()
@@ -232,3 +238,27 @@ def test_drain_returns_while_another_thread_keeps_committing(device):
     stop.set()
     producer.join(30)
     assert finished, "drain() did not return while another thread kept committing"
+
+
+def test_completion_handler_may_wait_for_its_own_buffer(device):
+    """A handler may read its buffer's results and call wait_until_completed on it: the work has
+    completed when handlers run (regression: the wait also waited for the handlers themselves, a
+    deadlock that then hung the interpreter's exit too)."""
+    g = MPSNNGraph(device, mpsnn.MPSCNNNeuronReLUNode(source=MPSNNImageNode()).result_image)
+    x = np.arange(-8, 8, dtype=np.float32).reshape(1, 2, 2, 4)
+    cb = device.make_command_queue().make_command_buffer()
+    y = g.encode(cb, [x])
+    seen = []
+
+    def handler(c):
+        seen.append(float(y.numpy().sum()))
+        c.wait_until_completed()
+        seen.append(c.status)
+
+    cb.add_completed_handler(handler)
+    cb.commit()
+    waiter = threading.Thread(target=cb.wait_until_completed, daemon=True)
+    waiter.start()
+    waiter.join(30)
+    assert not waiter.is_alive(), "deadlock: wait_until_completed inside the buffer's own handler"
+    assert seen == [float(np.maximum(x, 0).sum()), mpsnn.MTLCommandBufferStatus.completed]

@@ -70,7 +70,8 @@ void bind_commands(py::module_& m) {
       .def("make_command_buffer", &CommandQueue::make_command_buffer, "A new MPSCommandBuffer on this queue.")
       .def("command_buffer", &CommandQueue::make_command_buffer, "Alias of make_command_buffer (Swift makeCommandBuffer).")
       .def("drain", &CommandQueue::drain, py::call_guard<ReleaseGil>(),
-           "Wait until every committed buffer of this queue completed.");
+           "Wait until every buffer committed to this queue before the call completed (not those other threads "
+           "commit meanwhile).");
 
   cb.def_property_readonly("device", &CommandBuffer::device)
       .def_property_readonly("command_queue", &CommandBuffer::queue)

@@ -43,7 +43,7 @@ py::array as_numpy(const ImagePtr& img, const char* what = "numpy") {
   if (!img->device()->host_accessible() && !img->is_temporary()) {
     // GPU memory: a copy (README), dense, through read_bytes's staging.
     py::array out(dtype_of(img->format()), std::vector<ssize_t>{s.n, s.h, s.w, s.c});
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     img->read_bytes(out.mutable_data(), size_t(out.nbytes()), DataLayout::height_width_channels, HostStrides{},
                     ImageRegion{0, 0, 0, -1, -1, s.n, 0, -1}, 0);
     return out;
@@ -167,7 +167,7 @@ ImagePtr image_from_array(const py::object& obj, const DevicePtr& device, const 
     desc.width = s.w, desc.height = s.h, desc.feature_channels = s.c, desc.number_of_images = s.n;
     auto img = std::make_shared<Image>(d, desc);
     img->allocate_for_overwrite();
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     d->copy_blocking(img->data(), a.data(), size_t(s.numel()) * element_size(f));
     return img;
   }

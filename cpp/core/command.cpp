@@ -114,6 +114,7 @@ void CommandBuffer::complete() {
     status_ = error_ ? CommandBufferStatus::error : CommandBufferStatus::completed;
     completion_status_->store(int(status_));
     handlers.swap(handlers_);
+    handler_thread_ = std::this_thread::get_id();
   }
   for (auto& h : handlers) {
     try {
@@ -127,6 +128,7 @@ void CommandBuffer::complete() {
   std::vector<std::shared_ptr<const void>> retained;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    handler_thread_ = std::thread::id();
     retained.swap(retained_);
   }
   retained.clear();  // release outside the lock: destructors may call back into Python
@@ -166,7 +168,7 @@ void CommandBuffer::wait_until_completed() {
     std::unique_lock<std::mutex> lock(mutex_);
     MPSNN_CHECK(status_ >= CommandBufferStatus::committed, GraphError,
                 "[MTLCommandBuffer.wait_until_completed] the command buffer was never committed");
-    done_cv_.wait(lock, [&] { return finished_; });
+    if (handler_thread_ != std::this_thread::get_id()) done_cv_.wait(lock, [&] { return finished_; });
     if (error_ && !error_reported_) {
       error_reported_ = true;
       err = error_;
@@ -177,7 +179,7 @@ void CommandBuffer::wait_until_completed() {
 
 void CommandBuffer::wait_until_finished() {
   std::unique_lock<std::mutex> lock(mutex_);
-  done_cv_.wait(lock, [&] { return finished_; });
+  if (handler_thread_ != std::this_thread::get_id()) done_cv_.wait(lock, [&] { return finished_; });
 }
 
 // ---------------------------------------------------------------------------------------------

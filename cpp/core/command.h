@@ -50,10 +50,13 @@ class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
   // Runs everything encoded so far on the calling thread and leaves the buffer open for more
   // work (MPSCommandBuffer.commit_and_continue).
   void commit_and_continue();
-  // Blocks until completed; rethrows the stored error once.
+  // Blocks until completed; rethrows the stored error once. Called from one of this buffer's own
+  // completion handlers it returns at once (the work has completed; waiting for the handlers to
+  // end would never end).
   void wait_until_completed();
   bool committed() const;
-  // Blocks until completed (work, handlers, releases) without consuming the stored error.
+  // Blocks until completed (work, handlers, releases) without consuming the stored error; from
+  // this buffer's own completion handlers, returns at once.
   void wait_until_finished();
   // The final status once the encoded work has completed (completed or error; set before the
   // completion handlers run), 0 until then. Shared so that readers can tell after the buffer is gone.
@@ -83,6 +86,7 @@ class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
   std::exception_ptr error_;
   bool error_reported_ = false;
   bool finished_ = false;  // work, handlers and releases all done
+  std::thread::id handler_thread_;  // the thread running the completion handlers, while it does
   size_t tasks_encoded_ = 0, tasks_run_ = 0;
   std::shared_ptr<std::atomic<int>> completion_status_ = std::make_shared<std::atomic<int>>(0);
 };

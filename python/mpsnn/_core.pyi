@@ -224,7 +224,7 @@ class MTLCommandQueue:
         """
     def drain(self) -> None:
         """
-        Wait until every committed buffer of this queue completed.
+        Wait until every buffer committed to this queue before the call completed (not those other threads commit meanwhile).
         """
     def make_command_buffer(self) -> MTLCommandBuffer:
         """
