@@ -31,9 +31,16 @@ def test_mpsnn_device_environment_selects_the_default():
     env = dict(os.environ, MPSNN_DEVICE="cpu:0", PYTHONPATH=os.pathsep.join(sys.path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["cpu:0", "True"], out.stderr
+    # A backend no build has, then CUDA: absent from the build, or built with fewer than 4 devices
+    # (a CUDA build on a machine without driver says why it sees none).
+    env["MPSNN_DEVICE"] = "vulkan:0"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode != 0 and "backend 'vulkan' is not part of this build" in out.stderr, out.stderr
     env["MPSNN_DEVICE"] = "cuda:3"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode != 0 and "backend 'cuda' is not part of this build" in out.stderr
+    expected = ("index 3 does not exist" if "cuda" in mpsnn.available_backends()
+                else "backend 'cuda' is not part of this build")
+    assert out.returncode != 0 and "UnsupportedError" in out.stderr and expected in out.stderr, out.stderr
 
 
 def test_buffer_views_share_memory(device):
