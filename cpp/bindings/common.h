@@ -182,5 +182,6 @@ void bind_nodes_resample(py::module_& m);
 void bind_graph(py::module_& m);
 void bind_states(py::module_& m);
 void bind_kernels(py::module_& m);
+void bind_optimizers(py::module_& m);
 
 }  // namespace mpsnn::bindings

@@ -17,5 +17,6 @@ PYBIND11_MODULE(_core, m) {
   bind_nodes_normalization(m);
   bind_nodes_resample(m);
   bind_kernels(m);
+  bind_optimizers(m);
   bind_graph(m);
 }

@@ -23,6 +23,7 @@
 #include "graph/data_source.h"
 #include "graph/node.h"
 #include "graph/op_kind.h"
+#include "graph/optimizer.h"
 #include "graph/params.h"
 #include "graph/schema.h"
 
@@ -128,6 +129,9 @@ class KernelRegistry {
   ChannelFormat activations_for(ChannelFormat graph_format) const {
     return activation_format ? activation_format(graph_format) : ChannelFormat::float32;
   }
+
+  // The optimizers' element loop (graph/optimizer.h); null: no optimizer on this backend.
+  OptimizerUpdateFn optimizer_update = nullptr;
 
  private:
   std::string backend_;

@@ -22,7 +22,7 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNOptimizer', 'MPSNNOptimizerAdam', 'MPSNNOptimizerDescriptor', 'MPSNNOptimizerRMSProp', 'MPSNNOptimizerStochasticGradientDescent', 'MPSNNPaddingMethod', 'MPSNNRegularizationType', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MPSVector', 'MPSVectorDescriptor', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -2108,6 +2108,245 @@ class MPSImageLanczosScale(MPSImageScale):
     Lanczos-3 resampling (nodes.md §10.4).
     """
     def __init__(self, device: MTLDevice) -> None:
+        ...
+class MPSNNRegularizationType(enum.IntEnum):
+    """
+    The regularization term optimizers add to each gradient (graph.md §7.2).
+    """
+    L1: typing.ClassVar[MPSNNRegularizationType]
+    L2: typing.ClassVar[MPSNNRegularizationType]
+    none: typing.ClassVar[MPSNNRegularizationType]
+class MPSVectorDescriptor:
+    """
+    The shape of an MPSVector: `vectors` vectors of `length` elements, `vector_bytes` apart.
+    """
+    data_type: MPSDataType
+    @staticmethod
+    def vector_bytes_for_length(length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType) -> int:
+        """
+        The bytes of one densely packed vector (vectorBytesForLength:dataType:).
+        """
+    @staticmethod
+    def vector_descriptor(length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType) -> MPSVectorDescriptor:
+        """
+        vectorDescriptorWithLength:dataType:
+        """
+    def __init__(self, length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType = ..., *, vectors: typing.SupportsInt | typing.SupportsIndex = 1, vector_bytes: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def length(self) -> int:
+        ...
+    @length.setter
+    def length(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def vector_bytes(self) -> int:
+        ...
+    @vector_bytes.setter
+    def vector_bytes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def vectors(self) -> int:
+        ...
+    @vectors.setter
+    def vectors(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSVector:
+    """
+    A vector (or several) over an MTLBuffer. On host-visible devices numpy() is a view.
+    """
+    @staticmethod
+    def from_numpy(array: typing.Any, device: MTLDevice | None = None) -> MPSVector:
+        """
+        mpsnn extension: wrap a writeable C-contiguous float32/float16 array of shape (length,) or (vectors, length) without copying.
+        """
+    @typing.overload
+    def __init__(self, buffer: MTLBuffer, descriptor: MPSVectorDescriptor, *, offset: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        """
+        MPSVector(buffer:descriptor:) / (buffer:offset:descriptor:)
+        """
+    @typing.overload
+    def __init__(self, device: MTLDevice, descriptor: MPSVectorDescriptor) -> None:
+        """
+        A new zero-filled vector (MPSVector(device:descriptor:)).
+        """
+    def numpy(self) -> numpy.typing.NDArray[typing.Any]:
+        """
+        mpsnn extension: a view of the elements, shape (length,) or (vectors, length).
+        """
+    def resource_size(self) -> int:
+        """
+        Bytes the vector spans.
+        """
+    @property
+    def data(self) -> MTLBuffer:
+        """
+        The MTLBuffer.
+        """
+    @property
+    def data_type(self) -> MPSDataType:
+        ...
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def length(self) -> int:
+        ...
+    @property
+    def offset(self) -> int:
+        ...
+    @property
+    def vector_bytes(self) -> int:
+        ...
+    @property
+    def vectors(self) -> int:
+        ...
+class MPSNNOptimizerDescriptor:
+    """
+    Learning rate, gradient rescale and clipping, regularization (graph.md §7.1).
+    """
+    apply_gradient_clipping: bool
+    regularization_type: MPSNNRegularizationType
+    @staticmethod
+    def optimizer_descriptor(*, learning_rate: typing.SupportsFloat | typing.SupportsIndex, gradient_rescale: typing.SupportsFloat | typing.SupportsIndex, apply_gradient_clipping: bool = False, gradient_clip_max: typing.SupportsFloat | typing.SupportsIndex = ..., gradient_clip_min: typing.SupportsFloat | typing.SupportsIndex = ..., regularization_type: MPSNNRegularizationType = ..., regularization_scale: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> MPSNNOptimizerDescriptor:
+        ...
+    def __init__(self, *, learning_rate: typing.SupportsFloat | typing.SupportsIndex = 0.0010000000474974513, gradient_rescale: typing.SupportsFloat | typing.SupportsIndex = 1.0, apply_gradient_clipping: bool = False, gradient_clip_max: typing.SupportsFloat | typing.SupportsIndex = ..., gradient_clip_min: typing.SupportsFloat | typing.SupportsIndex = ..., regularization_type: MPSNNRegularizationType = ..., regularization_scale: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    @property
+    def gradient_clip_max(self) -> float:
+        ...
+    @gradient_clip_max.setter
+    def gradient_clip_max(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def gradient_clip_min(self) -> float:
+        ...
+    @gradient_clip_min.setter
+    def gradient_clip_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def gradient_rescale(self) -> float:
+        ...
+    @gradient_rescale.setter
+    def gradient_rescale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @learning_rate.setter
+    def learning_rate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def regularization_scale(self) -> float:
+        ...
+    @regularization_scale.setter
+    def regularization_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class MPSNNOptimizer:
+    """
+    Base of the optimizers (abstract: make a subclass).
+    """
+    apply_gradient_clipping: bool
+    def __repr__(self) -> str:
+        ...
+    def set_learning_rate(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def gradient_clip_max(self) -> float:
+        ...
+    @property
+    def gradient_clip_min(self) -> float:
+        ...
+    @property
+    def gradient_rescale(self) -> float:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @property
+    def regularization_scale(self) -> float:
+        ...
+    @property
+    def regularization_type(self) -> MPSNNRegularizationType:
+        ...
+class MPSNNOptimizerStochasticGradientDescent(MPSNNOptimizer):
+    """
+    w = w - lr*g; with a momentum vector m = mu*m + lr*g, w = w - m; Nesterov m = mu*m + g, w = w - lr*(g + mu*m).
+    """
+    @typing.overload
+    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, momentum_scale: typing.SupportsFloat | typing.SupportsIndex, use_nestrov_momentum: bool | None = None, optimizer_descriptor: MPSNNOptimizerDescriptor, use_nesterov_momentum: bool | None = None) -> None:
+        ...
+    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
+        """
+        One SGD update of the vector (momentum updated in place; result may be the values vector).
+        """
+    @property
+    def momentum_scale(self) -> float:
+        ...
+    @property
+    def use_nesterov_momentum(self) -> bool:
+        """
+        Alias of MPS's use_nestrov_momentum.
+        """
+    @property
+    def use_nestrov_momentum(self) -> bool:
+        ...
+class MPSNNOptimizerRMSProp(MPSNNOptimizer):
+    """
+    s = decay*s + (1 - decay)*g^2; w = w - lr*g / (sqrt(s) + epsilon).
+    """
+    @typing.overload
+    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, decay: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
+        ...
+    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_sum_of_squares_vector: MPSVector, result_values_vector: MPSVector) -> None:
+        """
+        One RMSProp update of the vector (sum of squares updated in place).
+        """
+    @property
+    def decay(self) -> float:
+        ...
+    @property
+    def epsilon(self) -> float:
+        ...
+class MPSNNOptimizerAdam(MPSNNOptimizer):
+    """
+    Adam (graph.md §7.5): time_step advances once per encode; a maximum_velocity_vector selects AMSGrad.
+    """
+    @typing.overload
+    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, time_step: typing.SupportsInt | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
+        ...
+    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector, input_velocity_vector: MPSVector, maximum_velocity_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
+        """
+        One Adam update (AMSGrad with maximum_velocity_vector); momentum and velocity updated in place.
+        """
+    @property
+    def beta1(self) -> float:
+        ...
+    @property
+    def beta2(self) -> float:
+        ...
+    @property
+    def epsilon(self) -> float:
+        ...
+    @property
+    def time_step(self) -> int:
+        ...
+    @time_step.setter
+    def time_step(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class MPSNNGraph:
     """

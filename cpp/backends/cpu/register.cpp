@@ -24,6 +24,7 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(OpKind::Fill, make_fill);
   r.can_fuse_neuron = dnnl_can_fuse_neuron;
   r.can_fuse_sum = true;
+  r.optimizer_update = optimizer_update;
 }
 
 int device_count() { return 1; }

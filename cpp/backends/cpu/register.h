@@ -25,6 +25,9 @@ std::unique_ptr<Kernel> make_neuron_gradient(const KernelSpec& spec, Device& dev
 std::unique_ptr<Kernel> make_convert(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_fill(const KernelSpec& spec, Device& device);
 
+// The optimizers' update loop (kernels/optimizer.cpp).
+void optimizer_update(const OptimizerStep& step, const OptimizerBuffers& buffers, Stream& stream);
+
 int device_count();
 DevicePtr make_device(int index);
 

@@ -1,0 +1,118 @@
+#pragma once
+// Optimizers (graph.md §7): MPSNNOptimizerDescriptor's values, the three update rules (SGD with
+// classic or Nesterov momentum, RMSProp, Adam with optional AMSGrad) and their vector encode form.
+// An update is one task on a command buffer: the gradient pre-processing of §7.2, then the rule,
+// element by element, run by the device's backend (KernelRegistry::optimizer_update) on the
+// command buffer's stream. Values are float32 (§7.6: "all buffers are float32"). The convolution
+// and batch-normalization encode forms (issue 12) are built on the same task.
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/buffer.h"
+#include "core/command.h"
+#include "core/device.h"
+#include "graph/data_source.h"
+
+namespace mpsnn {
+
+class KernelRegistry;
+
+// MPSNNRegularizationType (raw values as MPS).
+enum class RegularizationType : int { none = 0, l1 = 1, l2 = 2 };
+
+struct OptimizerDescriptor {
+  float learning_rate = 0.001f;
+  float gradient_rescale = 1.0f;
+  bool apply_gradient_clipping = false;
+  // Undocumented defaults in MPS; project decision (graph.md §7.1): no clipping bound.
+  float gradient_clip_max = std::numeric_limits<float>::infinity();
+  float gradient_clip_min = -std::numeric_limits<float>::infinity();
+  RegularizationType regularization_type = RegularizationType::none;
+  float regularization_scale = 0.0f;
+};
+
+enum class OptimizerRule { sgd, rmsprop, adam };
+
+// Everything one update needs, fixed when it is encoded (Adam's time step included).
+struct OptimizerStep {
+  OptimizerRule rule = OptimizerRule::sgd;
+  OptimizerDescriptor desc;
+  float learning_rate = 0.001f;  // SGD/RMSProp: desc's; Adam: lr_t of this time step (§7.5)
+  float momentum_scale = 0.0f;   // SGD
+  bool nesterov = false;         // SGD
+  float decay = 0.9f;            // RMSProp
+  float epsilon = 1e-8f;         // RMSProp, Adam
+  float beta1 = 0.9f, beta2 = 0.999f;  // Adam
+};
+
+// The memory of one update, `count` float32 elements each. `values` and `result` may be the
+// same memory (graph.md §7.6 project decision); the state vectors are updated in place and are
+// null when not given (SGD without momentum, Adam without AMSGrad's maximum velocity).
+struct OptimizerBuffers {
+  const float* gradient = nullptr;
+  const float* values = nullptr;
+  float* result = nullptr;
+  float* state0 = nullptr;  // SGD momentum, RMSProp sum of squares, Adam momentum (m)
+  float* state1 = nullptr;  // Adam velocity (v)
+  float* state2 = nullptr;  // Adam maximum velocity (u), AMSGrad
+  int64_t count = 0;
+};
+
+// The backend's element loop; runs on `stream` (the command buffer's).
+using OptimizerUpdateFn = void (*)(const OptimizerStep& step, const OptimizerBuffers& buffers, Stream& stream);
+
+// A vector over an MTLBuffer (MPSVector): `vectors` vectors of `length` elements of `data_type`,
+// `vector_bytes` apart, starting `offset` bytes into the buffer. Optimizers take float32 only.
+struct VectorRef {
+  BufferPtr buffer;
+  int64_t length = 0, vectors = 1, vector_bytes = 0, offset = 0;
+  DataType data_type = DataType::float32;
+};
+
+// An optimizer kernel (MPSNNOptimizer and its subclasses). The hyper-parameters are set when it
+// is made, except the learning rate (set_learning_rate), apply_gradient_clipping and Adam's
+// time step, which are read when an update is encoded.
+class Optimizer {
+ public:
+  Optimizer(DevicePtr device, const KernelRegistry* registry, OptimizerRule rule, OptimizerDescriptor desc);
+
+  const DevicePtr& device() const { return device_; }
+  OptimizerRule rule() const { return rule_; }
+  std::string name() const;
+  OptimizerDescriptor descriptor() const;
+  void set_learning_rate(float lr);
+  void set_apply_gradient_clipping(bool on);
+
+  float momentum_scale = 0.0f;
+  bool nesterov = false;
+  float decay = 0.9f;
+  float epsilon = 1e-8f;
+  float beta1 = 0.9f, beta2 = 0.999f;
+  int64_t time_step() const { return time_step_.load(); }
+  void set_time_step(int64_t t) { time_step_.store(t); }
+
+  // The vector encode form: result = update(values, gradient) with the state vectors the rule
+  // uses (`states` in the order of OptimizerBuffers: state0, state1, state2; null = not given).
+  // Checks lengths, devices and sizes now (typed errors naming `what`); the arithmetic runs when
+  // the command buffer does.
+  void encode_vectors(const std::shared_ptr<CommandBuffer>& cb, const VectorRef& gradient, const VectorRef& values,
+                      const VectorRef* state0, const VectorRef* state1, const VectorRef* state2,
+                      const VectorRef& result, const char* what);
+
+ private:
+  // Fixes the step (advancing Adam's time step once per encode call).
+  OptimizerStep next_step();
+
+  DevicePtr device_;
+  OptimizerUpdateFn update_ = nullptr;
+  OptimizerRule rule_;
+  mutable std::mutex mutex_;
+  OptimizerDescriptor desc_;
+  std::atomic<int64_t> time_step_{0};
+};
+
+}  // namespace mpsnn
