@@ -37,8 +37,12 @@ struct StepInfo {
   uint64_t param_version = 0;
   NodeGeometry geom;
   std::vector<PostOp> post_ops;
-  // Batch normalization in training mode: statistics of the batch instead of the running ones.
+  // Batch normalization in training mode: statistics of the batch instead of the running ones
+  // (its gradient: whether its forward step used them).
   bool batch_statistics = false;
+  // Whether anything reads the result image (prune_steps). A step kept only for its result states
+  // (a gradient node whose data gradient nothing consumes) may skip computing it.
+  bool result_needed = true;
   // Fused into another step, aliased away, or dead (nothing reads its outputs).
   bool removed = false;
   std::string context;

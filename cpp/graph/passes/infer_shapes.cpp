@@ -31,6 +31,7 @@ void infer_shapes(CompileState& st) {
   }
   const auto wanted = wanted_states(def);
   std::unordered_map<const FilterNode*, ResolvedNode> resolved;
+  std::unordered_map<const FilterNode*, int> step_of;
   for (const auto& fp : def.filters) {
     FilterNode& f = *fp;
     const OpSchema& s = schema(f.kind());
@@ -105,6 +106,12 @@ void infer_shapes(CompileState& st) {
       step.batch_statistics = flags == BatchNormalizationFlags::always ||
                               (flags == BatchNormalizationFlags::automatic && state_consumed);
     }
+    // A batch normalization gradient differentiates the mode its forward step ran in.
+    if (f.kind() == OpKind::BatchNormalizationGradient && !f.source_states().empty() && f.source_states()[0])
+      if (auto fwd = f.source_states()[0]->producer())
+        if (auto it = step_of.find(fwd.get()); it != step_of.end())
+          step.batch_statistics = st.steps[size_t(it->second)].batch_statistics;
+    step_of[&f] = step_index;
     st.steps.push_back(std::move(step));
   }
   for (const auto& o : def.outputs) st.output_values.push_back(o ? st.value_of.at(o.get()) : -1);
