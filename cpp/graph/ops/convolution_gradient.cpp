@@ -38,6 +38,11 @@ std::vector<TensorDesc> gradient_state_buffers(const ShapeContext& ctx, const Sh
 // The gradient's descriptor (its own data source, or the forward's) must describe the forward
 // node's geometry: the kernels differentiate that geometry with these weights.
 void check_descriptor(const ShapeContext& ctx, const ResolvedNode& fwd, const ConvolutionDescriptor& d) {
+  MPSNN_CHECK(d.sub_pixel_scale_factor == 1, UnsupportedError, ctx.context(),
+              " sub-pixel convolutions have no gradient (nodes.md §4.2); sub_pixel_scale_factor is ",
+              d.sub_pixel_scale_factor);
+  MPSNN_CHECK(!d.depthwise || d.output_feature_channels == d.input_feature_channels, UnsupportedError,
+              ctx.context(), " depthwise convolutions with a channel multiplier other than 1 have no gradient");
   const NodeGeometry& g = fwd.geom;
   const auto& fa = std::get<ConvolutionAttrs>(fwd.node->attrs());
   const bool fc = fa.variant == ConvolutionVariant::fully_connected;
@@ -53,11 +58,6 @@ void check_descriptor(const ShapeContext& ctx, const ResolvedNode& fwd, const Co
               d.input_feature_channels, " to ", d.output_feature_channels, " feature channels; ", fwd.node->context(),
               " runs a ", kw, "x", kh, " kernel (stride ", sx, "x", sy, ", dilation ", dx, "x", dy, ") from ", cin,
               " to ", fwd.out.c, " feature channels. Pass weights=None to use the forward node's data source");
-  MPSNN_CHECK(d.sub_pixel_scale_factor == 1, UnsupportedError, ctx.context(),
-              " sub-pixel convolutions have no gradient (nodes.md §4.2); sub_pixel_scale_factor is ",
-              d.sub_pixel_scale_factor);
-  MPSNN_CHECK(!d.depthwise || d.output_feature_channels == d.input_feature_channels, UnsupportedError,
-              ctx.context(), " depthwise convolutions with a channel multiplier other than 1 have no gradient");
   MPSNN_CHECK(d.fused_neuron.type == NeuronType::none, UnsupportedError, ctx.context(),
               " the data source's descriptor fuses a ", neuron_name(d.fused_neuron.type),
               " neuron; training data sources must not (nodes.md §4.1): use a separate neuron node and its "
