@@ -39,16 +39,19 @@ class BatchNormalizationGradientKernel final : public Kernel {
                                  spec.context);
     auto pd = MPSNN_CHECK_DNNL(
         dnnl::batch_normalization_backward::primitive_desc(
-            engine(), weights_grad_ ? dnnl::prop_kind::backward : dnnl::prop_kind::backward_data, md, md, md,
-            p.epsilon, flags, hint, scratchpad_attr()),
+            engine(), dnnl::prop_kind::backward, md, md, md, p.epsilon, flags, hint, scratchpad_attr()),
         spec.context);
     primitive_ = dnnl::batch_normalization_backward(pd);
     md_ = md;
     vec_md_ = memory::desc({p.channels}, dt::f32, tag::a);
     pad_md_ = pd.scratchpad_desc();
-    // Without a reader of dX the primitive writes it into scratch, after its scratchpad.
+    // What nobody reads goes to scratch after the scratchpad: dX without a reader, dγ and dβ without
+    // parameter gradients (the primitive computes them anyway; its backward_data form is not used).
     scratch_ = (pad_md_.get_size() + 63) / 64 * 64;
-    if (!result_needed_) scratch_ += spec.output().numel() * 4;
+    vectors_offset_ = scratch_;
+    scratch_ += 2 * size_t(p.channels) * 4;
+    dx_offset_ = (scratch_ + 63) / 64 * 64;
+    if (!result_needed_) scratch_ = dx_offset_ + size_t(spec.output().numel()) * 4;
     scale_ = memory(vec_md_, engine());
     load_parameters(p);
     version_.set(spec.params_version);
@@ -61,8 +64,7 @@ class BatchNormalizationGradientKernel final : public Kernel {
     for (int arg : {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC})
       s->args[arg] = memory(md_, engine(), DNNL_MEMORY_NONE);
     for (int arg : {DNNL_ARG_MEAN, DNNL_ARG_VARIANCE}) s->args[arg] = memory(vec_md_, engine(), DNNL_MEMORY_NONE);
-    if (weights_grad_)
-      for (int arg : {DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT}) s->args[arg] = memory(vec_md_, engine(), DNNL_MEMORY_NONE);
+    for (int arg : {DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT}) s->args[arg] = memory(vec_md_, engine(), DNNL_MEMORY_NONE);
     s->args[DNNL_ARG_SCALE] = scale_;
     s->args[DNNL_ARG_SCRATCHPAD] = memory(pad_md_, engine(), DNNL_MEMORY_NONE);
     return s;
@@ -78,12 +80,10 @@ class BatchNormalizationGradientKernel final : public Kernel {
     s->args[DNNL_ARG_SRC].set_data_handle(a.inputs[1].data);
     s->args[DNNL_ARG_MEAN].set_data_handle(a.inputs[2].data);
     s->args[DNNL_ARG_VARIANCE].set_data_handle(a.inputs[3].data);
-    s->args[DNNL_ARG_DIFF_SRC].set_data_handle(result_needed_ ? a.outputs[0].data
-                                                              : scratch + (pad_md_.get_size() + 63) / 64 * 64);
-    if (weights_grad_) {
-      s->args[DNNL_ARG_DIFF_SCALE].set_data_handle(a.outputs[5].data);
-      s->args[DNNL_ARG_DIFF_SHIFT].set_data_handle(a.outputs[6].data);
-    }
+    s->args[DNNL_ARG_DIFF_SRC].set_data_handle(result_needed_ ? a.outputs[0].data : scratch + dx_offset_);
+    float* vectors = reinterpret_cast<float*>(scratch + vectors_offset_);
+    s->args[DNNL_ARG_DIFF_SCALE].set_data_handle(weights_grad_ ? a.outputs[5].data : vectors);
+    s->args[DNNL_ARG_DIFF_SHIFT].set_data_handle(weights_grad_ ? a.outputs[6].data : vectors + a.outputs[1].shape.c);
     s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(scratch);
     primitive_.execute(s->stream, s->args);
     s->stream.wait();
@@ -103,7 +103,7 @@ class BatchNormalizationGradientKernel final : public Kernel {
   memory::desc md_, vec_md_, pad_md_;
   mutable memory scale_;
   VersionCache version_;
-  size_t scratch_ = 0;
+  size_t scratch_ = 0, vectors_offset_ = 0, dx_offset_ = 0;
 };
 
 // inputs: G, X; outputs: dX, gamma, beta[, dγ, dβ].
