@@ -22,7 +22,7 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationGradientNode', 'MPSCNNBatchNormalizationNode', 'MPSCNNBatchNormalizationState', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientNode', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNConvolutionWeightsLayout', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedGradientNode', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationGradientNode', 'MPSCNNInstanceNormalizationGradientState', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -159,6 +159,11 @@ class MTLCommandBufferStatus(enum.IntEnum):
     error: typing.ClassVar[MTLCommandBufferStatus]
     not_enqueued: typing.ClassVar[MTLCommandBufferStatus]
     scheduled: typing.ClassVar[MTLCommandBufferStatus]
+class MPSCNNConvolutionWeightsLayout(enum.IntEnum):
+    """
+    Layout of convolution weights and their gradients (10.15): OHWI only.
+    """
+    ohwi: typing.ClassVar[MPSCNNConvolutionWeightsLayout]
 class MTLDevice:
     """
     A compute device. There is one object per device: MTLDevice('cpu') is MTLDevice('cpu:0').
@@ -354,8 +359,59 @@ class MPSNNGradientState(MPSState):
     """
 class MPSCNNConvolutionGradientState(MPSNNGradientState):
     """
-    A convolution's gradient state.
+    A convolution's gradient state. The one a convolution gradient node delivers (its result state) holds the parameter gradients, float32, summed over the batch; a forward node's holds none (None below).
     """
+    @property
+    def gradient_for_biases(self) -> typing.Any:
+        """
+        MTLBuffer of dL/db, one float32 per output channel (computed also when the data source has no bias). None without weight gradients.
+        """
+    @property
+    def gradient_for_weights(self) -> typing.Any:
+        """
+        MTLBuffer of dL/dW in the data source's weight layout, OHWI: [Cout][KH][KW][Cin/groups] (depthwise [Cout][KH][KW]); `.numpy().reshape(w.shape)`. None without weight gradients.
+        """
+    @property
+    def gradient_for_weights_layout(self) -> ...:
+        """
+        MPSCNNConvolutionWeightsLayout.ohwi (the only layout).
+        """
+class MPSCNNBatchNormalizationState(MPSNNGradientState):
+    """
+    Batch normalization's state (graph.md §5.2): mean() and variance() it normalized with (the batch's, biased, in training), and, from its gradient node, gamma(), beta(), gradient_for_gamma(), gradient_for_beta() (summed over the batch). Each is an MTLBuffer of C float32, or None when the state holds no such buffer.
+    """
+    def beta(self: MPSState) -> typing.Any:
+        ...
+    def gamma(self: MPSState) -> typing.Any:
+        ...
+    def gradient_for_beta(self: MPSState) -> typing.Any:
+        ...
+    def gradient_for_gamma(self: MPSState) -> typing.Any:
+        ...
+    def mean(self: MPSState) -> typing.Any:
+        ...
+    def reset(self: MPSState) -> None:
+        """
+        Clears the accumulated gradients (gradient_for_gamma / gradient_for_beta set to 0).
+        """
+    def variance(self: MPSState) -> typing.Any:
+        ...
+class MPSCNNInstanceNormalizationGradientState(MPSNNGradientState):
+    """
+    Instance normalization's gradient state (graph.md §5.2): gamma, beta as used and gradient_for_gamma, gradient_for_beta, each an MTLBuffer of C float32 (None where absent). This backend runs a batch as one run: the gradients are the per-image parts summed over the batch, and an encode_batch state batch holds this one object N times.
+    """
+    @property
+    def beta(self) -> typing.Any:
+        ...
+    @property
+    def gamma(self) -> typing.Any:
+        ...
+    @property
+    def gradient_for_beta(self) -> typing.Any:
+        ...
+    @property
+    def gradient_for_gamma(self) -> typing.Any:
+        ...
 class MPSNNBinaryGradientState(MPSState):
     """
     The gradient state of a two-source node.
@@ -1099,6 +1155,49 @@ class MPSCNNConvolutionTransposeNode(MPSCNNConvolutionNode):
         ...
     def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> None:
         ...
+class MPSCNNConvolutionGradientNode(MPSNNGradientFilterNode):
+    """
+    Convolution gradient (nodes.md §4.6): the result is dL/dX with the forward source's size; the result state (an MPSCNNConvolutionGradientStateNode) delivers an MPSCNNConvolutionGradientState with dL/dW (OHWI, as the data source's weights) and dL/db, float32, summed over the batch. The forward geometry (padding, strides, dilation, groups, edge mode) comes from the forward node through its gradient state. Made by forward.gradient_filter(with_source=g) or by this initializer.
+    
+    Args:
+        source_gradient: dL/dY, the forward result's size (N, H', W', Cout).
+        source_image: the forward source X (N, H, W, Cin).
+        convolution_gradient_state: the forward node's convolution_gradient_state.
+        weights: a data source, or None for the forward node's.
+    
+    With training_style update_device_none only dL/dX is computed; dL/dX is skipped when nothing reads it.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNConvolutionGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (copied from the forward node); update_device_none: no weight gradients.
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
+        ...
+class MPSCNNFullyConnectedGradientNode(MPSCNNConvolutionGradientNode):
+    """
+    Fully connected gradient (nodes.md §4.4): dX[c,p,q] = sum_o W[o,p,q,c] G[o], dW = sum_n G X, db = sum_n G.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNFullyConnectedGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
+class MPSCNNConvolutionTransposeGradientNode(MPSCNNConvolutionGradientNode):
+    """
+    Transposed convolution gradient (nodes.md §4.3), with the forward node's geometry (including sizing by a paired convolution's gradient state).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_transpose_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNConvolutionTransposeGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_transpose_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
 class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
     """
     Binary convolution (nodes.md §4.5): uint32 bit-packed weights [Cout][KH][KW][ceil(Cin/32)]; inference only.
@@ -1687,6 +1786,46 @@ class MPSCNNInstanceNormalizationNode(MPSNNFilterNode):
     def node(source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNInstanceNormalizationDataSource) -> MPSCNNInstanceNormalizationNode:
         ...
     def __init__(self, source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNInstanceNormalizationDataSource) -> None:
+        ...
+class _MPSCNNBatchNormalizationStateNode(MPSNNGradientStateNode):
+    """
+    The result state of batch normalization and of its gradient: delivered as an MPSCNNBatchNormalizationState.
+    """
+class _MPSCNNInstanceNormalizationGradientStateNode(MPSNNGradientStateNode):
+    """
+    The result state of instance normalization and of its gradient: delivered as an MPSCNNInstanceNormalizationGradientState.
+    """
+class MPSCNNBatchNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Batch normalization gradient (nodes.md §8.5): dL/dX with the forward source's size, in the mode the forward ran in (batch statistics in training; the data source's otherwise). Its result state delivers an MPSCNNBatchNormalizationState with the statistics, gamma, beta and gradient_for_gamma() / gradient_for_beta() summed over the batch.
+    
+    Args:
+        source_gradient: dL/dY (N, H, W, C).
+        source_image: the forward source X.
+        gradient_state: the forward node's result_state.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNBatchNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (copied from the forward node); update_device_none: no gamma/beta gradients.
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
+        ...
+class MPSCNNInstanceNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Instance normalization gradient (nodes.md §8.6): dL/dX; its result state delivers an MPSCNNInstanceNormalizationGradientState with gamma, beta and their gradients summed over the batch.
+    """
+    training_style: MPSNNTrainingStyle
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNInstanceNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
         ...
 class MPSCNNNormalizationNode(MPSNNFilterNode):
     """
