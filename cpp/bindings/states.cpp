@@ -141,6 +141,45 @@ void bind_states(py::module_& m) {
                              "MTLBuffer of dL/db, one float32 per output channel (computed also when the data source "
                              "has no bias). None without weight gradients.")
       .def_property_readonly(
+          "source_width",
+          [](const State& s) -> py::object {
+            auto* o = dynamic_cast<const ConvolutionStateOrigin*>(s.origin.get());
+            return o ? py::object(py::int_(o->source.w)) : py::object(py::none());
+          },
+          "Width of the forward convolution's source (MPSImageSizeEncodingState); None for a state no graph made.")
+      .def_property_readonly(
+          "source_height",
+          [](const State& s) -> py::object {
+            auto* o = dynamic_cast<const ConvolutionStateOrigin*>(s.origin.get());
+            return o ? py::object(py::int_(o->source.h)) : py::object(py::none());
+          },
+          "Height of the forward convolution's source.")
+      .def_property_readonly(
+          "convolution",
+          [](const State& s) -> py::object {
+            auto* o = dynamic_cast<const ConvolutionStateOrigin*>(s.origin.get());
+            if (!o) return py::none();
+            const NodeGeometry& g = o->geom;
+            KernelProps k;
+            k.kernel_width = g.x.kernel;
+            k.kernel_height = g.y.kernel;
+            k.stride_x = g.x.stride;
+            k.stride_y = g.y.stride;
+            k.dilation_x = g.x.dilation;
+            k.dilation_y = g.y.dilation;
+            k.offset_x = g.x.extent() / 2 - g.x.pad_before;
+            k.offset_y = g.y.extent() / 2 - g.y.pad_before;
+            k.edge_mode = g.edge_mode;
+            k.source_feature_channel_offset = g.source_channel_offset;
+            if (g.source_channel_count) k.source_feature_channel_max_count = g.source_channel_count;
+            const auto& a = o->forward->attrs_as<ConvolutionAttrs>();
+            k.is_backwards = a.variant == ConvolutionVariant::transpose;
+            return kernel_object(o->forward.get(), k);
+          },
+          "The forward kernel (an MPSCNNConvolution, MPSCNNFullyConnected or MPSCNNConvolutionTranspose) with the "
+          "geometry it ran with: kernel size, strides, dilation, offset, edge mode, channel window (a transposed "
+          "convolution's offset is in its zero-inserted source). None for a state no graph made.")
+      .def_property_readonly(
           "gradient_for_weights_layout",
           [](const State&) { return py::module_::import("mpsnn._core").attr("MPSCNNConvolutionWeightsLayout").attr("ohwi"); },
           "MPSCNNConvolutionWeightsLayout.ohwi (the only layout).");

@@ -17,6 +17,13 @@ namespace mpsnn {
 
 class CommandBuffer;
 
+// What made a graph-made state, as the graph layer describes it (e.g. the forward convolution whose
+// geometry a convolution gradient state records); opaque to the core.
+class StateOrigin {
+ public:
+  virtual ~StateOrigin() = default;
+};
+
 // The MPS state class a state object is (Python classes mirror it).
 enum class StateClass {
   plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, batch_normalization,
@@ -57,6 +64,8 @@ class State {
   void check_command_buffer(const CommandBuffer* cb, const char* what) const;
 
   std::string label;
+  // Set by the graph that made the state (null otherwise).
+  std::shared_ptr<const StateOrigin> origin;
 
  private:
   void check_index(int index) const;

@@ -362,6 +362,11 @@ class MPSCNNConvolutionGradientState(MPSNNGradientState):
     A convolution's gradient state. The one a convolution gradient node delivers (its result state) holds the parameter gradients, float32, summed over the batch; a forward node's holds none (None below).
     """
     @property
+    def convolution(self) -> typing.Any:
+        """
+        The forward kernel (an MPSCNNConvolution, MPSCNNFullyConnected or MPSCNNConvolutionTranspose) with the geometry it ran with: kernel size, strides, dilation, offset, edge mode, channel window (a transposed convolution's offset is in its zero-inserted source). None for a state no graph made.
+        """
+    @property
     def gradient_for_biases(self) -> typing.Any:
         """
         MTLBuffer of dL/db, one float32 per output channel (computed also when the data source has no bias). None without weight gradients.
@@ -375,6 +380,16 @@ class MPSCNNConvolutionGradientState(MPSNNGradientState):
     def gradient_for_weights_layout(self) -> ...:
         """
         MPSCNNConvolutionWeightsLayout.ohwi (the only layout).
+        """
+    @property
+    def source_height(self) -> typing.Any:
+        """
+        Height of the forward convolution's source.
+        """
+    @property
+    def source_width(self) -> typing.Any:
+        """
+        Width of the forward convolution's source (MPSImageSizeEncodingState); None for a state no graph made.
         """
 class MPSCNNBatchNormalizationState(MPSNNGradientState):
     """

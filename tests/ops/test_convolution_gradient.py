@@ -586,3 +586,47 @@ def test_fully_connected_gradient_vs_torch_linear(device, rng):
     dx, dw, db = _run(device, grad, x, g)
     assert_close(dx.reshape(3, -1), xt.grad.numpy(), "reduction", k=6)
     assert_close(dw.reshape(6, -1), wt.grad.numpy(), "reduction", k=3)
+
+
+# --------------------------------------------------------------------------------------------
+# what the gradient state records about the forward convolution (graph.md §5.2)
+
+def test_gradient_state_describes_the_forward_convolution(device, rng):
+    """source_width / source_height (MPSImageSizeEncodingState) and `convolution`: the forward kernel's class
+    with the geometry it ran with, on the gradient node's state and on the forward node's exported state."""
+    ds, w, b = conv_source(3, 4, 3, 2, rng, stride=(2, 1), dilation=(1, 2))
+    fc_ds, _, _ = conv_source(3, 2, 5, 6, rng)
+    method = R.SIZE_SAME | R.ADD_REMAINDER_TO_BOTTOM_RIGHT
+    x = rng.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    for kind in ('convolution', 'fully connected', 'transpose'):
+        if kind == 'convolution':
+            make, cls = _conv(ds, method), mpsnn.MPSCNNConvolution
+            geo = R.window_geometry((5, 6), (3, 2), (2, 1), (1, 2), method)
+            out_hw, cout = geo['out_hw'], 4
+        elif kind == 'fully connected':
+            make, cls, out_hw, cout = (lambda s: mpsnn.MPSCNNFullyConnectedNode(source=s, weights=fc_ds)), \
+                mpsnn.MPSCNNFullyConnected, (1, 1), 2
+        else:
+            make, cls = _transpose(ds), mpsnn.MPSCNNConvolutionTranspose
+            out_hw, cout = R.window_geometry((5, 6), (3, 2), (2, 1), (1, 2), R.SIZE_SAME, reverse=True)['out_hw'], 4
+        xn, gn, fwd, grad = _build(make)
+        fwd.result_state.export_from_graph = True
+        graph = labelled_graph(device, grad.result_image)
+        states = []
+        g = rng.standard_normal((2,) + tuple(out_hw) + (cout,)).astype(np.float32)
+        graph.run(inputs_by_label(graph, {'x': x, 'g': g}), destination_states=states)
+        assert len(states) == 2
+        for s in states:
+            assert (s.source_width, s.source_height) == (6, 5)
+            k = s.convolution
+            assert type(k) is cls
+            if kind == 'convolution':
+                assert (k.kernel_width, k.kernel_height, k.stride_in_pixels_x, k.stride_in_pixels_y) == (2, 3, 1, 2)
+                assert (k.dilation_rate_x, k.dilation_rate_y) == (2, 1)
+                # offset = floor(Ke/2) - pad_before (nodes.md §1.2)
+                assert (k.offset.x, k.offset.y) == (3 // 2 - geo['pad'][1], 3 // 2 - geo['pad'][0])
+                assert k.edge_mode == mpsnn.MPSImageEdgeMode.zero and not k.is_backwards
+            elif kind == 'fully connected':
+                assert (k.kernel_width, k.kernel_height) == (6, 5)
+            else:
+                assert k.is_backwards and (k.stride_in_pixels_x, k.stride_in_pixels_y) == (1, 2)

@@ -61,6 +61,7 @@ struct CompileState {
   std::unordered_map<const StateNode*, std::vector<int>> state_values;
   std::vector<int> output_values;                   // per GraphDef::outputs, -1 when not produced
   std::vector<std::vector<int>> result_state_values;  // per GraphDef::result_states
+  std::vector<std::shared_ptr<const StateOrigin>> result_state_origins;  // per GraphDef::result_states
 
   int root(int v) const {
     while (values[size_t(v)].alias_of >= 0) v = values[size_t(v)].alias_of;

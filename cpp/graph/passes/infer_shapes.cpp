@@ -118,6 +118,20 @@ void infer_shapes(CompileState& st) {
   for (const auto& s : def.result_states) {
     auto it = st.state_values.find(s.get());
     st.result_state_values.push_back(it == st.state_values.end() ? std::vector<int>{} : it->second);
+    // A convolution's or convolution gradient's state records the forward convolution it belongs to.
+    std::shared_ptr<const StateOrigin> origin;
+    FilterNodePtr fwd = s->producer();
+    if (fwd && fwd->kind() == OpKind::ConvolutionGradient)
+      fwd = fwd->source_states().empty() || !fwd->source_states()[0] ? nullptr : fwd->source_states()[0]->producer();
+    if (fwd && fwd->kind() == OpKind::Convolution)
+      if (auto r = resolved.find(fwd.get()); r != resolved.end()) {
+        auto o = std::make_shared<ConvolutionStateOrigin>();
+        o->forward = fwd;
+        o->source = r->second.sources[0];
+        o->geom = r->second.geom;
+        origin = std::move(o);
+      }
+    st.result_state_origins.push_back(std::move(origin));
   }
 }
 
