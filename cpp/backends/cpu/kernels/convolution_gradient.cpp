@@ -143,6 +143,7 @@ class ConvolutionGradientKernel final : public Kernel {
       diff_weights_offset_ = reserve(diff_weights_md_.get_size());
       own_bias_ = variant_ == ConvolutionVariant::transpose && cropped_;
       if (!own_bias_) bias_md_ = bmd;
+      else bias_sum_offset_ = reserve(size_t(d.output_feature_channels) * sizeof(double));
       user_weights_md_ = user_weights_desc(d, fully_connected_);
       auto rpd = MPSNN_CHECK_DNNL(
           dnnl::reorder::primitive_desc(engine(), diff_weights_md_, engine(), user_weights_md_, scratchpad_attr()),
@@ -210,7 +211,9 @@ class ConvolutionGradientKernel final : public Kernel {
       // The deconvolution ran on rotated weights (convolution.cpp): rotate its gradient back.
       if (flip_)
         flip_ohwi(a.outputs[1].as<float>(), weights_shape_.n, weights_shape_.h, weights_shape_.w, weights_shape_.c);
-      if (own_bias_) sum_channels(g.f32(), a.outputs[2].as<float>());
+      if (own_bias_)
+        sum_channels(g.f32(), reinterpret_cast<double*>(static_cast<char*>(a.scratch) + bias_sum_offset_),
+                     a.outputs[2].as<float>());
     }
     if (data_) {
       const ParamSnapshot& p = a.params[0];
@@ -256,16 +259,16 @@ class ConvolutionGradientKernel final : public Kernel {
       }
   }
 
-  // db[o] = sum of G[..., o] over every image and pixel (in double, in pixel order).
-  static void sum_channels(const TensorView& g, float* db) {
+  // db[o] = sum of G[..., o] over every image and pixel (in double, in pixel order; `acc`: C doubles).
+  static void sum_channels(const TensorView& g, double* acc, float* db) {
     const ImageShape& s = g.shape;
-    std::vector<double> acc(size_t(s.c), 0.0);
+    std::fill(acc, acc + s.c, 0.0);
     const int64_t pixels = s.n * s.h * s.w;
     for (int64_t p = 0; p < pixels; ++p) {
       const float* v = g.data + p * g.pixel_stride;
-      for (int64_t c = 0; c < s.c; ++c) acc[size_t(c)] += v[c];
+      for (int64_t c = 0; c < s.c; ++c) acc[c] += v[c];
     }
-    for (int64_t c = 0; c < s.c; ++c) db[c] = float(acc[size_t(c)]);
+    for (int64_t c = 0; c < s.c; ++c) db[c] = float(acc[c]);
   }
 
   std::string context_;
@@ -276,7 +279,7 @@ class ConvolutionGradientKernel final : public Kernel {
   int64_t src_offset_ = 0, shift_y_ = 0, shift_x_ = 0;
   std::optional<SourceStage> stage_;
   size_t scratch_ = 0, stage_offset_ = 0, staged_gradient_offset_ = 0, full_offset_ = 0, diff_weights_offset_ = 0,
-         scratchpad_offset_ = 0;
+         scratchpad_offset_ = 0, bias_sum_offset_ = 0;
   dnnl::primitive bwd_data_, bwd_weights_, reorder_;
   memory::desc diff_src_md_, data_diff_dst_md_, data_pad_md_, src_md_, weights_diff_dst_md_, diff_weights_md_,
       weights_pad_md_, bias_md_, user_weights_md_, reorder_pad_md_;

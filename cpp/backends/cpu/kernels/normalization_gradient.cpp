@@ -110,7 +110,12 @@ class BatchNormalizationGradientKernel final : public Kernel {
 class InstanceNormalizationGradientKernel final : public Kernel {
  public:
   explicit InstanceNormalizationGradientKernel(const KernelSpec& spec)
-      : result_needed_(spec.result_needed), weights_grad_(spec.outputs.size() == 5) {}
+      : result_needed_(spec.result_needed), weights_grad_(spec.outputs.size() == 5) {
+    const ImageShape& s = spec.output();
+    parts_ = size_t(s.n * s.c);
+  }
+  // The per-image sums of G and G·x̂ (2 x N x C doubles).
+  size_t scratch_bytes() const override { return 2 * parts_ * sizeof(double); }
 
   void run(const KernelArgs& a, KernelState*) const override {
     const NormalizationParams& p = *a.params[0].values.norm;  // read per run: no derived layout
@@ -118,7 +123,8 @@ class InstanceNormalizationGradientKernel final : public Kernel {
     const ImageShape& s = x.shape;
     const int64_t c_n = s.c, blocks = (c_n + kBlock - 1) / kBlock, pixels = s.h * s.w;
     const double m = double(pixels), eps = p.epsilon;
-    std::vector<double> part_g(size_t(s.n * c_n)), part_gx(part_g.size());
+    double* part_g = static_cast<double*>(a.scratch);
+    double* part_gx = part_g + parts_;
     float* dx = result_needed_ ? a.outputs[0].as<float>() : nullptr;
 #pragma omp parallel for collapse(2) schedule(static) if (s.numel() > 4096)
     for (int64_t n = 0; n < s.n; ++n)
@@ -174,6 +180,7 @@ class InstanceNormalizationGradientKernel final : public Kernel {
  private:
   static constexpr int64_t kBlock = 16;
   bool result_needed_, weights_grad_;
+  size_t parts_ = 0;
 };
 
 }  // namespace
