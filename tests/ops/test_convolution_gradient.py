@@ -223,8 +223,8 @@ def test_convolution_transpose_gradient_paired_with_a_convolution(h, w, k, strid
     xn = mpsnn.MPSNNImageNode(handle=Handle('x'))
     gn = mpsnn.MPSNNImageNode(handle=Handle('g'))
     conv = set_padding(mpsnn.MPSCNNConvolutionNode(source=xn, weights=ds1), method)
-    tconv = mpsnn.MPSCNNConvolutionTransposeNode(source=conv.result_image,
-                                                 convolution_gradient_state=conv.convolution_gradient_state, weights=ds2)
+    tconv = mpsnn.MPSCNNConvolutionTransposeNode(
+        source=conv.result_image, convolution_gradient_state=conv.convolution_gradient_state, weights=ds2)
     assert isinstance(tconv.result_state, mpsnn.MPSCNNConvolutionTransposeGradientStateNode)
     tgrad = tconv.gradient_filter(with_source=gn)
     cgrad = conv.gradient_filter(with_source=tgrad.result_image)
@@ -277,7 +277,8 @@ def test_constructor_equals_gradient_filter(variant, device, rng):
         make = _conv(ds, R.SIZE_FULL)
         out_hw = _geometry(case, R.SIZE_FULL)['out_hw']
     elif variant == "fully_connected":
-        case, cls, kw = ConvCase(2, 3, 4, 5, 3, 3, 4), mpsnn.MPSCNNFullyConnectedGradientNode, 'convolution_gradient_state'
+        case, cls = ConvCase(2, 3, 4, 5, 3, 3, 4), mpsnn.MPSCNNFullyConnectedGradientNode
+        kw = 'convolution_gradient_state'
         ds, w, b = conv_source(5, 3, 3, 4, rng)
         make = lambda s: mpsnn.MPSCNNFullyConnectedNode(source=s, weights=ds)       # noqa: E731
         out_hw = (1, 1)
@@ -313,7 +314,8 @@ def test_gradient_classes_states_and_training_style(rng):
     assert issubclass(mpsnn.MPSCNNConvolutionGradientState, mpsnn.MPSNNGradientState)
     other = mpsnn.MPSNNImageNode()
     for call in (lambda: grad.gradient_filter(with_source=other), lambda: grad.gradient_filters(with_source=other),
-                 lambda: grad.gradient_filter(with_sources=[other]), lambda: grad.gradient_filters(with_sources=[other])):
+                 lambda: grad.gradient_filter(with_sources=[other]),
+                 lambda: grad.gradient_filters(with_sources=[other])):
         with pytest.raises(NotImplementedError):
             call()
 
@@ -489,7 +491,8 @@ def test_wrong_initializer_arguments(rng):
     pool = mpsnn.MPSCNNPoolingMaxNode(source=xn, filter_size=2)
     conv = mpsnn.MPSCNNConvolutionNode(source=xn, weights=ds)
     with pytest.raises(mpsnn.DTypeError, match="MPSCNNConvolutionGradientStateNode"):
-        mpsnn.MPSCNNConvolutionGradientNode(source_gradient=gn, source_image=xn, convolution_gradient_state=pool.result_state)
+        mpsnn.MPSCNNConvolutionGradientNode(source_gradient=gn, source_image=xn,
+                                            convolution_gradient_state=pool.result_state)
     with pytest.raises(mpsnn.MPSGraphError, match="convolution_gradient_state is None"):
         mpsnn.MPSCNNConvolutionGradientNode(source_gradient=gn, source_image=xn, convolution_gradient_state=None)
     with pytest.raises(mpsnn.DTypeError, match="MPSCNNConvolutionTransposeGradientStateNode"):
@@ -563,7 +566,8 @@ def test_convolution_transpose_gradient_vs_torch(device, rng):
     x = rng.standard_normal((n, h, w_, cin)).astype(np.float32)
     g = rng.standard_normal((n,) + geo['out_hw'] + (cout,)).astype(np.float32)
     xt = to_t(x).requires_grad_(True)
-    wt = torch.from_numpy(np.ascontiguousarray(np.flip(w, (1, 2)).transpose(3, 0, 1, 2), np.float64)).requires_grad_(True)
+    wt = torch.from_numpy(np.ascontiguousarray(np.flip(w, (1, 2)).transpose(3, 0, 1, 2), np.float64))
+    wt.requires_grad_(True)
     bt = torch.from_numpy(b.astype(np.float64)).requires_grad_(True)
     F.conv_transpose2d(xt, wt, bt, stride=s).backward(to_t(g))
     _, _, _, grad = _build(_transpose(ds, R.SIZE_FULL))

@@ -146,7 +146,8 @@ def test_batch_normalization_after_convolution_is_not_folded_while_training(relu
         xn = mpsnn.MPSNNImageNode(handle=Handle('x'))
         gn = mpsnn.MPSNNImageNode(handle=Handle('g'))
         conv = mpsnn.MPSCNNConvolutionNode(source=xn, weights=ds)
-        bn = mpsnn.MPSCNNBatchNormalizationNode(source=conv.result_image, data_source=_bn_source(gamma, beta, mean, var))
+        bn = mpsnn.MPSCNNBatchNormalizationNode(source=conv.result_image,
+                                                data_source=_bn_source(gamma, beta, mean, var))
         top = mpsnn.MPSCNNNeuronReLUNode(source=bn.result_image) if relu else bn
         gsrc = top.gradient_filter(with_source=gn).result_image if relu else gn
         bgrad = bn.gradient_filter(with_source=gsrc)
@@ -333,7 +334,8 @@ def test_gradient_state_of_another_node_is_refused(rng):
     xn, gn = mpsnn.MPSNNImageNode(), mpsnn.MPSNNImageNode()
     pool = mpsnn.MPSCNNPoolingMaxNode(source=xn, filter_size=2)
     with pytest.raises(mpsnn.MPSGraphError, match="not the result_state of a batch normalization node"):
-        mpsnn.MPSCNNBatchNormalizationGradientNode(source_gradient=gn, source_image=xn, gradient_state=pool.result_state)
+        mpsnn.MPSCNNBatchNormalizationGradientNode(source_gradient=gn, source_image=xn,
+                                                   gradient_state=pool.result_state)
     with pytest.raises(mpsnn.MPSGraphError, match="not the result_state of a instance normalization node"):
         mpsnn.MPSCNNInstanceNormalizationGradientNode(source_gradient=gn, source_image=xn,
                                                       gradient_state=pool.result_state)

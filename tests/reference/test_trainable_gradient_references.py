@@ -11,7 +11,7 @@ from .conv import (conv2d, conv2d_gradient, conv_transpose2d, conv_transpose2d_g
                    fully_connected_gradient)
 from .normalization import (batch_norm_gradient, batch_norm_inference, batch_norm_statistics, batch_norm_training,
                             instance_norm, instance_norm_gradient)
-from .test_references import _geoms, _rng, _torch, close, from_t, to_t, tpad
+from .test_references import _geoms, _rng, _torch, close, tpad
 
 H_FD = 1e-6
 
