@@ -202,11 +202,11 @@ class ConvolutionGradientKernel final : public Kernel {
       s->weights_args[DNNL_ARG_DIFF_WEIGHTS].set_data_handle(at(a, diff_weights_offset_));
       if (!own_bias_) s->weights_args[DNNL_ARG_DIFF_BIAS].set_data_handle(a.outputs[2].data);
       s->weights_args[DNNL_ARG_SCRATCHPAD].set_data_handle(pad);
-      bwd_weights_.execute(s->stream, s->weights_args);
+      MPSNN_CHECK_DNNL(bwd_weights_.execute(s->stream, s->weights_args), context_);
       s->reorder_args[DNNL_ARG_FROM].set_data_handle(at(a, diff_weights_offset_));
       s->reorder_args[DNNL_ARG_TO].set_data_handle(a.outputs[1].data);
       s->reorder_args[DNNL_ARG_SCRATCHPAD].set_data_handle(pad);
-      reorder_.execute(s->stream, s->reorder_args);
+      MPSNN_CHECK_DNNL(reorder_.execute(s->stream, s->reorder_args), context_);
       s->stream.wait();
       // The deconvolution ran on rotated weights (convolution.cpp): rotate its gradient back.
       if (flip_)
@@ -225,7 +225,7 @@ class ConvolutionGradientKernel final : public Kernel {
       s->data_args[DNNL_ARG_DIFF_DST].set_data_handle(diff_dst);
       s->data_args[DNNL_ARG_DIFF_SRC].set_data_handle(diff_src);
       s->data_args[DNNL_ARG_SCRATCHPAD].set_data_handle(pad);
-      bwd_data_.execute(s->stream, s->data_args);
+      MPSNN_CHECK_DNNL(bwd_data_.execute(s->stream, s->data_args), context_);
       s->stream.wait();
       if (stage_) stage_->fold(diff_src, a.outputs[0].f32());
     }

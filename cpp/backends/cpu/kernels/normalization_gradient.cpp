@@ -26,7 +26,7 @@ void copy_vector(const float* src, const TensorRef& dst) { std::memcpy(dst.data,
 class BatchNormalizationGradientKernel final : public Kernel {
  public:
   explicit BatchNormalizationGradientKernel(const KernelSpec& spec)
-      : statistics_(spec.batch_statistics), result_needed_(spec.result_needed) {
+      : statistics_(spec.batch_statistics), result_needed_(spec.result_needed), context_(spec.context) {
     const NormalizationParams& p = *spec.params.norm;
     MPSNN_CHECK(spec.inputs.size() == 4, BackendError, spec.context,
                 " internal error: batch normalization gradient without the statistics of its forward step");
@@ -85,7 +85,7 @@ class BatchNormalizationGradientKernel final : public Kernel {
     s->args[DNNL_ARG_DIFF_SCALE].set_data_handle(weights_grad_ ? a.outputs[5].data : vectors);
     s->args[DNNL_ARG_DIFF_SHIFT].set_data_handle(weights_grad_ ? a.outputs[6].data : vectors + a.outputs[1].shape.c);
     s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(scratch);
-    primitive_.execute(s->stream, s->args);
+    MPSNN_CHECK_DNNL(primitive_.execute(s->stream, s->args), context_);
     s->stream.wait();
     copy_vector(a.inputs[2].as<float>(), a.outputs[1]);
     copy_vector(a.inputs[3].as<float>(), a.outputs[2]);
@@ -99,6 +99,7 @@ class BatchNormalizationGradientKernel final : public Kernel {
   }
 
   bool statistics_, result_needed_, weights_grad_ = false;
+  std::string context_;
   dnnl::primitive primitive_;
   memory::desc md_, vec_md_, pad_md_;
   mutable memory scale_;
