@@ -224,8 +224,10 @@ def test_wrong_class_properties_raise_typed_errors():
 def test_gradient_creation_errors(device, rng):
     ds, _, _ = conv_source(3, 4, 3, 3, rng)
     conv = mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=ds)
+    assert type(conv.gradient_filter(with_source=MPSNNImageNode())) is mpsnn.MPSCNNConvolutionGradientNode
+    softmax = mpsnn.MPSCNNSoftMaxNode(source=MPSNNImageNode())   # a kind whose gradient this build lacks
     with pytest.raises(NotImplementedError, match="not implemented yet"):
-        conv.gradient_filter(with_source=MPSNNImageNode())
+        softmax.gradient_filter(with_source=MPSNNImageNode())
     pool = mpsnn.MPSCNNPoolingMaxNode(source=MPSNNImageNode(), filter_size=2)
     grad = pool.gradient_filter(with_source=MPSNNImageNode())
     with pytest.raises(NotImplementedError, match="gradients of gradients"):

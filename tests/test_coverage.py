@@ -62,6 +62,12 @@ CLASSES = {
     "MPSCNNPoolingL2NormGradientNode": "MPSCNNPoolingGradientNode",
     "MPSCNNDilatedPoolingMaxGradientNode": "MPSCNNPoolingGradientNode",
     "MPSCNNNeuronGradientNode": "MPSNNGradientFilterNode",
+    # gradients of the trainable families
+    "MPSCNNConvolutionGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNFullyConnectedGradientNode": "MPSCNNConvolutionGradientNode",
+    "MPSCNNConvolutionTransposeGradientNode": "MPSCNNConvolutionGradientNode",
+    "MPSCNNBatchNormalizationGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNInstanceNormalizationGradientNode": "MPSNNGradientFilterNode",
 }
 # state class -> base
 STATES = {
@@ -69,11 +75,22 @@ STATES = {
     "MPSCNNConvolutionGradientState": "MPSNNGradientState",
     "MPSNNBinaryGradientState": "MPSState",
     "MPSNNMultiaryGradientState": "MPSState",
+    "MPSCNNBatchNormalizationState": "MPSNNGradientState",
+    "MPSCNNInstanceNormalizationGradientState": "MPSNNGradientState",
+}
+# gradient kind -> (forward kind, float64 oracle of tests/reference, test file of tests/ops)
+GRADIENT_KINDS = {
+    "convolution gradient": ("convolution", ("conv2d_gradient", "fully_connected_gradient",
+                                             "conv_transpose2d_gradient"), "test_convolution_gradient.py"),
+    "batch normalization gradient": ("batch normalization", ("batch_norm_gradient",), "test_normalization_gradient.py"),
+    "instance normalization gradient": ("instance normalization", ("instance_norm_gradient",),
+                                        "test_normalization_gradient.py"),
 }
 OTHER = ["MPSNNGraph", "MPSNNImageNode", "MPSNNStateNode", "MPSImage", "MPSTemporaryImage", "MPSImageDescriptor",
          "MPSNNDefaultPadding", "MPSCNNConvolutionDescriptor", "MPSCNNDepthWiseConvolutionDescriptor",
          "MPSNNNeuronDescriptor", "MTLCommandBuffer", "MPSCommandBuffer", "MTLCommandQueue",
-         "MPSCNNConvolutionGradientStateNode", "MPSNNLabelsNode"]
+         "MPSCNNConvolutionGradientStateNode", "MPSNNLabelsNode", "MPSCNNConvolutionTransposeGradientStateNode",
+         "MPSCNNConvolutionWeightsLayout"]
 # Known gaps: none. A class listed here needs a reason.
 KNOWN_GAPS: dict = {}
 
@@ -113,6 +130,20 @@ def test_op_list_kernels_and_gradients():
             assert kinds[k["gradient"]]["is_gradient"], name
     assert kinds["pooling"]["gradient"] == "pooling gradient" and kinds["neuron"]["gradient"] == "neuron gradient"
     assert kinds["convert"]["internal"] and kinds["fill"]["internal"]
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_KINDS))
+def test_trainable_gradient_kinds_have_kernel_reference_and_test(name):
+    import reference as R
+
+    kinds = {k["name"]: k for k in mpsnn._core._op_kinds()}
+    forward, oracles, test_file = GRADIENT_KINDS[name]
+    assert kinds[forward]["gradient"] == name and kinds[name]["is_gradient"]
+    assert "cpu" in kinds[name]["kernels"]
+    for oracle in oracles:
+        assert callable(getattr(R, oracle)), oracle
+        assert re.search(rf"\b{oracle}\b", TEST_TEXT), f"no test uses the oracle {oracle}"
+    assert (pathlib.Path(__file__).parent / "ops" / test_file).exists()
 
 
 def test_every_kind_has_a_cpu_kernel(device):

@@ -134,6 +134,20 @@ def _constructors(rng):
         one.append((cls, lambda s, cls=cls: cls(sources=[MPSNNImageNode(), s])))
         one.append((cls, lambda s, cls=cls: cls(left_source=s, right_source=MPSNNImageNode())))
     one.append((mpsnn.MPSNNConcatenationNode, lambda s: mpsnn.MPSNNConcatenationNode(sources=[s, MPSNNImageNode()])))
+    # gradients of the trainable families: (class, keyword of the forward state, forward node)
+    conv = mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=ds)
+    fc = mpsnn.MPSCNNFullyConnectedNode(source=MPSNNImageNode(), weights=fc_ds)
+    tconv = mpsnn.MPSCNNConvolutionTransposeNode(source=MPSNNImageNode(), convolution_gradient_state=None, weights=ds)
+    bn_node = mpsnn.MPSCNNBatchNormalizationNode(source=MPSNNImageNode(), data_source=bn)
+    in_node = mpsnn.MPSCNNInstanceNormalizationNode(source=MPSNNImageNode(), data_source=inorm)
+    for cls, key, fwd in ((mpsnn.MPSCNNConvolutionGradientNode, "convolution_gradient_state", conv),
+                          (mpsnn.MPSCNNFullyConnectedGradientNode, "convolution_gradient_state", fc),
+                          (mpsnn.MPSCNNConvolutionTransposeGradientNode, "convolution_transpose_gradient_state", tconv),
+                          (mpsnn.MPSCNNBatchNormalizationGradientNode, "gradient_state", bn_node),
+                          (mpsnn.MPSCNNInstanceNormalizationGradientNode, "gradient_state", in_node)):
+        kw = {key: fwd.result_state}
+        one.append((cls, lambda s, cls=cls, kw=kw: cls(source_gradient=s, source_image=MPSNNImageNode(), **kw)))
+        one.append((cls, lambda s, cls=cls, kw=kw: cls(source_gradient=MPSNNImageNode(), source_image=s, **kw)))
     return one
 
 

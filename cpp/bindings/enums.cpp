@@ -8,6 +8,7 @@ namespace {
 enum class PaddingMethod : int {};
 enum class KernelOptions : int {};
 enum class BinaryConvolutionFlags : int {};
+enum class ConvolutionWeightsLayout : int { ohwi = 0 };
 }  // namespace
 
 void bind_enums(py::module_& m) {
@@ -125,6 +126,10 @@ void bind_enums(py::module_& m) {
       .value("scheduled", CommandBufferStatus::scheduled)
       .value("completed", CommandBufferStatus::completed)
       .value("error", CommandBufferStatus::error)
+      .finalize();
+  py::native_enum<ConvolutionWeightsLayout>(m, "MPSCNNConvolutionWeightsLayout", "enum.IntEnum",
+                                            "Layout of convolution weights and their gradients (10.15): OHWI only.")
+      .value("ohwi", ConvolutionWeightsLayout::ohwi)
       .finalize();
 }
 

@@ -5,6 +5,44 @@ namespace mpsnn::bindings {
 
 namespace {
 
+// The gradient node classes (one C++ type per Python class, as in common.h).
+struct PyConvolutionGradientNode : PyGradientFilterNode {
+  using PyGradientFilterNode::PyGradientFilterNode;
+};
+struct PyFullyConnectedGradientNode : PyConvolutionGradientNode {
+  using PyConvolutionGradientNode::PyConvolutionGradientNode;
+};
+struct PyConvolutionTransposeGradientNode : PyConvolutionGradientNode {
+  using PyConvolutionGradientNode::PyConvolutionGradientNode;
+};
+
+// A convolution gradient node built by its initializer: sources G and X, the forward node's
+// gradient state; attributes (training style) and, with weights=None, the data source are the
+// forward node's.
+template <typename T>
+std::shared_ptr<T> conv_gradient(ConvolutionVariant v, const ImageNodePtr& g, const ImageNodePtr& x,
+                                 const StateNodePtr& state, const py::object& weights, const char* keyword) {
+  MPSNN_CHECK(state != nullptr, GraphError, "[convolution gradient] ", keyword,
+              " is None; pass the forward node's convolution_gradient_state (its result_state)");
+  const bool transpose_state = dynamic_cast<ConvolutionTransposeGradientStateNode*>(state.get()) != nullptr;
+  MPSNN_CHECK(dynamic_cast<ConvolutionGradientStateNode*>(state.get()) != nullptr &&
+                  transpose_state == (v == ConvolutionVariant::transpose),
+              DTypeError, "[convolution gradient] ", keyword, " must be an ",
+              v == ConvolutionVariant::transpose ? "MPSCNNConvolutionTransposeGradientStateNode"
+                                                 : "MPSCNNConvolutionGradientStateNode",
+              " (the result_state of the forward ",
+              v == ConvolutionVariant::transpose ? "transposed convolution" : "convolution", " node)");
+  ConvolutionAttrs a;
+  auto fwd = state->producer();
+  if (fwd && fwd->kind() == OpKind::Convolution) a = fwd->attrs_as<ConvolutionAttrs>();
+  a.variant = v;
+  auto n = make_node<T>(OpKind::ConvolutionGradient, a, {g, x}, {state});
+  if (!weights.is_none()) n->set_data_source(to_convolution_source(weights));
+  else if (fwd && fwd->convolution_source) n->set_data_source(fwd->convolution_source);
+  if (fwd) n->set_padding_policy(fwd->padding_policy());
+  return n;
+}
+
 template <typename T>
 std::shared_ptr<T> conv_node(ConvolutionVariant v, const ImageNodePtr& source, const py::object& weights,
                              const StateNodePtr& state = nullptr) {
@@ -89,6 +127,56 @@ void bind_nodes_convolution(py::module_& m) {
              return conv_node<PyConvolutionTransposeNode>(ConvolutionVariant::transpose, s, w, state);
            },
            "source"_a, "convolution_gradient_state"_a, "weights"_a);  // the state may be None, as nil in MPS
+
+  // Gradient nodes (nodes.md §4.6, §4.3, §4.4).
+  auto grad = py::class_<PyConvolutionGradientNode, PyGradientFilterNode, std::shared_ptr<PyConvolutionGradientNode>>(
+      m, "MPSCNNConvolutionGradientNode",
+      "Convolution gradient (nodes.md §4.6): the result is dL/dX with the forward source's size; the result state "
+      "(an MPSCNNConvolutionGradientStateNode) delivers an MPSCNNConvolutionGradientState with dL/dW (OHWI, as "
+      "the data source's weights) and dL/db, float32, summed over the batch. The forward geometry (padding, "
+      "strides, dilation, groups, edge mode) comes from the forward node through its gradient state. Made by "
+      "forward.gradient_filter(with_source=g) or by this initializer.\n\n"
+      "Args:\n    source_gradient: dL/dY, the forward result's size (N, H', W', Cout).\n"
+      "    source_image: the forward source X (N, H, W, Cin).\n"
+      "    convolution_gradient_state: the forward node's convolution_gradient_state.\n"
+      "    weights: a data source, or None for the forward node's.\n\n"
+      "With training_style update_device_none only dL/dX is computed; dL/dX is skipped when nothing reads it.");
+  def_init(grad, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, const py::object& w) {
+             return conv_gradient<PyConvolutionGradientNode>(ConvolutionVariant::regular, g, x, state, w,
+                                                             "convolution_gradient_state");
+           },
+           "source_gradient"_a, "source_image"_a, "convolution_gradient_state"_a, "weights"_a = py::none());
+  attr_property(grad, "training_style", &ConvolutionAttrs::training_style,
+                "MPSNNTrainingStyle (copied from the forward node); update_device_none: no weight gradients.");
+  auto fc_grad = py::class_<PyFullyConnectedGradientNode, PyConvolutionGradientNode,
+                            std::shared_ptr<PyFullyConnectedGradientNode>>(
+      m, "MPSCNNFullyConnectedGradientNode",
+      "Fully connected gradient (nodes.md §4.4): dX[c,p,q] = sum_o W[o,p,q,c] G[o], dW = sum_n G X, db = sum_n G.");
+  def_init(fc_grad, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, const py::object& w) {
+             return conv_gradient<PyFullyConnectedGradientNode>(ConvolutionVariant::fully_connected, g, x, state, w,
+                                                                "convolution_gradient_state");
+           },
+           "source_gradient"_a, "source_image"_a, "convolution_gradient_state"_a, "weights"_a = py::none());
+  auto t_grad = py::class_<PyConvolutionTransposeGradientNode, PyConvolutionGradientNode,
+                           std::shared_ptr<PyConvolutionTransposeGradientNode>>(
+      m, "MPSCNNConvolutionTransposeGradientNode",
+      "Transposed convolution gradient (nodes.md §4.3), with the forward node's geometry (including sizing by a "
+      "paired convolution's gradient state).");
+  def_init(t_grad, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, const py::object& w) {
+             return conv_gradient<PyConvolutionTransposeGradientNode>(ConvolutionVariant::transpose, g, x, state, w,
+                                                                      "convolution_transpose_gradient_state");
+           },
+           "source_gradient"_a, "source_image"_a, "convolution_transpose_gradient_state"_a, "weights"_a = py::none());
+  set_node_factory(OpKind::ConvolutionGradient, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    switch (std::get<ConvolutionAttrs>(a).variant) {
+      case ConvolutionVariant::fully_connected:
+        return node_factory<PyFullyConnectedGradientNode>(k, std::move(a), std::move(s), std::move(st));
+      case ConvolutionVariant::transpose:
+        return node_factory<PyConvolutionTransposeGradientNode>(k, std::move(a), std::move(s), std::move(st));
+      case ConvolutionVariant::regular: break;
+    }
+    return node_factory<PyConvolutionGradientNode>(k, std::move(a), std::move(s), std::move(st));
+  });
 
   auto binary = py::class_<PyBinaryConvolutionNode, PyConvolutionNode, std::shared_ptr<PyBinaryConvolutionNode>>(
       m, "MPSCNNBinaryConvolutionNode",

@@ -4,6 +4,28 @@
 namespace mpsnn::bindings {
 
 namespace {
+struct PyBatchNormalizationGradientNode : PyGradientFilterNode {
+  using PyGradientFilterNode::PyGradientFilterNode;
+};
+struct PyInstanceNormalizationGradientNode : PyGradientFilterNode {
+  using PyGradientFilterNode::PyGradientFilterNode;
+};
+
+// A batch / instance normalization gradient built by its initializer: sources G and X, the forward
+// node's result state; attributes and data source are the forward node's.
+template <typename T, typename A>
+std::shared_ptr<T> norm_gradient(OpKind kind, OpKind forward_kind, const ImageNodePtr& g, const ImageNodePtr& x,
+                                 const StateNodePtr& state) {
+  const char* name = op_name(kind);
+  MPSNN_CHECK(state != nullptr, GraphError, "[", name, "] gradient_state is None; pass the forward node's result_state");
+  auto fwd = state->producer();
+  MPSNN_CHECK(fwd && fwd->kind() == forward_kind, GraphError, "[", name, "] gradient_state is not the result_state of a ",
+              op_name(forward_kind), " node");
+  auto n = make_node<T>(kind, fwd->attrs_as<A>(), {g, x}, {state});
+  n->set_data_source(fwd->normalization_source);
+  return n;
+}
+
 template <typename T>
 std::shared_ptr<T> norm_node(const ImageNodePtr& s, NormalizationMode mode, int64_t kw, int64_t kh, float alpha,
                              float beta, float delta) {
@@ -41,6 +63,46 @@ void bind_nodes_normalization(py::module_& m) {
          },
          "source"_a, "data_source"_a);
   attr_property(in, "training_style", &InstanceNormalizationAttrs::training_style, "");
+
+  // The state node classes of these families' result states (not public MPS classes).
+  py::class_<BatchNormalizationStateNode, GradientStateNode, std::shared_ptr<BatchNormalizationStateNode>>(
+      m, "_MPSCNNBatchNormalizationStateNode",
+      "The result state of batch normalization and of its gradient: delivered as an MPSCNNBatchNormalizationState.");
+  py::class_<InstanceNormalizationGradientStateNode, GradientStateNode,
+             std::shared_ptr<InstanceNormalizationGradientStateNode>>(
+      m, "_MPSCNNInstanceNormalizationGradientStateNode",
+      "The result state of instance normalization and of its gradient: delivered as an "
+      "MPSCNNInstanceNormalizationGradientState.");
+
+  // Gradient nodes (nodes.md §8.5, §8.6).
+  auto bn_grad = py::class_<PyBatchNormalizationGradientNode, PyGradientFilterNode,
+                            std::shared_ptr<PyBatchNormalizationGradientNode>>(
+      m, "MPSCNNBatchNormalizationGradientNode",
+      "Batch normalization gradient (nodes.md §8.5): dL/dX with the forward source's size, in the mode the forward "
+      "ran in (batch statistics in training; the data source's otherwise). Its result state delivers an "
+      "MPSCNNBatchNormalizationState with the statistics, gamma, beta and gradient_for_gamma() / gradient_for_beta() "
+      "summed over the batch.\n\nArgs:\n    source_gradient: dL/dY (N, H, W, C).\n    source_image: the forward "
+      "source X.\n    gradient_state: the forward node's result_state.");
+  def_init(bn_grad, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state) {
+             return norm_gradient<PyBatchNormalizationGradientNode, BatchNormalizationAttrs>(
+                 OpKind::BatchNormalizationGradient, OpKind::BatchNormalization, g, x, state);
+           },
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a);
+  attr_property(bn_grad, "training_style", &BatchNormalizationAttrs::training_style,
+                "MPSNNTrainingStyle (copied from the forward node); update_device_none: no gamma/beta gradients.");
+  set_node_factory(OpKind::BatchNormalizationGradient, node_factory<PyBatchNormalizationGradientNode>);
+  auto in_grad = py::class_<PyInstanceNormalizationGradientNode, PyGradientFilterNode,
+                            std::shared_ptr<PyInstanceNormalizationGradientNode>>(
+      m, "MPSCNNInstanceNormalizationGradientNode",
+      "Instance normalization gradient (nodes.md §8.6): dL/dX; its result state delivers an "
+      "MPSCNNInstanceNormalizationGradientState with gamma, beta and their gradients summed over the batch.");
+  def_init(in_grad, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state) {
+             return norm_gradient<PyInstanceNormalizationGradientNode, InstanceNormalizationAttrs>(
+                 OpKind::InstanceNormalizationGradient, OpKind::InstanceNormalization, g, x, state);
+           },
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a);
+  attr_property(in_grad, "training_style", &InstanceNormalizationAttrs::training_style, "");
+  set_node_factory(OpKind::InstanceNormalizationGradient, node_factory<PyInstanceNormalizationGradientNode>);
 
   auto base = py::class_<PyNormalizationNode, FilterNode, std::shared_ptr<PyNormalizationNode>>(
       m, "MPSCNNNormalizationNode", "Base of the LRN-style normalizations; alpha, beta, delta.");

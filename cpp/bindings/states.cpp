@@ -1,5 +1,7 @@
 // MTLBuffer and MPSState (graph.md §5): buffers are zero-copy NumPy views of host-visible memory.
 #include "backends/registry.h"
+#include <cstring>
+
 #include "bindings/common.h"
 
 namespace mpsnn::bindings {
@@ -118,8 +120,96 @@ void bind_states(py::module_& m) {
       });
   auto grad = py::class_<GradientState, State, std::shared_ptr<GradientState>>(
       m, "MPSNNGradientState", "A state a forward node fills for its gradient node (geometry, arg-max, ...).");
+  // Typed accessors (graph.md §5.2): the buffer of a role, or None when the state has none (a forward
+  // node's state, or a gradient whose training style computes no parameter gradients).
+  auto role = [](const char* name) {
+    return [name](State& s) -> py::object {
+      const int i = s.find_buffer(name);
+      if (i < 0) return py::none();
+      return py::cast(s.resource(i, true));
+    };
+  };
   py::class_<ConvolutionGradientState, GradientState, std::shared_ptr<ConvolutionGradientState>>(
-      m, "MPSCNNConvolutionGradientState", "A convolution's gradient state.");
+      m, "MPSCNNConvolutionGradientState",
+      "A convolution's gradient state. The one a convolution gradient node delivers (its result state) holds the "
+      "parameter gradients, float32, summed over the batch; a forward node's holds none (None below).")
+      .def_property_readonly("gradient_for_weights", role("gradient_for_weights"),
+                             "MTLBuffer of dL/dW in the data source's weight layout, OHWI: "
+                             "[Cout][KH][KW][Cin/groups] (depthwise [Cout][KH][KW]); "
+                             "`.numpy().reshape(w.shape)`. None without weight gradients.")
+      .def_property_readonly("gradient_for_biases", role("gradient_for_biases"),
+                             "MTLBuffer of dL/db, one float32 per output channel (computed also when the data source "
+                             "has no bias). None without weight gradients.")
+      .def_property_readonly(
+          "source_width",
+          [](const State& s) -> py::object {
+            auto* o = dynamic_cast<const ConvolutionStateOrigin*>(s.origin.get());
+            return o ? py::object(py::int_(o->source.w)) : py::object(py::none());
+          },
+          "Width of the forward convolution's source (MPSImageSizeEncodingState); None for a state no graph made.")
+      .def_property_readonly(
+          "source_height",
+          [](const State& s) -> py::object {
+            auto* o = dynamic_cast<const ConvolutionStateOrigin*>(s.origin.get());
+            return o ? py::object(py::int_(o->source.h)) : py::object(py::none());
+          },
+          "Height of the forward convolution's source.")
+      .def_property_readonly(
+          "convolution",
+          [](const State& s) -> py::object {
+            auto* o = dynamic_cast<const ConvolutionStateOrigin*>(s.origin.get());
+            if (!o) return py::none();
+            const NodeGeometry& g = o->geom;
+            KernelProps k;
+            k.kernel_width = g.x.kernel;
+            k.kernel_height = g.y.kernel;
+            k.stride_x = g.x.stride;
+            k.stride_y = g.y.stride;
+            k.dilation_x = g.x.dilation;
+            k.dilation_y = g.y.dilation;
+            k.offset_x = g.x.extent() / 2 - g.x.pad_before;
+            k.offset_y = g.y.extent() / 2 - g.y.pad_before;
+            k.edge_mode = g.edge_mode;
+            k.source_feature_channel_offset = g.source_channel_offset;
+            if (g.source_channel_count) k.source_feature_channel_max_count = g.source_channel_count;
+            const auto& a = o->forward->attrs_as<ConvolutionAttrs>();
+            k.is_backwards = a.variant == ConvolutionVariant::transpose;
+            return kernel_object(o->forward.get(), k);
+          },
+          "The forward kernel (an MPSCNNConvolution, MPSCNNFullyConnected or MPSCNNConvolutionTranspose) with the "
+          "geometry it ran with: kernel size, strides, dilation, offset, edge mode, channel window (a transposed "
+          "convolution's offset is in its zero-inserted source). None for a state no graph made.")
+      .def_property_readonly(
+          "gradient_for_weights_layout",
+          [](const State&) { return py::module_::import("mpsnn._core").attr("MPSCNNConvolutionWeightsLayout").attr("ohwi"); },
+          "MPSCNNConvolutionWeightsLayout.ohwi (the only layout).");
+  auto bn_state = py::class_<BatchNormalizationState, GradientState, std::shared_ptr<BatchNormalizationState>>(
+      m, "MPSCNNBatchNormalizationState",
+      "Batch normalization's state (graph.md §5.2): mean() and variance() it normalized with (the batch's, "
+      "biased, in training), and, from its gradient node, gamma(), beta(), gradient_for_gamma(), "
+      "gradient_for_beta() (summed over the batch). Each is an MTLBuffer of C float32, or None when the state "
+      "holds no such buffer.");
+  for (const char* name : {"gamma", "beta", "mean", "variance", "gradient_for_gamma", "gradient_for_beta"})
+    bn_state.def(name, role(name));
+  bn_state.def(
+      "reset",
+      [](State& s) {
+        for (const char* name : {"gradient_for_gamma", "gradient_for_beta"})
+          if (int i = s.find_buffer(name); i >= 0) {
+            BufferPtr b = s.resource(i, true);
+            std::memset(b->contents("reset"), 0, b->length());
+          }
+      },
+      "Clears the accumulated gradients (gradient_for_gamma / gradient_for_beta set to 0).");
+  auto in_state = py::class_<InstanceNormalizationGradientState, GradientState,
+                             std::shared_ptr<InstanceNormalizationGradientState>>(
+      m, "MPSCNNInstanceNormalizationGradientState",
+      "Instance normalization's gradient state (graph.md §5.2): gamma, beta as used and gradient_for_gamma, "
+      "gradient_for_beta, each an MTLBuffer of C float32 (None where absent). This backend runs a batch as one "
+      "run: the gradients are the per-image parts summed over the batch, and an encode_batch state batch holds "
+      "this one object N times.");
+  for (const char* name : {"gamma", "beta", "gradient_for_gamma", "gradient_for_beta"})
+    in_state.def_property_readonly(name, role(name));
   py::class_<BinaryGradientState, State, std::shared_ptr<BinaryGradientState>>(
       m, "MPSNNBinaryGradientState", "The gradient state of a two-source node.");
   py::class_<MultiaryGradientState, State, std::shared_ptr<MultiaryGradientState>>(

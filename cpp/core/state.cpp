@@ -1,5 +1,7 @@
 #include "core/state.h"
 
+#include <cstring>
+
 #include "core/command.h"
 #include "core/errors.h"
 
@@ -85,6 +87,12 @@ size_t State::resource_size() const {
   return total;
 }
 
+int State::find_buffer(const char* role) const {
+  for (size_t i = 0; i < layout_.size(); ++i)
+    if (layout_[i].role && std::strcmp(layout_[i].role, role) == 0) return int(i);
+  return -1;
+}
+
 int State::read_count() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return read_count_;
@@ -142,6 +150,9 @@ StatePtr make_state(StateClass cls, const DevicePtr& device, const std::shared_p
     case StateClass::convolution_gradient: return make_as<ConvolutionGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::binary_gradient: return make_as<BinaryGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::multiary_gradient: return make_as<MultiaryGradientState>(cls, device, cb, std::move(sizes));
+    case StateClass::batch_normalization: return make_as<BatchNormalizationState>(cls, device, cb, std::move(sizes));
+    case StateClass::instance_normalization_gradient:
+      return make_as<InstanceNormalizationGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::plain: break;
   }
   return make_as<State>(cls, device, cb, std::move(sizes));

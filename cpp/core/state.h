@@ -17,8 +17,18 @@ namespace mpsnn {
 
 class CommandBuffer;
 
+// What made a graph-made state, as the graph layer describes it (e.g. the forward convolution whose
+// geometry a convolution gradient state records); opaque to the core.
+class StateOrigin {
+ public:
+  virtual ~StateOrigin() = default;
+};
+
 // The MPS state class a state object is (Python classes mirror it).
-enum class StateClass { plain, gradient, binary_gradient, multiary_gradient, convolution_gradient };
+enum class StateClass {
+  plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, batch_normalization,
+  instance_normalization_gradient
+};
 
 class State {
  public:
@@ -43,6 +53,8 @@ class State {
   // Layouts of graph-made states (empty otherwise).
   const std::vector<TensorDesc>& layout() const { return layout_; }
   void set_layout(std::vector<TensorDesc> layout) { layout_ = std::move(layout); }
+  // The index of the buffer whose layout role is `role`, or -1 (graph-made states only).
+  int find_buffer(const char* role) const;
 
   int read_count() const;
   void set_read_count(int count);
@@ -52,6 +64,8 @@ class State {
   void check_command_buffer(const CommandBuffer* cb, const char* what) const;
 
   std::string label;
+  // Set by the graph that made the state (null otherwise).
+  std::shared_ptr<const StateOrigin> origin;
 
  private:
   void check_index(int index) const;
@@ -69,13 +83,28 @@ class State {
 
 using StatePtr = std::shared_ptr<State>;
 
-// The MPS state classes graphs deliver (later issues add their typed accessors, e.g. the weight
-// gradients of MPSCNNConvolutionGradientState).
+// The MPS state classes graphs deliver. Their typed accessors (bindings/states.cpp) find the
+// buffers by layout role; a state made without them (e.g. a forward node's state, before any
+// gradient node filled one) answers None there.
 class GradientState : public State {
  public:
   using State::State;
 };
+// Made by convolution gradients: "gradient_for_weights" (OHWI float32, like the data source's
+// weights, summed over the batch) and "gradient_for_biases" (float32 x Cout).
 class ConvolutionGradientState : public GradientState {
+ public:
+  using GradientState::GradientState;
+};
+// Made by batch normalization (the statistics it used: "mean", "variance") and by its gradient
+// (also "gamma", "beta", "gradient_for_gamma", "gradient_for_beta").
+class BatchNormalizationState : public GradientState {
+ public:
+  using GradientState::GradientState;
+};
+// Made by instance normalization gradients: "gamma", "beta", "gradient_for_gamma",
+// "gradient_for_beta" (the per-image parts summed over the batch).
+class InstanceNormalizationGradientState : public GradientState {
  public:
   using GradientState::GradientState;
 };

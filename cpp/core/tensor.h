@@ -12,10 +12,13 @@
 
 namespace mpsnn {
 
-// Element type and dims of a value (a plan value, a state buffer).
+// Element type and dims of a value (a plan value, a state buffer). `role` names what a state
+// buffer holds ("gradient_for_weights", "mean", ...: the typed accessors of the MPS state classes
+// look buffers up by it); null for images and unnamed buffers. Not part of the value's identity.
 struct TensorDesc {
   DType dtype = DType::f32;
   ImageShape shape;
+  const char* role = nullptr;
   size_t bytes() const { return size_t(shape.numel()) * dtype_size(dtype); }
   bool operator==(const TensorDesc& o) const { return dtype == o.dtype && shape == o.shape; }
 };

@@ -51,6 +51,9 @@ struct KernelSpec {
   NodeParams params;
   uint64_t params_version = 0;
   bool batch_statistics = false;     // batch normalization computes the batch's own mean/variance
+  // False when nothing reads outputs[0]: the kernel may leave it unwritten (a parameter gradient
+  // whose data gradient nobody consumes).
+  bool result_needed = true;
   std::string context;               // "[convolution 'conv1']"
 
   template <typename T>

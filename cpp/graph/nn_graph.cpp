@@ -245,6 +245,7 @@ void NNGraph::allocate_states(Prepared& p, const CommandBufferPtr& cb) {
     // graph.md §2.5: temporary iff output_state_is_temporary (and there is a command buffer).
     StatePtr s = make_state(cls, device_, output_state_is_temporary ? cb : nullptr, sizes);
     s->set_layout(layouts[j]);
+    s->origin = p.plan->result_state_origins()[j];
     for (int k = 0; k < s->resource_count(); ++k) {
       BufferPtr b = s->resource(k, true);
       auto storage = b->storage();

@@ -88,9 +88,20 @@ void FilterNode::add_result_state(ResultStateKind kind) {
   switch (kind) {
     case ResultStateKind::none: return;
     case ResultStateKind::gradient: s = std::make_unique<GradientStateNode>(); break;
-    case ResultStateKind::convolution_gradient: s = std::make_unique<ConvolutionGradientStateNode>(); break;
+    case ResultStateKind::convolution_gradient: {
+      const auto* conv = std::get_if<ConvolutionAttrs>(&attrs_);
+      if (conv && conv->variant == ConvolutionVariant::transpose)
+        s = std::make_unique<ConvolutionTransposeGradientStateNode>();
+      else
+        s = std::make_unique<ConvolutionGradientStateNode>();
+      break;
+    }
     case ResultStateKind::arithmetic_gradient: s = std::make_unique<ArithmeticGradientStateNode>(); break;
     case ResultStateKind::multiary_gradient: s = std::make_unique<MultiaryGradientStateNode>(); break;
+    case ResultStateKind::batch_normalization: s = std::make_unique<BatchNormalizationStateNode>(); break;
+    case ResultStateKind::instance_normalization_gradient:
+      s = std::make_unique<InstanceNormalizationGradientStateNode>();
+      break;
   }
   s->producer_ = this;
   result_states_.push_back(std::move(s));
@@ -131,7 +142,7 @@ PaddingPtr default_padding_for(OpKind kind, const Attrs& attrs) {
   static const PaddingPtr valid = DefaultPadding::with_method(kSizeValidOnly);
   if (kind == OpKind::BinaryConvolution) return valid;
   if (kind == OpKind::Convert || kind == OpKind::Fill) return same;
-  if (kind == OpKind::Convolution &&
+  if ((kind == OpKind::Convolution || kind == OpKind::ConvolutionGradient) &&
       std::get<ConvolutionAttrs>(attrs).variant == ConvolutionVariant::fully_connected)
     return valid;
   return same;

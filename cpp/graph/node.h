@@ -89,6 +89,16 @@ class ConvolutionGradientStateNode : public GradientStateNode {
   StateClass state_class() const override { return StateClass::convolution_gradient; }
 };
 class ConvolutionTransposeGradientStateNode : public ConvolutionGradientStateNode {};
+// The result states of batch and instance normalization and of their gradients (MPS delivers
+// MPSCNNBatchNormalizationState / MPSCNNInstanceNormalizationGradientState for them).
+class BatchNormalizationStateNode : public GradientStateNode {
+ public:
+  StateClass state_class() const override { return StateClass::batch_normalization; }
+};
+class InstanceNormalizationGradientStateNode : public GradientStateNode {
+ public:
+  StateClass state_class() const override { return StateClass::instance_normalization_gradient; }
+};
 class BinaryGradientStateNode : public StateNode {
  public:
   StateClass state_class() const override { return StateClass::binary_gradient; }
@@ -102,7 +112,12 @@ class LabelsNode : public StateNode {};
 using StateNodePtr = std::shared_ptr<StateNode>;
 
 // The state node class of a kind's result state (OpSchema::result_states; created with the node).
-enum class ResultStateKind { none, gradient, convolution_gradient, arithmetic_gradient, multiary_gradient };
+// convolution_gradient makes an MPSCNNConvolutionTransposeGradientStateNode for transposed
+// convolutions (and their gradients).
+enum class ResultStateKind {
+  none, gradient, convolution_gradient, arithmetic_gradient, multiary_gradient, batch_normalization,
+  instance_normalization_gradient
+};
 
 class FilterNode : public std::enable_shared_from_this<FilterNode> {
  public:

@@ -51,7 +51,7 @@ NodeParams ParamStore::read_unnamed(const FilterNode& f) {
   if (f.convolution_source)
     p.conv = fold_descriptor_batch_norm(
         read_convolution_source(*f.convolution_source, f.kind() == OpKind::BinaryConvolution, f.context(),
-                                f.kind() == OpKind::Convolution &&
+                                (f.kind() == OpKind::Convolution || f.kind() == OpKind::ConvolutionGradient) &&
                                     f.attrs_as<ConvolutionAttrs>().variant == ConvolutionVariant::transpose));
   if (f.normalization_source)
     p.norm = read_normalization_source(*f.normalization_source, f.kind() == OpKind::BatchNormalization, f.context());

@@ -81,6 +81,7 @@ class Plan : public std::enable_shared_from_this<Plan> {
   const std::vector<ChannelFormat>& output_formats() const { return output_formats_; }
   // Buffers of each exported result state (GraphDef::result_states order).
   const std::vector<std::vector<TensorDesc>>& result_state_layouts() const { return result_state_layouts_; }
+  const std::vector<std::shared_ptr<const StateOrigin>>& result_state_origins() const { return result_state_origins_; }
   size_t arena_bytes() const { return arena_bytes_; }
   std::string describe() const;
 
@@ -100,6 +101,7 @@ class Plan : public std::enable_shared_from_this<Plan> {
   std::vector<ImageShape> output_shapes_;
   std::vector<ChannelFormat> output_formats_;
   std::vector<std::vector<TensorDesc>> result_state_layouts_;
+  std::vector<std::shared_ptr<const StateOrigin>> result_state_origins_;
   size_t arena_bytes_ = 0;
   size_t scratch_offset_ = 0;
   int max_refs_ = 1;

@@ -47,6 +47,15 @@ struct ResolvedNode {
   NodeGeometry geom;
 };
 
+// The origin of a convolution's gradient state (the forward node's, or its gradient node's): the
+// forward convolution, its source size and resolved geometry (MPSCNNConvolutionGradientState's
+// `convolution`, `source_width`, `source_height`).
+struct ConvolutionStateOrigin : StateOrigin {
+  FilterNodePtr forward;
+  ImageShape source;
+  NodeGeometry geom;
+};
+
 // What a shape rule sees. `attrs` and `padding` are the node's values frozen when the graph was
 // made (graph.md §2: later property changes do not affect an existing graph).
 struct ShapeContext {

@@ -22,7 +22,7 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNOptimizer', 'MPSNNOptimizerAdam', 'MPSNNOptimizerDescriptor', 'MPSNNOptimizerRMSProp', 'MPSNNOptimizerStochasticGradientDescent', 'MPSNNPaddingMethod', 'MPSNNRegularizationType', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MPSVector', 'MPSVectorDescriptor', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationGradientNode', 'MPSCNNBatchNormalizationNode', 'MPSCNNBatchNormalizationState', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientNode', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNConvolutionWeightsLayout', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedGradientNode', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationGradientNode', 'MPSCNNInstanceNormalizationGradientState', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -159,6 +159,11 @@ class MTLCommandBufferStatus(enum.IntEnum):
     error: typing.ClassVar[MTLCommandBufferStatus]
     not_enqueued: typing.ClassVar[MTLCommandBufferStatus]
     scheduled: typing.ClassVar[MTLCommandBufferStatus]
+class MPSCNNConvolutionWeightsLayout(enum.IntEnum):
+    """
+    Layout of convolution weights and their gradients (10.15): OHWI only.
+    """
+    ohwi: typing.ClassVar[MPSCNNConvolutionWeightsLayout]
 class MTLDevice:
     """
     A compute device. There is one object per device: MTLDevice('cpu') is MTLDevice('cpu:0').
@@ -354,8 +359,74 @@ class MPSNNGradientState(MPSState):
     """
 class MPSCNNConvolutionGradientState(MPSNNGradientState):
     """
-    A convolution's gradient state.
+    A convolution's gradient state. The one a convolution gradient node delivers (its result state) holds the parameter gradients, float32, summed over the batch; a forward node's holds none (None below).
     """
+    @property
+    def convolution(self) -> typing.Any:
+        """
+        The forward kernel (an MPSCNNConvolution, MPSCNNFullyConnected or MPSCNNConvolutionTranspose) with the geometry it ran with: kernel size, strides, dilation, offset, edge mode, channel window (a transposed convolution's offset is in its zero-inserted source). None for a state no graph made.
+        """
+    @property
+    def gradient_for_biases(self) -> typing.Any:
+        """
+        MTLBuffer of dL/db, one float32 per output channel (computed also when the data source has no bias). None without weight gradients.
+        """
+    @property
+    def gradient_for_weights(self) -> typing.Any:
+        """
+        MTLBuffer of dL/dW in the data source's weight layout, OHWI: [Cout][KH][KW][Cin/groups] (depthwise [Cout][KH][KW]); `.numpy().reshape(w.shape)`. None without weight gradients.
+        """
+    @property
+    def gradient_for_weights_layout(self) -> ...:
+        """
+        MPSCNNConvolutionWeightsLayout.ohwi (the only layout).
+        """
+    @property
+    def source_height(self) -> typing.Any:
+        """
+        Height of the forward convolution's source.
+        """
+    @property
+    def source_width(self) -> typing.Any:
+        """
+        Width of the forward convolution's source (MPSImageSizeEncodingState); None for a state no graph made.
+        """
+class MPSCNNBatchNormalizationState(MPSNNGradientState):
+    """
+    Batch normalization's state (graph.md §5.2): mean() and variance() it normalized with (the batch's, biased, in training), and, from its gradient node, gamma(), beta(), gradient_for_gamma(), gradient_for_beta() (summed over the batch). Each is an MTLBuffer of C float32, or None when the state holds no such buffer.
+    """
+    def beta(self: MPSState) -> typing.Any:
+        ...
+    def gamma(self: MPSState) -> typing.Any:
+        ...
+    def gradient_for_beta(self: MPSState) -> typing.Any:
+        ...
+    def gradient_for_gamma(self: MPSState) -> typing.Any:
+        ...
+    def mean(self: MPSState) -> typing.Any:
+        ...
+    def reset(self: MPSState) -> None:
+        """
+        Clears the accumulated gradients (gradient_for_gamma / gradient_for_beta set to 0).
+        """
+    def variance(self: MPSState) -> typing.Any:
+        ...
+class MPSCNNInstanceNormalizationGradientState(MPSNNGradientState):
+    """
+    Instance normalization's gradient state (graph.md §5.2): gamma, beta as used and gradient_for_gamma, gradient_for_beta, each an MTLBuffer of C float32 (None where absent). This backend runs a batch as one run: the gradients are the per-image parts summed over the batch, and an encode_batch state batch holds this one object N times.
+    """
+    @property
+    def beta(self) -> typing.Any:
+        ...
+    @property
+    def gamma(self) -> typing.Any:
+        ...
+    @property
+    def gradient_for_beta(self) -> typing.Any:
+        ...
+    @property
+    def gradient_for_gamma(self) -> typing.Any:
+        ...
 class MPSNNBinaryGradientState(MPSState):
     """
     The gradient state of a two-source node.
@@ -1099,6 +1170,49 @@ class MPSCNNConvolutionTransposeNode(MPSCNNConvolutionNode):
         ...
     def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> None:
         ...
+class MPSCNNConvolutionGradientNode(MPSNNGradientFilterNode):
+    """
+    Convolution gradient (nodes.md §4.6): the result is dL/dX with the forward source's size; the result state (an MPSCNNConvolutionGradientStateNode) delivers an MPSCNNConvolutionGradientState with dL/dW (OHWI, as the data source's weights) and dL/db, float32, summed over the batch. The forward geometry (padding, strides, dilation, groups, edge mode) comes from the forward node through its gradient state. Made by forward.gradient_filter(with_source=g) or by this initializer.
+    
+    Args:
+        source_gradient: dL/dY, the forward result's size (N, H', W', Cout).
+        source_image: the forward source X (N, H, W, Cin).
+        convolution_gradient_state: the forward node's convolution_gradient_state.
+        weights: a data source, or None for the forward node's.
+    
+    With training_style update_device_none only dL/dX is computed; dL/dX is skipped when nothing reads it.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNConvolutionGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (copied from the forward node); update_device_none: no weight gradients.
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
+        ...
+class MPSCNNFullyConnectedGradientNode(MPSCNNConvolutionGradientNode):
+    """
+    Fully connected gradient (nodes.md §4.4): dX[c,p,q] = sum_o W[o,p,q,c] G[o], dW = sum_n G X, db = sum_n G.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNFullyConnectedGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
+class MPSCNNConvolutionTransposeGradientNode(MPSCNNConvolutionGradientNode):
+    """
+    Transposed convolution gradient (nodes.md §4.3), with the forward node's geometry (including sizing by a paired convolution's gradient state).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_transpose_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNConvolutionTransposeGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_transpose_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
 class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
     """
     Binary convolution (nodes.md §4.5): uint32 bit-packed weights [Cout][KH][KW][ceil(Cin/32)]; inference only.
@@ -1688,6 +1802,46 @@ class MPSCNNInstanceNormalizationNode(MPSNNFilterNode):
         ...
     def __init__(self, source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNInstanceNormalizationDataSource) -> None:
         ...
+class _MPSCNNBatchNormalizationStateNode(MPSNNGradientStateNode):
+    """
+    The result state of batch normalization and of its gradient: delivered as an MPSCNNBatchNormalizationState.
+    """
+class _MPSCNNInstanceNormalizationGradientStateNode(MPSNNGradientStateNode):
+    """
+    The result state of instance normalization and of its gradient: delivered as an MPSCNNInstanceNormalizationGradientState.
+    """
+class MPSCNNBatchNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Batch normalization gradient (nodes.md §8.5): dL/dX with the forward source's size, in the mode the forward ran in (batch statistics in training; the data source's otherwise). Its result state delivers an MPSCNNBatchNormalizationState with the statistics, gamma, beta and gradient_for_gamma() / gradient_for_beta() summed over the batch.
+    
+    Args:
+        source_gradient: dL/dY (N, H, W, C).
+        source_image: the forward source X.
+        gradient_state: the forward node's result_state.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNBatchNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (copied from the forward node); update_device_none: no gamma/beta gradients.
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
+        ...
+class MPSCNNInstanceNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Instance normalization gradient (nodes.md §8.6): dL/dX; its result state delivers an MPSCNNInstanceNormalizationGradientState with gamma, beta and their gradients summed over the batch.
+    """
+    training_style: MPSNNTrainingStyle
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNInstanceNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
 class MPSCNNNormalizationNode(MPSNNFilterNode):
     """
     Base of the LRN-style normalizations; alpha, beta, delta.
@@ -2108,245 +2262,6 @@ class MPSImageLanczosScale(MPSImageScale):
     Lanczos-3 resampling (nodes.md §10.4).
     """
     def __init__(self, device: MTLDevice) -> None:
-        ...
-class MPSNNRegularizationType(enum.IntEnum):
-    """
-    The regularization term optimizers add to each gradient (graph.md §7.2).
-    """
-    L1: typing.ClassVar[MPSNNRegularizationType]
-    L2: typing.ClassVar[MPSNNRegularizationType]
-    none: typing.ClassVar[MPSNNRegularizationType]
-class MPSVectorDescriptor:
-    """
-    The shape of an MPSVector: `vectors` vectors of `length` elements, `vector_bytes` apart.
-    """
-    data_type: MPSDataType
-    @staticmethod
-    def vector_bytes_for_length(length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType) -> int:
-        """
-        The bytes of one densely packed vector (vectorBytesForLength:dataType:).
-        """
-    @staticmethod
-    def vector_descriptor(length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType) -> MPSVectorDescriptor:
-        """
-        vectorDescriptorWithLength:dataType:
-        """
-    def __init__(self, length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType = ..., *, vectors: typing.SupportsInt | typing.SupportsIndex = 1, vector_bytes: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
-        ...
-    def __repr__(self) -> str:
-        ...
-    @property
-    def length(self) -> int:
-        ...
-    @length.setter
-    def length(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def vector_bytes(self) -> int:
-        ...
-    @vector_bytes.setter
-    def vector_bytes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def vectors(self) -> int:
-        ...
-    @vectors.setter
-    def vectors(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-class MPSVector:
-    """
-    A vector (or several) over an MTLBuffer. On host-visible devices numpy() is a view.
-    """
-    @staticmethod
-    def from_numpy(array: typing.Any, device: MTLDevice | None = None) -> MPSVector:
-        """
-        mpsnn extension: wrap a writeable C-contiguous float32/float16 array of shape (length,) or (vectors, length) without copying.
-        """
-    @typing.overload
-    def __init__(self, buffer: MTLBuffer, descriptor: MPSVectorDescriptor, *, offset: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
-        """
-        MPSVector(buffer:descriptor:) / (buffer:offset:descriptor:)
-        """
-    @typing.overload
-    def __init__(self, device: MTLDevice, descriptor: MPSVectorDescriptor) -> None:
-        """
-        A new zero-filled vector (MPSVector(device:descriptor:)).
-        """
-    def numpy(self) -> numpy.typing.NDArray[typing.Any]:
-        """
-        mpsnn extension: a view of the elements, shape (length,) or (vectors, length).
-        """
-    def resource_size(self) -> int:
-        """
-        Bytes the vector spans.
-        """
-    @property
-    def data(self) -> MTLBuffer:
-        """
-        The MTLBuffer.
-        """
-    @property
-    def data_type(self) -> MPSDataType:
-        ...
-    @property
-    def device(self) -> MTLDevice:
-        ...
-    @property
-    def length(self) -> int:
-        ...
-    @property
-    def offset(self) -> int:
-        ...
-    @property
-    def vector_bytes(self) -> int:
-        ...
-    @property
-    def vectors(self) -> int:
-        ...
-class MPSNNOptimizerDescriptor:
-    """
-    Learning rate, gradient rescale and clipping, regularization (graph.md §7.1).
-    """
-    apply_gradient_clipping: bool
-    regularization_type: MPSNNRegularizationType
-    @staticmethod
-    def optimizer_descriptor(*, learning_rate: typing.SupportsFloat | typing.SupportsIndex, gradient_rescale: typing.SupportsFloat | typing.SupportsIndex, apply_gradient_clipping: bool = False, gradient_clip_max: typing.SupportsFloat | typing.SupportsIndex = ..., gradient_clip_min: typing.SupportsFloat | typing.SupportsIndex = ..., regularization_type: MPSNNRegularizationType = ..., regularization_scale: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> MPSNNOptimizerDescriptor:
-        ...
-    def __init__(self, *, learning_rate: typing.SupportsFloat | typing.SupportsIndex = 0.0010000000474974513, gradient_rescale: typing.SupportsFloat | typing.SupportsIndex = 1.0, apply_gradient_clipping: bool = False, gradient_clip_max: typing.SupportsFloat | typing.SupportsIndex = ..., gradient_clip_min: typing.SupportsFloat | typing.SupportsIndex = ..., regularization_type: MPSNNRegularizationType = ..., regularization_scale: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
-        ...
-    @property
-    def gradient_clip_max(self) -> float:
-        ...
-    @gradient_clip_max.setter
-    def gradient_clip_max(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def gradient_clip_min(self) -> float:
-        ...
-    @gradient_clip_min.setter
-    def gradient_clip_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def gradient_rescale(self) -> float:
-        ...
-    @gradient_rescale.setter
-    def gradient_rescale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def learning_rate(self) -> float:
-        ...
-    @learning_rate.setter
-    def learning_rate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def regularization_scale(self) -> float:
-        ...
-    @regularization_scale.setter
-    def regularization_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-class MPSNNOptimizer:
-    """
-    Base of the optimizers (abstract: make a subclass).
-    """
-    apply_gradient_clipping: bool
-    def __repr__(self) -> str:
-        ...
-    def set_learning_rate(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def device(self) -> MTLDevice:
-        ...
-    @property
-    def gradient_clip_max(self) -> float:
-        ...
-    @property
-    def gradient_clip_min(self) -> float:
-        ...
-    @property
-    def gradient_rescale(self) -> float:
-        ...
-    @property
-    def learning_rate(self) -> float:
-        ...
-    @property
-    def regularization_scale(self) -> float:
-        ...
-    @property
-    def regularization_type(self) -> MPSNNRegularizationType:
-        ...
-class MPSNNOptimizerStochasticGradientDescent(MPSNNOptimizer):
-    """
-    w = w - lr*g; with a momentum vector m = mu*m + lr*g, w = w - m; Nesterov m = mu*m + g, w = w - lr*(g + mu*m).
-    """
-    @typing.overload
-    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @typing.overload
-    def __init__(self, device: MTLDevice, *, momentum_scale: typing.SupportsFloat | typing.SupportsIndex, use_nestrov_momentum: bool | None = None, optimizer_descriptor: MPSNNOptimizerDescriptor, use_nesterov_momentum: bool | None = None) -> None:
-        ...
-    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
-        """
-        One SGD update of the vector (momentum updated in place; result may be the values vector).
-        """
-    @property
-    def momentum_scale(self) -> float:
-        ...
-    @property
-    def use_nesterov_momentum(self) -> bool:
-        """
-        Alias of MPS's use_nestrov_momentum.
-        """
-    @property
-    def use_nestrov_momentum(self) -> bool:
-        ...
-class MPSNNOptimizerRMSProp(MPSNNOptimizer):
-    """
-    s = decay*s + (1 - decay)*g^2; w = w - lr*g / (sqrt(s) + epsilon).
-    """
-    @typing.overload
-    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @typing.overload
-    def __init__(self, device: MTLDevice, *, decay: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
-        ...
-    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_sum_of_squares_vector: MPSVector, result_values_vector: MPSVector) -> None:
-        """
-        One RMSProp update of the vector (sum of squares updated in place).
-        """
-    @property
-    def decay(self) -> float:
-        ...
-    @property
-    def epsilon(self) -> float:
-        ...
-class MPSNNOptimizerAdam(MPSNNOptimizer):
-    """
-    Adam (graph.md §7.5): time_step advances once per encode; a maximum_velocity_vector selects AMSGrad.
-    """
-    @typing.overload
-    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @typing.overload
-    def __init__(self, device: MTLDevice, *, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, time_step: typing.SupportsInt | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
-        ...
-    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector, input_velocity_vector: MPSVector, maximum_velocity_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
-        """
-        One Adam update (AMSGrad with maximum_velocity_vector); momentum and velocity updated in place.
-        """
-    @property
-    def beta1(self) -> float:
-        ...
-    @property
-    def beta2(self) -> float:
-        ...
-    @property
-    def epsilon(self) -> float:
-        ...
-    @property
-    def time_step(self) -> int:
-        ...
-    @time_step.setter
-    def time_step(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class MPSNNGraph:
     """

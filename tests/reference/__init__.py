@@ -41,3 +41,10 @@ __all__ = [
     'upsample_nearest', 'upsample_bilinear', 'bilinear_scale', 'lanczos_scale',
     'concat_offsets', 'concatenate', 'dropout_inference', 'dropout_with_mask',
 ]
+
+# gradients of the trainable families (nodes.md §4.3-4.6, §8.5-8.6)
+from .conv import conv2d_gradient, fully_connected_gradient, conv_transpose2d_gradient  # noqa: E402
+from .normalization import batch_norm_gradient, instance_norm_gradient  # noqa: E402
+
+__all__ += ['conv2d_gradient', 'fully_connected_gradient', 'conv_transpose2d_gradient',
+            'batch_norm_gradient', 'instance_norm_gradient']

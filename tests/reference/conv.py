@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .geometry import (SIZE_SAME, SIZE_VALID_ONLY, extract_patches, resolve_geometry)
+from .geometry import (SIZE_SAME, SIZE_VALID_ONLY, extract_patches, resolve_geometry, scatter_patches)
 
 
 def _bias(bias, cout):
@@ -185,3 +185,73 @@ def subpixel_shuffle(io, r, out_hw=None):
     if out_hw is not None:
         y = y[:, :out_hw[0], :out_hw[1], :]
     return y
+
+
+# --------------------------------------------------------------------------------------------
+# gradients (nodes.md §4.3, §4.4, §4.6): float64, NHWC images, OHWI weights
+
+def conv2d_gradient(x, w, g, stride=(1, 1), dilation=(1, 1), groups=1, pad=None, out_hw=None,
+                    depthwise=False, edge_mode='zero', channel_offset=0, channel_count=None):
+    """(dX, dW, dB) of <G, conv2d(x, w, b, ...)> with the geometry of conv2d (nodes.md §4.6).
+
+    dW has w's shape (OHWI, or (C, KH, KW) depthwise) and dB Cout entries, both summed over the batch.
+    With edge_mode='clamp' the taps read the nearest edge pixel, whose gradient collects them; with a
+    channel window the channels outside it get zero."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    g = np.asarray(g, np.float64)
+    if channel_count is None:
+        channel_count = x.shape[3] - channel_offset
+    xs = x[..., channel_offset:channel_offset + channel_count]
+    N, H, W, Cin = xs.shape
+    if depthwise:
+        Cout, KH, KW = w.shape
+    else:
+        Cout, KH, KW, Cg = w.shape
+    pad, out_hw = resolve_geometry((H, W), (KH, KW), stride, dilation, pad, out_hw, SIZE_SAME)
+    if g.shape != (N, out_hw[0], out_hw[1], Cout):
+        raise ValueError("g must have the forward result's shape")
+    patches, mask = extract_patches(xs, (KH, KW), stride, dilation, pad, out_hw, edge=edge_mode)
+    Dh, Dw = out_hw
+    if depthwise:
+        dw = np.einsum('nyxpqc,nyxc->cpq', patches, g, optimize=True)
+        dpatches = np.einsum('nyxc,cpq->nyxpqc', g, w, optimize=True)
+    else:
+        Og = Cout // groups
+        pg = patches.reshape(N, Dh, Dw, KH, KW, groups, Cg)
+        gg = g.reshape(N, Dh, Dw, groups, Og)
+        wg = w.reshape(groups, Og, KH, KW, Cg)
+        dw = np.einsum('nyxpqgc,nyxgo->gopqc', pg, gg, optimize=True).reshape(Cout, KH, KW, Cg)
+        dpatches = np.einsum('nyxgo,gopqc->nyxpqgc', gg, wg, optimize=True).reshape(N, Dh, Dw, KH, KW, Cin)
+    if edge_mode == 'zero':
+        dpatches = np.where(mask[None, :, :, :, :, None], dpatches, 0.0)
+    dxs = scatter_patches(dpatches, xs.shape, (KH, KW), stride, dilation, pad, out_hw)
+    dx = np.zeros_like(x)
+    dx[..., channel_offset:channel_offset + channel_count] = dxs
+    return dx, dw, g.sum(axis=(0, 1, 2))
+
+
+def fully_connected_gradient(x, w, g):
+    """(dX, dW, dB) of the fully connected layer (nodes.md §4.4): dX[c,p,q] = Σ_o W[o,p,q,c]·G[o],
+    dW[o,p,q,c] = Σ_n G[n,o]·X[n,c,p,q], dB = Σ_n G."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    N = x.shape[0]
+    Cout = w.shape[0]
+    gf = np.asarray(g, np.float64).reshape(N, Cout)
+    dx = (gf @ w.reshape(Cout, -1)).reshape(x.shape)
+    dw = (gf.T @ x.reshape(N, -1)).reshape(w.shape)
+    return dx, dw, gf.sum(axis=0)
+
+
+def conv_transpose2d_gradient(x, w, g, stride=(1, 1), dilation=(1, 1), groups=1, pad_z=None, out_hw=None):
+    """(dX, dW, dB) of conv_transpose2d (nodes.md §4.3): the convolution gradient on the zero-inserted
+    source, sampled back at the source pixels."""
+    x = np.asarray(x, np.float64)
+    w = np.asarray(w, np.float64)
+    N, H, W, Cin = x.shape
+    Cout, KH, KW, Cg = w.shape
+    pad_z, out_hw = resolve_geometry((H, W), (KH, KW), stride, dilation, pad_z, out_hw, SIZE_SAME,
+                                     reverse=True)
+    dz, dw, db = conv2d_gradient(zero_insert(x, stride), w, g, (1, 1), dilation, groups, pad_z, out_hw)
+    return dz[:, ::stride[0], ::stride[1], :], dw, db

@@ -94,3 +94,44 @@ def local_contrast_norm(x, kw=5, kh=5, alpha=1.0, beta=0.5, delta=1.0 / 1024, pm
     V = np.maximum((d * d).sum(axis=(3, 4)) / nw, 0.0)
     T = float(delta) + float(alpha) * V
     return float(pm) + float(ps) * (x - float(p0) * M) * _neg_pow(T, beta)
+
+
+# --------------------------------------------------------------------------------------------
+# gradients (nodes.md §8.5, §8.6)
+
+def batch_norm_gradient(x, g, gamma, eps, mean=None, var=None):
+    """(dX, dγ, dβ) of batch normalization (nodes.md §8.5). Statistics mode (mean and var None: the
+    batch's, biased): dX = γ/σ·(G − dβ/M − x̂·dγ/M); inference mode (the given mean and var):
+    dX = γ·G/σ. dγ = Σ G·x̂, dβ = Σ G over N·H·W."""
+    x = np.asarray(x, np.float64)
+    g = np.asarray(g, np.float64)
+    C = x.shape[-1]
+    gamma = _vec(gamma, C, 1.0)
+    statistics = mean is None
+    if statistics:
+        mean, var = batch_norm_statistics(x)
+    mean, var = _vec(mean, C, 0.0), _vec(var, C, 1.0)
+    inv = 1.0 / np.sqrt(var + float(eps))
+    xh = (x - mean) * inv
+    dbeta = g.sum(axis=(0, 1, 2))
+    dgamma = (g * xh).sum(axis=(0, 1, 2))
+    m = x.shape[0] * x.shape[1] * x.shape[2]
+    if statistics:
+        dx = gamma * inv * (g - dbeta / m - xh * dgamma / m)
+    else:
+        dx = gamma * inv * g
+    return dx, dgamma, dbeta
+
+
+def instance_norm_gradient(x, g, gamma, eps):
+    """(dX, dγ, dβ) of instance normalization (nodes.md §8.6): per image and channel
+    dX = γ/σ·(G − mean(G) − x̂·mean(G·x̂)); dγ = Σ G·x̂, dβ = Σ G summed over the batch."""
+    x = np.asarray(x, np.float64)
+    g = np.asarray(g, np.float64)
+    gamma = _vec(gamma, x.shape[-1], 1.0)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=(1, 2), keepdims=True)
+    inv = 1.0 / np.sqrt(var + float(eps))
+    xh = (x - mean) * inv
+    dx = gamma * inv * (g - g.mean(axis=(1, 2), keepdims=True) - xh * (g * xh).mean(axis=(1, 2), keepdims=True))
+    return dx, (g * xh).sum(axis=(0, 1, 2)), g.sum(axis=(0, 1, 2))

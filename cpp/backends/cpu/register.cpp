@@ -20,6 +20,9 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(OpKind::Scale, make_scale);
   r.add(OpKind::PoolingGradient, make_pooling_gradient);
   r.add(OpKind::NeuronGradient, make_neuron_gradient);
+  r.add(OpKind::ConvolutionGradient, make_convolution_gradient);
+  r.add(OpKind::BatchNormalizationGradient, make_batch_normalization_gradient);
+  r.add(OpKind::InstanceNormalizationGradient, make_instance_normalization_gradient);
   r.add(OpKind::Convert, make_convert);
   r.add(OpKind::Fill, make_fill);
   r.can_fuse_neuron = dnnl_can_fuse_neuron;

@@ -16,10 +16,17 @@ ShapeResult parameterized_norm_shape(const ShapeContext& ctx) {
 }
 }  // namespace
 
+// The statistics the forward step normalized with (the batch's in training, the data source's
+// otherwise), for its gradient and for the MPSCNNBatchNormalizationState it delivers.
+static std::vector<TensorDesc> batch_normalization_statistics(const ShapeContext& ctx, const ShapeResult&) {
+  const ImageShape v{1, 1, 1, ctx.params.norm->channels};
+  return {TensorDesc{DType::f32, v, "mean"}, TensorDesc{DType::f32, v, "variance"}};
+}
+
 const OpSchema& schema_BatchNormalization() {
   static const OpSchema s = [] {
     OpSchema o = OpSchema::for_kind(OpKind::BatchNormalization);
-    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
+    o.result_states = {StateSpec{ResultStateKind::batch_normalization, batch_normalization_statistics}};
     o.shape = parameterized_norm_shape;
     return o;
   }();
@@ -29,7 +36,8 @@ const OpSchema& schema_BatchNormalization() {
 const OpSchema& schema_InstanceNormalization() {
   static const OpSchema s = [] {
     OpSchema o = OpSchema::for_kind(OpKind::InstanceNormalization);
-    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
+    // No buffers: the gradient recomputes the per-image statistics from the forward source it reads.
+    o.result_states = {StateSpec{ResultStateKind::instance_normalization_gradient, nullptr}};
     o.shape = parameterized_norm_shape;
     return o;
   }();

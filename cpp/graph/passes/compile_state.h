@@ -37,8 +37,12 @@ struct StepInfo {
   uint64_t param_version = 0;
   NodeGeometry geom;
   std::vector<PostOp> post_ops;
-  // Batch normalization in training mode: statistics of the batch instead of the running ones.
+  // Batch normalization in training mode: statistics of the batch instead of the running ones
+  // (its gradient: whether its forward step used them).
   bool batch_statistics = false;
+  // Whether anything reads the result image (prune_steps). A step kept only for its result states
+  // (a gradient node whose data gradient nothing consumes) may skip computing it.
+  bool result_needed = true;
   // Fused into another step, aliased away, or dead (nothing reads its outputs).
   bool removed = false;
   std::string context;
@@ -57,6 +61,7 @@ struct CompileState {
   std::unordered_map<const StateNode*, std::vector<int>> state_values;
   std::vector<int> output_values;                   // per GraphDef::outputs, -1 when not produced
   std::vector<std::vector<int>> result_state_values;  // per GraphDef::result_states
+  std::vector<std::shared_ptr<const StateOrigin>> result_state_origins;  // per GraphDef::result_states
 
   int root(int v) const {
     while (values[size_t(v)].alias_of >= 0) v = values[size_t(v)].alias_of;

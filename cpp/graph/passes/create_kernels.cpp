@@ -31,6 +31,7 @@ std::vector<std::unique_ptr<Kernel>> create_kernels(CompileState& st, std::vecto
     spec.params = s.param_values;
     spec.params_version = s.param_version;
     spec.batch_statistics = s.batch_statistics;
+    spec.result_needed = s.result_needed;
     spec.context = s.context;
     kernels.push_back(st.registry.find(s.kind)(spec, *st.device));
   }

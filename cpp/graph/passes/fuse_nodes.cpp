@@ -84,7 +84,9 @@ void fuse_nodes(CompileState& st) {
     const Uses uses = count_uses(st);
     switch (s.kind) {
       case OpKind::BatchNormalization: {
-        if (s.batch_statistics) break;
+        // Training (batch statistics) and a consumed or exported state (the statistics it used)
+        // keep the step.
+        if (s.batch_statistics || s.outputs.size() > 1) break;
         StepInfo* p = fusable_producer(st, uses, s.inputs[0]);
         if (!p || !p->post_ops.empty() ||
             std::get<ConvolutionAttrs>(*p->attrs).variant == ConvolutionVariant::transpose)

@@ -32,6 +32,7 @@ void infer_shapes(CompileState& st) {
   }
   const auto wanted = wanted_states(def);
   std::unordered_map<const FilterNode*, ResolvedNode> resolved;
+  std::unordered_map<const FilterNode*, int> step_of;
   for (const auto& fp : def.filters) {
     FilterNode& f = *fp;
     const OpSchema& s = schema(f.kind());
@@ -106,12 +107,32 @@ void infer_shapes(CompileState& st) {
       step.batch_statistics = flags == BatchNormalizationFlags::always ||
                               (flags == BatchNormalizationFlags::automatic && state_consumed);
     }
+    // A batch normalization gradient differentiates the mode its forward step ran in.
+    if (f.kind() == OpKind::BatchNormalizationGradient && !f.source_states().empty() && f.source_states()[0])
+      if (auto fwd = f.source_states()[0]->producer())
+        if (auto it = step_of.find(fwd.get()); it != step_of.end())
+          step.batch_statistics = st.steps[size_t(it->second)].batch_statistics;
+    step_of[&f] = step_index;
     st.steps.push_back(std::move(step));
   }
   for (const auto& o : def.outputs) st.output_values.push_back(o ? st.value_of.at(o.get()) : -1);
   for (const auto& s : def.result_states) {
     auto it = st.state_values.find(s.get());
     st.result_state_values.push_back(it == st.state_values.end() ? std::vector<int>{} : it->second);
+    // A convolution's or convolution gradient's state records the forward convolution it belongs to.
+    std::shared_ptr<const StateOrigin> origin;
+    FilterNodePtr fwd = s->producer();
+    if (fwd && fwd->kind() == OpKind::ConvolutionGradient)
+      fwd = fwd->source_states().empty() || !fwd->source_states()[0] ? nullptr : fwd->source_states()[0]->producer();
+    if (fwd && fwd->kind() == OpKind::Convolution)
+      if (auto r = resolved.find(fwd.get()); r != resolved.end()) {
+        auto o = std::make_shared<ConvolutionStateOrigin>();
+        o->forward = fwd;
+        o->source = r->second.sources[0];
+        o->geom = r->second.geom;
+        origin = std::move(o);
+      }
+    st.result_state_origins.push_back(std::move(origin));
   }
 }
 

@@ -111,6 +111,7 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
     for (int v : vals) layout.push_back(st.values[size_t(v)].desc);
     plan->result_state_layouts_.push_back(std::move(layout));
   }
+  plan->result_state_origins_ = st.result_state_origins;
   return plan;
 }
 

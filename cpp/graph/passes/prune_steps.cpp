@@ -1,4 +1,5 @@
-// Pass 2 (run again after fusion): removes steps whose outputs nothing reads. A forward node kept
+// Pass 2 (run again after fusion): removes steps whose outputs nothing reads, and marks steps
+// whose result image nothing reads (StepInfo::result_needed). A forward node kept
 // only for its result state is not computed when that state has no buffers (a neuron's). Graphs
 // whose work is a side effect (parameter updates, later) will mark those steps live here.
 #include "graph/passes/compile_state.h"
@@ -19,6 +20,7 @@ void prune_steps(CompileState& st) {
       s.removed = true;
       continue;
     }
+    s.result_needed = live[size_t(s.outputs[0])];  // every reader comes later in step order
     for (int v : s.inputs) live[size_t(v)] = true;
   }
 }

@@ -13,76 +13,12 @@
 #include <optional>
 
 #include "backends/cpu/dnnl_utils.h"
+#include "backends/cpu/kernels/convolution_common.h"
 #include "backends/cpu/register.h"
 
 namespace mpsnn::cpu {
 
 namespace {
-
-// Weights in the primitive's preferred layout, from OHWI float32 (optionally flipped 180°).
-void reorder_weights(const ConvolutionParams& p, memory& dst, bool fully_connected, bool flip) {
-  const auto& d = p.desc;
-  const int64_t g = d.depthwise ? d.input_feature_channels : d.groups;
-  const int64_t og = d.output_feature_channels / g, ig = d.depthwise ? 1 : d.input_feature_channels / g;
-  std::vector<float> w = p.weights;
-  if (flip) {
-    const int64_t kh = d.kernel_height, kw = d.kernel_width;
-    for (int64_t o = 0; o < d.output_feature_channels; ++o)
-      for (int64_t y = 0; y < kh; ++y)
-        for (int64_t x = 0; x < kw; ++x)
-          std::memcpy(&w[size_t(((o * kh + y) * kw + x) * ig)],
-                      &p.weights[size_t(((o * kh + (kh - 1 - y)) * kw + (kw - 1 - x)) * ig)], size_t(ig) * 4);
-  }
-  memory::desc user;
-  if (fully_connected || g == 1)
-    user = memory::desc({d.output_feature_channels, d.input_feature_channels, d.kernel_height, d.kernel_width}, dt::f32,
-                        tag::ohwi);
-  else
-    user = memory::desc({g, og, ig, d.kernel_height, d.kernel_width}, dt::f32, tag::gohwi);
-  memory src(user, engine(), w.data());
-  dnnl::stream s(engine());
-  dnnl::reorder(src, dst).execute(s, src, dst);
-  s.wait();
-}
-
-memory::dims weights_dims(const ConvolutionDescriptor& d) {
-  const int64_t g = d.depthwise ? d.input_feature_channels : d.groups;
-  if (g == 1) return {d.output_feature_channels, d.input_feature_channels, d.kernel_height, d.kernel_width};
-  return {g, d.output_feature_channels / g, d.depthwise ? 1 : d.input_feature_channels / g, d.kernel_height,
-          d.kernel_width};
-}
-
-// The staged copy of a source (see the file comment): `rows` x `cols` pixels starting at source
-// pixel (y0, x0), channels [c0, c0 + channels); reads outside the source take the nearest edge
-// pixel (clamp) or zero.
-struct SourceStage {
-  ImageShape shape;  // the staged image
-  int64_t y0 = 0, x0 = 0, c0 = 0;
-  bool clamp = false;
-
-  void run(const TensorView& src, float* dst) const {
-    const ImageShape& s = src.shape;
-    const int64_t c = shape.c;
-#pragma omp parallel for collapse(2)
-    for (int64_t n = 0; n < shape.n; ++n)
-      for (int64_t i = 0; i < shape.h; ++i) {
-        int64_t sy = y0 + i;
-        const bool row_in = sy >= 0 && sy < s.h;
-        sy = std::clamp<int64_t>(sy, 0, s.h - 1);
-        float* out = dst + (n * shape.h + i) * shape.w * c;
-        for (int64_t j = 0; j < shape.w; ++j, out += c) {
-          const int64_t sx = x0 + j;
-          if (!clamp && !(row_in && sx >= 0 && sx < s.w)) {
-            std::fill(out, out + c, 0.0f);
-            continue;
-          }
-          std::memcpy(out, src.pixel(n, sy, std::clamp<int64_t>(sx, 0, s.w - 1)) + c0, size_t(c) * 4);
-        }
-      }
-  }
-};
-
-size_t aligned_bytes(const ImageShape& s) { return (size_t(s.numel()) * 4 + 63) / 64 * 64; }
 
 void fill_bias(const ConvolutionParams& p, memory& b) {
   float* dst = static_cast<float*>(b.get_data_handle());
@@ -180,31 +116,16 @@ class ConvolutionKernel final : public ConvolutionKernelBase {
       out = grid_;
       extra_scratch_ = (size_t(grid_.numel()) * 4 + 63) / 64 * 64;
     }
-    const NodeGeometry& g = spec.geom;
-    memory::desc src_md;
-    memory::dims pad_l, pad_r;
-    if (g.edge_mode == EdgeMode::clamp || g.source_channel_count != 0) {
-      // Staged: exactly the pixels the windows cover, then a convolution without padding.
-      SourceStage st;
-      st.shape = ImageShape{src.n, (out.h - 1) * g.y.stride + g.y.extent(), (out.w - 1) * g.x.stride + g.x.extent(),
-                            d.input_feature_channels};
-      st.y0 = -g.y.pad_before;
-      st.x0 = -g.x.pad_before;
-      st.c0 = g.source_channel_offset;
-      st.clamp = g.edge_mode == EdgeMode::clamp;
+    const ConvolutionWindow win = convolution_window(src, out, spec.geom, d.input_feature_channels);
+    if (win.stage) {  // exactly the pixels the windows cover, then a convolution without padding
       stage_offset_ = extra_scratch_;
-      extra_scratch_ += aligned_bytes(st.shape);
-      src_md = nhwc_desc(st.shape);
-      pad_l = {0, 0};
-      pad_r = {0, 0};
-      stage_ = st;
-    } else {
-      const SourceWindow w = source_window(src, out, g.y, g.x);
-      src_offset_ = w.offset;
-      src_md = w.md;
-      pad_l = {w.y.pad_l, w.x.pad_l};
-      pad_r = {w.y.pad_r, w.x.pad_r};
+      extra_scratch_ += aligned_bytes(win.stage->shape);
+      stage_ = win.stage;
     }
+    src_offset_ = win.src_offset;
+    const memory::desc& src_md = win.src_md;
+    const memory::dims& pad_l = win.pad_l;
+    const memory::dims& pad_r = win.pad_r;
     PostOpPlan post = plan_post_ops(spec.post_ops, spec.context);
     tail_ = post.tail;
     const memory::desc wmd(weights_dims(d), dt::f32, tag::any);
@@ -280,41 +201,22 @@ class TransposeKernel final : public ConvolutionKernelBase {
     const auto& d = spec.params.conv->desc;
     const ImageShape& src = spec.input(0);
     const ImageShape& out = spec.output();
-    auto axis = [](int64_t S, int64_t D, const WindowAxis& w, int64_t& lo, int64_t& hi, int64_t& full, int64_t& shift) {
-      const int64_t pl = w.extent() - 1 - w.pad_before;
-      const int64_t pr = (S - 1) * w.stride + w.extent() - pl - D;
-      lo = std::max<int64_t>(pl, 0);
-      hi = std::max<int64_t>(pr, 0);
-      // A window so far beside the source that the computed image would be empty (a transpose
-      // paired with a convolution that read mostly padding, e.g. a 1x4 kernel on a 1x1 source):
-      // compute one row next to it; every wanted row then falls outside and holds the bias.
-      const int64_t span = (S - 1) * w.stride + w.extent();
-      lo = std::min(lo, span - 1);
-      hi = std::min(hi, span - 1 - lo);
-      full = span - lo - hi;
-      shift = pl - lo;  // wanted index o maps to computed index o + shift
-    };
-    int64_t lo_y, hi_y, lo_x, hi_x;
-    axis(src.h, out.h, spec.geom.y, lo_y, hi_y, full_.h, shift_y_);
-    axis(src.w, out.w, spec.geom.x, lo_x, hi_x, full_.w, shift_x_);
-    full_.n = out.n;
-    full_.c = out.c;
-    cropped_ = !(full_.h == out.h && full_.w == out.w && shift_y_ == 0 && shift_x_ == 0);
+    const TransposeWindow t = transpose_window(src, out, spec.geom, d.input_feature_channels);
+    full_ = t.full;
+    shift_y_ = t.shift_y;
+    shift_x_ = t.shift_x;
+    cropped_ = t.cropped;
     std::vector<PostOp> post_ops = spec.post_ops;
     if (cropped_) {
       tail_ = post_ops;  // applied after cropping so bias-only rows get them too
       post_ops.clear();
-      extra_scratch_ = (size_t(full_.numel()) * 4 + 63) / 64 * 64;
+      extra_scratch_ = aligned_bytes(full_);
     }
-    ImageShape read = src;
-    if (spec.geom.source_channel_count != 0) {  // a channel window: stage those channels densely
-      SourceStage st;
-      st.shape = ImageShape{src.n, src.h, src.w, d.input_feature_channels};
-      st.c0 = spec.geom.source_channel_offset;
+    const ImageShape& read = t.read;
+    if (t.stage) {  // a channel window: stage those channels densely
       stage_offset_ = extra_scratch_;
-      extra_scratch_ += aligned_bytes(st.shape);
-      stage_ = st;
-      read = st.shape;
+      extra_scratch_ += aligned_bytes(t.stage->shape);
+      stage_ = t.stage;
     }
     PostOpPlan post = plan_post_ops(post_ops, spec.context);
     if (!cropped_) tail_ = post.tail;
@@ -323,8 +225,8 @@ class TransposeKernel final : public ConvolutionKernelBase {
     auto pd = MPSNN_CHECK_DNNL(
         dnnl::deconvolution_forward::primitive_desc(
             engine(), dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, nhwc_desc(read), wmd,
-            bmd, nhwc_desc(full_), {d.stride_y, d.stride_x}, {d.dilation_y - 1, d.dilation_x - 1}, {lo_y, lo_x},
-            {hi_y, hi_x}, attr_for(post)),
+            bmd, nhwc_desc(full_), {d.stride_y, d.stride_x}, {d.dilation_y - 1, d.dilation_x - 1}, t.lo, t.hi,
+            attr_for(post)),
         spec.context);
     primitive_ = dnnl::deconvolution_forward(pd);
     finish_setup(pd, spec, false, true);

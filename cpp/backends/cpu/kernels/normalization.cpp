@@ -4,6 +4,7 @@
 // channel differently from MPS), and spatial / local-contrast normalization (own_kernels).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "backends/cpu/dnnl_utils.h"
@@ -37,10 +38,22 @@ class BatchNormalizationKernel final : public PrimitiveKernel {
     version_.set(spec.params_version);
   }
   int in_place_input() const override { return 0; }
+  // With a consumed or exported state (outputs 1, 2) the statistics normalized with go there: the
+  // batch's are written by the primitive, the data source's copied.
   void run(const KernelArgs& a, KernelState* state) const override {
     const ParamSnapshot& p = a.params[0];
     version_.ensure(p.version, [&] { load_parameters(*p.values.norm); });
+    const bool to_state = a.num_outputs >= 3;
+    if (stats_ && to_state) {
+      auto* s = static_cast<PrimitiveState*>(state);
+      s->args[DNNL_ARG_MEAN].set_data_handle(a.outputs[1].data);
+      s->args[DNNL_ARG_VARIANCE].set_data_handle(a.outputs[2].data);
+    }
     PrimitiveKernel::run(a, state);
+    if (!stats_ && to_state) {
+      std::memcpy(a.outputs[1].data, mean_.get_data_handle(), a.outputs[1].dense_bytes());
+      std::memcpy(a.outputs[2].data, variance_.get_data_handle(), a.outputs[2].dense_bytes());
+    }
   }
   std::unique_ptr<KernelState> make_state() const override {
     auto s = runner_.make_state();
