@@ -142,7 +142,8 @@ StatePtr make_state(StateClass cls, const DevicePtr& device, const std::shared_p
     case StateClass::convolution_gradient: return make_as<ConvolutionGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::binary_gradient: return make_as<BinaryGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::multiary_gradient: return make_as<MultiaryGradientState>(cls, device, cb, std::move(sizes));
-    case StateClass::plain: break;
+    case StateClass::plain:
+    case StateClass::loss_labels: break;  // made from labels data (core/loss_labels.h), never by a graph
   }
   return make_as<State>(cls, device, cb, std::move(sizes));
 }

@@ -16,9 +16,10 @@
 namespace mpsnn {
 
 class CommandBuffer;
+class Image;
 
 // The MPS state class a state object is (Python classes mirror it).
-enum class StateClass { plain, gradient, binary_gradient, multiary_gradient, convolution_gradient };
+enum class StateClass { plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, loss_labels };
 
 class State {
  public:
@@ -50,6 +51,12 @@ class State {
   void consume_read(int amount, const char* what);
   void check_usable(const char* what) const;
   void check_command_buffer(const CommandBuffer* cb, const char* what) const;
+
+  // The images a graph binds when this state is one of its source states (a state no node of the
+  // graph produces): those its consuming node reads, and those it writes. Loss labels: labels
+  // [and weights] in, the loss image out (core/loss_labels.h). Other states bind none.
+  virtual std::vector<std::shared_ptr<Image>> bound_inputs() const { return {}; }
+  virtual std::vector<std::shared_ptr<Image>> bound_outputs() const { return {}; }
 
   std::string label;
 

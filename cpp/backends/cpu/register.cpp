@@ -20,6 +20,8 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(OpKind::Scale, make_scale);
   r.add(OpKind::PoolingGradient, make_pooling_gradient);
   r.add(OpKind::NeuronGradient, make_neuron_gradient);
+  r.add(OpKind::Loss, make_loss);
+  r.add(OpKind::YOLOLoss, make_yolo_loss);
   r.add(OpKind::Convert, make_convert);
   r.add(OpKind::Fill, make_fill);
   r.can_fuse_neuron = dnnl_can_fuse_neuron;

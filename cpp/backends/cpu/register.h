@@ -22,6 +22,8 @@ std::unique_ptr<Kernel> make_scale(const KernelSpec& spec, Device& device);
 
 std::unique_ptr<Kernel> make_pooling_gradient(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_neuron_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_loss(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_yolo_loss(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_convert(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_fill(const KernelSpec& spec, Device& device);
 
