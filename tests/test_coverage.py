@@ -62,6 +62,9 @@ CLASSES = {
     "MPSCNNPoolingL2NormGradientNode": "MPSCNNPoolingGradientNode",
     "MPSCNNDilatedPoolingMaxGradientNode": "MPSCNNPoolingGradientNode",
     "MPSCNNNeuronGradientNode": "MPSNNGradientFilterNode",
+    # losses: self-gradient filter nodes (not gradient nodes; nodes.md §13)
+    "MPSCNNLossNode": "MPSNNFilterNode",
+    "MPSCNNYOLOLossNode": "MPSNNFilterNode",
 }
 # state class -> base
 STATES = {
@@ -69,11 +72,15 @@ STATES = {
     "MPSCNNConvolutionGradientState": "MPSNNGradientState",
     "MPSNNBinaryGradientState": "MPSState",
     "MPSNNMultiaryGradientState": "MPSState",
+    "MPSCNNLossLabels": "MPSState",
 }
 OTHER = ["MPSNNGraph", "MPSNNImageNode", "MPSNNStateNode", "MPSImage", "MPSTemporaryImage", "MPSImageDescriptor",
          "MPSNNDefaultPadding", "MPSCNNConvolutionDescriptor", "MPSCNNDepthWiseConvolutionDescriptor",
          "MPSNNNeuronDescriptor", "MTLCommandBuffer", "MPSCommandBuffer", "MTLCommandQueue",
-         "MPSCNNConvolutionGradientStateNode", "MPSNNLabelsNode"]
+         "MPSCNNConvolutionGradientStateNode", "MPSNNLabelsNode", "MPSCNNLossDescriptor", "MPSCNNLossDataDescriptor",
+         "MPSCNNYOLOLossDescriptor", "MPSCNNLossType", "MPSCNNReductionType"]
+# Every loss class has a float64 oracle in reference/loss.py with finite-difference checks.
+LOSS_REFERENCES = {"MPSCNNLossNode": "loss", "MPSCNNYOLOLossNode": "yolo_loss"}
 # Known gaps: none. A class listed here needs a reason.
 KNOWN_GAPS: dict = {}
 
@@ -113,6 +120,23 @@ def test_op_list_kernels_and_gradients():
             assert kinds[k["gradient"]]["is_gradient"], name
     assert kinds["pooling"]["gradient"] == "pooling gradient" and kinds["neuron"]["gradient"] == "neuron gradient"
     assert kinds["convert"]["internal"] and kinds["fill"]["internal"]
+    # losses are their own gradient: no gradient kind
+    assert kinds["loss"]["gradient"] is None and kinds["yolo loss"]["gradient"] is None
+    assert not kinds["loss"]["is_gradient"] and not kinds["yolo loss"]["is_gradient"]
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_REFERENCES))
+def test_loss_classes_have_references_and_tests(name):
+    from reference import loss as RL
+
+    assert callable(getattr(RL, LOSS_REFERENCES[name]))
+    ref_tests = (pathlib.Path(__file__).parent / "reference" / "test_loss_references.py").read_text()
+    assert f"RL.{LOSS_REFERENCES[name]}(" in ref_tests, f"no finite-difference check of {LOSS_REFERENCES[name]}"
+    assert re.search(rf"\b{name}\b", TEST_TEXT)
+
+
+def test_training_graph_is_tested():
+    assert "training_graph(" in TEST_TEXT and "MPSCNNLossLabels" in TEST_TEXT
 
 
 def test_every_kind_has_a_cpu_kernel(device):
