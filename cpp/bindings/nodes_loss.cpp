@@ -195,7 +195,8 @@ void bind_nodes_loss(py::module_& m) {
   auto yolo = py::class_<PyYOLOLossNode, FilterNode, std::shared_ptr<PyYOLOLossNode>>(
       m, "MPSCNNYOLOLossNode",
       "The YOLO detection loss (nodes.md §13.3): per grid cell A blocks of [x, y, w, h, confidence, K classes]. Its own "
-      "gradient, like MPSCNNLossNode; the labels use the source's layout.");
+      "gradient, like MPSCNNLossNode; the labels use the source's layout (a weights image of the labels is not used: "
+      "the sub-descriptors' scalar weights apply).");
   def_init(yolo, [](const ImageNodePtr& s, const YOLOLossAttrs& d) {
              return make_node<PyYOLOLossNode>(OpKind::YOLOLoss, d, {s}, {std::make_shared<LabelsNode>()});
            },

@@ -352,3 +352,25 @@ def test_torch_hinge(device):
     torch = pytest.importorskip('torch')
     y, t = RL.sample_inputs(RL.HINGE, (2, 3, 3, 3), np.random.default_rng(26))
     _torch_case(device, RL.HINGE, RL.SUM, y, t, lambda a, b: torch.clamp(1 - (2 * b - 1) * a, min=0).sum())
+
+
+def test_labels_from_images_and_a_bare_state_for_a_batch(device, rng):
+    # MPSCNNLossLabels(device, loss_image_size, labels_image, weights_image) (10.15), and encode_batch
+    # given one labels object for the whole batch instead of a list.
+    y, t = RL.sample_inputs(RL.MAE, (2, 3, 2, 3), rng)
+    w = rng.random(t.shape) + 0.5
+    lab = mpsnn.MPSCNNLossLabels(device, loss_image_size=mpsnn.MTLSize(1, 1, 1),
+                                 labels_image=mpsnn.MPSImage.from_numpy(f32(t)),
+                                 weights_image=mpsnn.MPSImage.from_numpy(f32(w)))
+    g, _ = loss_graph(device, descriptor(RL.MAE, RL.SUM_NZ))
+    cb = mpsnn.MPSCommandBuffer(command_queue=device.make_command_queue())
+    out = g.encode_batch(cb, [[mpsnn.MPSImage.from_numpy(f32(y[i:i + 1])) for i in range(2)]], source_states=[lab])
+    cb.commit()
+    cb.wait_until_completed()
+    ref_loss, ref_grad = RL.loss(y, t, RL.MAE, RL.SUM_NZ, weights=w)
+    assert_close(np.concatenate([o.numpy() for o in out]), ref_grad, 'reduction', k=3)
+    assert_close(lab.loss_image().numpy(), ref_loss, 'reduction', k=18)
+    with pytest.raises(mpsnn.DTypeError, match="expected a persistent dense float32 image"):
+        mpsnn.MPSCNNLossLabels(device, labels_image=mpsnn.MPSImage.from_numpy(t.astype(np.float16)))
+    with pytest.raises(mpsnn.MPSGraphError, match="exactly one"):
+        mpsnn.MPSCNNLossLabels(device)

@@ -6,7 +6,6 @@
 // on whole pixels.
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "backends/cpu/register.h"
 
@@ -77,7 +76,10 @@ class LossKernel final : public Kernel {
     images_ = s.n;
     has_weights_ = spec.inputs.size() == 3;
   }
-  size_t scratch_bytes() const override { return size_t(images_ * blocks_) * (sizeof(double) + sizeof(int64_t)); }
+  // Per (image, block): a loss sum and a non-zero weight count; per image: the reduction's divisor.
+  size_t scratch_bytes() const override {
+    return size_t(images_ * blocks_) * (sizeof(double) + sizeof(int64_t)) + size_t(images_) * sizeof(double);
+  }
   int in_place_input() const override { return -1; }
 
   void run(const KernelArgs& a, KernelState*) const override {
@@ -121,7 +123,7 @@ class LossKernel final : public Kernel {
   // The reduction's divisor per image (nodes.md §13.2): 1 for none and sum, the element (pixel,
   // for softmax cross entropy) count for mean, the count of non-zero weights (pixels with a
   // non-zero channel weight for softmax cross entropy) for sumByNonZeroWeights.
-  void divisors(const Images& im, bool per_pixel, int64_t* counts, std::vector<double>& div) const;
+  void divisors(const Images& im, bool per_pixel, int64_t* counts, double* div) const;
 
   // Reduced loss per image from the block sums, written to the loss image (reductions other
   // than none; the per-element loss image of none is written by the element loops).
@@ -131,7 +133,7 @@ class LossKernel final : public Kernel {
     for (int64_t n = 0; n < images_; ++n) {
       double total = 0;
       for (int64_t b = 0; b < blocks_; ++b) total += sums[n * blocks_ + b];
-      out[n] = div[size_t(n)] > 0 ? float(total / div[size_t(n)]) : 0.0f;  // no non-zero weight: L = 0 (chosen)
+      out[n] = div[n] > 0 ? float(total / div[n]) : 0.0f;  // no non-zero weight: L = 0 (chosen)
     }
   }
 
@@ -145,19 +147,15 @@ class LossKernel final : public Kernel {
   bool has_weights_ = false;
 };
 
-void LossKernel::divisors(const Images& im, bool per_pixel, int64_t* counts, std::vector<double>& div) const {
+void LossKernel::divisors(const Images& im, bool per_pixel, int64_t* counts, double* div) const {
   const ImageShape& s = im.y.shape;
   const int64_t C = s.c;
-  div.assign(size_t(images_), 1.0);
-  if (d_.reduction == ReductionType::mean) {
-    div.assign(size_t(images_), double(per_pixel ? s.h * s.w : s.h * s.w * C));
-    return;
-  }
-  if (d_.reduction != ReductionType::sum_by_non_zero_weights) return;
-  if (!im.w) {
-    div.assign(size_t(images_), d_.weight != 0.0f ? double(per_pixel ? s.h * s.w : s.h * s.w * C) : 0.0);
-    return;
-  }
+  const double count = double(per_pixel ? s.h * s.w : s.h * s.w * C);
+  double all = 1.0;
+  if (d_.reduction == ReductionType::mean) all = count;
+  if (d_.reduction == ReductionType::sum_by_non_zero_weights && !im.w) all = d_.weight != 0.0f ? count : 0.0;
+  std::fill(div, div + images_, all);
+  if (d_.reduction != ReductionType::sum_by_non_zero_weights || !im.w) return;
   const int64_t P = s.h * s.w;
   for_blocks(s, [&](int64_t n, int64_t p0, int64_t p1, int64_t k) {
     int64_t count = 0;
@@ -172,7 +170,7 @@ void LossKernel::divisors(const Images& im, bool per_pixel, int64_t* counts, std
   for (int64_t n = 0; n < images_; ++n) {
     int64_t total = 0;
     for (int64_t b = 0; b < blocks_; ++b) total += counts[n * blocks_ + b];
-    div[size_t(n)] = double(total);
+    div[n] = double(total);
   }
 }
 
@@ -182,7 +180,7 @@ void LossKernel::run_elementwise(const Images& im, void* scratch) const {
   const int64_t C = s.c, P = s.h * s.w, tc = im.tc;
   double* sums = static_cast<double*>(scratch);
   int64_t* counts = reinterpret_cast<int64_t*>(sums + images_ * blocks_);
-  std::vector<double> div;
+  double* div = reinterpret_cast<double*>(counts + images_ * blocks_);
   divisors(im, false, counts, div);
   const bool smooth = d_.label_smoothing > 0.0f && T == LossType::sigmoid_cross_entropy;
   const float keep = 1.0f - d_.label_smoothing, add = 0.5f * d_.label_smoothing;
@@ -191,7 +189,7 @@ void LossKernel::run_elementwise(const Images& im, void* scratch) const {
   float* loss_out = im.loss.as<float>();
   const LossDescriptor d = d_;
   for_blocks(s, [&](int64_t n, int64_t p0, int64_t p1, int64_t k) {
-    const float inv = div[size_t(n)] > 0 ? float(1.0 / div[size_t(n)]) : 0.0f;
+    const float inv = div[n] > 0 ? float(1.0 / div[n]) : 0.0f;
     double acc = 0;
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t yy = p / s.w, xx = p % s.w;
@@ -217,7 +215,7 @@ void LossKernel::run_elementwise(const Images& im, void* scratch) const {
     }
     sums[k] = acc;
   });
-  finish(im, sums, div.data());
+  finish(im, sums, div);
 }
 
 // Softmax cross entropy (per pixel over channels, with log-sum-exp) and cosine distance.
@@ -227,7 +225,7 @@ void LossKernel::run_pixels(const Images& im, void* scratch) const {
   const int64_t C = s.c, P = s.h * s.w, tc = im.tc;
   double* sums = static_cast<double*>(scratch);
   int64_t* counts = reinterpret_cast<int64_t*>(sums + images_ * blocks_);
-  std::vector<double> div;
+  double* div = reinterpret_cast<double*>(counts + images_ * blocks_);
   divisors(im, true, counts, div);
   const bool smooth = Softmax && d_.label_smoothing > 0.0f;
   const float keep = 1.0f - d_.label_smoothing, add = d_.label_smoothing / float(d_.number_of_classes);
@@ -236,7 +234,7 @@ void LossKernel::run_pixels(const Images& im, void* scratch) const {
   float* loss_out = im.loss.as<float>();
   const float scalar = d_.weight;
   for_blocks(s, [&](int64_t n, int64_t p0, int64_t p1, int64_t k) {
-    const float inv = div[size_t(n)] > 0 ? float(1.0 / div[size_t(n)]) : 0.0f;
+    const float inv = div[n] > 0 ? float(1.0 / div[n]) : 0.0f;
     double acc = 0;
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t yy = p / s.w, xx = p % s.w;
@@ -283,7 +281,7 @@ void LossKernel::run_pixels(const Images& im, void* scratch) const {
     }
     sums[k] = acc;
   });
-  finish(im, sums, div.data());
+  finish(im, sums, div);
 }
 
 // ℓ and ℓ' of one element for a runtime loss type (the YOLO loss's sub-descriptors), with the
@@ -324,7 +322,11 @@ double iou(const Box& a, const Box& b) {
 // The labels' weights image, if any, is not used: the sub-descriptors' scalar weights apply.
 class YOLOLossKernel final : public Kernel {
  public:
-  explicit YOLOLossKernel(const KernelSpec& spec) : a_(spec.attrs_as<YOLOLossAttrs>()) {}
+  explicit YOLOLossKernel(const KernelSpec& spec)
+      : a_(spec.attrs_as<YOLOLossAttrs>()), slots_(spec.input(0).h * spec.input(0).w * a_.number_of_anchor_boxes),
+        images_(spec.input(0).n) {}
+  // Room for every image's ground-truth boxes (at most one per cell and anchor).
+  size_t scratch_bytes() const override { return size_t(images_ * slots_) * sizeof(Box); }
 
   void run(const KernelArgs& args, KernelState*) const override {
     const TensorView y = args.inputs[0].f32(), t = args.inputs[1].f32(), g = args.outputs[0].f32();
@@ -338,12 +340,13 @@ class YOLOLossKernel final : public Kernel {
     const int64_t lc = loss.shape.c;
 #pragma omp parallel for schedule(static) if (s.n > 1 && s.numel() > kParallelMin)
     for (int64_t n = 0; n < s.n; ++n) {
-      std::vector<Box> truth;
+      Box* truth = static_cast<Box*>(args.scratch) + n * slots_;
+      int64_t count = 0;
       for (int64_t i = 0; i < s.h; ++i)
         for (int64_t j = 0; j < s.w; ++j)
           for (int64_t a = 0; a < A; ++a) {
             const float* q = t.pixel(n, i, j) + a * B;
-            if (q[4] == 1.0f) truth.push_back(label_box(q, i, j, a));
+            if (q[4] == 1.0f) truth[count++] = label_box(q, i, j, a);
           }
       double total = 0;
       for (int64_t i = 0; i < s.h; ++i)
@@ -356,7 +359,7 @@ class YOLOLossKernel final : public Kernel {
             const float* q = t.pixel(n, i, j) + a * B;
             float* d = g.pixel(n, i, j) + a * B;
             float* l = lo ? lo + a * B : nullptr;
-            total += cell(p, q, d, l, i, j, a, K, truth, inv);
+            total += cell(p, q, d, l, i, j, a, K, truth, count, inv);
           }
         }
       if (!none) lout[n] = float(total / div);
@@ -372,7 +375,7 @@ class YOLOLossKernel final : public Kernel {
   // One (cell, anchor): writes the gradient of its B channels (scaled by `inv`), its terms into
   // `l` (reduction none) and returns their sum.
   double cell(const float* p, const float* q, float* d, float* l, int64_t i, int64_t j, int64_t a, int64_t K,
-              const std::vector<Box>& truth, float inv) const {
+              const Box* truth, int64_t count, float inv) const {
     for (int64_t c = 0; c < 5 + K; ++c) d[c] = 0.0f;
     const double aw = a_.anchor_boxes[size_t(2 * a)], ah = a_.anchor_boxes[size_t(2 * a + 1)];
     const float sx = sigmoid(p[0]), sy = sigmoid(p[1]);
@@ -397,7 +400,7 @@ class YOLOLossKernel final : public Kernel {
       classes(p + 5, q + 5, d + 5, l ? l + 5 : nullptr, K, inv, sum);
     } else {
       double best = 0;
-      for (const Box& b : truth) best = std::max(best, iou(pred, b));
+      for (int64_t k = 0; k < count; ++k) best = std::max(best, iou(pred, truth[k]));
       if (best < a_.max_iou_for_object_absence) term(a_.confidence, a_.scale_no_object, 4, p[4], 0.0f, 1.0f);
       else if (best > a_.min_iou_for_object_presence)
         term(a_.confidence, a_.scale_object, 4, p[4], a_.rescore ? float(best) : 1.0f, 1.0f);
@@ -441,6 +444,7 @@ class YOLOLossKernel final : public Kernel {
   }
 
   YOLOLossAttrs a_;
+  int64_t slots_ = 1, images_ = 1;
 };
 
 }  // namespace
