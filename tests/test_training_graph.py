@@ -312,5 +312,8 @@ def test_terminals_of_several_inputs_in_creation_order():
     terminals = loss.training_graph()
     # reverse topological order: tanh (the later source in the forward order) first
     assert [t.result_image.handle.label() for t in terminals] == ['b', 'a']
+    # b stops the gradient: the tanh (trains nothing) gets no gradient node, so the addition's gradient
+    # for the tanh's result is a terminal, created before the ReLU's
+    tb.result_image.handle = Handle('tanh')
     b.stop_gradient = True
-    assert [t.result_image.handle.label() for t in loss.training_graph()] == ['a']
+    assert [t.result_image.handle.label() for t in loss.training_graph()] == ['tanh', 'a']
