@@ -317,3 +317,21 @@ def test_terminals_of_several_inputs_in_creation_order():
     tb.result_image.handle = Handle('tanh')
     b.stop_gradient = True
     assert [t.result_image.handle.label() for t in loss.training_graph()] == ['tanh', 'a']
+
+
+def test_training_style_is_copied(rng):
+    from conftest import conv_source
+
+    x = mpsnn.MPSNNImageNode()
+    ds, _, _ = conv_source(3, 4, 3, 3, rng)
+    conv = mpsnn.MPSCNNConvolutionNode(source=x, weights=ds)
+    conv.training_style = mpsnn.MPSNNTrainingStyle.update_device_cpu
+    loss = mpsnn.MPSCNNLossNode(source=conv.result_image, loss_descriptor=mse_sum())
+    if not has_gradient(conv):
+        pytest.skip('MPSCNNConvolutionNode has no gradient node in this build yet (branch grad-conv)')
+    (grad,) = loss.training_graph()
+    assert grad.training_style == mpsnn.MPSNNTrainingStyle.update_device_cpu
+    # a trainable consumer of a stop_gradient image still gets its gradient node (for its parameters)
+    x.stop_gradient = True
+    (grad,) = loss.training_graph()
+    assert grad.training_style == mpsnn.MPSNNTrainingStyle.update_device_cpu

@@ -374,3 +374,23 @@ def test_labels_from_images_and_a_bare_state_for_a_batch(device, rng):
         mpsnn.MPSCNNLossLabels(device, labels_image=mpsnn.MPSImage.from_numpy(t.astype(np.float16)))
     with pytest.raises(mpsnn.MPSGraphError, match="exactly one"):
         mpsnn.MPSCNNLossLabels(device)
+
+
+@pytest.mark.parametrize('lt', [RL.SOFTMAX_CE, RL.MSE, RL.SIGMOID_CE])
+@pytest.mark.parametrize('r', [RL.SUM, RL.SUM_NZ], ids=['sum', 'sum_nz'])
+def test_large_images_use_the_threaded_path_deterministically(device, lt, r):
+    # 2 x 67 x 61 x 9 = 73 542 elements: above the threading threshold, 16 reduction blocks per image.
+    rng = np.random.default_rng(31)
+    shape = (2, 67, 61, 9)
+    y, t = RL.sample_inputs(lt, shape, rng)
+    w = (rng.random(shape) > 0.3) * rng.random(shape)
+    g, _ = loss_graph(device, descriptor(lt, r))
+    lab = labels(device, t, r, weights=w)
+    first = g.run([f32(y)], source_states=[lab]).numpy().copy()
+    first_loss = lab.loss_image().numpy().copy()
+    for _ in range(3):
+        np.testing.assert_array_equal(g.run([f32(y)], source_states=[lab]).numpy(), first)
+        np.testing.assert_array_equal(lab.loss_image().numpy(), first_loss)
+    ref_loss, ref_grad = RL.loss(y.astype(np.float32), t, lt, r, weights=w)
+    assert_close(first, ref_grad, 'reduction', k=9)
+    assert_close(first_loss, ref_loss, 'reduction', k=int(np.prod(shape[1:])))
