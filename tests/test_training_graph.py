@@ -335,3 +335,40 @@ def test_training_style_is_copied(rng):
     x.stop_gradient = True
     (grad,) = loss.training_graph()
     assert grad.training_style == mpsnn.MPSNNTrainingStyle.update_device_cpu
+
+
+def test_convolution_network_matches_torch(device, rng):
+    # conv 3x3 (5 -> 6) -> ReLU -> 2x2 max pool -> softmax cross entropy: dL/dx and the weight and bias
+    # gradients of the training graph's terminal against PyTorch autograd.
+    torch = pytest.importorskip('torch')
+    from conftest import conv_source
+
+    F = torch.nn.functional
+    x = mpsnn.MPSNNImageNode()
+    ds, wv, bv = conv_source(5, 6, 3, 3, rng)
+    conv = mpsnn.MPSCNNConvolutionNode(source=x, weights=ds)
+    if not has_gradient(conv):
+        pytest.skip('MPSCNNConvolutionNode has no gradient node in this build yet (branch grad-conv)')
+    relu = mpsnn.MPSCNNNeuronReLUNode(source=conv.result_image)
+    pool = mpsnn.MPSCNNPoolingMaxNode(source=relu.result_image, filter_size=2)
+    d = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.soft_max_cross_entropy, mpsnn.MPSCNNReductionType.sum)
+    loss = mpsnn.MPSCNNLossNode(source=pool.result_image, loss_descriptor=d)
+    (terminal,) = loss.training_graph()
+    assert isinstance(terminal, mpsnn.MPSCNNConvolutionGradientNode)
+    terminal.result_state.export_from_graph = True
+    g = mpsnn.MPSNNGraph(device, terminal.result_image)
+    xv = rng.standard_normal((2, 8, 6, 5)).astype(np.float32)
+    tv = rng.random((2, 4, 3, 6))
+    tv /= tv.sum(-1, keepdims=True)
+    states = []
+    dx = g.run([xv], source_states=[labels(device, tv)], destination_states=states).numpy()
+    xt = torch.tensor(xv, dtype=torch.float64).permute(0, 3, 1, 2).requires_grad_()
+    wt = torch.tensor(np.asarray(wv, np.float64).reshape(6, 3, 3, 5)).permute(0, 3, 1, 2).requires_grad_()
+    bt = torch.tensor(np.asarray(bv, np.float64)).requires_grad_()
+    yt = F.max_pool2d(F.relu(F.conv2d(xt, wt, bt, padding=1)), 2)
+    (-(torch.tensor(tv).permute(0, 3, 1, 2) * F.log_softmax(yt, 1)).sum()).backward()
+    assert_close(dx, xt.grad.permute(0, 2, 3, 1).numpy(), 'reduction', k=45)
+    (s,) = states
+    assert_close(s.gradient_for_weights.numpy().reshape(6, 3, 3, 5), wt.grad.permute(0, 2, 3, 1).numpy(),
+                 'reduction', k=2 * 8 * 6)
+    assert_close(s.gradient_for_biases.numpy().ravel(), bt.grad.numpy(), 'reduction', k=2 * 8 * 6)
