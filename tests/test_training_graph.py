@@ -23,7 +23,8 @@ def mse_sum():
 
 def labels(device, t):
     n, h, w, c = t.shape
-    return mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(np.ascontiguousarray(t, np.float32), HWC, (w, h, c)))
+    data = mpsnn.MPSCNNLossDataDescriptor(np.ascontiguousarray(t, np.float32), HWC, (w, h, c))
+    return mpsnn.MPSCNNLossLabels(device, data)
 
 
 def has_gradient(node):
@@ -127,7 +128,7 @@ def test_node_without_gradient_on_the_path():
     scale = mpsnn.MPSNNBilinearScaleNode(source=x, output_size=(4, 4))
     relu = mpsnn.MPSCNNNeuronSigmoidNode(source=scale.result_image)
     loss = mpsnn.MPSCNNLossNode(source=relu.result_image, loss_descriptor=mse_sum())
-    with pytest.raises(mpsnn.UnsupportedError, match=r"\[scale\] has no gradient node in MPS; mark its result stop_gradient"):
+    with pytest.raises(mpsnn.UnsupportedError, match=r"\[scale\] has no gradient node in MPS; mark its result "):
         loss.training_graph()
     scale.result_image.stop_gradient = True
     assert loss.training_graph() is None
@@ -372,3 +373,23 @@ def test_convolution_network_matches_torch(device, rng):
     assert_close(s.gradient_for_weights.numpy().reshape(6, 3, 3, 5), wt.grad.permute(0, 2, 3, 1).numpy(),
                  'reduction', k=2 * 8 * 6)
     assert_close(s.gradient_for_biases.numpy().ravel(), bt.grad.numpy(), 'reduction', k=2 * 8 * 6)
+
+
+def test_state_links_are_not_followed(rng):
+    # graph.md §1.9 step 6 (documented limitation): a convolution linked to the loss's sub-graph only
+    # through the convolution gradient state that sizes a transposed convolution gets no gradient node.
+    from conftest import conv_source
+
+    ds, _, _ = conv_source(3, 3, 3, 3, rng)
+    a = mpsnn.MPSNNImageNode()
+    b = mpsnn.MPSNNImageNode()
+    conv = mpsnn.MPSCNNConvolutionNode(source=a, weights=ds)
+    tconv = mpsnn.MPSCNNConvolutionTransposeNode(source=b, convolution_gradient_state=conv.convolution_gradient_state,
+                                                 weights=ds)
+    loss = mpsnn.MPSCNNLossNode(source=tconv.result_image, loss_descriptor=mse_sum())
+    if not has_gradient(tconv):
+        pytest.skip('MPSCNNConvolutionTransposeNode has no gradient node in this build yet (branch grad-conv)')
+    mirrored = []
+    terminals = loss.training_graph(node_handler=lambda g, f, s, i: mirrored.append(f))
+    assert conv not in mirrored and tconv in mirrored
+    assert len(terminals) == 1  # the gradient with respect to b

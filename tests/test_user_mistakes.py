@@ -138,7 +138,8 @@ def _constructors(rng):
     one.append((mpsnn.MPSCNNLossNode, lambda s: mpsnn.MPSCNNLossNode(source=s, loss_descriptor=loss)))
     T = mpsnn.MPSCNNLossType
     yolo = mpsnn.MPSCNNYOLOLossDescriptor.cnn_loss_descriptor(
-        xy_loss_type=T.mean_squared_error, wh_loss_type=T.mean_squared_error, confidence_loss_type=T.sigmoid_cross_entropy,
+        xy_loss_type=T.mean_squared_error, wh_loss_type=T.mean_squared_error,
+        confidence_loss_type=T.sigmoid_cross_entropy,
         classes_loss_type=T.soft_max_cross_entropy, reduction_type=mpsnn.MPSCNNReductionType.sum,
         anchor_boxes=np.ones(2, np.float32), number_of_anchor_boxes=1)
     one.append((mpsnn.MPSCNNYOLOLossNode, lambda s: mpsnn.MPSCNNYOLOLossNode(source=s, loss_descriptor=yolo)))

@@ -20,7 +20,8 @@ HWC = mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels
 CHW = mpsnn.MPSDataLayout.featureChannelsxHeightxWidth
 TYPE = {
     RL.MAE: mpsnn.MPSCNNLossType.mean_absolute_error, RL.MSE: mpsnn.MPSCNNLossType.mean_squared_error,
-    RL.SOFTMAX_CE: mpsnn.MPSCNNLossType.soft_max_cross_entropy, RL.SIGMOID_CE: mpsnn.MPSCNNLossType.sigmoid_cross_entropy,
+    RL.SOFTMAX_CE: mpsnn.MPSCNNLossType.soft_max_cross_entropy,
+    RL.SIGMOID_CE: mpsnn.MPSCNNLossType.sigmoid_cross_entropy,
     RL.CATEGORICAL_CE: mpsnn.MPSCNNLossType.categorical_cross_entropy, RL.HINGE: mpsnn.MPSCNNLossType.hinge,
     RL.HUBER: mpsnn.MPSCNNLossType.huber, RL.COSINE: mpsnn.MPSCNNLossType.cosine_distance,
     RL.LOG: mpsnn.MPSCNNLossType.log, RL.KL: mpsnn.MPSCNNLossType.kullback_leibler_divergence,
@@ -167,7 +168,8 @@ def test_descriptor_defaults_and_enums():
     d = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.huber, mpsnn.MPSCNNReductionType.mean)
     assert (d.weight, d.label_smoothing, d.number_of_classes, d.delta) == (1.0, 0.0, 1, 1.0)
     assert abs(d.epsilon - 1e-7) < 1e-12
-    assert int(mpsnn.MPSCNNLossType.kullback_leibler_divergence) == 9 and int(mpsnn.MPSCNNReductionType.sum_by_non_zero_weights) == 3
+    assert int(mpsnn.MPSCNNLossType.kullback_leibler_divergence) == 9
+    assert int(mpsnn.MPSCNNReductionType.sum_by_non_zero_weights) == 3
     assert mpsnn.MPSCNNLossTypeSoftMaxCrossEntropy == mpsnn.MPSCNNLossType.soft_max_cross_entropy
     assert isinstance(mpsnn.MPSCNNLossLabels, type) and issubclass(mpsnn.MPSCNNLossLabels, mpsnn.MPSState)
 
@@ -233,7 +235,8 @@ def test_data_descriptor_errors(device):
         mpsnn.MPSCNNLossDataDescriptor(np.zeros(4), HWC, (1, 1, 4))
     d = mpsnn.MPSCNNLossDataDescriptor(np.zeros(4, np.float32), HWC, (1, 1, 4))
     with pytest.raises(mpsnn.ShapeError, match="weights are"):
-        mpsnn.MPSCNNLossLabels(device, d, weights_descriptor=mpsnn.MPSCNNLossDataDescriptor(np.zeros(8, np.float32), HWC, (1, 1, 8)))
+        wide = mpsnn.MPSCNNLossDataDescriptor(np.zeros(8, np.float32), HWC, (1, 1, 8))
+        mpsnn.MPSCNNLossLabels(device, d, weights_descriptor=wide)
     assert d.bytes_per_row == 16 and d.bytes_per_image == 16 and d.size == mpsnn.MTLSize(1, 1, 4)
 
 
