@@ -2059,7 +2059,7 @@ class MPSCNNYOLOLossDescriptor:
         ...
 class MPSCNNYOLOLossNode(MPSNNFilterNode):
     """
-    The YOLO detection loss (nodes.md §13.3): per grid cell A blocks of [x, y, w, h, confidence, K classes]. Its own gradient, like MPSCNNLossNode; the labels use the source's layout.
+    The YOLO detection loss (nodes.md §13.3): per grid cell A blocks of [x, y, w, h, confidence, K classes]. Its own gradient, like MPSCNNLossNode; the labels use the source's layout (a weights image of the labels is not used: the sub-descriptors' scalar weights apply).
     """
     @staticmethod
     def node(source: MPSNNImageNode, loss_descriptor: MPSCNNYOLOLossDescriptor) -> MPSCNNYOLOLossNode:
