@@ -68,6 +68,9 @@ CLASSES = {
     "MPSCNNConvolutionTransposeGradientNode": "MPSCNNConvolutionGradientNode",
     "MPSCNNBatchNormalizationGradientNode": "MPSNNGradientFilterNode",
     "MPSCNNInstanceNormalizationGradientNode": "MPSNNGradientFilterNode",
+    # losses: self-gradient filter nodes (not gradient nodes; nodes.md §13)
+    "MPSCNNLossNode": "MPSNNFilterNode",
+    "MPSCNNYOLOLossNode": "MPSNNFilterNode",
 }
 # state class -> base
 STATES = {
@@ -75,6 +78,7 @@ STATES = {
     "MPSCNNConvolutionGradientState": "MPSNNGradientState",
     "MPSNNBinaryGradientState": "MPSState",
     "MPSNNMultiaryGradientState": "MPSState",
+    "MPSCNNLossLabels": "MPSState",
     "MPSCNNBatchNormalizationState": "MPSNNGradientState",
     "MPSCNNInstanceNormalizationGradientState": "MPSNNGradientState",
 }
@@ -90,7 +94,10 @@ OTHER = ["MPSNNGraph", "MPSNNImageNode", "MPSNNStateNode", "MPSImage", "MPSTempo
          "MPSNNDefaultPadding", "MPSCNNConvolutionDescriptor", "MPSCNNDepthWiseConvolutionDescriptor",
          "MPSNNNeuronDescriptor", "MTLCommandBuffer", "MPSCommandBuffer", "MTLCommandQueue",
          "MPSCNNConvolutionGradientStateNode", "MPSNNLabelsNode", "MPSCNNConvolutionTransposeGradientStateNode",
-         "MPSCNNConvolutionWeightsLayout"]
+         "MPSCNNConvolutionWeightsLayout", "MPSCNNLossDescriptor", "MPSCNNLossDataDescriptor",
+         "MPSCNNYOLOLossDescriptor", "MPSCNNLossType", "MPSCNNReductionType"]
+# Every loss class has a float64 oracle in reference/loss.py with finite-difference checks.
+LOSS_REFERENCES = {"MPSCNNLossNode": "loss", "MPSCNNYOLOLossNode": "yolo_loss"}
 # Known gaps: none. A class listed here needs a reason.
 KNOWN_GAPS: dict = {}
 
@@ -130,6 +137,23 @@ def test_op_list_kernels_and_gradients():
             assert kinds[k["gradient"]]["is_gradient"], name
     assert kinds["pooling"]["gradient"] == "pooling gradient" and kinds["neuron"]["gradient"] == "neuron gradient"
     assert kinds["convert"]["internal"] and kinds["fill"]["internal"]
+    # losses are their own gradient: no gradient kind
+    assert kinds["loss"]["gradient"] is None and kinds["yolo loss"]["gradient"] is None
+    assert not kinds["loss"]["is_gradient"] and not kinds["yolo loss"]["is_gradient"]
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_REFERENCES))
+def test_loss_classes_have_references_and_tests(name):
+    from reference import loss as RL
+
+    assert callable(getattr(RL, LOSS_REFERENCES[name]))
+    ref_tests = (pathlib.Path(__file__).parent / "reference" / "test_loss_references.py").read_text()
+    assert f"RL.{LOSS_REFERENCES[name]}(" in ref_tests, f"no finite-difference check of {LOSS_REFERENCES[name]}"
+    assert re.search(rf"\b{name}\b", TEST_TEXT)
+
+
+def test_training_graph_is_tested():
+    assert "training_graph(" in TEST_TEXT and "MPSCNNLossLabels" in TEST_TEXT
 
 
 @pytest.mark.parametrize("name", sorted(GRADIENT_KINDS))

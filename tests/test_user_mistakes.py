@@ -148,6 +148,15 @@ def _constructors(rng):
         kw = {key: fwd.result_state}
         one.append((cls, lambda s, cls=cls, kw=kw: cls(source_gradient=s, source_image=MPSNNImageNode(), **kw)))
         one.append((cls, lambda s, cls=cls, kw=kw: cls(source_gradient=MPSNNImageNode(), source_image=s, **kw)))
+    loss = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.mean_squared_error, mpsnn.MPSCNNReductionType.sum)
+    one.append((mpsnn.MPSCNNLossNode, lambda s: mpsnn.MPSCNNLossNode(source=s, loss_descriptor=loss)))
+    T = mpsnn.MPSCNNLossType
+    yolo = mpsnn.MPSCNNYOLOLossDescriptor.cnn_loss_descriptor(
+        xy_loss_type=T.mean_squared_error, wh_loss_type=T.mean_squared_error,
+        confidence_loss_type=T.sigmoid_cross_entropy,
+        classes_loss_type=T.soft_max_cross_entropy, reduction_type=mpsnn.MPSCNNReductionType.sum,
+        anchor_boxes=np.ones(2, np.float32), number_of_anchor_boxes=1)
+    one.append((mpsnn.MPSCNNYOLOLossNode, lambda s: mpsnn.MPSCNNYOLOLossNode(source=s, loss_descriptor=yolo)))
     return one
 
 

@@ -179,6 +179,7 @@ void bind_nodes_neuron(py::module_& m);
 void bind_nodes_arithmetic(py::module_& m);
 void bind_nodes_normalization(py::module_& m);
 void bind_nodes_resample(py::module_& m);
+void bind_nodes_loss(py::module_& m);
 void bind_graph(py::module_& m);
 void bind_states(py::module_& m);
 void bind_kernels(py::module_& m);

@@ -102,28 +102,35 @@ py::list handles(const std::vector<HandlePtr>& hs) {
   return l;
 }
 
-// source_states: None or one MPSState per source_state_handles entry (for encode_batch an
-// MPSStateBatch, a list: its states must be one object, as one run serves the whole batch).
-std::optional<std::vector<StatePtr>> to_states(const py::object& states, bool batch, const char* what) {
+// source_states: None or one MPSState per source_state_handles entry.
+std::optional<std::vector<StatePtr>> to_states(const py::object& states, const char* what) {
   if (states.is_none()) return std::nullopt;
   std::vector<StatePtr> out;
   for (const py::handle& item : states) {
-    if (!batch) {
-      MPSNN_CHECK(py::isinstance<State>(item), DTypeError, "[MPSNNGraph.", what, "] source state ", out.size(),
-                  " is a ", std::string(py::str(py::type::of(item).attr("__name__"))), "; expected an MPSState");
-      out.push_back(item.cast<StatePtr>());
-      continue;
+    MPSNN_CHECK(py::isinstance<State>(item), DTypeError, "[MPSNNGraph.", what, "] source state ", out.size(),
+                " is a ", std::string(py::str(py::type::of(item).attr("__name__"))), "; expected an MPSState");
+    out.push_back(item.cast<StatePtr>());
+  }
+  return out;
+}
+
+// encode_batch: one MPSStateBatch (a list) per source_state_handles entry; a bare MPSState stands
+// for a batch repeating it. NNGraph::encode_batch decides what a batch of distinct states means.
+std::optional<std::vector<std::vector<StatePtr>>> to_state_batches(const py::object& states) {
+  if (states.is_none()) return std::nullopt;
+  std::vector<std::vector<StatePtr>> out;
+  for (const py::handle& item : states) {
+    std::vector<StatePtr> batch;
+    if (py::isinstance<State>(item)) {
+      batch.push_back(item.cast<StatePtr>());
+    } else {
+      for (const py::handle& s : item) {
+        MPSNN_CHECK(py::isinstance<State>(s), DTypeError, "[MPSNNGraph.encode_batch] source state batch ", out.size(),
+                    " holds a ", std::string(py::str(py::type::of(s).attr("__name__"))), "; expected MPSStates");
+        batch.push_back(s.cast<StatePtr>());
+      }
     }
-    StatePtr first;
-    for (const py::handle& s : item) {
-      MPSNN_CHECK(py::isinstance<State>(s), DTypeError, "[MPSNNGraph.", what, "] source state batch ", out.size(),
-                  " holds a ", std::string(py::str(py::type::of(s).attr("__name__"))), "; expected MPSStates");
-      StatePtr st = s.cast<StatePtr>();
-      MPSNN_CHECK(!first || first == st, UnsupportedError, "[MPSNNGraph.", what, "] source state batch ", out.size(),
-                  " holds different states; this backend runs a batch as one run, which needs one state object");
-      first = st;
-    }
-    out.push_back(first);
+    out.push_back(std::move(batch));
   }
   return out;
 }
@@ -233,7 +240,7 @@ void bind_graph(py::module_& m) {
           "encode",
           [](PyGraph& p, const CommandBufferPtr& cb, const SourceImageList& sources, const py::object& source_states,
              const py::object& intermediate_images, const py::object& destination_states) {
-            const auto states = to_states(source_states, false, "encode");
+            const auto states = to_states(source_states, "encode");
             auto imgs = to_images(sources.items, p.graph->device());
             std::vector<ImagePtr> inter;
             std::vector<StatePtr> out_states;
@@ -257,7 +264,7 @@ void bind_graph(py::module_& m) {
           "encode_batch",
           [](PyGraph& p, const CommandBufferPtr& cb, const std::vector<py::list>& sources, const py::object& source_states,
              const py::object& intermediate_images, const py::object& destination_states) {
-            const auto states = to_states(source_states, true, "encode_batch");
+            const auto states = to_state_batches(source_states);
             std::vector<std::vector<ImagePtr>> batches;
             for (const auto& l : sources) batches.push_back(to_images(l, p.graph->device()));
             std::vector<std::vector<ImagePtr>> inter;
@@ -277,7 +284,7 @@ void bind_graph(py::module_& m) {
           "run",
           [](PyGraph& p, const SourceImageList& sources, const py::object& intermediate_images,
              const py::object& source_states, const py::object& destination_states) -> py::object {
-            const auto in_states = to_states(source_states, false, "run");
+            const auto in_states = to_states(source_states, "run");
             auto imgs = to_images(sources.items, p.graph->device());
             std::vector<ImagePtr> outs;
             std::vector<StatePtr> states;

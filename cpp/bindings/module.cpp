@@ -16,6 +16,7 @@ PYBIND11_MODULE(_core, m) {
   bind_nodes_arithmetic(m);
   bind_nodes_normalization(m);
   bind_nodes_resample(m);
+  bind_nodes_loss(m);
   bind_kernels(m);
   bind_optimizers(m);
   bind_graph(m);

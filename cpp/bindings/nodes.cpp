@@ -1,6 +1,7 @@
 // The node model: image and state nodes, the filter-node base, padding policies, and the
 // descriptor classes nodes are built from.
 #include "bindings/common.h"
+#include "graph/training_graph.h"
 
 namespace mpsnn::bindings {
 
@@ -245,9 +246,29 @@ void bind_nodes(py::module_& m) {
             return gradient_filters(n, incoming(n, one, many));
           },
           "with_source"_a = py::none(), "with_sources"_a = py::none(), "One gradient node per source of this node.")
-      .def("training_graph", [](const FilterNode& n, const py::object&, const py::object&) -> py::object {
-             MPSNN_THROW(UnsupportedError, n.context(), " training_graph is not implemented yet in this build");
-           }, "with_source_gradient"_a = py::none(), "node_handler"_a = py::none())
+      .def(
+          "training_graph",
+          [](FilterNode& n, const ImageNodePtr& with_source_gradient, const py::object& node_handler) -> py::object {
+            GradientNodeHandler handler = copy_handle_handler;
+            if (!node_handler.is_none())
+              handler = [node_handler](const FilterNodePtr& g, const FilterNodePtr& f, const ImageNodePtr& src,
+                                       const ImageNodePtr& grad) { node_handler(g, f, src, grad); };
+            std::vector<FilterNodePtr> terminals = training_graph(n, with_source_gradient, handler);
+            if (terminals.empty()) return py::none();
+            return py::cast(terminals);
+          },
+          "with_source_gradient"_a = nullptr, "node_handler"_a = py::none(),
+          "Build the backward graph of the graph ending at this node (graph.md §1.9) and return its terminal nodes "
+          "(whose results no other new node reads) in creation order, or None when nothing was created.\n\n"
+          "The seed is with_source_gradient, else this node's result image; a loss node seeds the gradient of its "
+          "source with its own result. Forward nodes are visited in reverse topological order through image links "
+          "(state links are not followed); an image read by several forward nodes gets the sum of their gradients "
+          "from inserted MPSNNAdditionNodes, chained left to right in the order the gradients were created. "
+          "Nothing propagates past an image with stop_gradient; a trainable node reading one still gets its gradient "
+          "node (for its parameters). node_handler(gradient_node, inference_node, inference_source, gradient_source) "
+          "is called for every created node (inference_node None for additions); setting "
+          "inference_source.stop_gradient = True in it prunes the traversal there. Without a handler, "
+          "inference_source.handle is copied to gradient_node.result_image.handle. Training styles are copied.")
       .def("__repr__", [](const FilterNode& n) { return "<" + n.context() + ">"; });
   py::class_<PyGradientFilterNode, FilterNode, std::shared_ptr<PyGradientFilterNode>>(
       m, "MPSNNGradientFilterNode",

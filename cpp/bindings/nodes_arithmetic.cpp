@@ -91,6 +91,16 @@ void bind_nodes_arithmetic(py::module_& m) {
   attr_property(dropout, "keep_probability", &DropoutAttrs::keep_probability, "", false);
   attr_property(dropout, "seed", &DropoutAttrs::seed, "", false);
   attr_property(dropout, "mask_stride_in_pixels", &DropoutAttrs::mask_stride, "", false);
+  // Arithmetic nodes made in C++ (training_graph's fan-out additions) get their Python class.
+  set_node_factory(OpKind::Arithmetic, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    switch (std::get<ArithmeticAttrs>(a).op) {
+      case ArithmeticOp::add: return node_factory<PyAdditionNode>(k, std::move(a), std::move(s), std::move(st));
+      case ArithmeticOp::subtract: return node_factory<PySubtractionNode>(k, std::move(a), std::move(s), std::move(st));
+      case ArithmeticOp::multiply: return node_factory<PyMultiplicationNode>(k, std::move(a), std::move(s), std::move(st));
+      case ArithmeticOp::divide: break;
+    }
+    return node_factory<PyDivisionNode>(k, std::move(a), std::move(s), std::move(st));
+  });
 }
 
 }  // namespace mpsnn::bindings

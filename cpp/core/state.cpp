@@ -153,7 +153,8 @@ StatePtr make_state(StateClass cls, const DevicePtr& device, const std::shared_p
     case StateClass::batch_normalization: return make_as<BatchNormalizationState>(cls, device, cb, std::move(sizes));
     case StateClass::instance_normalization_gradient:
       return make_as<InstanceNormalizationGradientState>(cls, device, cb, std::move(sizes));
-    case StateClass::plain: break;
+    case StateClass::plain:
+    case StateClass::loss_labels: break;  // made from labels data (core/loss_labels.h), never by a graph
   }
   return make_as<State>(cls, device, cb, std::move(sizes));
 }

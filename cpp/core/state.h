@@ -16,6 +16,7 @@
 namespace mpsnn {
 
 class CommandBuffer;
+class Image;
 
 // What made a graph-made state, as the graph layer describes it (e.g. the forward convolution whose
 // geometry a convolution gradient state records); opaque to the core.
@@ -27,7 +28,7 @@ class StateOrigin {
 // The MPS state class a state object is (Python classes mirror it).
 enum class StateClass {
   plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, batch_normalization,
-  instance_normalization_gradient
+  instance_normalization_gradient, loss_labels
 };
 
 class State {
@@ -62,6 +63,12 @@ class State {
   void consume_read(int amount, const char* what);
   void check_usable(const char* what) const;
   void check_command_buffer(const CommandBuffer* cb, const char* what) const;
+
+  // The images a graph binds when this state is one of its source states (a state no node of the
+  // graph produces): those its consuming node reads, and those it writes. Loss labels: labels
+  // [and weights] in, the loss image out (core/loss_labels.h). Other states bind none.
+  virtual std::vector<std::shared_ptr<Image>> bound_inputs() const { return {}; }
+  virtual std::vector<std::shared_ptr<Image>> bound_outputs() const { return {}; }
 
   std::string label;
   // Set by the graph that made the state (null otherwise).

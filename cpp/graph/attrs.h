@@ -149,6 +149,43 @@ struct ScaleAttrs {
   std::shared_ptr<TransformProvider> transform_provider;
 };
 
+// MPSCNNLossType / MPSCNNReductionType raw values (graph.md §0.2).
+enum class LossType : int {
+  mean_absolute_error = 0, mean_squared_error = 1, softmax_cross_entropy = 2, sigmoid_cross_entropy = 3,
+  categorical_cross_entropy = 4, hinge = 5, huber = 6, cosine_distance = 7, log = 8,
+  kullback_leibler_divergence = 9
+};
+enum class ReductionType : int { none = 0, sum = 1, mean = 2, sum_by_non_zero_weights = 3 };
+const char* loss_type_name(LossType type);
+const char* reduction_type_name(ReductionType type);
+
+// MPSCNNLossDescriptor (nodes.md §13.2). `weight` is the scalar weight used when the labels carry
+// no weights image.
+struct LossDescriptor {
+  LossType type = LossType::mean_squared_error;
+  ReductionType reduction = ReductionType::none;
+  float weight = 1.0f;
+  float label_smoothing = 0.0f;
+  int64_t number_of_classes = 1;
+  float epsilon = 1e-7f;
+  float delta = 1.0f;
+};
+
+struct LossAttrs {
+  LossDescriptor loss;
+};
+
+// MPSCNNYOLOLossDescriptor (nodes.md §13.3). The sub-descriptors' reduction types are ignored.
+struct YOLOLossAttrs {
+  LossDescriptor xy, wh, confidence, classes;
+  ReductionType reduction = ReductionType::sum;
+  bool rescore = true;
+  float scale_xy = 10.0f, scale_wh = 10.0f, scale_no_object = 5.0f, scale_object = 100.0f, scale_class = 2.0f;
+  float min_iou_for_object_presence = 0.7f, max_iou_for_object_absence = 0.3f;
+  int64_t number_of_anchor_boxes = 1;
+  std::vector<float> anchor_boxes;  // (width, height) pairs in grid-cell units
+};
+
 // Internal kinds. Convert: between a caller image's storage format and the activation values plans
 // compute on. Fill: a 32-bit pattern repeated over every element byte (poisoning test aid).
 struct ConvertAttrs {
@@ -162,6 +199,6 @@ struct FillAttrs {
 using Attrs = std::variant<ConvolutionAttrs, BinaryConvolutionAttrs, PoolingAttrs, NeuronAttrs, SoftMaxAttrs,
                            ArithmeticAttrs, ConcatenationAttrs, BatchNormalizationAttrs,
                            InstanceNormalizationAttrs, NormalizationAttrs, DropoutAttrs, UpsamplingAttrs,
-                           ScaleAttrs, ConvertAttrs, FillAttrs>;
+                           ScaleAttrs, LossAttrs, YOLOLossAttrs, ConvertAttrs, FillAttrs>;
 
 }  // namespace mpsnn

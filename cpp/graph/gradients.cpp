@@ -15,6 +15,10 @@ NodeFactory g_factories[kNumOpKinds] = {};
   const OpSchema& s = schema(forward.kind());
   if (s.is_gradient)
     MPSNN_THROW(UnsupportedError, forward.context(), " is a gradient node; gradients of gradients are not supported");
+  if (s.self_gradient)
+    MPSNN_THROW(UnsupportedError, forward.context(), " is its own gradient: its result image is the gradient with ",
+                "respect to its source, so gradient_filter is unavailable (use training_graph, or its result_image ",
+                "as the incoming gradient of the node before it)");
   switch (forward.kind()) {
     case OpKind::BinaryConvolution:
     case OpKind::Scale:

@@ -78,16 +78,18 @@ GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std:
     for (const auto& st : f->result_states())
       if (st->export_from_graph) def.result_states.push_back(st);
   }
-  bool any = !def.result_states.empty();
-  for (const auto& o : def.outputs) any = any || o;
-  MPSNN_CHECK(any, GraphError, "[MPSNNGraph] no result is needed and nothing is exported; the graph would do nothing");
-
-  // Prune: keep filters that some output (or a kept filter) needs.
+  // Prune: keep filters that some output (or a kept filter) needs, and those whose work is a side
+  // effect (graph.md §2.1: a training graph whose result is not needed still updates parameters
+  // and computes its loss).
   std::unordered_set<const FilterNode*> keep;
   std::vector<const FilterNode*> work;
   for (const auto& o : def.outputs)
     if (o) work.push_back(o->parent().get());
   for (const auto& st : def.result_states) work.push_back(st->producer().get());
+  for (const auto& f : topo)
+    if (schema(f->kind()).side_effect) work.push_back(f.get());
+  MPSNN_CHECK(!work.empty(), GraphError,
+              "[MPSNNGraph] no result is needed and nothing is exported; the graph would do nothing");
   while (!work.empty()) {
     const FilterNode* f = work.back();
     work.pop_back();
@@ -100,6 +102,15 @@ GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std:
   }
   for (const auto& f : topo)
     if (keep.count(f.get())) def.filters.push_back(f);
+  // Source states of filters pruned away are not asked for.
+  std::unordered_set<const StateNode*> used;
+  for (const auto& f : def.filters)
+    for (const auto& s : f->source_states())
+      if (s) used.insert(s.get());
+  std::vector<StateNodePtr> states;
+  for (const auto& s : def.source_states)
+    if (used.count(s.get())) states.push_back(s);
+  def.source_states = std::move(states);
   for (const auto& f : def.filters) {
     const OpSchema& s = schema(f->kind());
     if (s.validate_attrs) s.validate_attrs(*f, f->attrs());

@@ -7,10 +7,11 @@
 // A step has several inputs and outputs over typed values (TensorRef): inputs are the source
 // images in schema order, then the buffers of the source states; outputs are the result image,
 // then the buffers of the result states the graph consumes (a forward kernel fills its state only
-// when it is asked to, i.e. when the spec lists those outputs). Parameters are graph-owned
-// (graph/params.h): a kernel gets their current version per run and refreshes whatever layout it
-// derived from them (VersionCache) when the version changes, so reloading parameters never
-// recompiles a plan.
+// when it is asked to, i.e. when the spec lists those outputs), then what the step writes into a
+// source state of the graph (a loss's loss image, bound to the caller's MPSCNNLossLabels).
+// Parameters are graph-owned (graph/params.h): a kernel gets their current version per run and
+// refreshes whatever layout it derived from them (VersionCache) when the version changes, so
+// reloading parameters never recompiles a plan.
 #include <atomic>
 #include <memory>
 #include <mutex>

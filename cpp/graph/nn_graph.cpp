@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/loss_labels.h"
 
 namespace mpsnn {
 
@@ -136,14 +137,30 @@ void NNGraph::set_log(LogFn fn) {
   log_ = std::move(fn);
 }
 
+std::string NNGraph::source_state_owner(size_t index) const {
+  const StateNode* st = def_.source_states[index].get();
+  for (const auto& f : def_.filters)
+    for (const auto& s : f->source_states())
+      if (s.get() == st) return f->context();
+  return "[MPSNNGraph]";
+}
+
 void NNGraph::check_source_states(const std::vector<StatePtr>* states, const CommandBuffer* cb, const char* what) const {
   const size_t expected = def_.source_states.size();
   const size_t got = states ? states->size() : 0;
+  if (got < expected && def_.source_states[got]->state_class() == StateClass::loss_labels)
+    MPSNN_THROW(GraphError, source_state_owner(got), " needs its labels: pass one MPSCNNLossLabels per ",
+                "source_state_handles entry in source_states (got ", got, " source state(s); the graph has ", expected,
+                ")");
   MPSNN_CHECK(got == expected, GraphError, "[MPSNNGraph.", what, "] got ", got, " source state(s); the graph has ",
               expected, " (see source_state_handles)");
   for (size_t i = 0; i < got; ++i) {
     const StatePtr& s = (*states)[i];
     MPSNN_CHECK(s != nullptr, GraphError, "[MPSNNGraph.", what, "] source state ", i, " is None");
+    const StateClass expected_class = def_.source_states[i]->state_class();
+    MPSNN_CHECK(expected_class != StateClass::loss_labels || s->state_class() == StateClass::loss_labels,
+                GraphError, source_state_owner(i), " input_labels (source state ", i,
+                ") is bound to an MPSState that is not an MPSCNNLossLabels; expected the labels of the loss");
     MPSNN_CHECK(s->device() == device_, GraphError, "[MPSNNGraph.", what, "] source state ", i,
                 " belongs to another device than the graph");
     if (s->is_temporary()) {
@@ -182,6 +199,20 @@ NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const s
     key.formats.push_back(img->format());
     key.dense.push_back(img->dense());
   }
+  std::vector<std::vector<ImagePtr>> state_in, state_out;
+  for (size_t i = 0; source_states && i < source_states->size(); ++i) {
+    const StatePtr& s = (*source_states)[i];
+    state_in.push_back(s->bound_inputs());
+    state_out.push_back(s->bound_outputs());
+    key.state_inputs.emplace_back();
+    key.state_outputs.emplace_back();
+    for (const auto& img : state_in.back()) key.state_inputs.back().push_back(img->ref().desc());
+    for (const auto& img : state_out.back()) key.state_outputs.back().push_back(img->ref().desc());
+  }
+  if (!source_states) {
+    key.state_inputs.resize(def_.source_states.size());
+    key.state_outputs.resize(def_.source_states.size());
+  }
   const CompileOptions opts = options();
   key.graph_format = format();
   key.fuse = opts.fuse;
@@ -191,8 +222,19 @@ NNGraph::Prepared NNGraph::prepare(const std::vector<ImagePtr>& sources, const s
     p.inputs.push_back(img->ref());
     p.keepalive.push_back(img->storage());
   }
+  for (const auto& imgs : state_in)
+    for (const auto& img : imgs) {
+      p.inputs.push_back(img->ref());
+      p.keepalive.push_back(img->storage());
+    }
   allocate_outputs(p, cb);
   allocate_states(p, cb);
+  for (const auto& imgs : state_out)
+    for (const auto& img : imgs) {
+      p.outputs.push_back(img->ref());
+      p.keepalive.push_back(img->storage());
+      p.state_outputs.push_back(img);
+    }
   return p;
 }
 
@@ -286,6 +328,7 @@ ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>
   // CPU reads of the results wait for (or refuse before the commit of) this command buffer.
   for (const auto& img : outputs)
     if (img) img->set_producer(cb);
+  for (const auto& img : p.state_outputs) img->set_producer(cb);
   for (const auto& img : sources)
     if (img->is_temporary()) static_cast<TemporaryImage*>(img.get())->consume_read(1, "MPSNNGraph.encode");
   if (source_states)
@@ -298,7 +341,7 @@ ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>
 }
 
 std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const std::vector<std::vector<ImagePtr>>& sources,
-                                            const std::vector<StatePtr>* source_states,
+                                            const std::vector<std::vector<StatePtr>>* source_states,
                                             std::vector<std::vector<ImagePtr>>* intermediates,
                                             std::vector<std::vector<StatePtr>>* destination_states) {
   MPSNN_CHECK(!sources.empty(), GraphError, "[MPSNNGraph.encode_batch] no source images");
@@ -344,9 +387,34 @@ std::vector<ImagePtr> NNGraph::encode_batch(const CommandBufferPtr& cb, const st
     }
     gathered.push_back(batch);
   }
+  // One state per position for the one N-image run: a state repeated over the batch is that state;
+  // N labels objects are gathered into one (their loss images become views of its loss image).
+  std::vector<StatePtr> batch_states;
+  for (size_t i = 0; source_states && i < source_states->size(); ++i) {
+    const std::vector<StatePtr>& items = (*source_states)[i];
+    MPSNN_CHECK(!items.empty(), GraphError, "[MPSNNGraph.encode_batch] source state batch ", i, " is empty");
+    bool same = true;
+    for (const auto& s : items) same = same && s == items[0];
+    if (same) {
+      batch_states.push_back(items[0]);
+      continue;
+    }
+    std::vector<LossLabelsPtr> labels;
+    for (const auto& s : items) {
+      auto l = std::dynamic_pointer_cast<LossLabels>(s);
+      MPSNN_CHECK(l != nullptr, UnsupportedError, "[MPSNNGraph.encode_batch] source state batch ", i,
+                  " holds different states that are not MPSCNNLossLabels; this backend runs a batch as one run, "
+                  "which needs one state object (or one MPSCNNLossLabels per image)");
+      labels.push_back(std::move(l));
+    }
+    MPSNN_CHECK(labels.size() == n, ShapeError,
+                i < def_.source_states.size() ? source_state_owner(i) : std::string("[MPSNNGraph.encode_batch]"),
+                " got a batch of ", labels.size(), " MPSCNNLossLabels for ", n, " source images; expected one per image");
+    batch_states.push_back(LossLabels::gather(labels, "MPSNNGraph.encode_batch"));
+  }
   std::vector<ImagePtr> inter;
   std::vector<StatePtr> states;
-  ImagePtr result = encode(cb, gathered, source_states, &inter, &states);
+  ImagePtr result = encode(cb, gathered, source_states ? &batch_states : nullptr, &inter, &states);
   if (intermediates)
     for (auto& img : inter) intermediates->push_back(img ? img->batch_representation(0, -1) : std::vector<ImagePtr>{});
   if (destination_states)
@@ -359,6 +427,11 @@ std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const s
   // run reads its sources now: one written by an encode must have been committed (it waits then).
   for (const auto& img : sources)
     if (img && !img->is_temporary()) img->wait_for_producer("MPSNNGraph.run source");
+  for (size_t i = 0; source_states && i < source_states->size(); ++i)
+    if (const StatePtr& s = (*source_states)[i]) {
+      for (const auto& img : s->bound_inputs()) img->wait_for_producer("MPSNNGraph.run source state");
+      for (const auto& img : s->bound_outputs()) img->wait_for_producer("MPSNNGraph.run source state");
+    }
   Prepared p = prepare(sources, source_states, nullptr, "run");
   ++*pending_;
   struct Done {

@@ -61,9 +61,11 @@ class NNGraph {
                   std::vector<StatePtr>* destination_states);
   // Encodes a batch: sources[i] holds one single-image MPSImage per batch item. The batch runs as
   // one N-image run, so each exported state covers the whole batch and fills its batch N times.
+  // source_states[i] is an MPSStateBatch: one state object repeated, or one MPSCNNLossLabels per
+  // item (gathered into one labels object whose loss image each item's loss image views).
   std::vector<ImagePtr> encode_batch(const CommandBufferPtr& command_buffer,
                                      const std::vector<std::vector<ImagePtr>>& sources,
-                                     const std::vector<StatePtr>* source_states,
+                                     const std::vector<std::vector<StatePtr>>* source_states,
                                      std::vector<std::vector<ImagePtr>>* intermediates,
                                      std::vector<std::vector<StatePtr>>* destination_states);
   // Runs now on this thread; returns [result or null, intermediates...].
@@ -92,12 +94,15 @@ class NNGraph {
     std::vector<TensorRef> inputs, outputs;
     std::vector<ImagePtr> images;   // GraphDef::outputs order
     std::vector<StatePtr> states;   // GraphDef::result_states order
+    std::vector<ImagePtr> state_outputs;  // images the source states receive (loss images)
     std::vector<std::shared_ptr<const void>> keepalive;
   };
   Prepared prepare(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states,
                    const CommandBufferPtr& cb, const char* what);
   PlanPtr find_plan(const PlanKey& key, const CompileOptions& opts);
   void check_source_states(const std::vector<StatePtr>* states, const CommandBuffer* cb, const char* what) const;
+  // The context of the node that reads source state `index` (the loss of a labels node).
+  std::string source_state_owner(size_t index) const;
   void allocate_outputs(Prepared& p, const CommandBufferPtr& cb);
   void allocate_states(Prepared& p, const CommandBufferPtr& cb);
 

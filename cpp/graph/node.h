@@ -108,7 +108,12 @@ class MultiaryGradientStateNode : public StateNode {
  public:
   StateClass state_class() const override { return StateClass::multiary_gradient; }
 };
-class LabelsNode : public StateNode {};
+// The labels of a loss node (MPSNNLabelsNode): never produced by a filter, so always a source state
+// of the graph, bound to an MPSCNNLossLabels at encode time.
+class LabelsNode : public StateNode {
+ public:
+  StateClass state_class() const override { return StateClass::loss_labels; }
+};
 using StateNodePtr = std::shared_ptr<StateNode>;
 
 // The state node class of a kind's result state (OpSchema::result_states; created with the node).

@@ -17,6 +17,17 @@ size_t PlanKeyHash::operator()(const PlanKey& k) const {
     mix(int64_t(k.formats[i]));
     mix(k.dense[i] ? 1 : 0);
   }
+  for (const auto* list : {&k.state_inputs, &k.state_outputs})
+    for (const auto& descs : *list) {
+      mix(int64_t(descs.size()));
+      for (const auto& d : descs) {
+        mix(int64_t(d.dtype));
+        mix(d.shape.n);
+        mix(d.shape.h);
+        mix(d.shape.w);
+        mix(d.shape.c);
+      }
+    }
   return h;
 }
 

@@ -31,12 +31,15 @@ struct PlanKey {
   std::vector<ImageShape> shapes;
   std::vector<ChannelFormat> formats;
   std::vector<bool> dense;
+  // Per source state (source_state_handles order): the values it binds (State::bound_inputs,
+  // bound_outputs), e.g. the labels, weights and loss image of MPSCNNLossLabels.
+  std::vector<std::vector<TensorDesc>> state_inputs, state_outputs;
   ChannelFormat graph_format = ChannelFormat::float32;
   bool fuse = true;
   bool poison = false;
   bool operator==(const PlanKey& o) const {
-    return shapes == o.shapes && formats == o.formats && dense == o.dense && graph_format == o.graph_format &&
-           fuse == o.fuse && poison == o.poison;
+    return shapes == o.shapes && formats == o.formats && dense == o.dense && state_inputs == o.state_inputs &&
+           state_outputs == o.state_outputs && graph_format == o.graph_format && fuse == o.fuse && poison == o.poison;
   }
 };
 struct PlanKeyHash {
@@ -73,8 +76,10 @@ class Plan : public std::enable_shared_from_this<Plan> {
   Plan& operator=(const Plan&) = delete;
 
   // Enqueues a run on `stream` (null: the context's own stream, waited for before returning).
-  // `inputs`: the source images in source order. `outputs`: the images of GraphDef::outputs
-  // (entries with null data are not produced), then the buffers of the exported result states.
+  // `inputs`: the source images in source order, then the values the source states bind
+  // (PlanKey::state_inputs). `outputs`: the images of GraphDef::outputs (entries with null data
+  // are not produced), the buffers of the exported result states, then the values the source
+  // states receive (PlanKey::state_outputs).
   void execute(const std::vector<TensorRef>& inputs, const std::vector<TensorRef>& outputs, Stream* stream) const;
 
   const std::vector<ImageShape>& output_shapes() const { return output_shapes_; }

@@ -67,6 +67,12 @@ struct ShapeContext {
   std::vector<ChannelFormat> source_formats;
   // The resolved producer of a source state, or null.
   std::function<const ResolvedNode*(const StateNode*)> state_producer;
+  // Per source state of the node that is a source state of the graph (no producer; loss labels),
+  // in source_states order: the values the caller's state binds (State::bound_inputs / outputs).
+  struct BoundState {
+    std::vector<TensorDesc> inputs, outputs;
+  };
+  std::vector<BoundState> bound_states;
 
   template <typename T>
   const T& attrs_as() const { return std::get<T>(attrs); }
@@ -94,6 +100,12 @@ struct OpSchema {
   // losses are their own gradient). Null: the generic rule.
   std::vector<FilterNodePtr> (*gradient_rule)(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) = nullptr;
   bool is_gradient = false;
+  // Losses: the node is its own gradient (graph.md §1.8); gradient_filter is unavailable and
+  // training_graph seeds the gradient of the node's source with its result image.
+  bool self_gradient = false;
+  // The node's work matters even when nothing reads its result image (a loss writes the labels'
+  // loss image; a trainable gradient updates parameters): graphs keep it (graph.md §2.1).
+  bool side_effect = false;
   bool internal = false;  // compiler-inserted steps without a Python class
   // Checks attribute values; called when a node is made and when a graph freezes its attributes.
   void (*validate_attrs)(const FilterNode&, const Attrs&) = nullptr;

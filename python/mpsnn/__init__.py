@@ -69,7 +69,8 @@ _atexit.register(_core._at_exit)
 
 
 _CONSTANT_ENUMS = ("MPSNNPaddingMethod", "MPSImageFeatureChannelFormat", "MPSImageEdgeMode", "MPSCNNNeuronType",
-                   "MPSDataLayout", "MPSNNTrainingStyle", "MPSCNNBatchNormalizationFlags", "MPSKernelOptions")
+                   "MPSDataLayout", "MPSNNTrainingStyle", "MPSCNNBatchNormalizationFlags", "MPSKernelOptions",
+                   "MPSCNNLossType", "MPSCNNReductionType")
 
 
 def _constant_alias(enum_name: str, member_name: str) -> str:

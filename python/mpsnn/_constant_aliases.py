@@ -3,7 +3,9 @@ tools/stubs.py from the built module; mpsnn re-exports them)."""
 
 from ._core import (  # noqa: F401
     MPSCNNBatchNormalizationFlags,
+    MPSCNNLossType,
     MPSCNNNeuronType,
+    MPSCNNReductionType,
     MPSDataLayout,
     MPSImageEdgeMode,
     MPSImageFeatureChannelFormat,
@@ -76,6 +78,21 @@ MPSKernelOptionsAllowReducedPrecision = MPSKernelOptions.allow_reduced_precision
 MPSKernelOptionsDisableInternalTiling = MPSKernelOptions.disable_internal_tiling
 MPSKernelOptionsInsertDebugGroups = MPSKernelOptions.insert_debug_groups
 MPSKernelOptionsVerbose = MPSKernelOptions.verbose
+MPSCNNLossTypeMeanAbsoluteError = MPSCNNLossType.mean_absolute_error
+MPSCNNLossTypeMeanSquaredError = MPSCNNLossType.mean_squared_error
+MPSCNNLossTypeSoftMaxCrossEntropy = MPSCNNLossType.soft_max_cross_entropy
+MPSCNNLossTypeSigmoidCrossEntropy = MPSCNNLossType.sigmoid_cross_entropy
+MPSCNNLossTypeCategoricalCrossEntropy = MPSCNNLossType.categorical_cross_entropy
+MPSCNNLossTypeHinge = MPSCNNLossType.hinge
+MPSCNNLossTypeHuber = MPSCNNLossType.huber
+MPSCNNLossTypeCosineDistance = MPSCNNLossType.cosine_distance
+MPSCNNLossTypeLog = MPSCNNLossType.log
+MPSCNNLossTypeKullbackLeiblerDivergence = MPSCNNLossType.kullback_leibler_divergence
+MPSCNNLossTypeSoftmaxCrossEntropy = MPSCNNLossType.softmax_cross_entropy
+MPSCNNReductionTypeNone = MPSCNNReductionType.none
+MPSCNNReductionTypeSum = MPSCNNReductionType.sum
+MPSCNNReductionTypeMean = MPSCNNReductionType.mean
+MPSCNNReductionTypeSumByNonZeroWeights = MPSCNNReductionType.sum_by_non_zero_weights
 
 __all__ = [
     "MPSNNPaddingMethodAlignCentered",
@@ -142,4 +159,19 @@ __all__ = [
     "MPSKernelOptionsDisableInternalTiling",
     "MPSKernelOptionsInsertDebugGroups",
     "MPSKernelOptionsVerbose",
+    "MPSCNNLossTypeMeanAbsoluteError",
+    "MPSCNNLossTypeMeanSquaredError",
+    "MPSCNNLossTypeSoftMaxCrossEntropy",
+    "MPSCNNLossTypeSigmoidCrossEntropy",
+    "MPSCNNLossTypeCategoricalCrossEntropy",
+    "MPSCNNLossTypeHinge",
+    "MPSCNNLossTypeHuber",
+    "MPSCNNLossTypeCosineDistance",
+    "MPSCNNLossTypeLog",
+    "MPSCNNLossTypeKullbackLeiblerDivergence",
+    "MPSCNNLossTypeSoftmaxCrossEntropy",
+    "MPSCNNReductionTypeNone",
+    "MPSCNNReductionTypeSum",
+    "MPSCNNReductionTypeMean",
+    "MPSCNNReductionTypeSumByNonZeroWeights",
 ]

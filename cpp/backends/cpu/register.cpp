@@ -23,6 +23,8 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(OpKind::ConvolutionGradient, make_convolution_gradient);
   r.add(OpKind::BatchNormalizationGradient, make_batch_normalization_gradient);
   r.add(OpKind::InstanceNormalizationGradient, make_instance_normalization_gradient);
+  r.add(OpKind::Loss, make_loss);
+  r.add(OpKind::YOLOLoss, make_yolo_loss);
   r.add(OpKind::Convert, make_convert);
   r.add(OpKind::Fill, make_fill);
   r.can_fuse_neuron = dnnl_can_fuse_neuron;

@@ -25,6 +25,8 @@ std::unique_ptr<Kernel> make_neuron_gradient(const KernelSpec& spec, Device& dev
 std::unique_ptr<Kernel> make_convolution_gradient(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_batch_normalization_gradient(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_instance_normalization_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_loss(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_yolo_loss(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_convert(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_fill(const KernelSpec& spec, Device& device);
 

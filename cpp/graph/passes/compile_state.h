@@ -62,6 +62,9 @@ struct CompileState {
   std::vector<int> output_values;                   // per GraphDef::outputs, -1 when not produced
   std::vector<std::vector<int>> result_state_values;  // per GraphDef::result_states
   std::vector<std::shared_ptr<const StateOrigin>> result_state_origins;  // per GraphDef::result_states
+  // Values the graph's source states receive from their consumer (the loss image of loss
+  // labels), per GraphDef::source_states; bound to the caller's memory after the result states.
+  std::vector<std::vector<int>> bound_output_values;
 
   int root(int v) const {
     while (values[size_t(v)].alias_of >= 0) v = values[size_t(v)].alias_of;

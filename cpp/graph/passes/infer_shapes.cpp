@@ -1,7 +1,9 @@
 // Pass 1: creates one value per image node and one step per filter, resolving every result size
 // and window geometry from the padding policies (graph.md §2.13 steps 1-4). A result state that
 // another filter reads or the graph exports becomes state values (its buffers, from the
-// schema's StateSpec) appended to the producing step's outputs and to the consumer's inputs.
+// schema's StateSpec) appended to the producing step's outputs and to the consumer's inputs. A
+// source state of the graph (loss labels) binds caller values: inputs of its consumer, and
+// outputs its consumer writes (PlanKey::state_inputs / state_outputs).
 #include <unordered_set>
 
 #include "core/errors.h"
@@ -30,6 +32,28 @@ void infer_shapes(CompileState& st) {
     v.source_image = int(i);
     st.value_of[def.source_images[i].get()] = st.add_value(v);
   }
+  int next_input = int(def.source_images.size());
+  std::unordered_map<const StateNode*, size_t> bound_index;
+  for (size_t i = 0; i < def.source_states.size(); ++i) {
+    const StateNode* sn = def.source_states[i].get();
+    bound_index[sn] = i;
+    std::vector<int>& ins = st.state_values[sn];
+    for (const TensorDesc& d : st.key.state_inputs[i]) {
+      ValueInfo v;
+      v.kind = ValueKind::state;
+      v.desc = d;
+      v.external_input = next_input++;
+      ins.push_back(st.add_value(v));
+    }
+    std::vector<int> outs;
+    for (const TensorDesc& d : st.key.state_outputs[i]) {
+      ValueInfo v;
+      v.kind = ValueKind::state;
+      v.desc = d;
+      outs.push_back(st.add_value(v));
+    }
+    st.bound_output_values.push_back(std::move(outs));
+  }
   const auto wanted = wanted_states(def);
   std::unordered_map<const FilterNode*, ResolvedNode> resolved;
   std::unordered_map<const FilterNode*, int> step_of;
@@ -54,7 +78,8 @@ void infer_shapes(CompileState& st) {
                        if (!prod) return nullptr;
                        auto it = resolved.find(prod.get());
                        return it == resolved.end() ? nullptr : &it->second;
-                     }};
+                     },
+                     {}};
     for (const auto& src : f.sources()) {
       const int v = st.value_of.at(src.get());
       step.inputs.push_back(v);
@@ -65,6 +90,9 @@ void infer_shapes(CompileState& st) {
       if (!state) continue;
       auto it = st.state_values.find(state.get());
       if (it != st.state_values.end()) step.inputs.insert(step.inputs.end(), it->second.begin(), it->second.end());
+      auto b = bound_index.find(state.get());
+      if (b != bound_index.end())
+        ctx.bound_states.push_back({st.key.state_inputs[b->second], st.key.state_outputs[b->second]});
     }
     for (size_t i = 1; i < ctx.sources.size(); ++i)
       MPSNN_CHECK(ctx.sources[i].n == ctx.sources[0].n, ShapeError, f.context(), " source ", i, " has ",
@@ -100,6 +128,17 @@ void infer_shapes(CompileState& st) {
         sv.producer = step_index;
         vals.push_back(st.add_value(sv));
         step.outputs.push_back(vals.back());
+      }
+    }
+    // Values this node writes into a source state of the graph (a loss writes the labels' loss).
+    for (const auto& state : f.source_states()) {
+      auto b = state ? bound_index.find(state.get()) : bound_index.end();
+      if (b == bound_index.end()) continue;
+      for (int v : st.bound_output_values[b->second]) {
+        MPSNN_CHECK(st.values[size_t(v)].producer < 0, GraphError, f.context(),
+                    " a source state of the graph is written by two nodes");
+        st.values[size_t(v)].producer = step_index;
+        step.outputs.push_back(v);
       }
     }
     if (f.kind() == OpKind::BatchNormalization) {

@@ -64,6 +64,8 @@ void lower_boundaries(CompileState& st) {
   int next = int(outputs.size());
   for (const auto& vals : st.result_state_values)
     for (int v : vals) st.values[size_t(v)].external_output = next++;
+  for (const auto& vals : st.bound_output_values)
+    for (int v : vals) st.values[size_t(v)].external_output = next++;
   if (front.empty() && back.empty()) return;
   std::vector<StepInfo> steps = std::move(front);
   for (auto& s : st.steps) steps.push_back(std::move(s));

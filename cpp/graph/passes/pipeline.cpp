@@ -16,7 +16,7 @@ constexpr uint32_t kAllOnes = 0xffffffffu;      // NaN in float16/32, the maximu
 
 PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegistry& registry, const DevicePtr& device,
                      const std::shared_ptr<ParamStore>& params, const CompileOptions& options) {
-  CompileState st{def, key, registry, device, *params, options, {}, {}, {}, {}, {}, {}, {}};
+  CompileState st{def, key, registry, device, *params, options, {}, {}, {}, {}, {}, {}, {}, {}};
   infer_shapes(st);
   prune_steps(st);
   fuse_nodes(st);
