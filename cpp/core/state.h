@@ -18,7 +18,7 @@ namespace mpsnn {
 class CommandBuffer;
 
 // The MPS state class a state object is (Python classes mirror it).
-enum class StateClass { plain, gradient, binary_gradient, multiary_gradient, convolution_gradient };
+enum class StateClass { plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, dropout_gradient };
 
 class State {
  public:
@@ -76,6 +76,12 @@ class GradientState : public State {
   using State::State;
 };
 class ConvolutionGradientState : public GradientState {
+ public:
+  using GradientState::GradientState;
+};
+// MPSCNNDropoutGradientState: buffer 0 is the keep mask (uint8, 1 = kept), one entry per mask
+// element (the image's shape with 1 on every axis whose mask stride is 0).
+class DropoutGradientState : public GradientState {
  public:
   using GradientState::GradientState;
 };

@@ -91,6 +91,7 @@ void FilterNode::add_result_state(ResultStateKind kind) {
     case ResultStateKind::convolution_gradient: s = std::make_unique<ConvolutionGradientStateNode>(); break;
     case ResultStateKind::arithmetic_gradient: s = std::make_unique<ArithmeticGradientStateNode>(); break;
     case ResultStateKind::multiary_gradient: s = std::make_unique<MultiaryGradientStateNode>(); break;
+    case ResultStateKind::dropout_gradient: s = std::make_unique<GradientStateNode>(StateClass::dropout_gradient); break;
   }
   s->producer_ = this;
   result_states_.push_back(std::move(s));

@@ -82,7 +82,12 @@ class StateNode {
 };
 class GradientStateNode : public StateNode {
  public:
-  StateClass state_class() const override { return StateClass::gradient; }
+  // `cls`: the MPSNNGradientState subclass delivered for it (MPS has one state node class for several).
+  explicit GradientStateNode(StateClass cls = StateClass::gradient) : class_(cls) {}
+  StateClass state_class() const override { return class_; }
+
+ private:
+  StateClass class_;
 };
 class ConvolutionGradientStateNode : public GradientStateNode {
  public:
@@ -102,7 +107,7 @@ class LabelsNode : public StateNode {};
 using StateNodePtr = std::shared_ptr<StateNode>;
 
 // The state node class of a kind's result state (OpSchema::result_states; created with the node).
-enum class ResultStateKind { none, gradient, convolution_gradient, arithmetic_gradient, multiary_gradient };
+enum class ResultStateKind { none, gradient, convolution_gradient, arithmetic_gradient, multiary_gradient, dropout_gradient };
 
 class FilterNode : public std::enable_shared_from_this<FilterNode> {
  public:

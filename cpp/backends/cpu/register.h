@@ -22,6 +22,13 @@ std::unique_ptr<Kernel> make_scale(const KernelSpec& spec, Device& device);
 
 std::unique_ptr<Kernel> make_pooling_gradient(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_neuron_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_arithmetic_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_concatenation_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_softmax_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_normalization_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_upsampling_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_dropout(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_dropout_gradient(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_convert(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_fill(const KernelSpec& spec, Device& device);
 
