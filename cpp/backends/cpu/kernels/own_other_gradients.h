@@ -4,7 +4,8 @@
 // binary primitive has no backward), dropout with its own counter-based mask (oneDNN has no
 // dropout), the spatial and local-contrast normalization gradients (oneDNN's within-channel LRN
 // is square, has no mean term and centres even windows differently), the cross-channel LRN
-// gradient for even windows (oneDNN centres them one channel differently from MPS), and the
+// gradient for even windows (oneDNN centres them one channel differently from MPS) and for
+// windows of 1 (oneDNN 3.2's avx512 nhwc LRN backward crashes generating its code for them), and the
 // align-corners bilinear upsampling gradient (oneDNN's resampling has no align-corners mode).
 // Conventions as in own_kernels.h: float32 NHWC TensorViews, sources read only, destinations
 // written completely, shapes validated by the graph. Every kernel is deterministic: each
