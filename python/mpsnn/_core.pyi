@@ -22,7 +22,7 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -364,6 +364,14 @@ class MPSNNMultiaryGradientState(MPSState):
     """
     The gradient state of a node with several sources.
     """
+class MPSCNNDropoutGradientState(MPSNNGradientState):
+    """
+    The keep mask a training-mode dropout sampled (graph.md §5.2); never temporary.
+    """
+    def mask_data(self) -> numpy.typing.NDArray[typing.Any]:
+        """
+        A copy of the keep mask as a uint8 (N, H, W, C) array, 1 = kept; an axis whose mask stride is 0 has extent 1 (its elements share one draw), so it broadcasts against the image.
+        """
 class MTLPixelFormat(enum.IntEnum):
     """
     Texture pixel formats (Metal's raw values) that an MPSImage can alias.
@@ -1644,12 +1652,174 @@ class MPSCNNLogSoftMaxNode(MPSNNFilterNode):
         ...
 class MPSCNNDropoutNode(MPSNNFilterNode):
     """
-    Dropout; in inference graphs the identity (the compiler removes it).
+    Dropout: Y = X*M/keep_probability with a Bernoulli(keep_probability) mask M, sampled when its result state is consumed (a training graph) by Philox-4x32-10 keyed by seed (the same seed gives the same mask); in inference graphs the identity (the compiler removes it).
     """
     @staticmethod
     def node(source: MPSNNImageNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex = 0.5, seed: typing.SupportsInt | typing.SupportsIndex = 0, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"] = [1, 1, 1]) -> MPSCNNDropoutNode:
         ...
     def __init__(self, source: MPSNNImageNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex = 0.5, seed: typing.SupportsInt | typing.SupportsIndex = 0, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"] = [1, 1, 1]) -> None:
+        ...
+    @property
+    def keep_probability(self) -> float:
+        ...
+    @property
+    def mask_stride_in_pixels(self) -> typing.Annotated[list[int], "FixedSize(3)"]:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+class MPSNNArithmeticGradientNode(MPSNNGradientFilterNode):
+    """
+    Base of the binary arithmetic gradient nodes: the gradient w.r.t. the primary (is_secondary_source_filter False) or secondary operand, including the scales and the forward clamp mask, summed over the axes that operand is broadcast along (stride 0). Made in pairs by forward.gradient_filters(with_source=g).
+    """
+    @property
+    def bias(self) -> float:
+        """
+        Ignored by the gradient.
+        """
+    @bias.setter
+    def bias(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def is_secondary_source_filter(self) -> bool:
+        ...
+    @property
+    def maximum_value(self) -> float:
+        ...
+    @maximum_value.setter
+    def maximum_value(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def minimum_value(self) -> float:
+        ...
+    @minimum_value.setter
+    def minimum_value(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def primary_scale(self) -> float:
+        ...
+    @primary_scale.setter
+    def primary_scale(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_scale(self) -> float:
+        ...
+    @secondary_scale.setter
+    def secondary_scale(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_feature_channels(self) -> int:
+        """
+        Broadcasting of the operand this node differentiates; must equal the forward node's.
+        """
+    @secondary_stride_in_feature_channels.setter
+    def secondary_stride_in_feature_channels(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_pixels_x(self) -> int:
+        """
+        Broadcasting of the operand this node differentiates; must equal the forward node's.
+        """
+    @secondary_stride_in_pixels_x.setter
+    def secondary_stride_in_pixels_x(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_pixels_y(self) -> int:
+        """
+        Broadcasting of the operand this node differentiates; must equal the forward node's.
+        """
+    @secondary_stride_in_pixels_y.setter
+    def secondary_stride_in_pixels_y(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSNNAdditionGradientNode(MPSNNArithmeticGradientNode):
+    """
+    dA = primary_scale*m*G, dB = secondary_scale*m*G.
+    """
+    @staticmethod
+    @typing.overload
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> MPSNNAdditionGradientNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> MPSNNAdditionGradientNode:
+        ...
+    @typing.overload
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> None:
+        ...
+    @typing.overload
+    def __init__(self, gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> None:
+        ...
+class MPSNNSubtractionGradientNode(MPSNNArithmeticGradientNode):
+    """
+    dA = primary_scale*m*G, dB = -secondary_scale*m*G.
+    """
+    @staticmethod
+    @typing.overload
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> MPSNNSubtractionGradientNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> MPSNNSubtractionGradientNode:
+        ...
+    @typing.overload
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> None:
+        ...
+    @typing.overload
+    def __init__(self, gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> None:
+        ...
+class MPSNNMultiplicationGradientNode(MPSNNArithmeticGradientNode):
+    """
+    dA = primary_scale*secondary_scale*B*m*G, dB = primary_scale*secondary_scale*A*m*G; source_image is the other operand.
+    """
+    @staticmethod
+    @typing.overload
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> MPSNNMultiplicationGradientNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> MPSNNMultiplicationGradientNode:
+        ...
+    @typing.overload
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> None:
+        ...
+    @typing.overload
+    def __init__(self, gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> None:
+        ...
+class MPSNNConcatenationGradientNode(MPSNNGradientFilterNode):
+    """
+    The slice of the concatenation's incoming gradient that belongs to source_image (its 4-aligned channel slot). One per source, made by forward.gradient_filters(with_source=g).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSNNConcatenationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+class MPSCNNSoftMaxGradientNode(MPSNNGradientFilterNode):
+    """
+    dX = Y*(G - sum_c G*Y), Y the forward result (source_image).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNSoftMaxGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+class MPSCNNLogSoftMaxGradientNode(MPSNNGradientFilterNode):
+    """
+    dX = G - exp(Y)*sum_c G, Y the forward result (source_image).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNLogSoftMaxGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+class MPSCNNDropoutGradientNode(MPSNNGradientFilterNode):
+    """
+    dX = G*M/keep_probability with the mask M the forward dropout sampled (its MPSCNNDropoutGradientState).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"]) -> MPSCNNDropoutGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"]) -> None:
         ...
     @property
     def keep_probability(self) -> float:
@@ -1782,6 +1952,126 @@ class MPSCNNLocalContrastNormalizationNode(MPSCNNNormalizationNode):
     @ps.setter
     def ps(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class MPSCNNCrossChannelNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Gradient of the cross-channel normalization (the exact derivative of nodes.md §8.2).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNCrossChannelNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def alpha(self) -> float:
+        """
+        mpsnn extension (MPS takes it from the state).
+        """
+    @alpha.setter
+    def alpha(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        """
+        mpsnn extension (MPS takes it from the state).
+        """
+    @beta.setter
+    def beta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        """
+        mpsnn extension (MPS takes it from the state).
+        """
+    @delta.setter
+    def delta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_size(self) -> int:
+        ...
+class MPSCNNSpatialNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Gradient of the spatial normalization (nodes.md §8.3).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNSpatialNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def alpha(self) -> float:
+        ...
+    @alpha.setter
+    def alpha(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        ...
+    @beta.setter
+    def beta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        ...
+    @delta.setter
+    def delta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+class MPSCNNLocalContrastNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Gradient of the local contrast normalization (nodes.md §8.4); alpha defaults to 0 when built by hand.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNLocalContrastNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def alpha(self) -> float:
+        ...
+    @alpha.setter
+    def alpha(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        ...
+    @beta.setter
+    def beta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        ...
+    @delta.setter
+    def delta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def p0(self) -> float:
+        ...
+    @p0.setter
+    def p0(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def pm(self) -> float:
+        ...
+    @pm.setter
+    def pm(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ps(self) -> float:
+        ...
+    @ps.setter
+    def ps(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
 class MPSCNNUpsamplingNearestNode(MPSNNFilterNode):
     """
     Nearest-neighbour upsampling by integer factors.
@@ -1805,6 +2095,39 @@ class MPSCNNUpsamplingBilinearNode(MPSNNFilterNode):
     def node(source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex, align_corners: bool = False) -> MPSCNNUpsamplingBilinearNode:
         ...
     def __init__(self, source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex, align_corners: bool = False) -> None:
+        ...
+    @property
+    def align_corners(self) -> bool:
+        ...
+    @property
+    def scale_factor_x(self) -> float:
+        ...
+    @property
+    def scale_factor_y(self) -> float:
+        ...
+class MPSCNNUpsamplingNearestGradientNode(MPSNNGradientFilterNode):
+    """
+    Nearest upsampling gradient: the sum of G over each fy x fx block.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> MPSCNNUpsamplingNearestGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_factor_x(self) -> float:
+        ...
+    @property
+    def scale_factor_y(self) -> float:
+        ...
+class MPSCNNUpsamplingBilinearGradientNode(MPSNNGradientFilterNode):
+    """
+    Bilinear upsampling gradient: the adjoint of the forward interpolation (align_corners of the forward node).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> MPSCNNUpsamplingBilinearGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def align_corners(self) -> bool:
