@@ -103,6 +103,7 @@ STATES = {
     "MPSNNBinaryGradientState": "MPSState",
     "MPSNNMultiaryGradientState": "MPSState",
     "MPSCNNDropoutGradientState": "MPSNNGradientState",
+    "MPSCNNArithmeticGradientState": "MPSNNBinaryGradientState",
 }
 OTHER = ["MPSNNGraph", "MPSNNImageNode", "MPSNNStateNode", "MPSImage", "MPSTemporaryImage", "MPSImageDescriptor",
          "MPSNNDefaultPadding", "MPSCNNConvolutionDescriptor", "MPSCNNDepthWiseConvolutionDescriptor",

@@ -188,6 +188,17 @@ void bind_nodes_arithmetic(py::module_& m) {
     return node_factory<PyMultiplicationGradientNode>(k, std::move(a), std::move(s), std::move(st));
   });
 
+  base.def(
+      "gradient_class",
+      [](const FilterNode& n) -> py::object {
+        const char* names[3] = {"MPSNNAdditionGradientNode", "MPSNNSubtractionGradientNode",
+                                "MPSNNMultiplicationGradientNode"};
+        const ArithmeticOp op = n.attrs_as<ArithmeticAttrs>().op;
+        MPSNN_CHECK(op != ArithmeticOp::divide, UnsupportedError, n.context(), " division has no gradient node in MPS");
+        return py::module_::import("mpsnn._core").attr(names[int(op)]);
+      },
+      "The class of this node's two gradient nodes (nodes.md §3.1).");
+
   auto cgrad = py::class_<PyConcatenationGradientNode, PyGradientFilterNode, std::shared_ptr<PyConcatenationGradientNode>>(
       m, "MPSNNConcatenationGradientNode",
       "The slice of the concatenation's incoming gradient that belongs to source_image (its 4-aligned channel "

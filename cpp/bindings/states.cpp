@@ -122,6 +122,10 @@ void bind_states(py::module_& m) {
       m, "MPSCNNConvolutionGradientState", "A convolution's gradient state.");
   py::class_<BinaryGradientState, State, std::shared_ptr<BinaryGradientState>>(
       m, "MPSNNBinaryGradientState", "The gradient state of a two-source node.");
+  py::class_<ArithmeticGradientState, BinaryGradientState, std::shared_ptr<ArithmeticGradientState>>(
+      m, "MPSCNNArithmeticGradientState",
+      "The clamp mask of a binary arithmetic node, read by both of its gradient nodes (numpy(): uint8 "
+      "(N, H, W, C), 1 where minimum_value < r < maximum_value).");
   py::class_<MultiaryGradientState, State, std::shared_ptr<MultiaryGradientState>>(
       m, "MPSNNMultiaryGradientState", "The gradient state of a node with several sources.");
   py::class_<DropoutGradientState, GradientState, std::shared_ptr<DropoutGradientState>>(

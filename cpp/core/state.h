@@ -18,7 +18,9 @@ namespace mpsnn {
 class CommandBuffer;
 
 // The MPS state class a state object is (Python classes mirror it).
-enum class StateClass { plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, dropout_gradient };
+enum class StateClass {
+  plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, dropout_gradient, arithmetic_gradient
+};
 
 class State {
  public:
@@ -88,6 +90,11 @@ class DropoutGradientState : public GradientState {
 class BinaryGradientState : public State {
  public:
   using State::State;
+};
+// MPSCNNArithmeticGradientState: buffer 0 is the clamp mask [lo < r < hi] (uint8 per result element).
+class ArithmeticGradientState : public BinaryGradientState {
+ public:
+  using BinaryGradientState::BinaryGradientState;
 };
 class MultiaryGradientState : public State {
  public:

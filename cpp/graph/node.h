@@ -98,7 +98,10 @@ class BinaryGradientStateNode : public StateNode {
  public:
   StateClass state_class() const override { return StateClass::binary_gradient; }
 };
-class ArithmeticGradientStateNode : public BinaryGradientStateNode {};
+class ArithmeticGradientStateNode : public BinaryGradientStateNode {
+ public:
+  StateClass state_class() const override { return StateClass::arithmetic_gradient; }
+};
 class MultiaryGradientStateNode : public StateNode {
  public:
   StateClass state_class() const override { return StateClass::multiary_gradient; }

@@ -12,7 +12,7 @@ import mpsnn
 import reference as R
 from conftest import assert_close, conv_source
 
-from ._common import Handle, labelled_graph, run_by_label
+from ._common import Handle, inputs_by_label, labelled_graph, run_by_label
 
 NODES = {'add': mpsnn.MPSNNAdditionNode, 'subtract': mpsnn.MPSNNSubtractionNode,
          'multiply': mpsnn.MPSNNMultiplicationNode}
@@ -297,3 +297,25 @@ def test_concatenation_gradient_errors(device, rng):
     with pytest.raises(mpsnn.MPSGraphError, match=r"'stranger'\] source_image is none of the sources"):
         run_by_label(labelled_graph(device, stranger.result_image),
                      {'x': x, 'y': y, 'z': x, 'g': np.zeros((2, 3, 4, 6), np.float32)})
+
+
+def test_gradient_class_and_exported_clamp_mask(device, rng):
+    an, bn, gn = _nodes()
+    for op, cls in GRAD.items():
+        assert NODES[op](sources=[an, bn]).gradient_class() is cls
+    with pytest.raises(mpsnn.UnsupportedError, match="division has no gradient"):
+        mpsnn.MPSNNDivisionNode(sources=[an, bn]).gradient_class()
+    a, b, g = _inputs(rng, (2, 3, 4, 5), (1, 1, 1), (1, 1, 1))
+    add = _forward('add', an, bn, bounds=(np.float32(-0.5), np.float32(0.5)))
+    add.result_state.export_from_graph = True
+    ga, gb = add.gradient_filters(with_source=gn)
+    graph = labelled_graph(device, ga.result_image)
+    cb = device.make_command_queue().make_command_buffer()
+    states = []
+    graph.encode(cb, [mpsnn.MPSImage.from_numpy(x) for x in inputs_by_label(graph, {'a': a, 'b': b, 'g': g})],
+                 destination_states=states)
+    cb.commit()
+    cb.wait_until_completed()
+    assert len(states) == 1 and type(states[0]) is mpsnn.MPSCNNArithmeticGradientState
+    assert isinstance(states[0], mpsnn.MPSNNBinaryGradientState)
+    np.testing.assert_array_equal(states[0].numpy(), R.clamp_mask('add', a, b, minimum_value=-0.5, maximum_value=0.5))
