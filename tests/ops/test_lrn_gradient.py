@@ -158,3 +158,18 @@ def test_cross_channel_gradient_vs_torch(device, rng):
         F.local_response_norm(t, size=n, alpha=1e-1, beta=0.75, k=2.0).backward(to_t(g))
         assert torch.is_tensor(t.grad)
         assert_close(dx, from_t(t.grad), "reduction", k=n)
+
+
+@pytest.mark.parametrize("kw,kh", [(9, 2), (3, 7), (8, 8)], ids=str)
+def test_windows_larger_than_the_image(kw, kh, device, rng):
+    """Windows wider or taller than the 4x3 image: every tap set clipped on both sides."""
+    x, g = _data(rng, (2, 3, 4, 5))
+    xn, gn = _xg()
+    spatial = _params(mpsnn.MPSCNNSpatialNormalizationNode(source=xn), 0.7, 1.5, 0.75)
+    spatial.kernel_width, spatial.kernel_height = kw, kh
+    lcn = mpsnn.MPSCNNLocalContrastNormalizationNode(source=xn)
+    lcn.kernel_width, lcn.kernel_height = kw, kh
+    grads = [n.gradient_filter(with_source=gn) for n in (spatial, lcn)]
+    ds, dl = run_by_label(labelled_graph(device, [n.result_image for n in grads]), {'x': x, 'g': g})
+    assert_close(ds, R.spatial_norm_gradient(x, g, kw, kh, 0.7, 1.5, 0.75), "reduction", k=kw * kh)
+    assert_close(dl, R.local_contrast_norm_gradient(x, g, kw, kh), "reduction", k=kw * kh)
