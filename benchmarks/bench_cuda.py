@@ -1,17 +1,20 @@
 #!/usr/bin/env python
-"""Whole networks on an NVIDIA GPU, float32: mpsnn's CUDA backend against PyTorch eager.
+"""Whole networks on an NVIDIA GPU: mpsnn's CUDA backend against PyTorch eager, float32 and float16.
 
-    python benchmarks/bench_cuda.py [--models mnist,resnet50] [--batches 1,32,256] [--rounds 15]
+    python benchmarks/bench_cuda.py [--models mnist,resnet18,resnet50] [--batches 1,32,256]
+                                    [--formats float32,float16] [--rounds 15]
 
 Both sides go from a host NumPy batch to host NumPy probabilities, so each timed call includes the
 host-to-device copy of the input and the copy of the result back (what `graph.run([array])` does
 today: images of a CUDA graph live in device memory). PyTorch runs channels_last with
-cudnn.benchmark on and TF32 off (mpsnn never uses TF32 unless asked). Outputs are compared first
+cudnn.benchmark on and TF32 off (mpsnn never uses TF32 unless asked). In float16 the mpsnn graph's
+`format` is float16 (float16 activations, float32 accumulation; the float32 input is converted on
+the device) and PyTorch runs `.half()` on the input moved to the device. Outputs are compared first
 (max abs difference of the softmax). Calls alternate between the two, one sample each per round;
 medians over rounds and the median of per-round ratios are reported.
 
-This is the float32 first step of the CUDA backend; float16 activations, CUDA-graph replay and
-device-resident DLPack inputs (issue 10's targets) are measured once they exist.
+CUDA-graph replay and device-resident DLPack inputs (issue 10's remaining targets) are measured
+once they exist.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import numpy as np
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="mnist,resnet50")
+    p.add_argument("--models", default="mnist,resnet18,resnet50")
     p.add_argument("--batches", default="1,32,256")
+    p.add_argument("--formats", default="float32,float16")
     p.add_argument("--rounds", type=int, default=15)
     return p.parse_args()
 
@@ -54,19 +58,24 @@ def main() -> int:
     torch.backends.cudnn.allow_tf32 = False
     dev = mpsnn.MTLCreateSystemDefaultDevice()
     print(f"mpsnn device: {dev.name} ({dev.registry_id}); torch {torch.__version__}, {torch.cuda.get_device_name()}")
-    print(f"{'model':9} {'batch':>5} {'mpsnn img/s':>12} {'torch img/s':>12} {'ratio':>6} {'max|diff|':>9}")
-    for model in args.models.split(","):
+    print(f"{'model':9} {'format':7} {'batch':>5} {'mpsnn img/s':>12} {'torch img/s':>12} {'ratio':>6} {'max|diff|':>9}")
+    for model, fmt in [(m, f) for m in args.models.split(",") for f in args.formats.split(",")]:
         w = models.make_weights(model)
         graph = models.build_mpsnn(model, w)
+        graph.format = getattr(mpsnn.MPSImageFeatureChannelFormat, fmt)
+        half = fmt == "float16"
         net = models.build_torch(model, w).cuda()
+        if half:
+            net = net.half()
 
         def ours(x):
-            y = graph.run([x]).numpy()
+            y = graph.run([x]).numpy().astype(np.float32)
             return y.reshape(y.shape[0], -1)
 
         def theirs(x):
             with torch.inference_mode():
-                return net(torch.from_numpy(x).cuda()).cpu().numpy()
+                t = torch.from_numpy(x).cuda()
+                return net(t.half() if half else t).float().cpu().numpy()
 
         for batch in map(int, args.batches.split(",")):
             x = models.make_input(model, batch)
@@ -80,8 +89,8 @@ def main() -> int:
                     out.append(timed(fn, x))
                 r.append(b[-1] / a[-1])
             ta, tb = statistics.median(a), statistics.median(b)
-            print(f"{model:9} {batch:5d} {batch / ta:12.0f} {batch / tb:12.0f} {statistics.median(r):6.2f} {diff:9.1e}",
-                  flush=True)
+            print(f"{model:9} {fmt:7} {batch:5d} {batch / ta:12.0f} {batch / tb:12.0f} {statistics.median(r):6.2f} "
+                  f"{diff:9.1e}", flush=True)
     return 0
 
 

@@ -145,3 +145,56 @@ def test_an_image_of_another_device_is_refused(gpu, rng):
     cpu_image = mpsnn.MPSImage.from_numpy(rng.standard_normal((1, 5, 5, 5)).astype(np.float32), device=mpsnn.MTLDevice("cpu"))
     with pytest.raises(mpsnn.MPSGraphError, match="device"):
         g.run([cpu_image])
+
+
+def _small_network(device, seed, fmt):
+    """conv(5->8, 3x3) + ReLU -> max pool 2x2 -> conv(8->6) with a residual-free 1x1 -> softmax, in `fmt`."""
+    rng = np.random.default_rng(seed)
+    x = mpsnn.MPSNNImageNode()
+
+    def conv(src, cin, cout, k):
+        d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=k, kernel_height=k, input_feature_channels=cin,
+                                              output_feature_channels=cout)
+        w = (rng.standard_normal((cout, k, k, cin)) / np.sqrt(k * k * cin)).astype(np.float32)
+        return mpsnn.MPSCNNConvolutionNode(source=src, weights=mpsnn.ArrayConvolutionDataSource(
+            d, w, rng.standard_normal(cout).astype(np.float32)))
+
+    c1 = conv(x, 5, 8, 3)
+    r1 = mpsnn.MPSCNNNeuronReLUNode(source=c1.result_image)
+    p1 = mpsnn.MPSCNNPoolingMaxNode(source=r1.result_image, filter_size=2)
+    c2 = conv(p1.result_image, 8, 6, 1)
+    s = mpsnn.MPSCNNSoftMaxNode(source=c2.result_image)
+    g = mpsnn.MPSNNGraph(device, s.result_image)
+    g.format = fmt
+    return g
+
+
+@needs_gpu
+@pytest.mark.parametrize("batch", [1, 3])
+def test_float16_graphs_compute_on_float16_activations(gpu, rng, batch):
+    f16 = mpsnn.MPSImageFeatureChannelFormat.float16
+    x = rng.standard_normal((batch, 13, 11, 5)).astype(np.float32)
+    expected = _small_network(mpsnn.MTLDevice("cpu"), 11, mpsnn.MPSImageFeatureChannelFormat.float32).run([x]).numpy()
+    g = _small_network(gpu, 11, f16)
+    plan = g.plan_description([x])
+    # Every intermediate value of the plan is float16 (the float32 source is converted once).
+    assert plan.count(" float16") >= 5 and "[convert source image]" in plan, plan
+    y = g.run([x]).numpy()
+    assert y.dtype == np.float16 and y.shape == expected.shape
+    assert_close(y, expected, "reduction", "float16")
+    # The same graph in float32 on the GPU keeps float32 activations and float32 accuracy.
+    g32 = _small_network(gpu, 11, mpsnn.MPSImageFeatureChannelFormat.float32)
+    assert " float16" not in g32.plan_description([x])
+    assert_close(g32.run([x]).numpy(), expected, "reduction", k=72)
+
+
+@needs_gpu
+def test_float16_source_images_are_read_in_place(gpu, rng):
+    f16 = mpsnn.MPSImageFeatureChannelFormat.float16
+    x = rng.standard_normal((2, 9, 9, 5)).astype(np.float16)
+    img = mpsnn.MPSImage.from_numpy(x, device=gpu)
+    g = _small_network(gpu, 4, f16)
+    assert "[convert source image]" not in g.plan_description([img])
+    expected = _small_network(mpsnn.MTLDevice("cpu"), 4, mpsnn.MPSImageFeatureChannelFormat.float32).run(
+        [x.astype(np.float32)]).numpy()
+    assert_close(g.run([img]).numpy(), expected, "reduction", "float16")

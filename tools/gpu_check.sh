@@ -4,7 +4,7 @@
 # pybind11) and headers (build/cuda-deps, from tools/cuda_deps.sh), then runs what is asked:
 #   tools/gpu_check.sh tests  [pytest args]   # tests/test_cuda.py, then the op/network/graph suites on cuda:0
 #   tools/gpu_check.sh bench  [bench args]    # benchmarks/bench_cuda.py
-#   tools/gpu_check.sh all                    # both
+#   tools/gpu_check.sh all                    # both (MPSNN_BENCH_ARGS: the benchmark's arguments)
 # Logs go to $OUT (or ./gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,5 +48,5 @@ run_bench() {
 case "$what" in
   tests) run_tests "$@" ;;
   bench) run_bench "$@" ;;
-  all) run_tests; run_bench ;;
+  all) run_tests; run_bench ${MPSNN_BENCH_ARGS:-} ;;
 esac

@@ -158,7 +158,7 @@ struct ScaleAttrs {
   std::shared_ptr<TransformProvider> transform_provider;
 };
 
-// Internal kinds. Convert: between a caller image's storage format and the float32 values plans
+// Internal kinds. Convert: between a caller image's storage format and the activation values plans
 // compute on. Fill: a 32-bit pattern repeated over every element byte (poisoning test aid).
 struct ConvertAttrs {
   ChannelFormat from = ChannelFormat::float32, to = ChannelFormat::float32;

@@ -119,6 +119,16 @@ class KernelRegistry {
   bool (*can_fuse_neuron)(const NeuronDescriptor&) = nullptr;
   bool can_fuse_sum = false;
 
+  // The storage format of a plan's image values (activations) for a graph `format`
+  // (graph.md §2.4: the storage format of intermediate images). Null: float32 whatever the format
+  // (the CPU backend computes in float32; a float16 graph format there only sets the format of
+  // the results). CUDA stores float16 activations for float16 graphs. State buffers and
+  // parameters are not affected.
+  ChannelFormat (*activation_format)(ChannelFormat graph_format) = nullptr;
+  ChannelFormat activations_for(ChannelFormat graph_format) const {
+    return activation_format ? activation_format(graph_format) : ChannelFormat::float32;
+  }
+
  private:
   std::string backend_;
   KernelFactory factories_[kNumOpKinds] = {};

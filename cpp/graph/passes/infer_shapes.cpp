@@ -23,9 +23,10 @@ std::unordered_set<const StateNode*> wanted_states(const GraphDef& def) {
 
 void infer_shapes(CompileState& st) {
   const GraphDef& def = st.def;
+  const DType activations = storage_dtype(st.registry.activations_for(st.key.graph_format));
   for (size_t i = 0; i < def.source_images.size(); ++i) {
     ValueInfo v;
-    v.desc = TensorDesc{DType::f32, st.key.shapes[i]};
+    v.desc = TensorDesc{activations, st.key.shapes[i]};
     v.source_image = int(i);
     st.value_of[def.source_images[i].get()] = st.add_value(v);
   }
@@ -78,7 +79,7 @@ void infer_shapes(CompileState& st) {
 
     const int step_index = int(st.steps.size());
     ValueInfo out;
-    out.desc = TensorDesc{DType::f32, r.out};
+    out.desc = TensorDesc{activations, r.out};
     out.producer = step_index;
     const int result = st.add_value(out);
     step.outputs.push_back(result);

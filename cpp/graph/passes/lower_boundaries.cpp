@@ -1,8 +1,10 @@
 // Pass 4: binds values to the caller's memory and lowers what cannot be bound into Convert steps.
-// A float32 dense source image is read in place; any other (float16, unorm8/16, a channel slice
-// of a wider image) is converted into a float32 value first. A float32 result that this plan
-// produces is written in place; other formats, and results that are graph inputs or already bound
-// elsewhere, get a Convert step at the end. Buffers of exported result states are written where
+// Image values are stored in the backend's activation format (KernelRegistry::activations_for:
+// float32 on the CPU, float16 for float16 graphs on CUDA). A dense source image of that format is
+// read in place; any other (another format, a channel slice of a wider image) is converted into
+// an activation value first. A result of the activation format that this plan produces is written
+// in place; other formats, and results that are graph inputs or already bound elsewhere, get a
+// Convert step at the end. Buffers of exported result states are written where
 // the caller's state holds them.
 #include "core/errors.h"
 #include "graph/passes/compile_state.h"
@@ -22,6 +24,7 @@ StepInfo convert_step(const Attrs& attrs, int from, int to, const char* what) {
 }  // namespace
 
 void lower_boundaries(CompileState& st) {
+  const ChannelFormat act = st.registry.activations_for(st.key.graph_format);
   auto attrs_of = [&](ChannelFormat from, ChannelFormat to) -> const Attrs& {
     return st.internal_attrs(ConvertAttrs{from, to});
   };
@@ -31,7 +34,7 @@ void lower_boundaries(CompileState& st) {
     const int in = st.values[v].source_image;
     if (in < 0) continue;
     const ChannelFormat f = st.key.formats[size_t(in)];
-    if (f == ChannelFormat::float32 && st.key.dense[size_t(in)]) {
+    if (f == act && st.key.dense[size_t(in)]) {
       st.values[v].external_input = in;
       continue;
     }
@@ -39,7 +42,7 @@ void lower_boundaries(CompileState& st) {
     e.desc = TensorDesc{storage_dtype(f), st.values[v].desc.shape};
     e.external_input = in;
     const int ev = st.add_value(e);
-    front.push_back(convert_step(attrs_of(f, ChannelFormat::float32), ev, int(v), "source image"));
+    front.push_back(convert_step(attrs_of(f, act), ev, int(v), "source image"));
   }
   const auto& outputs = st.def.outputs;
   for (size_t j = 0; j < outputs.size(); ++j) {
@@ -48,7 +51,7 @@ void lower_boundaries(CompileState& st) {
     const ChannelFormat f = outputs[j]->format != ChannelFormat::none ? outputs[j]->format : st.key.graph_format;
     const int v = st.root(v0);
     ValueInfo& val = st.values[size_t(v)];
-    if (f == ChannelFormat::float32 && val.source_image < 0 && val.external_output < 0) {
+    if (f == act && val.source_image < 0 && val.external_output < 0) {
       val.external_output = int(j);
       continue;
     }
@@ -56,7 +59,7 @@ void lower_boundaries(CompileState& st) {
     e.desc = TensorDesc{storage_dtype(f), val.desc.shape};
     e.external_output = int(j);
     const int ev = st.add_value(e);
-    back.push_back(convert_step(attrs_of(ChannelFormat::float32, f), v, ev, "result image"));
+    back.push_back(convert_step(attrs_of(act, f), v, ev, "result image"));
   }
   int next = int(outputs.size());
   for (const auto& vals : st.result_state_values)

@@ -8,7 +8,9 @@
 namespace mpsnn {
 
 namespace {
-constexpr uint32_t kNaNPattern = 0x7fc00000u;  // float32 quiet NaN
+// A quiet NaN in float32 and, per half, in float16 and bfloat16: poisoned memory reads as NaN
+// whatever the dtype of the value that lands on it.
+constexpr uint32_t kNaNPattern = 0x7fc07fc0u;
 constexpr uint32_t kAllOnes = 0xffffffffu;      // NaN in float16/32, the maximum in unorm formats
 }  // namespace
 

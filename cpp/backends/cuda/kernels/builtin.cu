@@ -1,5 +1,5 @@
 // Internal steps on CUDA (our own kernels: cuDNN has no operation for either): Convert (a caller
-// image of any storage format and pixel stride <-> a dense float32 value) and Fill (the poison
+// image of any storage format and pixel stride <-> a dense activation value) and Fill (the poison
 // test aid). Conversions round as the CPU backend does (format.cpp): float16 round-to-nearest-even,
 // unorm clamps to [0, 1] with NaN -> 0 and rounds half away from zero.
 #include <cuda_fp16.h>

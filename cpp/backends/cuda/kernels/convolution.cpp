@@ -1,19 +1,28 @@
 // Convolution family on cuDNN, through the cuDNN frontend's graph API: one cuDNN graph per
 // compiled plan step, conv_fprop -> + bias -> the fused post-ops (ReLU family, residual add) in
 // order, NHWC with the plan's pixel strides (a channel slot of a concatenation and a custom
-// policy's source channel window are strides and a pointer offset, not copies). Plans are built
-// once, when the mpsnn plan is compiled: cuDNN's heuristics (mode A) rank the engines and the
-// first that builds is kept; its workspace is the step's scratch memory.
+// policy's source channel window are strides and a pointer offset, not copies). Activations are
+// the plan's: float16 (a float16 graph, CUDA's default) or float32, with float32 accumulation
+// either way. Plans are built once, when the mpsnn plan is compiled: cuDNN's heuristics (mode A)
+// rank the engines, the first MPSNN_CUDNN_CANDIDATES (default 4) that build are timed on the
+// device, and the fastest is kept; its workspace is the step's scratch memory.
+//
+// Numerics: float16 activations may use Tensor Core engines (products of float16 values are
+// exact in float32) but never a float16 accumulation (REDUCED_PRECISION_REDUCTION); float32
+// activations use no Tensor Core engine, so no TF32 rounding of the inputs.
 //
 // Regular, grouped, depthwise, dilated and strided convolutions and fully connected layers (a
 // convolution whose kernel covers the source) run here. Negative MPS pads become a cropped source
 // (library_axis), as on the CPU. Not yet on CUDA (UnsupportedError naming the node): transposed
 // and sub-pixel convolutions and the clamp edge mode.
 //
-// Weights are OHWI float32, which is cuDNN's KRSC: they are copied to device memory as they are,
-// when the plan is made and again when a run brings a newer parameter version.
+// Weights are OHWI, which is cuDNN's KRSC: they are copied to device memory in the activation
+// dtype (float16 weights round to nearest even), when the plan is made and again when a run
+// brings a newer parameter version.
 #include <cudnn_frontend.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <mutex>
 #include <unordered_map>
 
@@ -22,6 +31,7 @@
 #include "backends/cuda/libraries.h"
 #include "backends/cuda/register.h"
 #include "backends/cuda/runtime.h"
+#include "core/format.h"
 
 namespace mpsnn::cuda {
 
@@ -44,6 +54,30 @@ void check(fe::error_t e, const std::string& context, const char* what) {
   MPSNN_CHECK(e.is_good(), BackendError, context, " cuDNN ", what, " failed: ", e.get_message());
 }
 
+// How many of the heuristics' engines are built and timed per convolution (MPSNN_CUDNN_CANDIDATES,
+// default 4; 1 keeps the heuristics' first choice without timing).
+int candidate_count() {
+  static const int n = [] {
+    const char* v = std::getenv("MPSNN_CUDNN_CANDIDATES");
+    const int k = v ? std::atoi(v) : 4;
+    return k < 1 ? 1 : k;
+  }();
+  return n;
+}
+
+// A cudaEvent_t pair that times work on one stream.
+struct EventTimer {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  EventTimer() {
+    cudaEventCreate(&start);
+    cudaEventCreate(&stop);
+  }
+  ~EventTimer() {
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+  }
+};
+
 class ConvolutionKernel final : public Kernel {
  public:
   ConvolutionKernel(const KernelSpec& spec, Device& device) : context_(spec.context), device_(device) {
@@ -60,6 +94,10 @@ class ConvolutionKernel final : public Kernel {
 
     const ImageShape& src = spec.input(0);
     const ImageShape& out = spec.output();
+    dtype_ = spec.outputs[0].dtype;
+    MPSNN_CHECK(dtype_ == DType::f32 || dtype_ == DType::f16, DTypeError, context_,
+                " CUDA convolutions take float32 or float16 activations, got ", dtype_name(dtype_));
+    esize_ = int64_t(dtype_size(dtype_));
     const bool fc = variant == ConvolutionVariant::fully_connected;
     const int64_t cin = d.input_feature_channels, cout = d.output_feature_channels;
     const int64_t groups = d.depthwise ? cin : d.groups;
@@ -103,14 +141,15 @@ class ConvolutionKernel final : public Kernel {
     std::string why;
     {
       std::lock_guard<std::mutex> lock(cuda.build_mutex());
-      // One cuDNN graph with the bias and the fused post-ops when an engine takes it in float32
-      // without TF32; else the convolution alone and our epilogue kernel (bias, residual, ReLU).
+      // One cuDNN graph with the bias and the fused post-ops when an engine of the numerics above
+      // takes it; else the convolution alone and our epilogue kernel (bias, residual, ReLU).
       graph_ = make_graph(g, true);
       why = build_plans(*graph_, cuda.build_handle());
       if (!why.empty()) {
         graph_ = make_graph(g, false);
         const std::string again = build_plans(*graph_, cuda.build_handle());
-        MPSNN_CHECK(again.empty(), BackendError, context_, " cuDNN has no float32 engine for this convolution: ", again);
+        MPSNN_CHECK(again.empty(), BackendError, context_, " cuDNN has no ", dtype_name(dtype_),
+                    " engine for this convolution: ", again);
         epilogue_ = true;
         MPSNN_CHECK(fused_.size() <= size_t(Epilogue::kMaxOps), BackendError, context_, " internal error: ",
                     fused_.size(), " fused post-ops");
@@ -121,14 +160,15 @@ class ConvolutionKernel final : public Kernel {
         }
       }
     }
-    int64_t ws = 0;
-    check(graph_->get_workspace_size(ws), context_, "workspace query");
-    workspace_ = size_t(ws);
-
-    weights_ = device.allocator().allocate(size_t(cout * kh_ * kw_ * cin_per_group_) * sizeof(float), false);
+    weights_ = device.allocator().allocate(size_t(cout * kh_ * kw_ * cin_per_group_) * size_t(esize_), false);
     bias_ = device.allocator().allocate(size_t(cout) * sizeof(float), false);
+    if (dtype_ != DType::f32) bias_io_ = device.allocator().allocate(size_t(cout) * size_t(esize_), false);
     load_parameters(p);
     version_.set(spec.params_version);
+    {
+      std::lock_guard<std::mutex> lock(cuda.build_mutex());
+      choose_plan(spec, cuda);
+    }
   }
 
   size_t scratch_bytes() const override { return workspace_; }
@@ -141,17 +181,13 @@ class ConvolutionKernel final : public Kernel {
     const ParamSnapshot& p = a.params[0];
     version_.ensure(p.version, [&] { load_parameters(*p.values.conv); });
     CudaStream& stream = stream_of(a.stream);
-    std::unordered_map<int64_t, void*> pack{
-        {kX, a.inputs[0].as<float>() + src_offset_ + src_channel_offset_},
-        {kW, weights_->data()},
-        {kY, a.outputs[0].data}};
-    if (!epilogue_) pack[kB] = bias_->data();
-    if (has_sum_ && !epilogue_) pack[kZ] = a.inputs[a.num_inputs - 1].data;
+    auto pack = variant_pack(a.inputs[0].data, a.outputs[0].data,
+                             has_sum_ && !epilogue_ ? a.inputs[a.num_inputs - 1].data : nullptr);
     {
       // The frontend's execute() keeps per-call state in the graph object: one caller at a time
       // (this only serializes enqueueing; the GPU work of different streams still overlaps).
       std::lock_guard<std::mutex> lock(execute_mutex_);
-      check(graph_->execute(stream.cudnn(), pack, a.scratch), context_, "execute");
+      check(graph_->execute_plan_at_index(stream.cudnn(), pack, a.scratch, plan_index_), context_, "execute");
     }
     if (epilogue_) {
       // Bias, then the post-ops cuDNN would have fused, in order, in one pass over the result.
@@ -173,12 +209,66 @@ class ConvolutionKernel final : public Kernel {
     return ImageShape{src.n, ay.source, ax.source, cin};
   }
 
+  std::unordered_map<int64_t, void*> variant_pack(void* x, void* y, void* z) const {
+    std::unordered_map<int64_t, void*> pack{
+        {kX, static_cast<char*>(x) + (src_offset_ + src_channel_offset_) * esize_}, {kW, weights_->data()}, {kY, y}};
+    if (!epilogue_) pack[kB] = bias_io_ ? bias_io_->data() : bias_->data();
+    if (z) pack[kZ] = z;
+    return pack;
+  }
+
+  // Builds up to candidate_count() of the heuristics' plans and keeps the fastest on this
+  // device (each timed as the best of a few runs on scratch tensors of the step's shapes).
+  void choose_plan(const KernelSpec& spec, CudaDevice& cuda) {
+    const std::vector<int64_t>& built = candidates_;
+    auto workspace_of = [&](int64_t i) {
+      int64_t ws = 0;
+      check(graph_->get_workspace_size_plan_at_index(i, ws), context_, "workspace query");
+      return size_t(ws);
+    };
+    plan_index_ = built[0];
+    if (built.size() > 1) {
+      size_t ws = 0;
+      for (int64_t i : built) ws = std::max(ws, workspace_of(i));
+      auto bytes = [&](const TensorDesc& d) { return size_t(d.shape.numel()) * dtype_size(d.dtype); };
+      Allocator& alloc = cuda.allocator();
+      auto x = alloc.allocate(bytes(spec.inputs[0]), true);
+      auto y = alloc.allocate(bytes(spec.outputs[0]), true);
+      auto z = has_sum_ && !epilogue_ ? alloc.allocate(bytes(spec.inputs.back()), true) : nullptr;
+      auto w = ws ? alloc.allocate(ws, false) : nullptr;
+      auto pack = variant_pack(x->data(), y->data(), z ? z->data() : nullptr);
+      cudnnHandle_t h = cuda.build_handle();
+      cudaStream_t stream = nullptr;
+      MPSNN_CHECK(fe::detail::get_stream(h, &stream) == CUDNN_STATUS_SUCCESS, BackendError, context_,
+                  " cuDNN could not report its handle's stream");
+      EventTimer t;
+      float best = 0;
+      for (int64_t i : built) {
+        void* scratch = w ? w->data() : nullptr;
+        if (!graph_->execute_plan_at_index(h, pack, scratch, i).is_good()) continue;  // warm-up
+        float fastest = -1;
+        for (int r = 0; r < 3; ++r) {
+          cudaEventRecord(t.start, stream);
+          const bool ok = graph_->execute_plan_at_index(h, pack, scratch, i).is_good();
+          cudaEventRecord(t.stop, stream);
+          MPSNN_CUDA_CHECK(cudaEventSynchronize(t.stop), context_, " timing cuDNN plans");
+          float ms = 0;
+          if (ok && cudaEventElapsedTime(&ms, t.start, t.stop) == cudaSuccess && (fastest < 0 || ms < fastest))
+            fastest = ms;
+        }
+        if (fastest >= 0 && (best == 0 || fastest < best)) best = fastest, plan_index_ = i;
+      }
+    }
+    workspace_ = workspace_of(plan_index_);
+  }
+
   // The cuDNN graph: conv_fprop, then (with_epilogue) + bias and the fused post-ops in order.
   // The source as cuDNN sees it is cropped to the window and holds channels [offset, offset + cin)
   // of pixels `sps` apart (a custom policy's channel window: strides, not a copy).
   std::shared_ptr<fe::graph::Graph> make_graph(const Geometry& g, bool with_epilogue) const {
     auto graph = std::make_shared<fe::graph::Graph>();
-    graph->set_io_data_type(fe::DataType_t::FLOAT)
+    const fe::DataType_t io = dtype_ == DType::f16 ? fe::DataType_t::HALF : fe::DataType_t::FLOAT;
+    graph->set_io_data_type(io)
         .set_intermediate_data_type(fe::DataType_t::FLOAT)
         .set_compute_data_type(fe::DataType_t::FLOAT);
     const ImageShape& xs = g.xs;
@@ -201,7 +291,7 @@ class ConvolutionKernel final : public Kernel {
                     .set_stride({g.sy, g.sx})
                     .set_dilation({g.dy, g.dx});
     TensorPtr Y = graph->conv_fprop(X, W, conv);
-    Y->set_data_type(fe::DataType_t::FLOAT);
+    Y->set_data_type(with_epilogue ? fe::DataType_t::FLOAT : io);
     if (with_epilogue) {
       auto B = graph->tensor(fe::graph::Tensor_attributes()
                                  .set_name("B")
@@ -226,13 +316,15 @@ class ConvolutionKernel final : public Kernel {
       }
     }
     Y->set_output(true).set_uid(kY).set_dim({os.n, os.c, os.h, os.w}).set_stride(nhwc_strides(os, g.ops));
-    Y->set_data_type(fe::DataType_t::FLOAT);
+    Y->set_data_type(io);
     return graph;
   }
 
-  // Heuristics (mode A), float32 engines only (no TF32: no tensor-core, down-converting or
-  // reduced-precision engines), the first that builds. Returns why it failed, or "".
-  static std::string build_plans(fe::graph::Graph& graph, cudnnHandle_t h) {
+  // Heuristics (mode A) and their candidates' support check; the plans are built by
+  // choose_plan. Float32 activations: no Tensor Core, down-converting or reduced-precision
+  // engines (no TF32); float16: no down-converting or reduced-precision (float16-accumulating)
+  // engines. Returns why it failed, or "".
+  std::string build_plans(fe::graph::Graph& graph, cudnnHandle_t h) {
     auto step = [](fe::error_t e, const char* what) -> std::string {
       return e.is_good() ? std::string() : std::string(what) + ": " + e.get_message();
     };
@@ -240,25 +332,52 @@ class ConvolutionKernel final : public Kernel {
     if (why.empty()) why = step(graph.build_operation_graph(h), "operation graph");
     if (why.empty()) why = step(graph.create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK}), "heuristics");
     if (!why.empty()) return why;
-    graph.deselect_numeric_notes({fe::NumericalNote_t::TENSOR_CORE, fe::NumericalNote_t::DOWN_CONVERT_INPUTS,
-                                  fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
+    if (dtype_ == DType::f32)
+      graph.deselect_numeric_notes({fe::NumericalNote_t::TENSOR_CORE, fe::NumericalNote_t::DOWN_CONVERT_INPUTS,
+                                    fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
+    else
+      graph.deselect_numeric_notes(
+          {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
     why = step(graph.check_support(), "support check");
-    if (why.empty()) why = step(graph.build_plans(fe::BuildPlanPolicy_t::HEURISTICS_CHOICE), "plan build");
-    return why;
+    if (!why.empty()) return why;
+    candidates_.clear();
+    const int64_t count = graph.get_execution_plan_count();
+    for (int64_t i = 0; i < count && int(candidates_.size()) < candidate_count(); ++i) {
+      fe::error_t e = graph.build_plan_at_index(i);
+      if (e.is_good()) candidates_.push_back(i);
+      else why = e.get_message();
+    }
+    return candidates_.empty() ? "plan build: none of " + std::to_string(count) + " candidates built: " + why : "";
   }
 
   void load_parameters(const ConvolutionParams& p) const {
-    device_.copy_blocking(weights_->data(), p.weights.data(), p.weights.size() * sizeof(float));
     std::vector<float> bias(size_t(cout_), 0.0f);
     if (!p.bias.empty()) std::copy(p.bias.begin(), p.bias.end(), bias.begin());
     device_.copy_blocking(bias_->data(), bias.data(), bias.size() * sizeof(float));
+    if (dtype_ == DType::f32) {
+      device_.copy_blocking(weights_->data(), p.weights.data(), p.weights.size() * sizeof(float));
+      return;
+    }
+    auto halves = [](const float* v, size_t n) {
+      std::vector<uint16_t> h(n);
+      for (size_t i = 0; i < n; ++i) h[i] = float_to_half(v[i]);
+      return h;
+    };
+    const std::vector<uint16_t> w = halves(p.weights.data(), p.weights.size());
+    device_.copy_blocking(weights_->data(), w.data(), w.size() * sizeof(uint16_t));
+    const std::vector<uint16_t> b = halves(bias.data(), bias.size());
+    device_.copy_blocking(bias_io_->data(), b.data(), b.size() * sizeof(uint16_t));
   }
 
   std::string context_;
   Device& device_;
   std::shared_ptr<fe::graph::Graph> graph_;
   mutable std::mutex execute_mutex_;
-  std::shared_ptr<Storage> weights_, bias_;
+  std::shared_ptr<Storage> weights_, bias_, bias_io_;  // bias_io_: the bias in float16 for cuDNN
+  DType dtype_ = DType::f32;
+  int64_t esize_ = 4;
+  int64_t plan_index_ = 0;
+  std::vector<int64_t> candidates_;  // built plans of graph_, in the heuristics' order
   VersionCache version_;
   std::vector<PostOp> fused_;
   std::vector<PreparedPostOp> tail_;

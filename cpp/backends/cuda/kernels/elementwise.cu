@@ -10,33 +10,40 @@ namespace mpsnn::cuda {
 
 namespace {
 
-__global__ void neuron_kernel(DeviceNeuron n, const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+template <typename T>
+__global__ void neuron_kernel(DeviceNeuron n, const T* src, int64_t src_stride, T* dst, int64_t dst_stride,
                               int64_t total, int64_t channels) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
-    dst[strided(i, channels, dst_stride)] = neuron_value(n, src[strided(i, channels, src_stride)], i % channels);
+    store(dst, strided(i, channels, dst_stride), neuron_value(n, load(src, strided(i, channels, src_stride)), i % channels));
 }
 
-__global__ void clamp_kernel(float lo, float hi, float* x, int64_t stride, int64_t total, int64_t channels) {
+template <typename T>
+__global__ void clamp_kernel(float lo, float hi, T* x, int64_t stride, int64_t total, int64_t channels) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    float& v = x[strided(i, channels, stride)];
-    if (v == v) v = v < lo ? lo : (v > hi ? hi : v);
+    const int64_t k = strided(i, channels, stride);
+    const float v = load(x, k);
+    if (v == v) store(x, k, v < lo ? lo : (v > hi ? hi : v));
   }
 }
 
 // Binary arithmetic (nodes.md §8): d = clamp(op(sa * A, sb * B) + bias, lo, hi) with MPS's
 // per-axis operand strides (0 broadcasts index 0 along that axis; an operand of batch 1
 // broadcasts over the batch). NaN passes the clamp.
+template <typename T>
 struct Operand {
-  const float* data;
+  const T* data;
   int64_t n, h, w, stride;  // its shape and pixel stride
   int tc, ty, tx;
 };
 
-__device__ inline float operand_at(const Operand& o, int64_t n, int64_t y, int64_t x, int64_t c) {
-  return o.data[((o.n == 1 ? 0 : n) * o.h + (o.ty ? y : 0)) * o.w * o.stride + (o.tx ? x : 0) * o.stride + (o.tc ? c : 0)];
+template <typename T>
+__device__ inline float operand_at(const Operand<T>& o, int64_t n, int64_t y, int64_t x, int64_t c) {
+  return load(o.data,
+              ((o.n == 1 ? 0 : n) * o.h + (o.ty ? y : 0)) * o.w * o.stride + (o.tx ? x : 0) * o.stride + (o.tc ? c : 0));
 }
 
-__global__ void arithmetic_kernel(ArithmeticOp op, Operand a, Operand b, float* dst, int64_t dps, ImageShape d, float sa,
+template <typename T>
+__global__ void arithmetic_kernel(ArithmeticOp op, Operand<T> a, Operand<T> b, T* dst, int64_t dps, ImageShape d, float sa,
                                   float sb, float bias, float lo, float hi) {
   const int64_t total = d.n * d.h * d.w * d.c;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
@@ -48,7 +55,7 @@ __global__ void arithmetic_kernel(ArithmeticOp op, Operand a, Operand b, float* 
     r = r + bias;
     r = r < lo ? lo : r;
     r = r > hi ? hi : r;
-    dst[pix * dps + c] = r;
+    store(dst, pix * dps + c, r);
   }
 }
 
@@ -63,12 +70,15 @@ class ArithmeticKernel final : public Kernel {
     const TensorRef& A = args.inputs[0];
     const TensorRef& B = args.inputs[1];
     const TensorRef& D = args.outputs[0];
-    auto operand = [](const TensorRef& t, const std::array<int, 3>& s) {
-      return Operand{t.as<float>(), t.shape.n, t.shape.h, t.shape.w, t.pixel_stride, s[0], s[1], s[2]};
-    };
-    arithmetic_kernel<<<blocks_for(D.shape.numel()), kThreads, 0, stream_of(args.stream).stream()>>>(
-        a_.op, operand(A, a_.primary_strides), operand(B, a_.secondary_strides), D.as<float>(), D.pixel_stride,
-        D.shape, a_.primary_scale, a_.secondary_scale, a_.bias, a_.minimum_value, a_.maximum_value);
+    with_activation_type(D.dtype, context_, [&](auto tag) {
+      using T = decltype(tag);
+      auto operand = [](const TensorRef& t, const std::array<int, 3>& s) {
+        return Operand<T>{t.as<T>(), t.shape.n, t.shape.h, t.shape.w, t.pixel_stride, s[0], s[1], s[2]};
+      };
+      arithmetic_kernel<<<blocks_for(D.shape.numel()), kThreads, 0, stream_of(args.stream).stream()>>>(
+          a_.op, operand(A, a_.primary_strides), operand(B, a_.secondary_strides), D.as<T>(), D.pixel_stride,
+          D.shape, a_.primary_scale, a_.secondary_scale, a_.bias, a_.minimum_value, a_.maximum_value);
+    });
     MPSNN_CUDA_CHECK(cudaGetLastError(), context_);
   }
 
@@ -78,15 +88,16 @@ class ArithmeticKernel final : public Kernel {
   bool in_place_ = false;
 };
 
-__global__ void epilogue_kernel(const float* bias, Epilogue ops, const float* z, int64_t zps, float* y, int64_t yps,
+template <typename T>
+__global__ void epilogue_kernel(const float* bias, Epilogue ops, const T* z, int64_t zps, T* y, int64_t yps,
                                 int64_t total, int64_t channels) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = i % channels;
-    float& out = y[strided(i, channels, yps)];
-    float v = out + bias[c];
+    const int64_t at = strided(i, channels, yps);
+    float v = load(y, at) + bias[c];
     for (int k = 0; k < ops.count; ++k)
-      v = ops.is_sum[k] ? v + z[strided(i, channels, zps)] : neuron_value(ops.neuron[k], v, c);
-    out = v;
+      v = ops.is_sum[k] ? v + load(z, strided(i, channels, zps)) : neuron_value(ops.neuron[k], v, c);
+    store(y, at, v);
   }
 }
 
@@ -122,23 +133,32 @@ PreparedNeuron prepare_neuron(const NeuronDescriptor& d, Device& device) {
 void launch_neuron(const DeviceNeuron& n, const TensorRef& src, const TensorRef& dst, cudaStream_t stream,
                    const std::string& context) {
   const int64_t total = dst.shape.numel();
-  neuron_kernel<<<blocks_for(total), kThreads, 0, stream>>>(n, src.as<float>(), src.pixel_stride, dst.as<float>(),
-                                                            dst.pixel_stride, total, dst.shape.c);
+  with_activation_type(dst.dtype, context, [&](auto tag) {
+    using T = decltype(tag);
+    neuron_kernel<<<blocks_for(total), kThreads, 0, stream>>>(n, src.as<T>(), src.pixel_stride, dst.as<T>(),
+                                                              dst.pixel_stride, total, dst.shape.c);
+  });
   MPSNN_CUDA_CHECK(cudaGetLastError(), context, " neuron");
 }
 
 void launch_clamp(float lo, float hi, const TensorRef& x, cudaStream_t stream, const std::string& context) {
   const int64_t total = x.shape.numel();
-  clamp_kernel<<<blocks_for(total), kThreads, 0, stream>>>(lo, hi, x.as<float>(), x.pixel_stride, total, x.shape.c);
+  with_activation_type(x.dtype, context, [&](auto tag) {
+    using T = decltype(tag);
+    clamp_kernel<<<blocks_for(total), kThreads, 0, stream>>>(lo, hi, x.as<T>(), x.pixel_stride, total, x.shape.c);
+  });
   MPSNN_CUDA_CHECK(cudaGetLastError(), context, " clamp");
 }
 
 void launch_epilogue(const float* bias, const Epilogue& ops, const TensorRef* addend, const TensorRef& out,
                      cudaStream_t stream, const std::string& context) {
   const int64_t total = out.shape.numel();
-  epilogue_kernel<<<blocks_for(total), kThreads, 0, stream>>>(bias, ops, addend ? addend->as<float>() : nullptr,
-                                                              addend ? addend->pixel_stride : 0, out.as<float>(),
-                                                              out.pixel_stride, total, out.shape.c);
+  with_activation_type(out.dtype, context, [&](auto tag) {
+    using T = decltype(tag);
+    epilogue_kernel<<<blocks_for(total), kThreads, 0, stream>>>(bias, ops, addend ? addend->as<T>() : nullptr,
+                                                                addend ? addend->pixel_stride : 0, out.as<T>(),
+                                                                out.pixel_stride, total, out.shape.c);
+  });
   MPSNN_CUDA_CHECK(cudaGetLastError(), context, " epilogue");
 }
 

@@ -1,12 +1,16 @@
 #pragma once
 // Device-side building blocks shared by the CUDA kernels: launch geometry, the per-element
-// index of an N x H x W x C value with a pixel stride, and the MPS neuron functions
+// index of an N x H x W x C value with a pixel stride, loads and stores of activation values
+// (float32 or float16; arithmetic is float32 either way), and the MPS neuron functions
 // (nodes.md §6.2, the same formulas as the CPU backend's apply_neuron).
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "backends/cuda/kernels/launch.h"
+#include "core/errors.h"
 #include "graph/attrs.h"
 
 namespace mpsnn::cuda {
@@ -15,6 +19,25 @@ constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
   return unsigned(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
+}
+
+// Activation values: computed in float32, stored as the plan's activation dtype (float16 rounds
+// to nearest even; values beyond float16's range become infinities, as in MPS's float16 images).
+__device__ inline float load(const float* p, int64_t i) { return p[i]; }
+__device__ inline float load(const __half* p, int64_t i) { return __half2float(p[i]); }
+__device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
+__device__ inline void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+
+// Calls f(T{}) with T the element type of an activation dtype (float or __half): the host side
+// of a kernel templated on its storage type.
+template <typename F>
+void with_activation_type(DType dtype, const std::string& context, F&& f) {
+  switch (dtype) {
+    case DType::f32: f(float{}); return;
+    case DType::f16: f(__half{}); return;
+    default:
+      MPSNN_THROW(DTypeError, context, " CUDA kernels take float32 or float16 activations, got ", dtype_name(dtype));
+  }
 }
 
 // Element i of a pixels x channels walk, in a value whose pixels are `stride` elements apart.

@@ -43,14 +43,15 @@ __device__ inline int64_t counted(const Axis& a, int64_t start, int64_t size) {
 
 __device__ inline int64_t clamp_index(int64_t v, int64_t size) { return v < 0 ? 0 : (v >= size ? size - 1 : v); }
 
-__global__ void pooling_kernel(const float* src, int64_t sps, ImageShape s, float* dst, int64_t dps, ImageShape d,
+template <typename T>
+__global__ void pooling_kernel(const T* src, int64_t sps, ImageShape s, T* dst, int64_t dps, ImageShape d,
                                Axis ay, Axis ax, bool is_max, bool zero_edge) {
   const int64_t total = d.n * d.h * d.w * d.c;
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = e % d.c, pix = e / d.c;
     const int64_t j = pix % d.w, i = (pix / d.w) % d.h, n = pix / (d.w * d.h);
     const Taps rows = in_image(ay, i, s.h), cols = in_image(ax, j, s.w);
-    const float* base = src + n * s.h * s.w * sps + c;
+    const T* base = src + n * s.h * s.w * sps + c;
     float out;
     if (is_max) {
       // Clamp edges with no in-image tap replicate the nearest pixels; zero edges let the zeros
@@ -64,7 +65,7 @@ __global__ void pooling_kernel(const float* src, int64_t sps, ImageShape s, floa
       for (int64_t ky = y0; ky < y1; ++ky) {
         const int64_t sy = clamp_index(rows.start + ky * ay.dilation, s.h);
         for (int64_t kx = x0; kx < x1; ++kx) {
-          const float p = base[(sy * s.w + clamp_index(cols.start + kx * ax.dilation, s.w)) * sps];
+          const float p = load(base, (sy * s.w + clamp_index(cols.start + kx * ax.dilation, s.w)) * sps);
           out = p > out || p != p ? p : out;
         }
       }
@@ -73,10 +74,10 @@ __global__ void pooling_kernel(const float* src, int64_t sps, ImageShape s, floa
       float sum = 0.0f;
       for (int64_t ky = rows.lo; ky < rows.hi; ++ky)
         for (int64_t kx = cols.lo; kx < cols.hi; ++kx)
-          sum += base[((rows.start + ky * ay.dilation) * s.w + cols.start + kx * ax.dilation) * sps];
+          sum += load(base, ((rows.start + ky * ay.dilation) * s.w + cols.start + kx * ax.dilation) * sps);
       out = sum * (count > 0 ? 1.0f / float(count) : 0.0f);  // Y = 0 when no tap counts
     }
-    dst[pix * dps + c] = out;
+    store(dst, pix * dps + c, out);
   }
 }
 
@@ -109,9 +110,12 @@ class PoolingKernel final : public Kernel {
   void run(const KernelArgs& a, KernelState*) const override {
     const TensorRef& src = a.inputs[0];
     const TensorRef& dst = a.outputs[0];
-    pooling_kernel<<<blocks_for(dst.shape.numel()), kThreads, 0, stream_of(a.stream).stream()>>>(
-        src.as<float>(), src.pixel_stride, src.shape, dst.as<float>(), dst.pixel_stride, dst.shape, ay_, ax_, is_max_,
-        zero_edge_);
+    with_activation_type(dst.dtype, context_, [&](auto tag) {
+      using T = decltype(tag);
+      pooling_kernel<<<blocks_for(dst.shape.numel()), kThreads, 0, stream_of(a.stream).stream()>>>(
+          src.as<T>(), src.pixel_stride, src.shape, dst.as<T>(), dst.pixel_stride, dst.shape, ay_, ax_, is_max_,
+          zero_edge_);
+    });
     MPSNN_CUDA_CHECK(cudaGetLastError(), context_);
   }
 
@@ -123,21 +127,25 @@ class PoolingKernel final : public Kernel {
 
 // Softmax over the feature channels of each pixel (nodes.md): y = exp(x - max) / sum, log
 // softmax x - max - log(sum). One thread per pixel: channel counts of classifier heads are small.
-__global__ void softmax_kernel(const float* src, int64_t sps, float* dst, int64_t dps, int64_t pixels, int64_t c,
+template <typename T>
+__global__ void softmax_kernel(const T* src, int64_t sps, T* dst, int64_t dps, int64_t pixels, int64_t c,
                                bool log_softmax) {
   for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < pixels; p += int64_t(gridDim.x) * blockDim.x) {
-    const float* x = src + p * sps;
-    float* y = dst + p * dps;
+    const T* x = src + p * sps;
+    T* y = dst + p * dps;
     float m = -INFINITY;
-    for (int64_t k = 0; k < c; ++k) m = x[k] > m || x[k] != x[k] ? x[k] : m;
+    for (int64_t k = 0; k < c; ++k) {
+      const float v = load(x, k);
+      m = v > m || v != v ? v : m;
+    }
     float sum = 0.0f;
-    for (int64_t k = 0; k < c; ++k) sum += expf(x[k] - m);
+    for (int64_t k = 0; k < c; ++k) sum += expf(load(x, k) - m);
     if (log_softmax) {
       const float l = logf(sum);
-      for (int64_t k = 0; k < c; ++k) y[k] = x[k] - m - l;
+      for (int64_t k = 0; k < c; ++k) store(y, k, load(x, k) - m - l);
     } else {
       const float inv = 1.0f / sum;
-      for (int64_t k = 0; k < c; ++k) y[k] = expf(x[k] - m) * inv;
+      for (int64_t k = 0; k < c; ++k) store(y, k, expf(load(x, k) - m) * inv);
     }
   }
 }
@@ -150,8 +158,11 @@ class SoftMaxKernel final : public Kernel {
     const TensorRef& src = a.inputs[0];
     const TensorRef& dst = a.outputs[0];
     const int64_t pixels = dst.shape.n * dst.shape.h * dst.shape.w;
-    softmax_kernel<<<blocks_for(pixels), kThreads, 0, stream_of(a.stream).stream()>>>(
-        src.as<float>(), src.pixel_stride, dst.as<float>(), dst.pixel_stride, pixels, dst.shape.c, log_);
+    with_activation_type(dst.dtype, context_, [&](auto tag) {
+      using T = decltype(tag);
+      softmax_kernel<<<blocks_for(pixels), kThreads, 0, stream_of(a.stream).stream()>>>(
+          src.as<T>(), src.pixel_stride, dst.as<T>(), dst.pixel_stride, pixels, dst.shape.c, log_);
+    });
     MPSNN_CUDA_CHECK(cudaGetLastError(), context_);
   }
 
