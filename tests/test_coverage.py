@@ -71,6 +71,39 @@ CLASSES = {
     # losses: self-gradient filter nodes (not gradient nodes; nodes.md §13)
     "MPSCNNLossNode": "MPSNNFilterNode",
     "MPSCNNYOLOLossNode": "MPSNNFilterNode",
+    "MPSNNArithmeticGradientNode": "MPSNNGradientFilterNode",
+    "MPSNNAdditionGradientNode": "MPSNNArithmeticGradientNode",
+    "MPSNNSubtractionGradientNode": "MPSNNArithmeticGradientNode",
+    "MPSNNMultiplicationGradientNode": "MPSNNArithmeticGradientNode",
+    "MPSNNConcatenationGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNSoftMaxGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNLogSoftMaxGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNCrossChannelNormalizationGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNSpatialNormalizationGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNLocalContrastNormalizationGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNUpsamplingNearestGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNUpsamplingBilinearGradientNode": "MPSNNGradientFilterNode",
+    "MPSCNNDropoutGradientNode": "MPSNNGradientFilterNode",
+}
+# gradient class -> (its op kind, the float64 oracle(s) in tests/reference)
+GRADIENTS = {
+    "MPSNNAdditionGradientNode": ("arithmetic gradient", ["arithmetic_gradient"]),
+    "MPSNNSubtractionGradientNode": ("arithmetic gradient", ["arithmetic_gradient"]),
+    "MPSNNMultiplicationGradientNode": ("arithmetic gradient", ["arithmetic_gradient"]),
+    "MPSNNConcatenationGradientNode": ("concatenation gradient", ["concatenation_gradient"]),
+    "MPSCNNSoftMaxGradientNode": ("softmax gradient", ["softmax_gradient"]),
+    "MPSCNNLogSoftMaxGradientNode": ("softmax gradient", ["log_softmax_gradient"]),
+    "MPSCNNCrossChannelNormalizationGradientNode": ("normalization gradient", ["cross_channel_norm_gradient"]),
+    "MPSCNNSpatialNormalizationGradientNode": ("normalization gradient", ["spatial_norm_gradient"]),
+    "MPSCNNLocalContrastNormalizationGradientNode": ("normalization gradient", ["local_contrast_norm_gradient"]),
+    "MPSCNNUpsamplingNearestGradientNode": ("upsampling gradient", ["upsample_nearest_gradient"]),
+    "MPSCNNUpsamplingBilinearGradientNode": ("upsampling gradient", ["upsample_bilinear_gradient"]),
+    "MPSCNNDropoutGradientNode": ("dropout gradient", ["dropout_gradient", "dropout_mask"]),
+    "MPSCNNPoolingMaxGradientNode": ("pooling gradient", ["max_pool2d_gradient"]),
+    "MPSCNNPoolingAverageGradientNode": ("pooling gradient", ["average_pool2d_gradient"]),
+    "MPSCNNPoolingL2NormGradientNode": ("pooling gradient", ["l2_pool2d_gradient"]),
+    "MPSCNNDilatedPoolingMaxGradientNode": ("pooling gradient", ["max_pool2d_gradient"]),
+    "MPSCNNNeuronGradientNode": ("neuron gradient", ["neuron_gradient"]),
 }
 # state class -> base
 STATES = {
@@ -78,6 +111,8 @@ STATES = {
     "MPSCNNConvolutionGradientState": "MPSNNGradientState",
     "MPSNNBinaryGradientState": "MPSState",
     "MPSNNMultiaryGradientState": "MPSState",
+    "MPSCNNDropoutGradientState": "MPSNNGradientState",
+    "MPSCNNArithmeticGradientState": "MPSNNBinaryGradientState",
     "MPSCNNLossLabels": "MPSState",
     "MPSCNNBatchNormalizationState": "MPSNNGradientState",
     "MPSCNNInstanceNormalizationGradientState": "MPSNNGradientState",
@@ -95,7 +130,8 @@ OTHER = ["MPSNNGraph", "MPSNNImageNode", "MPSNNStateNode", "MPSImage", "MPSTempo
          "MPSNNNeuronDescriptor", "MTLCommandBuffer", "MPSCommandBuffer", "MTLCommandQueue",
          "MPSCNNConvolutionGradientStateNode", "MPSNNLabelsNode", "MPSCNNConvolutionTransposeGradientStateNode",
          "MPSCNNConvolutionWeightsLayout", "MPSCNNLossDescriptor", "MPSCNNLossDataDescriptor",
-         "MPSCNNYOLOLossDescriptor", "MPSCNNLossType", "MPSCNNReductionType"]
+         "MPSCNNYOLOLossDescriptor", "MPSCNNLossType", "MPSCNNReductionType", "MPSNNArithmeticGradientStateNode",
+         "MPSNNBinaryGradientStateNode", "MPSNNMultiaryGradientStateNode", "MPSNNGradientStateNode"]
 # Every loss class has a float64 oracle in reference/loss.py with finite-difference checks.
 LOSS_REFERENCES = {"MPSCNNLossNode": "loss", "MPSCNNYOLOLossNode": "yolo_loss"}
 # Known gaps: none. A class listed here needs a reason.
@@ -113,7 +149,7 @@ def test_node_class_bound_derived_and_tested(name):
     if name not in KNOWN_GAPS:
         abstract = name in ("MPSCNNPoolingNode", "MPSCNNNeuronNode", "MPSNNBinaryArithmeticNode",
                             "MPSCNNNormalizationNode", "MPSNNScaleNode", "MPSNNGradientFilterNode",
-                            "MPSCNNPoolingGradientNode")
+                            "MPSCNNPoolingGradientNode", "MPSNNArithmeticGradientNode")
         assert abstract or re.search(rf"\b{name}\b", TEST_TEXT), f"no test mentions {name}"
 
 
@@ -129,13 +165,13 @@ def test_state_classes(name):
 
 def test_op_list_kernels_and_gradients():
     kinds = {k["name"]: k for k in mpsnn._core._op_kinds()}
-    # Inference dropout is always aliased away; its kernel comes with the dropout gradient.
-    no_kernel = {"dropout"}
     for name, k in kinds.items():
-        assert ("cpu" in k["kernels"]) == (name not in no_kernel), name
+        assert "cpu" in k["kernels"], name     # dropout's runs in training graphs (its mask)
         if k["gradient"] is not None:
             assert kinds[k["gradient"]]["is_gradient"], name
     assert kinds["pooling"]["gradient"] == "pooling gradient" and kinds["neuron"]["gradient"] == "neuron gradient"
+    for forward in ("arithmetic", "concatenation", "softmax", "normalization", "upsampling", "dropout"):
+        assert kinds[forward]["gradient"] == forward + " gradient", forward
     assert kinds["convert"]["internal"] and kinds["fill"]["internal"]
     # losses are their own gradient: no gradient kind
     assert kinds["loss"]["gradient"] is None and kinds["yolo loss"]["gradient"] is None
@@ -192,3 +228,18 @@ def test_every_kind_has_a_cpu_kernel(device):
     g = mpsnn.MPSNNGraph(device, result_images=[n.result_image for n in nodes])
     outs = g.run([np.ones((1, 3, 3, 4), np.float32)])
     assert all(o is not None for o in outs)
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENTS))
+def test_gradient_class_has_kind_kernel_reference_and_test(name):
+    """Every gradient class: a registered CPU kernel of its kind, a float64 oracle in tests/reference, a
+    test that builds it, and a gradient_filter(s) route from its forward node."""
+    import reference as R
+
+    kind, oracles = GRADIENTS[name]
+    kinds = {k["name"]: k for k in mpsnn._core._op_kinds()}
+    assert kinds[kind]["is_gradient"] and "cpu" in kinds[kind]["kernels"], kind
+    for fn in oracles:
+        assert callable(getattr(R, fn, None)), f"no reference {fn} for {name}"
+    assert issubclass(getattr(mpsnn, name), mpsnn.MPSNNGradientFilterNode)
+    assert re.search(rf"\b{name}\b", TEST_TEXT), f"no test mentions {name}"

@@ -157,6 +157,30 @@ def _constructors(rng):
         classes_loss_type=T.soft_max_cross_entropy, reduction_type=mpsnn.MPSCNNReductionType.sum,
         anchor_boxes=np.ones(2, np.float32), number_of_anchor_boxes=1)
     one.append((mpsnn.MPSCNNYOLOLossNode, lambda s: mpsnn.MPSCNNYOLOLossNode(source=s, loss_descriptor=yolo)))
+    # gradient nodes of the other families: source_gradient and source_image each checked
+    extra = {
+        "MPSNNAdditionGradientNode": dict(is_secondary_source_filter=False),
+        "MPSNNSubtractionGradientNode": dict(is_secondary_source_filter=True),
+        "MPSNNMultiplicationGradientNode": dict(is_secondary_source_filter=False),
+        "MPSNNConcatenationGradientNode": {},
+        "MPSCNNSoftMaxGradientNode": {},
+        "MPSCNNLogSoftMaxGradientNode": {},
+        "MPSCNNCrossChannelNormalizationGradientNode": dict(kernel_size=3),
+        "MPSCNNSpatialNormalizationGradientNode": dict(kernel_size=3),
+        "MPSCNNLocalContrastNormalizationGradientNode": dict(kernel_width=3, kernel_height=3),
+        "MPSCNNUpsamplingNearestGradientNode": dict(scale_factor_x=2, scale_factor_y=2),
+        "MPSCNNUpsamplingBilinearGradientNode": dict(scale_factor_x=2, scale_factor_y=2),
+        "MPSCNNDropoutGradientNode": dict(keep_probability=0.5, seed=1, mask_stride_in_pixels=(1, 1, 1)),
+    }
+    for name, kw in extra.items():
+        cls = getattr(mpsnn, name)
+        kw = dict(kw, gradient_state=state)
+        one.append((cls, lambda s, cls=cls, kw=kw: cls(source_gradient=s, source_image=MPSNNImageNode(), **kw)))
+        one.append((cls, lambda s, cls=cls, kw=kw: cls(source_gradient=MPSNNImageNode(), source_image=s, **kw)))
+    add = mpsnn.MPSNNAdditionNode(sources=[MPSNNImageNode(), MPSNNImageNode()])
+    one.append((mpsnn.MPSNNAdditionGradientNode,
+                lambda s: mpsnn.MPSNNAdditionGradientNode(gradient_images=[s, MPSNNImageNode()], forward_filter=add,
+                                                          is_secondary_source_filter=True)))
     return one
 
 

@@ -137,6 +137,82 @@ void bind_nodes_normalization(py::module_& m) {
   attr_property(lcn, "pm", &NormalizationAttrs::pm, "");
   attr_property(lcn, "ps", &NormalizationAttrs::ps, "");
   attr_property(lcn, "p0", &NormalizationAttrs::p0, "");
+
+  // Gradient nodes (nodes.md §8.2-8.4). Built by hand they start from the documented defaults
+  // (cross-channel and spatial 1, 5, 1; local contrast alpha 0, beta 0.5, delta 1/1024);
+  // gradient_filter copies the forward node's values.
+  auto check_state = [](const StateNodePtr& state) {
+    MPSNN_CHECK(state != nullptr, GraphError,
+                "[normalization gradient] gradient_state is None; pass the forward node's result_state");
+  };
+  auto cross_grad = py::class_<PyCrossChannelNormalizationGradientNode, PyGradientFilterNode,
+                               std::shared_ptr<PyCrossChannelNormalizationGradientNode>>(
+      m, "MPSCNNCrossChannelNormalizationGradientNode",
+      "Gradient of the cross-channel normalization (the exact derivative of nodes.md §8.2).");
+  def_init(cross_grad, [check_state](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, int64_t k) {
+             check_state(state);
+             NormalizationAttrs a;
+             a.mode = NormalizationMode::cross_channel;
+             a.kernel_width = k;
+             a.kernel_height = 1;
+             return make_node<PyCrossChannelNormalizationGradientNode>(OpKind::NormalizationGradient, a, {g, x}, {state});
+           },
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a, "kernel_size"_a);
+  attr_property(cross_grad, "kernel_size", &NormalizationAttrs::kernel_width, "", false);
+  attr_property(cross_grad, "alpha", &NormalizationAttrs::alpha, "mpsnn extension (MPS takes it from the state).");
+  attr_property(cross_grad, "beta", &NormalizationAttrs::beta, "mpsnn extension (MPS takes it from the state).");
+  attr_property(cross_grad, "delta", &NormalizationAttrs::delta, "mpsnn extension (MPS takes it from the state).");
+  auto spatial_grad = py::class_<PySpatialNormalizationGradientNode, PyGradientFilterNode,
+                                 std::shared_ptr<PySpatialNormalizationGradientNode>>(
+      m, "MPSCNNSpatialNormalizationGradientNode", "Gradient of the spatial normalization (nodes.md §8.3).");
+  def_init(spatial_grad, [check_state](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, int64_t k) {
+             check_state(state);
+             NormalizationAttrs a;
+             a.mode = NormalizationMode::spatial;
+             a.kernel_width = a.kernel_height = k;
+             return make_node<PySpatialNormalizationGradientNode>(OpKind::NormalizationGradient, a, {g, x}, {state});
+           },
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a, "kernel_size"_a);
+  attr_property(spatial_grad, "kernel_width", &NormalizationAttrs::kernel_width, "", false);
+  attr_property(spatial_grad, "kernel_height", &NormalizationAttrs::kernel_height, "", false);
+  attr_property(spatial_grad, "alpha", &NormalizationAttrs::alpha, "");
+  attr_property(spatial_grad, "beta", &NormalizationAttrs::beta, "");
+  attr_property(spatial_grad, "delta", &NormalizationAttrs::delta, "");
+  auto lcn_grad = py::class_<PyLocalContrastNormalizationGradientNode, PyGradientFilterNode,
+                             std::shared_ptr<PyLocalContrastNormalizationGradientNode>>(
+      m, "MPSCNNLocalContrastNormalizationGradientNode",
+      "Gradient of the local contrast normalization (nodes.md §8.4); alpha defaults to 0 when built by hand.");
+  def_init(lcn_grad, [check_state](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, int64_t kw,
+                                   int64_t kh) {
+             check_state(state);
+             NormalizationAttrs a;
+             a.mode = NormalizationMode::local_contrast;
+             a.kernel_width = kw;
+             a.kernel_height = kh;
+             a.alpha = 0.0f;
+             a.beta = 0.5f;
+             a.delta = 1.0f / 1024.0f;
+             return make_node<PyLocalContrastNormalizationGradientNode>(OpKind::NormalizationGradient, a, {g, x}, {state});
+           },
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a, "kernel_width"_a, "kernel_height"_a);
+  attr_property(lcn_grad, "kernel_width", &NormalizationAttrs::kernel_width, "", false);
+  attr_property(lcn_grad, "kernel_height", &NormalizationAttrs::kernel_height, "", false);
+  attr_property(lcn_grad, "alpha", &NormalizationAttrs::alpha, "");
+  attr_property(lcn_grad, "beta", &NormalizationAttrs::beta, "");
+  attr_property(lcn_grad, "delta", &NormalizationAttrs::delta, "");
+  attr_property(lcn_grad, "pm", &NormalizationAttrs::pm, "");
+  attr_property(lcn_grad, "ps", &NormalizationAttrs::ps, "");
+  attr_property(lcn_grad, "p0", &NormalizationAttrs::p0, "");
+  set_node_factory(OpKind::NormalizationGradient, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    switch (std::get<NormalizationAttrs>(a).mode) {
+      case NormalizationMode::cross_channel:
+        return node_factory<PyCrossChannelNormalizationGradientNode>(k, std::move(a), std::move(s), std::move(st));
+      case NormalizationMode::spatial:
+        return node_factory<PySpatialNormalizationGradientNode>(k, std::move(a), std::move(s), std::move(st));
+      case NormalizationMode::local_contrast: break;
+    }
+    return node_factory<PyLocalContrastNormalizationGradientNode>(k, std::move(a), std::move(s), std::move(st));
+  });
 }
 
 }  // namespace mpsnn::bindings

@@ -1,4 +1,6 @@
 // Upsampling (nodes.md §9) and scale nodes (§10).
+#include <cmath>
+
 #include "bindings/common.h"
 
 namespace mpsnn::bindings {
@@ -41,6 +43,33 @@ void scale_class(py::module_& m, const char* name, const char* doc) {
            "output_size"_a);
   def_init(c, make, "source"_a, "transform_provider"_a, "output_size"_a);
 }
+// A gradient's scale factor: MPS passes doubles; upsampling factors are integers >= 1.
+int64_t integer_factor(double f, const char* name) {
+  MPSNN_CHECK(f >= 1.0 && std::floor(f) == f && f < 9.0e15, ShapeError, "[upsampling gradient] ", name, " is ", f,
+              "; expected an integer >= 1 (the forward node's factor)");
+  return int64_t(f);
+}
+
+template <typename T, UpsamplingMode Mode>
+py::class_<T, PyGradientFilterNode, std::shared_ptr<T>> upsampling_gradient_class(py::module_& m, const char* name, const char* doc) {
+  auto c = py::class_<T, PyGradientFilterNode, std::shared_ptr<T>>(m, name, doc);
+  def_init(c, [](const ImageNodePtr& g, const ImageNodePtr& x, const StateNodePtr& state, double fx, double fy) {
+             MPSNN_CHECK(state != nullptr, GraphError,
+                         "[upsampling gradient] gradient_state is None; pass the forward node's result_state");
+             UpsamplingAttrs a;
+             a.mode = Mode;
+             a.scale_factor_x = integer_factor(fx, "scale_factor_x");
+             a.scale_factor_y = integer_factor(fy, "scale_factor_y");
+             // nodes.md §9.2: align_corners comes from the forward node through the state.
+             if (const Attrs* fwd = state_producer_attrs(state, OpKind::Upsampling))
+               a.align_corners = std::get<UpsamplingAttrs>(*fwd).align_corners;
+             return make_node<T>(OpKind::UpsamplingGradient, a, {g, x}, {state});
+           },
+           "source_gradient"_a, "source_image"_a, "gradient_state"_a, "scale_factor_x"_a, "scale_factor_y"_a);
+  c.def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
+      .def_property_readonly("scale_factor_y", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_y); });
+  return c;
+}
 }  // namespace
 
 void bind_nodes_resample(py::module_& m) {
@@ -61,6 +90,17 @@ void bind_nodes_resample(py::module_& m) {
   bilinear.def_property_readonly("scale_factor_x", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_x); })
       .def_property_readonly("scale_factor_y", [](const FilterNode& n) { return double(n.attrs_as<UpsamplingAttrs>().scale_factor_y); })
       .def_property_readonly("align_corners", [](const FilterNode& n) { return n.attrs_as<UpsamplingAttrs>().align_corners; });
+  upsampling_gradient_class<PyUpsamplingNearestGradientNode, UpsamplingMode::nearest>(
+      m, "MPSCNNUpsamplingNearestGradientNode", "Nearest upsampling gradient: the sum of G over each fy x fx block.");
+  upsampling_gradient_class<PyUpsamplingBilinearGradientNode, UpsamplingMode::bilinear>(
+      m, "MPSCNNUpsamplingBilinearGradientNode",
+      "Bilinear upsampling gradient: the adjoint of the forward interpolation (align_corners of the forward node).")
+      .def_property_readonly("align_corners", [](const FilterNode& n) { return n.attrs_as<UpsamplingAttrs>().align_corners; });
+  set_node_factory(OpKind::UpsamplingGradient, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    if (std::get<UpsamplingAttrs>(a).mode == UpsamplingMode::nearest)
+      return node_factory<PyUpsamplingNearestGradientNode>(k, std::move(a), std::move(s), std::move(st));
+    return node_factory<PyUpsamplingBilinearGradientNode>(k, std::move(a), std::move(s), std::move(st));
+  });
   py::class_<PyScaleNode, FilterNode, std::shared_ptr<PyScaleNode>>(m, "MPSNNScaleNode",
                                                                     "Base of the resampling nodes with a fixed output size.");
   scale_class<PyBilinearScaleNode, ScaleMode::bilinear>(m, "MPSNNBilinearScaleNode", "Bilinear resampling (nodes.md §10.3).");

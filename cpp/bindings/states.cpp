@@ -212,8 +212,28 @@ void bind_states(py::module_& m) {
     in_state.def_property_readonly(name, role(name));
   py::class_<BinaryGradientState, State, std::shared_ptr<BinaryGradientState>>(
       m, "MPSNNBinaryGradientState", "The gradient state of a two-source node.");
+  py::class_<ArithmeticGradientState, BinaryGradientState, std::shared_ptr<ArithmeticGradientState>>(
+      m, "MPSCNNArithmeticGradientState",
+      "The clamp mask of a binary arithmetic node, read by both of its gradient nodes (numpy(): uint8 "
+      "(N, H, W, C), 1 where minimum_value < r < maximum_value).");
   py::class_<MultiaryGradientState, State, std::shared_ptr<MultiaryGradientState>>(
       m, "MPSNNMultiaryGradientState", "The gradient state of a node with several sources.");
+  py::class_<DropoutGradientState, GradientState, std::shared_ptr<DropoutGradientState>>(
+      m, "MPSCNNDropoutGradientState",
+      "The keep mask a training-mode dropout sampled (graph.md §5.2); never temporary.")
+      .def(
+          "mask_data",
+          [](DropoutGradientState& s) {
+            MPSNN_CHECK(!s.layout().empty() && s.layout()[0].dtype == DType::u8, GraphError,
+                        "[MPSCNNDropoutGradientState.mask_data] this state holds no mask made by a graph");
+            const TensorDesc& d = s.layout()[0];
+            py::array view = buffer_view(s.resource(0, true), numpy_dtype(d.dtype),
+                                         {py::ssize_t(d.shape.n), py::ssize_t(d.shape.h), py::ssize_t(d.shape.w),
+                                          py::ssize_t(d.shape.c)});
+            return py::array(view.attr("copy")());
+          },
+          "A copy of the keep mask as a uint8 (N, H, W, C) array, 1 = kept; an axis whose mask stride is 0 has "
+          "extent 1 (its elements share one draw), so it broadcasts against the image.");
   (void)grad;
 }
 

@@ -148,7 +148,10 @@ StatePtr make_state(StateClass cls, const DevicePtr& device, const std::shared_p
   switch (cls) {
     case StateClass::gradient: return make_as<GradientState>(cls, device, cb, std::move(sizes));
     case StateClass::convolution_gradient: return make_as<ConvolutionGradientState>(cls, device, cb, std::move(sizes));
+    // graph.md §5.2: a dropout gradient state is never temporary.
+    case StateClass::dropout_gradient: return std::make_shared<DropoutGradientState>(device, std::move(sizes), cls);
     case StateClass::binary_gradient: return make_as<BinaryGradientState>(cls, device, cb, std::move(sizes));
+    case StateClass::arithmetic_gradient: return make_as<ArithmeticGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::multiary_gradient: return make_as<MultiaryGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::batch_normalization: return make_as<BatchNormalizationState>(cls, device, cb, std::move(sizes));
     case StateClass::instance_normalization_gradient:

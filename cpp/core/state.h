@@ -28,7 +28,7 @@ class StateOrigin {
 // The MPS state class a state object is (Python classes mirror it).
 enum class StateClass {
   plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, batch_normalization,
-  instance_normalization_gradient, loss_labels
+  instance_normalization_gradient, loss_labels, dropout_gradient, arithmetic_gradient
 };
 
 class State {
@@ -115,9 +115,20 @@ class InstanceNormalizationGradientState : public GradientState {
  public:
   using GradientState::GradientState;
 };
+// MPSCNNDropoutGradientState: buffer 0 is the keep mask (uint8, 1 = kept), one entry per mask
+// element (the image's shape with 1 on every axis whose mask stride is 0).
+class DropoutGradientState : public GradientState {
+ public:
+  using GradientState::GradientState;
+};
 class BinaryGradientState : public State {
  public:
   using State::State;
+};
+// MPSCNNArithmeticGradientState: buffer 0 is the clamp mask [lo < r < hi] (uint8 per result element).
+class ArithmeticGradientState : public BinaryGradientState {
+ public:
+  using BinaryGradientState::BinaryGradientState;
 };
 class MultiaryGradientState : public State {
  public:

@@ -75,6 +75,9 @@ struct NeuronAttrs {
 
 struct SoftMaxAttrs {
   bool log = false;
+  // Gradient nodes only: the node's source_image is the forward node's source X, not its result
+  // Y, so the kernel recomputes Y first (nodes.md §7.2 chosen definition).
+  bool gradient_reads_source = false;
 };
 
 enum class ArithmeticOp : int { add = 0, subtract = 1, multiply = 2, divide = 3 };
@@ -85,9 +88,15 @@ struct ArithmeticAttrs {
   // (feature channels, y, x); 0 broadcasts index 0 along that axis.
   std::array<int, 3> primary_strides{1, 1, 1}, secondary_strides{1, 1, 1};
   float minimum_value = -FLT_MAX, maximum_value = FLT_MAX;
+  // Gradient nodes only (nodes.md §3.3): false differentiates the primary operand, true the secondary.
+  bool is_secondary_source_filter = false;
 };
 
-struct ConcatenationAttrs {};
+struct ConcatenationAttrs {
+  // Gradient nodes only: the forward source whose slice this node returns; -1 (hand-built
+  // nodes) finds it as the forward source that is the node's source_image.
+  int64_t source_index = -1;
+};
 
 // MPSCNNBatchNormalizationFlags raw values.
 enum class BatchNormalizationFlags : int { automatic = 0, always = 1, never = 2 };

@@ -24,10 +24,6 @@ NodeFactory g_factories[kNumOpKinds] = {};
     case OpKind::Scale:
       MPSNN_THROW(UnsupportedError, forward.context(),
                   " has no gradient node in MPS; mark its result stop_gradient to keep it out of training graphs");
-    case OpKind::Arithmetic:
-      if (forward.attrs_as<ArithmeticAttrs>().op == ArithmeticOp::divide)
-        MPSNN_THROW(UnsupportedError, forward.context(), " division has no gradient node in MPS");
-      break;
     default: break;
   }
   MPSNN_THROW(UnsupportedError, forward.context(), " gradient nodes of this kind are not implemented yet in this build");
@@ -66,6 +62,12 @@ std::vector<FilterNodePtr> gradient_filters(FilterNode& forward, const std::vect
   if (s.gradient == OpKind::None) no_gradient(forward);
   if (s.gradient_rule) return s.gradient_rule(forward, gradients);
   return {generic_gradient(forward, gradients)};
+}
+
+const Attrs* state_producer_attrs(const StateNodePtr& state, OpKind kind) {
+  if (!state) return nullptr;
+  auto producer = state->producer();
+  return producer && producer->kind() == kind ? &producer->attrs() : nullptr;
 }
 
 FilterNodePtr gradient_filter(FilterNode& forward, const std::vector<ImageNodePtr>& gradients) {

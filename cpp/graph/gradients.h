@@ -26,4 +26,8 @@ FilterNodePtr gradient_filter(FilterNode& forward, const std::vector<ImageNodePt
 // One gradient node per forward source (graph.md §1.8); single-source kinds give one.
 std::vector<FilterNodePtr> gradient_filters(FilterNode& forward, const std::vector<ImageNodePtr>& gradients);
 
+// The attributes of the forward node that made `state` when it is a node of `kind`, else null:
+// what a hand-built gradient node takes from its gradient state (nodes.md §1.5).
+const Attrs* state_producer_attrs(const StateNodePtr& state, OpKind kind);
+
 }  // namespace mpsnn

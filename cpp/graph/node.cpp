@@ -102,6 +102,7 @@ void FilterNode::add_result_state(ResultStateKind kind) {
     case ResultStateKind::instance_normalization_gradient:
       s = std::make_unique<InstanceNormalizationGradientStateNode>();
       break;
+    case ResultStateKind::dropout_gradient: s = std::make_unique<GradientStateNode>(StateClass::dropout_gradient); break;
   }
   s->producer_ = this;
   result_states_.push_back(std::move(s));

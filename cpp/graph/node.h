@@ -82,7 +82,12 @@ class StateNode {
 };
 class GradientStateNode : public StateNode {
  public:
-  StateClass state_class() const override { return StateClass::gradient; }
+  // `cls`: the MPSNNGradientState subclass delivered for it (MPS has one state node class for several).
+  explicit GradientStateNode(StateClass cls = StateClass::gradient) : class_(cls) {}
+  StateClass state_class() const override { return class_; }
+
+ private:
+  StateClass class_;
 };
 class ConvolutionGradientStateNode : public GradientStateNode {
  public:
@@ -103,7 +108,10 @@ class BinaryGradientStateNode : public StateNode {
  public:
   StateClass state_class() const override { return StateClass::binary_gradient; }
 };
-class ArithmeticGradientStateNode : public BinaryGradientStateNode {};
+class ArithmeticGradientStateNode : public BinaryGradientStateNode {
+ public:
+  StateClass state_class() const override { return StateClass::arithmetic_gradient; }
+};
 class MultiaryGradientStateNode : public StateNode {
  public:
   StateClass state_class() const override { return StateClass::multiary_gradient; }
@@ -121,7 +129,7 @@ using StateNodePtr = std::shared_ptr<StateNode>;
 // convolutions (and their gradients).
 enum class ResultStateKind {
   none, gradient, convolution_gradient, arithmetic_gradient, multiary_gradient, batch_normalization,
-  instance_normalization_gradient
+  instance_normalization_gradient, dropout_gradient
 };
 
 class FilterNode : public std::enable_shared_from_this<FilterNode> {

@@ -22,7 +22,7 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxNode', 'MPSCNNLossDataDescriptor', 'MPSCNNLossDescriptor', 'MPSCNNLossLabels', 'MPSCNNLossNode', 'MPSCNNLossType', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNReductionType', 'MPSCNNSoftMax', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestNode', 'MPSCNNYOLOLossDescriptor', 'MPSCNNYOLOLossNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNArithmeticGradientState', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -360,10 +360,22 @@ class MPSNNBinaryGradientState(MPSState):
     """
     The gradient state of a two-source node.
     """
+class MPSCNNArithmeticGradientState(MPSNNBinaryGradientState):
+    """
+    The clamp mask of a binary arithmetic node, read by both of its gradient nodes (numpy(): uint8 (N, H, W, C), 1 where minimum_value < r < maximum_value).
+    """
 class MPSNNMultiaryGradientState(MPSState):
     """
     The gradient state of a node with several sources.
     """
+class MPSCNNDropoutGradientState(MPSNNGradientState):
+    """
+    The keep mask a training-mode dropout sampled (graph.md §5.2); never temporary.
+    """
+    def mask_data(self) -> numpy.typing.NDArray[typing.Any]:
+        """
+        A copy of the keep mask as a uint8 (N, H, W, C) array, 1 = kept; an axis whose mask stride is 0 has extent 1 (its elements share one draw), so it broadcasts against the image.
+        """
 class MTLPixelFormat(enum.IntEnum):
     """
     Texture pixel formats (Metal's raw values) that an MPSImage can alias.
@@ -1001,12 +1013,8 @@ class MPSNNFilterNode:
         """
         One gradient node per source of this node.
         """
-    def training_graph(self, with_source_gradient: MPSNNImageNode | None = None, node_handler: typing.Any = None) -> typing.Any:
-        """
-        Build the backward graph of the graph ending at this node (graph.md §1.9) and return its terminal nodes (whose results no other new node reads) in creation order, or None when nothing was created.
-        
-        The seed is with_source_gradient, else this node's result image; a loss node seeds the gradient of its source with its own result. Forward nodes are visited in reverse topological order through image links (state links are not followed); an image read by several forward nodes gets the sum of their gradients from inserted MPSNNAdditionNodes, chained left to right in the order the gradients were created. Nothing propagates past an image with stop_gradient; a trainable node reading one still gets its gradient node (for its parameters). node_handler(gradient_node, inference_node, inference_source, gradient_source) is called for every created node (inference_node None for additions); setting inference_source.stop_gradient = True in it prunes the traversal there. Without a handler, inference_source.handle is copied to gradient_node.result_image.handle. Training styles are copied.
-        """
+    def training_graph(self, with_source_gradient: typing.Any = None, node_handler: typing.Any = None) -> typing.Any:
+        ...
     @property
     def result_image(self) -> MPSNNImageNode:
         ...
@@ -1517,6 +1525,10 @@ class MPSNNBinaryArithmeticNode(MPSNNFilterNode):
     """
     Y = clamp(op(primary_scale*A, secondary_scale*B) + bias, minimum_value, maximum_value); a stride of 0 broadcasts an operand along that axis.
     """
+    def gradient_class(self: MPSNNFilterNode) -> typing.Any:
+        """
+        The class of this node's two gradient nodes (nodes.md §3.1).
+        """
     @property
     def bias(self) -> float:
         ...
@@ -1648,12 +1660,174 @@ class MPSCNNLogSoftMaxNode(MPSNNFilterNode):
         ...
 class MPSCNNDropoutNode(MPSNNFilterNode):
     """
-    Dropout; in inference graphs the identity (the compiler removes it).
+    Dropout: Y = X*M/keep_probability with a Bernoulli(keep_probability) mask M, sampled when its result state is consumed (a training graph) by Philox-4x32-10 keyed by seed (the same seed gives the same mask); in inference graphs the identity (the compiler removes it).
     """
     @staticmethod
     def node(source: MPSNNImageNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex = 0.5, seed: typing.SupportsInt | typing.SupportsIndex = 0, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"] = [1, 1, 1]) -> MPSCNNDropoutNode:
         ...
     def __init__(self, source: MPSNNImageNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex = 0.5, seed: typing.SupportsInt | typing.SupportsIndex = 0, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"] = [1, 1, 1]) -> None:
+        ...
+    @property
+    def keep_probability(self) -> float:
+        ...
+    @property
+    def mask_stride_in_pixels(self) -> typing.Annotated[list[int], "FixedSize(3)"]:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+class MPSNNArithmeticGradientNode(MPSNNGradientFilterNode):
+    """
+    Base of the binary arithmetic gradient nodes: the gradient w.r.t. the primary (is_secondary_source_filter False) or secondary operand, including the scales and the forward clamp mask, summed over the axes that operand is broadcast along (stride 0). Made in pairs by forward.gradient_filters(with_source=g).
+    """
+    @property
+    def bias(self) -> float:
+        """
+        Ignored by the gradient.
+        """
+    @bias.setter
+    def bias(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def is_secondary_source_filter(self) -> bool:
+        ...
+    @property
+    def maximum_value(self) -> float:
+        ...
+    @maximum_value.setter
+    def maximum_value(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def minimum_value(self) -> float:
+        ...
+    @minimum_value.setter
+    def minimum_value(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def primary_scale(self) -> float:
+        ...
+    @primary_scale.setter
+    def primary_scale(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_scale(self) -> float:
+        ...
+    @secondary_scale.setter
+    def secondary_scale(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_feature_channels(self) -> int:
+        """
+        Broadcasting of the operand this node differentiates; must equal the forward node's.
+        """
+    @secondary_stride_in_feature_channels.setter
+    def secondary_stride_in_feature_channels(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_pixels_x(self) -> int:
+        """
+        Broadcasting of the operand this node differentiates; must equal the forward node's.
+        """
+    @secondary_stride_in_pixels_x.setter
+    def secondary_stride_in_pixels_x(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def secondary_stride_in_pixels_y(self) -> int:
+        """
+        Broadcasting of the operand this node differentiates; must equal the forward node's.
+        """
+    @secondary_stride_in_pixels_y.setter
+    def secondary_stride_in_pixels_y(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSNNAdditionGradientNode(MPSNNArithmeticGradientNode):
+    """
+    dA = primary_scale*m*G, dB = secondary_scale*m*G.
+    """
+    @staticmethod
+    @typing.overload
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> MPSNNAdditionGradientNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> MPSNNAdditionGradientNode:
+        ...
+    @typing.overload
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> None:
+        ...
+    @typing.overload
+    def __init__(self, gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> None:
+        ...
+class MPSNNSubtractionGradientNode(MPSNNArithmeticGradientNode):
+    """
+    dA = primary_scale*m*G, dB = -secondary_scale*m*G.
+    """
+    @staticmethod
+    @typing.overload
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> MPSNNSubtractionGradientNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> MPSNNSubtractionGradientNode:
+        ...
+    @typing.overload
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> None:
+        ...
+    @typing.overload
+    def __init__(self, gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> None:
+        ...
+class MPSNNMultiplicationGradientNode(MPSNNArithmeticGradientNode):
+    """
+    dA = primary_scale*secondary_scale*B*m*G, dB = primary_scale*secondary_scale*A*m*G; source_image is the other operand.
+    """
+    @staticmethod
+    @typing.overload
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> MPSNNMultiplicationGradientNode:
+        ...
+    @staticmethod
+    @typing.overload
+    def node(gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> MPSNNMultiplicationGradientNode:
+        ...
+    @typing.overload
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, is_secondary_source_filter: bool) -> None:
+        ...
+    @typing.overload
+    def __init__(self, gradient_images: collections.abc.Sequence[MPSNNImageNode], forward_filter: MPSNNFilterNode, is_secondary_source_filter: bool) -> None:
+        ...
+class MPSNNConcatenationGradientNode(MPSNNGradientFilterNode):
+    """
+    The slice of the concatenation's incoming gradient that belongs to source_image (its 4-aligned channel slot). One per source, made by forward.gradient_filters(with_source=g).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSNNConcatenationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+class MPSCNNSoftMaxGradientNode(MPSNNGradientFilterNode):
+    """
+    dX = Y*(G - sum_c G*Y), Y the forward result (source_image).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNSoftMaxGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+class MPSCNNLogSoftMaxGradientNode(MPSNNGradientFilterNode):
+    """
+    dX = G - exp(Y)*sum_c G, Y the forward result (source_image).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNLogSoftMaxGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+class MPSCNNDropoutGradientNode(MPSNNGradientFilterNode):
+    """
+    dX = G*M/keep_probability with the mask M the forward dropout sampled (its MPSCNNDropoutGradientState).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"]) -> MPSCNNDropoutGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, keep_probability: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, mask_stride_in_pixels: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(3)"]) -> None:
         ...
     @property
     def keep_probability(self) -> float:
@@ -1786,6 +1960,126 @@ class MPSCNNLocalContrastNormalizationNode(MPSCNNNormalizationNode):
     @ps.setter
     def ps(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class MPSCNNCrossChannelNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Gradient of the cross-channel normalization (the exact derivative of nodes.md §8.2).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNCrossChannelNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def alpha(self) -> float:
+        """
+        mpsnn extension (MPS takes it from the state).
+        """
+    @alpha.setter
+    def alpha(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        """
+        mpsnn extension (MPS takes it from the state).
+        """
+    @beta.setter
+    def beta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        """
+        mpsnn extension (MPS takes it from the state).
+        """
+    @delta.setter
+    def delta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_size(self) -> int:
+        ...
+class MPSCNNSpatialNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Gradient of the spatial normalization (nodes.md §8.3).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNSpatialNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_size: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def alpha(self) -> float:
+        ...
+    @alpha.setter
+    def alpha(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        ...
+    @beta.setter
+    def beta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        ...
+    @delta.setter
+    def delta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+class MPSCNNLocalContrastNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Gradient of the local contrast normalization (nodes.md §8.4); alpha defaults to 0 when built by hand.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNLocalContrastNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, kernel_width: typing.SupportsInt | typing.SupportsIndex, kernel_height: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def alpha(self) -> float:
+        ...
+    @alpha.setter
+    def alpha(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        ...
+    @beta.setter
+    def beta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        ...
+    @delta.setter
+    def delta(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def kernel_height(self) -> int:
+        ...
+    @property
+    def kernel_width(self) -> int:
+        ...
+    @property
+    def p0(self) -> float:
+        ...
+    @p0.setter
+    def p0(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def pm(self) -> float:
+        ...
+    @pm.setter
+    def pm(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ps(self) -> float:
+        ...
+    @ps.setter
+    def ps(self, arg1: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
 class MPSCNNUpsamplingNearestNode(MPSNNFilterNode):
     """
     Nearest-neighbour upsampling by integer factors.
@@ -1809,6 +2103,39 @@ class MPSCNNUpsamplingBilinearNode(MPSNNFilterNode):
     def node(source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex, align_corners: bool = False) -> MPSCNNUpsamplingBilinearNode:
         ...
     def __init__(self, source: MPSNNImageNode, integer_scale_factor_x: typing.SupportsInt | typing.SupportsIndex, integer_scale_factor_y: typing.SupportsInt | typing.SupportsIndex, align_corners: bool = False) -> None:
+        ...
+    @property
+    def align_corners(self) -> bool:
+        ...
+    @property
+    def scale_factor_x(self) -> float:
+        ...
+    @property
+    def scale_factor_y(self) -> float:
+        ...
+class MPSCNNUpsamplingNearestGradientNode(MPSNNGradientFilterNode):
+    """
+    Nearest upsampling gradient: the sum of G over each fy x fx block.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> MPSCNNUpsamplingNearestGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_factor_x(self) -> float:
+        ...
+    @property
+    def scale_factor_y(self) -> float:
+        ...
+class MPSCNNUpsamplingBilinearGradientNode(MPSNNGradientFilterNode):
+    """
+    Bilinear upsampling gradient: the adjoint of the forward interpolation (align_corners of the forward node).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> MPSCNNUpsamplingBilinearGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode, scale_factor_x: typing.SupportsFloat | typing.SupportsIndex, scale_factor_y: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def align_corners(self) -> bool:
@@ -1859,218 +2186,6 @@ class MPSNNLanczosScaleNode(MPSNNScaleNode):
     @typing.overload
     def __init__(self, source: MPSNNImageNode, transform_provider: mpsnn.protocols.MPSImageTransformProvider, output_size: mpsnn._types.MTLSize) -> None:
         ...
-class MPSCNNLossType(enum.IntEnum):
-    """
-    Loss functions of MPSCNNLossNode (nodes.md §13.2).
-    """
-    categorical_cross_entropy: typing.ClassVar[MPSCNNLossType]
-    cosine_distance: typing.ClassVar[MPSCNNLossType]
-    hinge: typing.ClassVar[MPSCNNLossType]
-    huber: typing.ClassVar[MPSCNNLossType]
-    kullback_leibler_divergence: typing.ClassVar[MPSCNNLossType]
-    log: typing.ClassVar[MPSCNNLossType]
-    mean_absolute_error: typing.ClassVar[MPSCNNLossType]
-    mean_squared_error: typing.ClassVar[MPSCNNLossType]
-    sigmoid_cross_entropy: typing.ClassVar[MPSCNNLossType]
-    soft_max_cross_entropy: typing.ClassVar[MPSCNNLossType]
-    softmax_cross_entropy: typing.ClassVar[MPSCNNLossType]
-class MPSCNNReductionType(enum.IntEnum):
-    """
-    How a loss is reduced per image.
-    """
-    mean: typing.ClassVar[MPSCNNReductionType]
-    none: typing.ClassVar[MPSCNNReductionType]
-    sum: typing.ClassVar[MPSCNNReductionType]
-    sum_by_non_zero_weights: typing.ClassVar[MPSCNNReductionType]
-class MPSCNNLossDescriptor:
-    """
-    Loss type, reduction and parameters of MPSCNNLossNode (nodes.md §13.2).
-    """
-    loss_type: MPSCNNLossType
-    reduction_type: MPSCNNReductionType
-    @staticmethod
-    def cnn_loss_descriptor(loss_type: MPSCNNLossType, reduction_type: MPSCNNReductionType) -> MPSCNNLossDescriptor:
-        ...
-    def __init__(self, loss_type: MPSCNNLossType, reduction_type: MPSCNNReductionType) -> None:
-        ...
-    @property
-    def delta(self) -> float:
-        """
-        Huber delta.
-        """
-    @delta.setter
-    def delta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def epsilon(self) -> float:
-        """
-        Log loss epsilon.
-        """
-    @epsilon.setter
-    def epsilon(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def label_smoothing(self) -> float:
-        """
-        Softmax / sigmoid cross entropy: t' = t (1 - ls) + ls / K (K = number_of_classes, 2 for sigmoid).
-        """
-    @label_smoothing.setter
-    def label_smoothing(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def number_of_classes(self) -> int:
-        """
-        K of softmax cross-entropy label smoothing (set it to the channel count).
-        """
-    @number_of_classes.setter
-    def number_of_classes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def weight(self) -> float:
-        """
-        Scalar weight of every element when the labels have no weights.
-        """
-    @weight.setter
-    def weight(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-class MPSCNNLossDataDescriptor:
-    """
-    Float32 labels or weights data with its layout and size (width, height, feature channels). The data may hold several images one after the other (mpsnn: one labels object for a whole batch); bytes_per_row and bytes_per_image (0: dense) are the strides of write_bytes.
-    """
-    @staticmethod
-    def cnn_loss_data_descriptor(data: typing.Any, layout: MPSDataLayout, size: typing.Any) -> MPSCNNLossDataDescriptor:
-        ...
-    def __init__(self, data: typing.Any, layout: MPSDataLayout, size: typing.Any) -> None:
-        ...
-    @property
-    def bytes_per_image(self) -> int:
-        ...
-    @bytes_per_image.setter
-    def bytes_per_image(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def bytes_per_row(self) -> int:
-        ...
-    @bytes_per_row.setter
-    def bytes_per_row(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def layout(self) -> MPSDataLayout:
-        ...
-    @property
-    def size(self) -> typing.Any:
-        ...
-class MPSCNNLossLabels(MPSState):
-    """
-    Labels of a loss node, optional per-element weights, and the loss image the node writes (graph.md §5.2). Pass one per image in source_states (encode_batch: an MPSStateBatch, i.e. a list), or one whose data holds all N images. The loss image is 1x1x1 per image (reductions sum, mean, sumByNonZeroWeights) unless loss_image_size says otherwise (reduction none: the source's size).
-    """
-    def __init__(self, device: MTLDevice, labels_descriptor: MPSCNNLossDataDescriptor | None = None, *, loss_image_size: typing.Any = None, weights_descriptor: MPSCNNLossDataDescriptor | None = None, labels_image: MPSImage | None = None, weights_image: MPSImage | None = None) -> None:
-        ...
-    def labels_image(self) -> MPSImage:
-        ...
-    def loss_image(self) -> MPSImage:
-        """
-        The float32 loss image (1 image per labels image); valid once the command buffer completed.
-        """
-    def weights_image(self) -> MPSImage:
-        ...
-class MPSCNNLossNode(MPSNNFilterNode):
-    """
-    A loss (nodes.md §13.2). Its own gradient: the result image is dL/d(source), same shape as the source; the loss value goes to the loss image of the MPSCNNLossLabels bound to input_labels. gradient_filter is unavailable.
-    """
-    @staticmethod
-    def node(source: MPSNNImageNode, loss_descriptor: MPSCNNLossDescriptor) -> MPSCNNLossNode:
-        ...
-    def __init__(self, source: MPSNNImageNode, loss_descriptor: MPSCNNLossDescriptor) -> None:
-        ...
-    @property
-    def input_labels(self) -> MPSNNStateNode:
-        """
-        The MPSNNLabelsNode of this loss (a source state of the graph).
-        """
-class MPSCNNYOLOLossDescriptor:
-    """
-    The YOLO loss (nodes.md §13.3).
-    """
-    classes_loss_descriptor: MPSCNNLossDescriptor
-    confidence_loss_descriptor: MPSCNNLossDescriptor
-    reduction_type: MPSCNNReductionType
-    rescore: bool
-    wh_loss_descriptor: MPSCNNLossDescriptor
-    xy_loss_descriptor: MPSCNNLossDescriptor
-    @staticmethod
-    def cnn_loss_descriptor(xy_loss_type: MPSCNNLossType, wh_loss_type: MPSCNNLossType, confidence_loss_type: MPSCNNLossType, classes_loss_type: MPSCNNLossType, reduction_type: MPSCNNReductionType, anchor_boxes: typing.Any, number_of_anchor_boxes: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNYOLOLossDescriptor:
-        """
-        anchor_boxes: (width, height) float32 pairs in grid-cell units, one per anchor box.
-        """
-    @property
-    def anchor_boxes(self) -> list[float]:
-        ...
-    @anchor_boxes.setter
-    def anchor_boxes(self, arg1: typing.Any) -> None:
-        ...
-    @property
-    def max_iou_for_object_absence(self) -> float:
-        ...
-    @max_iou_for_object_absence.setter
-    def max_iou_for_object_absence(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def min_iou_for_object_presence(self) -> float:
-        ...
-    @min_iou_for_object_presence.setter
-    def min_iou_for_object_presence(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def number_of_anchor_boxes(self) -> int:
-        ...
-    @number_of_anchor_boxes.setter
-    def number_of_anchor_boxes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def scale_class(self) -> float:
-        ...
-    @scale_class.setter
-    def scale_class(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def scale_no_object(self) -> float:
-        ...
-    @scale_no_object.setter
-    def scale_no_object(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def scale_object(self) -> float:
-        ...
-    @scale_object.setter
-    def scale_object(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def scale_wh(self) -> float:
-        ...
-    @scale_wh.setter
-    def scale_wh(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    @property
-    def scale_xy(self) -> float:
-        ...
-    @scale_xy.setter
-    def scale_xy(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-class MPSCNNYOLOLossNode(MPSNNFilterNode):
-    """
-    The YOLO detection loss (nodes.md §13.3): per grid cell A blocks of [x, y, w, h, confidence, K classes]. Its own gradient, like MPSCNNLossNode; the labels use the source's layout (a weights image of the labels is not used: the sub-descriptors' scalar weights apply).
-    """
-    @staticmethod
-    def node(source: MPSNNImageNode, loss_descriptor: MPSCNNYOLOLossDescriptor) -> MPSCNNYOLOLossNode:
-        ...
-    def __init__(self, source: MPSNNImageNode, loss_descriptor: MPSCNNYOLOLossDescriptor) -> None:
-        ...
-    @property
-    def input_labels(self) -> MPSNNStateNode:
-        """
-        The MPSNNLabelsNode of this loss (a source state of the graph).
-        """
 class MPSKernel:
     """
     Base of the MPS kernel classes.

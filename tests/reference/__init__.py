@@ -20,6 +20,10 @@ from .normalization import (batch_norm_inference, batch_norm_statistics, batch_n
                             instance_norm, cross_channel_norm, spatial_norm, local_contrast_norm)
 from .resample import (upsample_nearest, upsample_bilinear, bilinear_scale, lanczos_scale)
 from .misc import concat_offsets, concatenate, dropout_inference, dropout_with_mask
+from .gradients_misc import (arithmetic_gradient, concatenation_gradient, softmax_gradient, log_softmax_gradient,
+                             cross_channel_norm_gradient, spatial_norm_gradient, local_contrast_norm_gradient,
+                             upsample_nearest_gradient, upsample_bilinear_gradient, philox4x32_10,
+                             dropout_mask_shape, dropout_mask, dropout_forward, dropout_gradient)
 
 __all__ = [
     'ALIGN_CENTERED', 'ALIGN_TOP_LEFT', 'ALIGN_BOTTOM_RIGHT', 'ALIGN_MASK',
@@ -40,6 +44,10 @@ __all__ = [
     'cross_channel_norm', 'spatial_norm', 'local_contrast_norm',
     'upsample_nearest', 'upsample_bilinear', 'bilinear_scale', 'lanczos_scale',
     'concat_offsets', 'concatenate', 'dropout_inference', 'dropout_with_mask',
+    'arithmetic_gradient', 'concatenation_gradient', 'softmax_gradient', 'log_softmax_gradient',
+    'cross_channel_norm_gradient', 'spatial_norm_gradient', 'local_contrast_norm_gradient',
+    'upsample_nearest_gradient', 'upsample_bilinear_gradient', 'philox4x32_10', 'dropout_mask_shape',
+    'dropout_mask', 'dropout_forward', 'dropout_gradient',
 ]
 
 # gradients of the trainable families (nodes.md §4.3-4.6, §8.5-8.6)

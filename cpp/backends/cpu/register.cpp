@@ -25,6 +25,13 @@ void register_cpu_kernels(KernelRegistry& r) {
   r.add(OpKind::InstanceNormalizationGradient, make_instance_normalization_gradient);
   r.add(OpKind::Loss, make_loss);
   r.add(OpKind::YOLOLoss, make_yolo_loss);
+  r.add(OpKind::Dropout, make_dropout);  // training only: inference dropout is aliased away
+  r.add(OpKind::ArithmeticGradient, make_arithmetic_gradient);
+  r.add(OpKind::ConcatenationGradient, make_concatenation_gradient);
+  r.add(OpKind::SoftMaxGradient, make_softmax_gradient);
+  r.add(OpKind::NormalizationGradient, make_normalization_gradient);
+  r.add(OpKind::UpsamplingGradient, make_upsampling_gradient);
+  r.add(OpKind::DropoutGradient, make_dropout_gradient);
   r.add(OpKind::Convert, make_convert);
   r.add(OpKind::Fill, make_fill);
   r.can_fuse_neuron = dnnl_can_fuse_neuron;

@@ -27,6 +27,13 @@ std::unique_ptr<Kernel> make_batch_normalization_gradient(const KernelSpec& spec
 std::unique_ptr<Kernel> make_instance_normalization_gradient(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_loss(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_yolo_loss(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_arithmetic_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_concatenation_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_softmax_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_normalization_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_upsampling_gradient(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_dropout(const KernelSpec& spec, Device& device);
+std::unique_ptr<Kernel> make_dropout_gradient(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_convert(const KernelSpec& spec, Device& device);
 std::unique_ptr<Kernel> make_fill(const KernelSpec& spec, Device& device);
 

@@ -4,11 +4,18 @@
 
 namespace mpsnn {
 
+// ops/arithmetic_gradient.cpp
+std::vector<TensorDesc> arithmetic_state_buffers(const ShapeContext& ctx, const ShapeResult& r);
+std::vector<FilterNodePtr> arithmetic_gradients(FilterNode& forward, const std::vector<ImageNodePtr>& gradients);
+std::vector<FilterNodePtr> concatenation_gradients(FilterNode& forward, const std::vector<ImageNodePtr>& gradients);
+
 const OpSchema& schema_Arithmetic() {
   static const OpSchema s = [] {
     OpSchema o = OpSchema::for_kind(OpKind::Arithmetic);
     o.min_sources = o.max_sources = 2;
-    o.result_states = {StateSpec{ResultStateKind::arithmetic_gradient, nullptr}};
+    // The gradient state: the clamp mask of every result element (read by both gradient nodes).
+    o.result_states = {StateSpec{ResultStateKind::arithmetic_gradient, arithmetic_state_buffers}};
+    o.gradient_rule = arithmetic_gradients;
     o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) {
       const auto& a = std::get<ArithmeticAttrs>(attrs);
       for (int i = 0; i < 3; ++i)
@@ -61,6 +68,7 @@ const OpSchema& schema_Concatenation() {
     OpSchema o = OpSchema::for_kind(OpKind::Concatenation);
     o.max_sources = -1;
     o.result_states = {StateSpec{ResultStateKind::multiary_gradient, nullptr}};
+    o.gradient_rule = concatenation_gradients;
     o.shape = [](const ShapeContext& ctx) {
       const ImageShape& f = ctx.sources[0];
       for (size_t i = 1; i < ctx.sources.size(); ++i) {

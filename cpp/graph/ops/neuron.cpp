@@ -97,10 +97,15 @@ const OpSchema& schema_NeuronGradient() {
   return s;
 }
 
+// ops/softmax_dropout_gradient.cpp
+std::vector<FilterNodePtr> softmax_gradients(FilterNode& forward, const std::vector<ImageNodePtr>& gradients);
+std::vector<TensorDesc> dropout_state_buffers(const ShapeContext& ctx, const ShapeResult& r);
+
 const OpSchema& schema_SoftMax() {
   static const OpSchema s = [] {
     OpSchema o = OpSchema::for_kind(OpKind::SoftMax);
     o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
+    o.gradient_rule = softmax_gradients;
     o.shape = [](const ShapeContext& ctx) { return same_shape(ctx); };
     return o;
   }();
@@ -110,7 +115,9 @@ const OpSchema& schema_SoftMax() {
 const OpSchema& schema_Dropout() {
   static const OpSchema s = [] {
     OpSchema o = OpSchema::for_kind(OpKind::Dropout);
-    o.result_states = {StateSpec{ResultStateKind::gradient, nullptr}};
+    // The keep mask, sampled when the state is consumed (a training graph); otherwise the node
+    // is the identity and the compiler aliases it away.
+    o.result_states = {StateSpec{ResultStateKind::dropout_gradient, dropout_state_buffers}};
     o.validate_attrs = [](const FilterNode& n, const Attrs& attrs) {
       const auto& a = std::get<DropoutAttrs>(attrs);
       MPSNN_CHECK(a.keep_probability > 0.0f && a.keep_probability <= 1.0f, ShapeError, n.context(),

@@ -1,12 +1,12 @@
 // Pass 3: rewrites steps without changing results (graph.md §2.10).
-//  * dropout in inference is an identity: its result aliases its source (always done; a
-//    training graph reads the dropout mask through the node's state, and a dropout whose state is
-//    consumed keeps its step once dropout gradients exist);
+//  * dropout in inference is an identity: its result aliases its source (always done). A dropout
+//    whose state is consumed (a training graph reads its mask) keeps its step, which samples the mask;
 //  * batch normalization in inference mode folds into the producing convolution;
 //  * neurons fuse into the producing convolution / fully connected step as post-ops;
 //  * an addition whose operand comes from a convolution becomes that convolution's sum
 //    post-op (the residual connection), followed by the addition's always-applied clamp; the
-//    other addend becomes the convolution step's last input.
+//    other addend becomes the convolution step's last input. Not when the addition's gradient
+//    state (its clamp mask) is consumed: the convolution step does not produce it.
 // A producer is fused into only when its result has exactly one consumer and is not a graph
 // output, and never across a custom padding policy that does not allow fusion.
 #include "graph/passes/compile_state.h"
@@ -73,7 +73,7 @@ bool default_addition(const ArithmeticAttrs& a) {
 
 void fuse_nodes(CompileState& st) {
   for (auto& s : st.steps) {
-    if (s.kind != OpKind::Dropout || s.removed) continue;
+    if (s.kind != OpKind::Dropout || s.removed || s.outputs.size() > 1) continue;
     st.values[size_t(s.outputs[0])].alias_of = s.inputs[0];
     s.removed = true;
   }
@@ -109,7 +109,7 @@ void fuse_nodes(CompileState& st) {
       }
       case OpKind::Arithmetic: {
         const auto& a = std::get<ArithmeticAttrs>(*s.attrs);
-        if (!default_addition(a) || !st.registry.can_fuse_sum) break;
+        if (!default_addition(a) || !st.registry.can_fuse_sum || s.outputs.size() > 1) break;
         for (int k = 0; k < 2; ++k) {
           const int operand = s.inputs[size_t(k)], other = s.inputs[size_t(1 - k)];
           StepInfo* p = fusable_producer(st, uses, operand);

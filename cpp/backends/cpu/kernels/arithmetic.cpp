@@ -1,8 +1,11 @@
 // Binary arithmetic and concatenation with our own kernels (kernels/own_elementwise.cpp):
 // oneDNN's binary primitive cannot broadcast the primary operand with stride-0 semantics nor
 // apply MPS's NaN-propagating clamp; its concat cannot leave zero-filled gaps between slots.
+#include <cmath>
+
 #include "backends/cpu/dnnl_utils.h"
 #include "backends/cpu/kernels/own_kernels.h"
+#include "backends/cpu/kernels/own_other_gradients.h"
 #include "backends/cpu/register.h"
 
 namespace mpsnn::cpu {
@@ -31,14 +34,25 @@ class ArithmeticKernel final : public Kernel {
       p_.secondary_stride[i] = a.secondary_strides[size_t(i)];
     }
     in_place_ = spec.input(0) == spec.output() && a.primary_strides == std::array<int, 3>{1, 1, 1};
+    // With the gradient state consumed: the unclamped result, then the clamp and its mask.
+    mask_ = spec.outputs.size() > 1;
+    unclamped_ = p_;
+    unclamped_.minimum = -INFINITY;
+    unclamped_.maximum = INFINITY;
   }
   int in_place_input() const override { return in_place_ ? 0 : -1; }
   void run(const KernelArgs& a, KernelState*) const override {
-    own::binary_arithmetic(a.inputs[0].f32(), a.inputs[1].f32(), a.outputs[0].f32(), p_);
+    if (!mask_) {
+      own::binary_arithmetic(a.inputs[0].f32(), a.inputs[1].f32(), a.outputs[0].f32(), p_);
+      return;
+    }
+    own::binary_arithmetic(a.inputs[0].f32(), a.inputs[1].f32(), a.outputs[0].f32(), unclamped_);
+    own::clamp_with_mask(a.outputs[0].f32(), a.outputs[1].as<uint8_t>(), p_.minimum, p_.maximum);
   }
 
  private:
-  own::ArithmeticParams p_;
+  own::ArithmeticParams p_, unclamped_;
+  bool mask_ = false;
   bool in_place_ = false;
 };
 
