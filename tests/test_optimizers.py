@@ -47,7 +47,7 @@ DESCRIPTORS = {
 def descriptor(lr, d):
     kw = dict(d)
     if "regularization_type" in kw:
-        kw["regularization_type"] = getattr(MPSNNRegularizationType, kw["regularization_type"])
+        kw["regularization_type"] = getattr(MPSNNRegularizationType, kw["regularization_type"].lower())
     return MPSNNOptimizerDescriptor(learning_rate=lr, **kw)
 
 
@@ -64,13 +64,13 @@ def test_descriptor_and_optimizer_properties():
     assert d.gradient_clip_max == np.inf and d.gradient_clip_min == -np.inf
     assert d.regularization_type == MPSNNRegularizationType.none and d.regularization_scale == 0.0
     d2 = MPSNNOptimizerDescriptor.optimizer_descriptor(learning_rate=0.1, gradient_rescale=2.0,
-                                                       regularization_type=MPSNNRegularizationType.L2,
+                                                       regularization_type=MPSNNRegularizationType.l2,
                                                        regularization_scale=0.5)
     sgd = MPSNNOptimizerStochasticGradientDescent(CPU, momentum_scale=0.9, use_nestrov_momentum=True,
                                                   optimizer_descriptor=d2)
     assert isinstance(sgd, mpsnn.MPSNNOptimizer) and sgd.device is CPU
     assert sgd.learning_rate == pytest.approx(0.1) and sgd.gradient_rescale == 2.0
-    assert sgd.regularization_type == MPSNNRegularizationType.L2 and sgd.regularization_scale == 0.5
+    assert sgd.regularization_type == MPSNNRegularizationType.l2 and sgd.regularization_scale == 0.5
     assert sgd.momentum_scale == pytest.approx(0.9) and sgd.use_nestrov_momentum and sgd.use_nesterov_momentum
     sgd.set_learning_rate(0.25)
     assert sgd.learning_rate == 0.25

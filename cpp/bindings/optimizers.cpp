@@ -129,8 +129,8 @@ void bind_optimizers(py::module_& m) {
   py::native_enum<RegularizationType>(m, "MPSNNRegularizationType", "enum.IntEnum",
                                       "The regularization term optimizers add to each gradient (graph.md §7.2).")
       .value("none", RegularizationType::none)
-      .value("L1", RegularizationType::l1)
-      .value("L2", RegularizationType::l2)
+      .value("l1", RegularizationType::l1)
+      .value("l2", RegularizationType::l2)
       .finalize();
 
   py::class_<VectorDescriptor>(m, "MPSVectorDescriptor",

@@ -22,7 +22,7 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNArithmeticGradientState', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationNode', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNPaddingMethod', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNArithmeticGradientState', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationGradientNode', 'MPSCNNBatchNormalizationNode', 'MPSCNNBatchNormalizationState', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientNode', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNConvolutionWeightsLayout', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedGradientNode', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationGradientNode', 'MPSCNNInstanceNormalizationGradientState', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNLossDataDescriptor', 'MPSCNNLossDescriptor', 'MPSCNNLossLabels', 'MPSCNNLossNode', 'MPSCNNLossType', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNReductionType', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCNNYOLOLossDescriptor', 'MPSCNNYOLOLossNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNOptimizer', 'MPSNNOptimizerAdam', 'MPSNNOptimizerDescriptor', 'MPSNNOptimizerRMSProp', 'MPSNNOptimizerStochasticGradientDescent', 'MPSNNPaddingMethod', 'MPSNNRegularizationType', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MPSVector', 'MPSVectorDescriptor', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -159,6 +159,11 @@ class MTLCommandBufferStatus(enum.IntEnum):
     error: typing.ClassVar[MTLCommandBufferStatus]
     not_enqueued: typing.ClassVar[MTLCommandBufferStatus]
     scheduled: typing.ClassVar[MTLCommandBufferStatus]
+class MPSCNNConvolutionWeightsLayout(enum.IntEnum):
+    """
+    Layout of convolution weights and their gradients (10.15): OHWI only.
+    """
+    ohwi: typing.ClassVar[MPSCNNConvolutionWeightsLayout]
 class MTLDevice:
     """
     A compute device. There is one object per device: MTLDevice('cpu') is MTLDevice('cpu:0').
@@ -354,8 +359,74 @@ class MPSNNGradientState(MPSState):
     """
 class MPSCNNConvolutionGradientState(MPSNNGradientState):
     """
-    A convolution's gradient state.
+    A convolution's gradient state. The one a convolution gradient node delivers (its result state) holds the parameter gradients, float32, summed over the batch; a forward node's holds none (None below).
     """
+    @property
+    def convolution(self) -> typing.Any:
+        """
+        The forward kernel (an MPSCNNConvolution, MPSCNNFullyConnected or MPSCNNConvolutionTranspose) with the geometry it ran with: kernel size, strides, dilation, offset, edge mode, channel window (a transposed convolution's offset is in its zero-inserted source). None for a state no graph made.
+        """
+    @property
+    def gradient_for_biases(self) -> typing.Any:
+        """
+        MTLBuffer of dL/db, one float32 per output channel (computed also when the data source has no bias). None without weight gradients.
+        """
+    @property
+    def gradient_for_weights(self) -> typing.Any:
+        """
+        MTLBuffer of dL/dW in the data source's weight layout, OHWI: [Cout][KH][KW][Cin/groups] (depthwise [Cout][KH][KW]); `.numpy().reshape(w.shape)`. None without weight gradients.
+        """
+    @property
+    def gradient_for_weights_layout(self) -> ...:
+        """
+        MPSCNNConvolutionWeightsLayout.ohwi (the only layout).
+        """
+    @property
+    def source_height(self) -> typing.Any:
+        """
+        Height of the forward convolution's source.
+        """
+    @property
+    def source_width(self) -> typing.Any:
+        """
+        Width of the forward convolution's source (MPSImageSizeEncodingState); None for a state no graph made.
+        """
+class MPSCNNBatchNormalizationState(MPSNNGradientState):
+    """
+    Batch normalization's state (graph.md §5.2): mean() and variance() it normalized with (the batch's, biased, in training), and, from its gradient node, gamma(), beta(), gradient_for_gamma(), gradient_for_beta() (summed over the batch). Each is an MTLBuffer of C float32, or None when the state holds no such buffer.
+    """
+    def beta(self: MPSState) -> typing.Any:
+        ...
+    def gamma(self: MPSState) -> typing.Any:
+        ...
+    def gradient_for_beta(self: MPSState) -> typing.Any:
+        ...
+    def gradient_for_gamma(self: MPSState) -> typing.Any:
+        ...
+    def mean(self: MPSState) -> typing.Any:
+        ...
+    def reset(self: MPSState) -> None:
+        """
+        Clears the accumulated gradients (gradient_for_gamma / gradient_for_beta set to 0).
+        """
+    def variance(self: MPSState) -> typing.Any:
+        ...
+class MPSCNNInstanceNormalizationGradientState(MPSNNGradientState):
+    """
+    Instance normalization's gradient state (graph.md §5.2): gamma, beta as used and gradient_for_gamma, gradient_for_beta, each an MTLBuffer of C float32 (None where absent). This backend runs a batch as one run: the gradients are the per-image parts summed over the batch, and an encode_batch state batch holds this one object N times.
+    """
+    @property
+    def beta(self) -> typing.Any:
+        ...
+    @property
+    def gamma(self) -> typing.Any:
+        ...
+    @property
+    def gradient_for_beta(self) -> typing.Any:
+        ...
+    @property
+    def gradient_for_gamma(self) -> typing.Any:
+        ...
 class MPSNNBinaryGradientState(MPSState):
     """
     The gradient state of a two-source node.
@@ -1013,8 +1084,12 @@ class MPSNNFilterNode:
         """
         One gradient node per source of this node.
         """
-    def training_graph(self, with_source_gradient: typing.Any = None, node_handler: typing.Any = None) -> typing.Any:
-        ...
+    def training_graph(self, with_source_gradient: MPSNNImageNode | None = None, node_handler: typing.Any = None) -> typing.Any:
+        """
+        Build the backward graph of the graph ending at this node (graph.md §1.9) and return its terminal nodes (whose results no other new node reads) in creation order, or None when nothing was created.
+        
+        The seed is with_source_gradient, else this node's result image; a loss node seeds the gradient of its source with its own result. Forward nodes are visited in reverse topological order through image links (state links are not followed); an image read by several forward nodes gets the sum of their gradients from inserted MPSNNAdditionNodes, chained left to right in the order the gradients were created. Nothing propagates past an image with stop_gradient; a trainable node reading one still gets its gradient node (for its parameters). node_handler(gradient_node, inference_node, inference_source, gradient_source) is called for every created node (inference_node None for additions); setting inference_source.stop_gradient = True in it prunes the traversal there. Without a handler, inference_source.handle is copied to gradient_node.result_image.handle. Training styles are copied.
+        """
     @property
     def result_image(self) -> MPSNNImageNode:
         ...
@@ -1110,6 +1185,49 @@ class MPSCNNConvolutionTransposeNode(MPSCNNConvolutionNode):
     def node(source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> MPSCNNConvolutionTransposeNode:
         ...
     def __init__(self, source: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource) -> None:
+        ...
+class MPSCNNConvolutionGradientNode(MPSNNGradientFilterNode):
+    """
+    Convolution gradient (nodes.md §4.6): the result is dL/dX with the forward source's size; the result state (an MPSCNNConvolutionGradientStateNode) delivers an MPSCNNConvolutionGradientState with dL/dW (OHWI, as the data source's weights) and dL/db, float32, summed over the batch. The forward geometry (padding, strides, dilation, groups, edge mode) comes from the forward node through its gradient state. Made by forward.gradient_filter(with_source=g) or by this initializer.
+    
+    Args:
+        source_gradient: dL/dY, the forward result's size (N, H', W', Cout).
+        source_image: the forward source X (N, H, W, Cin).
+        convolution_gradient_state: the forward node's convolution_gradient_state.
+        weights: a data source, or None for the forward node's.
+    
+    With training_style update_device_none only dL/dX is computed; dL/dX is skipped when nothing reads it.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNConvolutionGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (copied from the forward node); update_device_none: no weight gradients.
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
+        ...
+class MPSCNNFullyConnectedGradientNode(MPSCNNConvolutionGradientNode):
+    """
+    Fully connected gradient (nodes.md §4.4): dX[c,p,q] = sum_o W[o,p,q,c] G[o], dW = sum_n G X, db = sum_n G.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNFullyConnectedGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
+        ...
+class MPSCNNConvolutionTransposeGradientNode(MPSCNNConvolutionGradientNode):
+    """
+    Transposed convolution gradient (nodes.md §4.3), with the forward node's geometry (including sizing by a paired convolution's gradient state).
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_transpose_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> MPSCNNConvolutionTransposeGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, convolution_transpose_gradient_state: MPSNNStateNode, weights: mpsnn.protocols.MPSCNNConvolutionDataSource | None = None) -> None:
         ...
 class MPSCNNBinaryConvolutionNode(MPSCNNConvolutionNode):
     """
@@ -1866,6 +1984,46 @@ class MPSCNNInstanceNormalizationNode(MPSNNFilterNode):
         ...
     def __init__(self, source: MPSNNImageNode, data_source: mpsnn.protocols.MPSCNNInstanceNormalizationDataSource) -> None:
         ...
+class _MPSCNNBatchNormalizationStateNode(MPSNNGradientStateNode):
+    """
+    The result state of batch normalization and of its gradient: delivered as an MPSCNNBatchNormalizationState.
+    """
+class _MPSCNNInstanceNormalizationGradientStateNode(MPSNNGradientStateNode):
+    """
+    The result state of instance normalization and of its gradient: delivered as an MPSCNNInstanceNormalizationGradientState.
+    """
+class MPSCNNBatchNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Batch normalization gradient (nodes.md §8.5): dL/dX with the forward source's size, in the mode the forward ran in (batch statistics in training; the data source's otherwise). Its result state delivers an MPSCNNBatchNormalizationState with the statistics, gamma, beta and gradient_for_gamma() / gradient_for_beta() summed over the batch.
+    
+    Args:
+        source_gradient: dL/dY (N, H, W, C).
+        source_image: the forward source X.
+        gradient_state: the forward node's result_state.
+    """
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNBatchNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
+    @property
+    def training_style(self) -> MPSNNTrainingStyle:
+        """
+        MPSNNTrainingStyle (copied from the forward node); update_device_none: no gamma/beta gradients.
+        """
+    @training_style.setter
+    def training_style(self, arg1: MPSNNTrainingStyle) -> None:
+        ...
+class MPSCNNInstanceNormalizationGradientNode(MPSNNGradientFilterNode):
+    """
+    Instance normalization gradient (nodes.md §8.6): dL/dX; its result state delivers an MPSCNNInstanceNormalizationGradientState with gamma, beta and their gradients summed over the batch.
+    """
+    training_style: MPSNNTrainingStyle
+    @staticmethod
+    def node(source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> MPSCNNInstanceNormalizationGradientNode:
+        ...
+    def __init__(self, source_gradient: MPSNNImageNode, source_image: MPSNNImageNode, gradient_state: MPSNNStateNode) -> None:
+        ...
 class MPSCNNNormalizationNode(MPSNNFilterNode):
     """
     Base of the LRN-style normalizations; alpha, beta, delta.
@@ -2186,6 +2344,218 @@ class MPSNNLanczosScaleNode(MPSNNScaleNode):
     @typing.overload
     def __init__(self, source: MPSNNImageNode, transform_provider: mpsnn.protocols.MPSImageTransformProvider, output_size: mpsnn._types.MTLSize) -> None:
         ...
+class MPSCNNLossType(enum.IntEnum):
+    """
+    Loss functions of MPSCNNLossNode (nodes.md §13.2).
+    """
+    categorical_cross_entropy: typing.ClassVar[MPSCNNLossType]
+    cosine_distance: typing.ClassVar[MPSCNNLossType]
+    hinge: typing.ClassVar[MPSCNNLossType]
+    huber: typing.ClassVar[MPSCNNLossType]
+    kullback_leibler_divergence: typing.ClassVar[MPSCNNLossType]
+    log: typing.ClassVar[MPSCNNLossType]
+    mean_absolute_error: typing.ClassVar[MPSCNNLossType]
+    mean_squared_error: typing.ClassVar[MPSCNNLossType]
+    sigmoid_cross_entropy: typing.ClassVar[MPSCNNLossType]
+    soft_max_cross_entropy: typing.ClassVar[MPSCNNLossType]
+    softmax_cross_entropy: typing.ClassVar[MPSCNNLossType]
+class MPSCNNReductionType(enum.IntEnum):
+    """
+    How a loss is reduced per image.
+    """
+    mean: typing.ClassVar[MPSCNNReductionType]
+    none: typing.ClassVar[MPSCNNReductionType]
+    sum: typing.ClassVar[MPSCNNReductionType]
+    sum_by_non_zero_weights: typing.ClassVar[MPSCNNReductionType]
+class MPSCNNLossDescriptor:
+    """
+    Loss type, reduction and parameters of MPSCNNLossNode (nodes.md §13.2).
+    """
+    loss_type: MPSCNNLossType
+    reduction_type: MPSCNNReductionType
+    @staticmethod
+    def cnn_loss_descriptor(loss_type: MPSCNNLossType, reduction_type: MPSCNNReductionType) -> MPSCNNLossDescriptor:
+        ...
+    def __init__(self, loss_type: MPSCNNLossType, reduction_type: MPSCNNReductionType) -> None:
+        ...
+    @property
+    def delta(self) -> float:
+        """
+        Huber delta.
+        """
+    @delta.setter
+    def delta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def epsilon(self) -> float:
+        """
+        Log loss epsilon.
+        """
+    @epsilon.setter
+    def epsilon(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def label_smoothing(self) -> float:
+        """
+        Softmax / sigmoid cross entropy: t' = t (1 - ls) + ls / K (K = number_of_classes, 2 for sigmoid).
+        """
+    @label_smoothing.setter
+    def label_smoothing(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def number_of_classes(self) -> int:
+        """
+        K of softmax cross-entropy label smoothing (set it to the channel count).
+        """
+    @number_of_classes.setter
+    def number_of_classes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def weight(self) -> float:
+        """
+        Scalar weight of every element when the labels have no weights.
+        """
+    @weight.setter
+    def weight(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNLossDataDescriptor:
+    """
+    Float32 labels or weights data with its layout and size (width, height, feature channels). The data may hold several images one after the other (mpsnn: one labels object for a whole batch); bytes_per_row and bytes_per_image (0: dense) are the strides of write_bytes.
+    """
+    @staticmethod
+    def cnn_loss_data_descriptor(data: typing.Any, layout: MPSDataLayout, size: typing.Any) -> MPSCNNLossDataDescriptor:
+        ...
+    def __init__(self, data: typing.Any, layout: MPSDataLayout, size: typing.Any) -> None:
+        ...
+    @property
+    def bytes_per_image(self) -> int:
+        ...
+    @bytes_per_image.setter
+    def bytes_per_image(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def bytes_per_row(self) -> int:
+        ...
+    @bytes_per_row.setter
+    def bytes_per_row(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def layout(self) -> MPSDataLayout:
+        ...
+    @property
+    def size(self) -> typing.Any:
+        ...
+class MPSCNNLossLabels(MPSState):
+    """
+    Labels of a loss node, optional per-element weights, and the loss image the node writes (graph.md §5.2). Pass one per image in source_states (encode_batch: an MPSStateBatch, i.e. a list), or one whose data holds all N images. The loss image is 1x1x1 per image (reductions sum, mean, sumByNonZeroWeights) unless loss_image_size says otherwise (reduction none: the source's size).
+    """
+    def __init__(self, device: MTLDevice, labels_descriptor: MPSCNNLossDataDescriptor | None = None, *, loss_image_size: typing.Any = None, weights_descriptor: MPSCNNLossDataDescriptor | None = None, labels_image: MPSImage | None = None, weights_image: MPSImage | None = None) -> None:
+        ...
+    def labels_image(self) -> MPSImage:
+        ...
+    def loss_image(self) -> MPSImage:
+        """
+        The float32 loss image (1 image per labels image); valid once the command buffer completed.
+        """
+    def weights_image(self) -> MPSImage:
+        ...
+class MPSCNNLossNode(MPSNNFilterNode):
+    """
+    A loss (nodes.md §13.2). Its own gradient: the result image is dL/d(source), same shape as the source; the loss value goes to the loss image of the MPSCNNLossLabels bound to input_labels. gradient_filter is unavailable.
+    """
+    @staticmethod
+    def node(source: MPSNNImageNode, loss_descriptor: MPSCNNLossDescriptor) -> MPSCNNLossNode:
+        ...
+    def __init__(self, source: MPSNNImageNode, loss_descriptor: MPSCNNLossDescriptor) -> None:
+        ...
+    @property
+    def input_labels(self) -> MPSNNStateNode:
+        """
+        The MPSNNLabelsNode of this loss (a source state of the graph).
+        """
+class MPSCNNYOLOLossDescriptor:
+    """
+    The YOLO loss (nodes.md §13.3).
+    """
+    classes_loss_descriptor: MPSCNNLossDescriptor
+    confidence_loss_descriptor: MPSCNNLossDescriptor
+    reduction_type: MPSCNNReductionType
+    rescore: bool
+    wh_loss_descriptor: MPSCNNLossDescriptor
+    xy_loss_descriptor: MPSCNNLossDescriptor
+    @staticmethod
+    def cnn_loss_descriptor(xy_loss_type: MPSCNNLossType, wh_loss_type: MPSCNNLossType, confidence_loss_type: MPSCNNLossType, classes_loss_type: MPSCNNLossType, reduction_type: MPSCNNReductionType, anchor_boxes: typing.Any, number_of_anchor_boxes: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNYOLOLossDescriptor:
+        """
+        anchor_boxes: (width, height) float32 pairs in grid-cell units, one per anchor box.
+        """
+    @property
+    def anchor_boxes(self) -> list[float]:
+        ...
+    @anchor_boxes.setter
+    def anchor_boxes(self, arg1: typing.Any) -> None:
+        ...
+    @property
+    def max_iou_for_object_absence(self) -> float:
+        ...
+    @max_iou_for_object_absence.setter
+    def max_iou_for_object_absence(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def min_iou_for_object_presence(self) -> float:
+        ...
+    @min_iou_for_object_presence.setter
+    def min_iou_for_object_presence(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def number_of_anchor_boxes(self) -> int:
+        ...
+    @number_of_anchor_boxes.setter
+    def number_of_anchor_boxes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_class(self) -> float:
+        ...
+    @scale_class.setter
+    def scale_class(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_no_object(self) -> float:
+        ...
+    @scale_no_object.setter
+    def scale_no_object(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_object(self) -> float:
+        ...
+    @scale_object.setter
+    def scale_object(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_wh(self) -> float:
+        ...
+    @scale_wh.setter
+    def scale_wh(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale_xy(self) -> float:
+        ...
+    @scale_xy.setter
+    def scale_xy(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class MPSCNNYOLOLossNode(MPSNNFilterNode):
+    """
+    The YOLO detection loss (nodes.md §13.3): per grid cell A blocks of [x, y, w, h, confidence, K classes]. Its own gradient, like MPSCNNLossNode; the labels use the source's layout (a weights image of the labels is not used: the sub-descriptors' scalar weights apply).
+    """
+    @staticmethod
+    def node(source: MPSNNImageNode, loss_descriptor: MPSCNNYOLOLossDescriptor) -> MPSCNNYOLOLossNode:
+        ...
+    def __init__(self, source: MPSNNImageNode, loss_descriptor: MPSCNNYOLOLossDescriptor) -> None:
+        ...
+    @property
+    def input_labels(self) -> MPSNNStateNode:
+        """
+        The MPSNNLabelsNode of this loss (a source state of the graph).
+        """
 class MPSKernel:
     """
     Base of the MPS kernel classes.
@@ -2439,6 +2809,245 @@ class MPSImageLanczosScale(MPSImageScale):
     Lanczos-3 resampling (nodes.md §10.4).
     """
     def __init__(self, device: MTLDevice) -> None:
+        ...
+class MPSNNRegularizationType(enum.IntEnum):
+    """
+    The regularization term optimizers add to each gradient (graph.md §7.2).
+    """
+    l1: typing.ClassVar[MPSNNRegularizationType]
+    l2: typing.ClassVar[MPSNNRegularizationType]
+    none: typing.ClassVar[MPSNNRegularizationType]
+class MPSVectorDescriptor:
+    """
+    The shape of an MPSVector: `vectors` vectors of `length` elements, `vector_bytes` apart.
+    """
+    data_type: MPSDataType
+    @staticmethod
+    def vector_bytes_for_length(length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType) -> int:
+        """
+        The bytes of one densely packed vector (vectorBytesForLength:dataType:).
+        """
+    @staticmethod
+    def vector_descriptor(length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType) -> MPSVectorDescriptor:
+        """
+        vectorDescriptorWithLength:dataType:
+        """
+    def __init__(self, length: typing.SupportsInt | typing.SupportsIndex, data_type: MPSDataType = ..., *, vectors: typing.SupportsInt | typing.SupportsIndex = 1, vector_bytes: typing.SupportsInt | typing.SupportsIndex | None = None) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def length(self) -> int:
+        ...
+    @length.setter
+    def length(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def vector_bytes(self) -> int:
+        ...
+    @vector_bytes.setter
+    def vector_bytes(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def vectors(self) -> int:
+        ...
+    @vectors.setter
+    def vectors(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class MPSVector:
+    """
+    A vector (or several) over an MTLBuffer. On host-visible devices numpy() is a view.
+    """
+    @staticmethod
+    def from_numpy(array: typing.Any, device: MTLDevice | None = None) -> MPSVector:
+        """
+        mpsnn extension: wrap a writeable C-contiguous float32/float16 array of shape (length,) or (vectors, length) without copying.
+        """
+    @typing.overload
+    def __init__(self, buffer: MTLBuffer, descriptor: MPSVectorDescriptor, *, offset: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        """
+        MPSVector(buffer:descriptor:) / (buffer:offset:descriptor:)
+        """
+    @typing.overload
+    def __init__(self, device: MTLDevice, descriptor: MPSVectorDescriptor) -> None:
+        """
+        A new zero-filled vector (MPSVector(device:descriptor:)).
+        """
+    def numpy(self) -> numpy.typing.NDArray[typing.Any]:
+        """
+        mpsnn extension: a view of the elements, shape (length,) or (vectors, length).
+        """
+    def resource_size(self) -> int:
+        """
+        Bytes the vector spans.
+        """
+    @property
+    def data(self) -> MTLBuffer:
+        """
+        The MTLBuffer.
+        """
+    @property
+    def data_type(self) -> MPSDataType:
+        ...
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def length(self) -> int:
+        ...
+    @property
+    def offset(self) -> int:
+        ...
+    @property
+    def vector_bytes(self) -> int:
+        ...
+    @property
+    def vectors(self) -> int:
+        ...
+class MPSNNOptimizerDescriptor:
+    """
+    Learning rate, gradient rescale and clipping, regularization (graph.md §7.1).
+    """
+    apply_gradient_clipping: bool
+    regularization_type: MPSNNRegularizationType
+    @staticmethod
+    def optimizer_descriptor(*, learning_rate: typing.SupportsFloat | typing.SupportsIndex, gradient_rescale: typing.SupportsFloat | typing.SupportsIndex, apply_gradient_clipping: bool = False, gradient_clip_max: typing.SupportsFloat | typing.SupportsIndex = ..., gradient_clip_min: typing.SupportsFloat | typing.SupportsIndex = ..., regularization_type: MPSNNRegularizationType = ..., regularization_scale: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> MPSNNOptimizerDescriptor:
+        ...
+    def __init__(self, *, learning_rate: typing.SupportsFloat | typing.SupportsIndex = 0.0010000000474974513, gradient_rescale: typing.SupportsFloat | typing.SupportsIndex = 1.0, apply_gradient_clipping: bool = False, gradient_clip_max: typing.SupportsFloat | typing.SupportsIndex = ..., gradient_clip_min: typing.SupportsFloat | typing.SupportsIndex = ..., regularization_type: MPSNNRegularizationType = ..., regularization_scale: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
+        ...
+    @property
+    def gradient_clip_max(self) -> float:
+        ...
+    @gradient_clip_max.setter
+    def gradient_clip_max(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def gradient_clip_min(self) -> float:
+        ...
+    @gradient_clip_min.setter
+    def gradient_clip_min(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def gradient_rescale(self) -> float:
+        ...
+    @gradient_rescale.setter
+    def gradient_rescale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @learning_rate.setter
+    def learning_rate(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def regularization_scale(self) -> float:
+        ...
+    @regularization_scale.setter
+    def regularization_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class MPSNNOptimizer:
+    """
+    Base of the optimizers (abstract: make a subclass).
+    """
+    apply_gradient_clipping: bool
+    def __repr__(self) -> str:
+        ...
+    def set_learning_rate(self, value: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def device(self) -> MTLDevice:
+        ...
+    @property
+    def gradient_clip_max(self) -> float:
+        ...
+    @property
+    def gradient_clip_min(self) -> float:
+        ...
+    @property
+    def gradient_rescale(self) -> float:
+        ...
+    @property
+    def learning_rate(self) -> float:
+        ...
+    @property
+    def regularization_scale(self) -> float:
+        ...
+    @property
+    def regularization_type(self) -> MPSNNRegularizationType:
+        ...
+class MPSNNOptimizerStochasticGradientDescent(MPSNNOptimizer):
+    """
+    w = w - lr*g; with a momentum vector m = mu*m + lr*g, w = w - m; Nesterov m = mu*m + g, w = w - lr*(g + mu*m).
+    """
+    @typing.overload
+    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, momentum_scale: typing.SupportsFloat | typing.SupportsIndex, use_nestrov_momentum: bool | None = None, optimizer_descriptor: MPSNNOptimizerDescriptor, use_nesterov_momentum: bool | None = None) -> None:
+        ...
+    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
+        """
+        One SGD update of the vector (momentum updated in place; result may be the values vector).
+        """
+    @property
+    def momentum_scale(self) -> float:
+        ...
+    @property
+    def use_nesterov_momentum(self) -> bool:
+        """
+        Alias of MPS's use_nestrov_momentum.
+        """
+    @property
+    def use_nestrov_momentum(self) -> bool:
+        ...
+class MPSNNOptimizerRMSProp(MPSNNOptimizer):
+    """
+    s = decay*s + (1 - decay)*g^2; w = w - lr*g / (sqrt(s) + epsilon).
+    """
+    @typing.overload
+    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, decay: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
+        ...
+    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_sum_of_squares_vector: MPSVector, result_values_vector: MPSVector) -> None:
+        """
+        One RMSProp update of the vector (sum of squares updated in place).
+        """
+    @property
+    def decay(self) -> float:
+        ...
+    @property
+    def epsilon(self) -> float:
+        ...
+class MPSNNOptimizerAdam(MPSNNOptimizer):
+    """
+    Adam (graph.md §7.5): time_step advances once per encode; a maximum_velocity_vector selects AMSGrad.
+    """
+    @typing.overload
+    def __init__(self, device: MTLDevice, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, time_step: typing.SupportsInt | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
+        ...
+    def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector, input_velocity_vector: MPSVector, maximum_velocity_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
+        """
+        One Adam update (AMSGrad with maximum_velocity_vector); momentum and velocity updated in place.
+        """
+    @property
+    def beta1(self) -> float:
+        ...
+    @property
+    def beta2(self) -> float:
+        ...
+    @property
+    def epsilon(self) -> float:
+        ...
+    @property
+    def time_step(self) -> int:
+        ...
+    @time_step.setter
+    def time_step(self, arg1: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class MPSNNGraph:
     """

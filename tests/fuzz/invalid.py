@@ -455,8 +455,12 @@ def unknown_requests(draw):
     i = sorted(spec.needed_ops())[-1]
     f = filters[i]
     if what == "training_graph":
-        return Case("unknown", f"training_graph of {spec.ops[i].label}", lambda: f.training_graph(),
-                    (mpsnn.UnsupportedError,), (label_of(spec, i),), recover, spec)
+        # A node without a gradient (MPS has none for scale nodes) on the path of a training graph.
+        scale = mpsnn.MPSNNBilinearScaleNode(source=mpsnn.MPSNNImageNode(), output_size=mpsnn.MTLSize(3, 3, 1))
+        scale.label = "scaled"
+        top = mpsnn.MPSCNNNeuronReLUNode(source=scale.result_image)
+        return Case("unknown", "training_graph through a node without gradient", lambda: top.training_graph(),
+                    (mpsnn.UnsupportedError,), ("'scaled'",), recover, spec)
     if what == "no gradient":
         x = mpsnn.MPSNNImageNode()
         node = draw(st.sampled_from(["division", "scale", "binary"]))
