@@ -106,6 +106,15 @@ class ConcatenationGradientKernel final : public Kernel {
   int64_t offset_, count_;
 };
 
+// The oneDNN states of a gradient step: its backward primitive (slot 0) and, when it recomputes
+// or needs a workspace, the forward primitive it runs first (slot 1).
+std::unique_ptr<KernelState> primitive_states(const BoundPrimitive& backward, const BoundPrimitive& forward) {
+  auto s = std::make_unique<PrimitivesState>();
+  backward.add_to(*s, 0);
+  if (forward) forward.add_to(*s, 1);
+  return s;
+}
+
 // ---- softmax --------------------------------------------------------------------------------------
 
 // oneDNN softmax backward from the forward result Y; a hand-built node given the forward source X
@@ -129,12 +138,7 @@ class SoftMaxGradientKernel final : public Kernel {
   size_t scratch_bytes() const override {
     return y_bytes_ + std::max(backward_.scratchpad_bytes(), forward_ ? forward_.scratchpad_bytes() : 0);
   }
-  std::unique_ptr<KernelState> make_state() const override {
-    auto s = std::make_unique<PrimitivesState>();
-    backward_.add_to(*s, 0);
-    if (forward_) forward_.add_to(*s, 1);
-    return s;
-  }
+  std::unique_ptr<KernelState> make_state() const override { return primitive_states(backward_, forward_); }
   void run(const KernelArgs& a, KernelState* state) const override {
     auto& s = *static_cast<PrimitivesState*>(state);
     char* scratch = static_cast<char*>(a.scratch);
@@ -184,12 +188,7 @@ class LrnGradientKernel final : public Kernel {
   size_t scratch_bytes() const override {
     return y_bytes_ + ws_bytes_ + std::max(backward_.scratchpad_bytes(), forward_ ? forward_.scratchpad_bytes() : 0);
   }
-  std::unique_ptr<KernelState> make_state() const override {
-    auto s = std::make_unique<PrimitivesState>();
-    backward_.add_to(*s, 0);
-    if (forward_) forward_.add_to(*s, 1);
-    return s;
-  }
+  std::unique_ptr<KernelState> make_state() const override { return primitive_states(backward_, forward_); }
   void run(const KernelArgs& a, KernelState* state) const override {
     auto& s = *static_cast<PrimitivesState*>(state);
     char* scratch = static_cast<char*>(a.scratch);
