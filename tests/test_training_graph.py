@@ -27,17 +27,6 @@ def labels(device, t):
     return mpsnn.MPSCNNLossLabels(device, data)
 
 
-def has_gradient(node):
-    """Whether this build has the gradient node of `node` (kinds other helpers add may be missing)."""
-    try:
-        node.gradient_filters(with_source=mpsnn.MPSNNImageNode())
-    except NotImplementedError as e:
-        if 'not implemented yet' in str(e):
-            return False
-        raise
-    return True
-
-
 def chain():
     """x -> max pool -> ReLU -> MSE loss, with handles on the images."""
     x = mpsnn.MPSNNImageNode(handle=Handle('x'))
@@ -267,8 +256,6 @@ def _residual():
 
 def test_fan_out_is_summed_by_additions_in_consumer_order():
     x, relu, pool, sig, add, loss = _residual()
-    if not has_gradient(add):
-        pytest.skip('MPSNNAdditionNode has no gradient node in this build yet (branch grad-misc)')
     calls = []
     terminals = loss.training_graph(node_handler=lambda g, f, s, i: calls.append((g, f, s, i)))
     sums = [c for c in calls if c[1] is None]
@@ -289,8 +276,6 @@ def test_fan_out_is_summed_by_additions_in_consumer_order():
 def test_fan_out_numerics_match_torch(device, rng):
     torch = pytest.importorskip('torch')
     x, relu, pool, sig, add, loss = _residual()
-    if not has_gradient(add):
-        pytest.skip('MPSNNAdditionNode has no gradient node in this build yet (branch grad-misc)')
     (terminal,) = loss.training_graph()
     xv = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
     tv = rng.standard_normal((2, 5, 7, 3))
@@ -308,8 +293,6 @@ def test_terminals_of_several_inputs_in_creation_order():
     tb = mpsnn.MPSCNNNeuronTanHNode(source=b)
     add = mpsnn.MPSNNAdditionNode(left_source=ra.result_image, right_source=tb.result_image)
     loss = mpsnn.MPSCNNLossNode(source=add.result_image, loss_descriptor=mse_sum())
-    if not has_gradient(add):
-        pytest.skip('MPSNNAdditionNode has no gradient node in this build yet (branch grad-misc)')
     terminals = loss.training_graph()
     # reverse topological order: tanh (the later source in the forward order) first
     assert [t.result_image.handle.label() for t in terminals] == ['b', 'a']
@@ -328,8 +311,6 @@ def test_training_style_is_copied(rng):
     conv = mpsnn.MPSCNNConvolutionNode(source=x, weights=ds)
     conv.training_style = mpsnn.MPSNNTrainingStyle.update_device_cpu
     loss = mpsnn.MPSCNNLossNode(source=conv.result_image, loss_descriptor=mse_sum())
-    if not has_gradient(conv):
-        pytest.skip('MPSCNNConvolutionNode has no gradient node in this build yet (branch grad-conv)')
     (grad,) = loss.training_graph()
     assert grad.training_style == mpsnn.MPSNNTrainingStyle.update_device_cpu
     # a trainable consumer of a stop_gradient image still gets its gradient node (for its parameters)
@@ -348,8 +329,6 @@ def test_convolution_network_matches_torch(device, rng):
     x = mpsnn.MPSNNImageNode()
     ds, wv, bv = conv_source(5, 6, 3, 3, rng)
     conv = mpsnn.MPSCNNConvolutionNode(source=x, weights=ds)
-    if not has_gradient(conv):
-        pytest.skip('MPSCNNConvolutionNode has no gradient node in this build yet (branch grad-conv)')
     relu = mpsnn.MPSCNNNeuronReLUNode(source=conv.result_image)
     pool = mpsnn.MPSCNNPoolingMaxNode(source=relu.result_image, filter_size=2)
     d = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.soft_max_cross_entropy, mpsnn.MPSCNNReductionType.sum)
@@ -387,8 +366,6 @@ def test_state_links_are_not_followed(rng):
     tconv = mpsnn.MPSCNNConvolutionTransposeNode(source=b, convolution_gradient_state=conv.convolution_gradient_state,
                                                  weights=ds)
     loss = mpsnn.MPSCNNLossNode(source=tconv.result_image, loss_descriptor=mse_sum())
-    if not has_gradient(tconv):
-        pytest.skip('MPSCNNConvolutionTransposeNode has no gradient node in this build yet (branch grad-conv)')
     mirrored = []
     terminals = loss.training_graph(node_handler=lambda g, f, s, i: mirrored.append(f))
     assert conv not in mirrored and tconv in mirrored

@@ -30,7 +30,11 @@ class BatchNormalizationGradientKernel final : public Kernel {
     const NormalizationParams& p = *spec.params.norm;
     MPSNN_CHECK(spec.inputs.size() == 4, BackendError, spec.context,
                 " internal error: batch normalization gradient without the statistics of its forward step");
+    // The result state's buffers exist only when the state is read or exported (nodes.md §2.1):
+    // outputs are dX alone, or dX, mean, variance, gamma, beta[, dγ, dβ].
+    has_state_ = spec.outputs.size() > 1;
     weights_grad_ = spec.outputs.size() == 7;
+    channels_ = p.channels;
     const memory::desc md = nhwc_desc(spec.output());
     auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
     if (!statistics_) flags = flags | dnnl::normalization_flags::use_global_stats;
@@ -83,10 +87,11 @@ class BatchNormalizationGradientKernel final : public Kernel {
     s->args[DNNL_ARG_DIFF_SRC].set_data_handle(result_needed_ ? a.outputs[0].data : scratch + dx_offset_);
     float* vectors = reinterpret_cast<float*>(scratch + vectors_offset_);
     s->args[DNNL_ARG_DIFF_SCALE].set_data_handle(weights_grad_ ? a.outputs[5].data : vectors);
-    s->args[DNNL_ARG_DIFF_SHIFT].set_data_handle(weights_grad_ ? a.outputs[6].data : vectors + a.outputs[1].shape.c);
+    s->args[DNNL_ARG_DIFF_SHIFT].set_data_handle(weights_grad_ ? a.outputs[6].data : vectors + channels_);
     s->args[DNNL_ARG_SCRATCHPAD].set_data_handle(scratch);
     MPSNN_CHECK_DNNL(primitive_.execute(s->stream, s->args), context_);
     s->stream.wait();
+    if (!has_state_) return;
     copy_vector(a.inputs[2].as<float>(), a.outputs[1]);
     copy_vector(a.inputs[3].as<float>(), a.outputs[2]);
     copy_vector(p.values.norm->gamma.data(), a.outputs[3]);
@@ -98,7 +103,8 @@ class BatchNormalizationGradientKernel final : public Kernel {
     std::copy(p.gamma.begin(), p.gamma.end(), static_cast<float*>(scale_.get_data_handle()));
   }
 
-  bool statistics_, result_needed_, weights_grad_ = false;
+  bool statistics_, result_needed_, has_state_ = false, weights_grad_ = false;
+  int64_t channels_ = 0;
   std::string context_;
   dnnl::primitive primitive_;
   memory::desc md_, vec_md_, pad_md_;
@@ -107,11 +113,11 @@ class BatchNormalizationGradientKernel final : public Kernel {
   size_t scratch_ = 0, vectors_offset_ = 0, dx_offset_ = 0;
 };
 
-// inputs: G, X; outputs: dX, gamma, beta[, dγ, dβ].
+// inputs: G, X; outputs: dX, then (when the result state is read or exported) gamma, beta[, dγ, dβ].
 class InstanceNormalizationGradientKernel final : public Kernel {
  public:
   explicit InstanceNormalizationGradientKernel(const KernelSpec& spec)
-      : result_needed_(spec.result_needed), weights_grad_(spec.outputs.size() == 5) {
+      : result_needed_(spec.result_needed), has_state_(spec.outputs.size() > 1), weights_grad_(spec.outputs.size() == 5) {
     const ImageShape& s = spec.output();
     parts_ = size_t(s.n * s.c);
   }
@@ -162,6 +168,7 @@ class InstanceNormalizationGradientKernel final : public Kernel {
             ds[q * c_n + k] = float(p.gamma[size_t(c0 + k)] * inv[k] * (gv - sg[k] / m - xh * sgx[k] / m));
           }
       }
+    if (!has_state_) return;
     copy_vector(p.gamma.data(), a.outputs[1]);
     copy_vector(p.beta.data(), a.outputs[2]);
     if (!weights_grad_) return;
@@ -180,7 +187,7 @@ class InstanceNormalizationGradientKernel final : public Kernel {
 
  private:
   static constexpr int64_t kBlock = 16;
-  bool result_needed_, weights_grad_;
+  bool result_needed_, has_state_, weights_grad_;
   size_t parts_ = 0;
 };
 
