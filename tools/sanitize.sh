@@ -41,6 +41,8 @@ export PYTHONMALLOC=malloc  # pymalloc's arenas would hide the interpreter's blo
 # code, and the preloaded runtime would report those programs' own leaks; and the short soak,
 # whose flat-RSS check cannot hold under ASan (its quarantine keeps freed blocks resident by
 # design; LeakSanitizer checks the same thing here, block by block).
-LD_PRELOAD="$runtimes" python -m pytest tests -q -p no:cacheprovider --ignore=tests/test_typing.py \
+# --capture=sys: a sanitizer report goes to the process's stderr (file descriptor 2) as it dies;
+# pytest's default descriptor-level capture would swallow it with the process.
+LD_PRELOAD="$runtimes" python -m pytest tests -q -p no:cacheprovider --capture=sys --ignore=tests/test_typing.py \
   --ignore=tests/test_stubs.py --ignore=tests/test_own_kernels_cpp.py --ignore=tests/test_tsan_cpp.py \
   --deselect=tests/test_soak.py::test_short_soak_is_flat "$@"

@@ -86,8 +86,10 @@ void check_descriptor(const ConvolutionDescriptor& d, const std::string& ctx) {
                 " output channels per group; MPS needs multiples of 4 per group when groups > 1");
   }
   const int64_t r = d.sub_pixel_scale_factor;
-  MPSNN_CHECK(r <= d.output_feature_channels / r && d.output_feature_channels % (r * r) == 0, ShapeError, ctx, " sub-pixel scale factor ", r, " needs ",
-              "output_feature_channels divisible by ", r * r, "; got ", d.output_feature_channels);
+  // (r * r is formed only once r <= channels / r: no overflow for huge factors.)
+  MPSNN_CHECK(r <= d.output_feature_channels / r && d.output_feature_channels % (r * r) == 0, ShapeError, ctx,
+              " sub-pixel scale factor ", r, " needs output_feature_channels divisible by ", r, "^2; got ",
+              d.output_feature_channels);
   // The weights (float32 after conversion; binary: one uint32 word per 32 input channels) must
   // have a byte count that fits: the counts below are computed in int64.
   const int64_t per_tap = d.depthwise ? 1 : d.input_feature_channels / d.groups;
