@@ -175,7 +175,8 @@ def test_threads_share_graphs_and_queues(device):
             errors.append((i, repr(e)))
 
     # The backstop if joining itself cannot end the test: every stack, then exit.
-    faulthandler.dump_traceback_later(SECONDS + 2 * WATCHDOG, exit=True)
+    # (to the process's own stderr: pytest's sys-level capture has no file descriptor)
+    faulthandler.dump_traceback_later(SECONDS + 2 * WATCHDOG, exit=True, file=sys.__stderr__)
     try:
         threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(THREADS)]
         for t in threads:
