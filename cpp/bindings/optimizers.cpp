@@ -32,16 +32,12 @@ VectorDescriptor make_descriptor(int64_t length, int64_t vectors, const std::opt
   return d;
 }
 
-int64_t vector_span(const VectorRef& v) {
-  return (v.vectors - 1) * v.vector_bytes + vector_bytes_for(v.length, v.data_type);
-}
-
 VectorRef make_vector(BufferPtr buffer, int64_t offset, const VectorDescriptor& d) {
   MPSNN_CHECK(buffer != nullptr, GraphError, "[MPSVector] needs a buffer");
   VectorRef v{std::move(buffer), d.length, d.vectors, d.vector_bytes, offset, d.data_type};
-  MPSNN_CHECK(offset >= 0 && offset + vector_span(v) <= int64_t(v.buffer->length()), ShapeError, "[MPSVector] ",
+  MPSNN_CHECK(offset >= 0 && offset + v.span() <= int64_t(v.buffer->length()), ShapeError, "[MPSVector] ",
               d.vectors, " vector(s) of ", d.length, " ", data_type_name(d.data_type), " at offset ", offset, " need ",
-              offset + vector_span(v), " bytes; the buffer has ", v.buffer->length());
+              offset + v.span(), " bytes; the buffer has ", v.buffer->length());
   return v;
 }
 
@@ -161,9 +157,9 @@ void bind_optimizers(py::module_& m) {
            "buffer"_a, "descriptor"_a, py::kw_only(), "offset"_a = 0, "MPSVector(buffer:descriptor:) / (buffer:offset:descriptor:)")
       .def(py::init([](const DevicePtr& device, const VectorDescriptor& descriptor) {
              MPSNN_CHECK(device != nullptr, GraphError, "[MPSVector] needs a device");
-             VectorRef probe{nullptr, descriptor.length, descriptor.vectors, descriptor.vector_bytes, 0,
-                             descriptor.data_type};
-             return make_vector(std::make_shared<Buffer>(device, size_t(vector_span(probe))), 0, descriptor);
+             const int64_t bytes = VectorRef::span_of(descriptor.length, descriptor.vectors, descriptor.vector_bytes,
+                                                      descriptor.data_type);
+             return make_vector(std::make_shared<Buffer>(device, size_t(bytes)), 0, descriptor);
            }),
            "device"_a, "descriptor"_a, "A new zero-filled vector (MPSVector(device:descriptor:)).")
       .def_static("from_numpy", &vector_from_numpy, "array"_a, "device"_a = nullptr,
@@ -176,7 +172,7 @@ void bind_optimizers(py::module_& m) {
       .def_readonly("vector_bytes", &VectorRef::vector_bytes)
       .def_readonly("offset", &VectorRef::offset)
       .def_readonly("data_type", &VectorRef::data_type)
-      .def("resource_size", [](const VectorRef& v) { return vector_span(v); }, "Bytes the vector spans.")
+      .def("resource_size", &VectorRef::span, "Bytes the vector spans.")
       .def("numpy", &vector_numpy, "mpsnn extension: a view of the elements, shape (length,) or (vectors, length).");
 
   py::class_<OptimizerDescriptor>(m, "MPSNNOptimizerDescriptor",

@@ -123,11 +123,11 @@ void Optimizer::encode_vectors(const std::shared_ptr<CommandBuffer>& cb, const V
     const int64_t row = v.length * int64_t(sizeof(float));
     MPSNN_CHECK(v.vectors == 1 || v.vector_bytes >= row, ShapeError, ctx, " ", n.name, " vector_bytes ",
                 v.vector_bytes, " is less than one vector (", row, " bytes)");
-    const int64_t end = v.offset + (v.vectors - 1) * v.vector_bytes + row;
+    const int64_t end = v.offset + v.span();
     MPSNN_CHECK(v.offset >= 0 && end <= int64_t(v.buffer->length()), ShapeError, ctx, " ", n.name, " needs ", end,
                 " bytes of its buffer; the buffer has ", v.buffer->length());
     const char* base = static_cast<const char*>(v.buffer->data()) + v.offset;
-    spans.push_back(Span{base, base + (v.vectors - 1) * v.vector_bytes + row});
+    spans.push_back(Span{base, base + v.span()});
   }
   // The result may be the values' own memory (an in-place update) but must not partly overlap
   // any other vector, and no two others may overlap: each element's update reads its inputs

@@ -71,6 +71,12 @@ struct VectorRef {
   BufferPtr buffer;
   int64_t length = 0, vectors = 1, vector_bytes = 0, offset = 0;
   DataType data_type = DataType::float32;
+
+  // Bytes from the first element to one past the last (the last vector is not padded).
+  static int64_t span_of(int64_t length, int64_t vectors, int64_t vector_bytes, DataType type) {
+    return (vectors - 1) * vector_bytes + length * int64_t(data_type_size(type));
+  }
+  int64_t span() const { return span_of(length, vectors, vector_bytes, data_type); }
 };
 
 // An optimizer kernel (MPSNNOptimizer and its subclasses). The hyper-parameters are set when it
