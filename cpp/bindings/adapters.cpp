@@ -104,6 +104,22 @@ std::optional<std::vector<float>> float_vector(const py::object& v, const std::s
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
+// What an update method returned: None, or a state of class T (DTypeError otherwise; the graph
+// adds the node's name).
+template <typename T>
+std::shared_ptr<State> returned_state(const py::object& r, const char* method, const char* expected) {
+  if (r.is_none()) return nullptr;
+  MPSNN_CHECK(py::isinstance<T>(r), DTypeError, method, " returned ", py::str(py::type::of(r)).cast<std::string>(),
+              "; expected ", expected, " or None");
+  return r.cast<std::shared_ptr<T>>();
+}
+
+bool returned_bool(const py::object& r, const char* method) {
+  MPSNN_CHECK(py::isinstance<py::bool_>(r) || r.is_none(), DTypeError, method, " returned ",
+              py::str(py::type::of(r)).cast<std::string>(), "; expected a bool");
+  return r.is_none() ? false : r.cast<bool>();
+}
+
 class PyHandle final : public Handle {
  public:
   explicit PyHandle(py::object o) : ref(std::move(o)) {}
@@ -185,6 +201,28 @@ class PyConvolutionSource final : public ConvolutionDataSource {
     return float_vector(ref_.obj.attr("lookup_table_for_uint8_kernel")(), "lookup_table_for_uint8_kernel()")
         .value_or(std::vector<float>{});
   }
+  bool has_gpu_update() override {
+    AcquireGil gil;
+    return has(ref_.obj, "update_with_command_buffer");
+  }
+  std::shared_ptr<State> update_with_command_buffer(const std::shared_ptr<CommandBuffer>& cb,
+                                                    const std::shared_ptr<State>& gradient_state,
+                                                    const std::shared_ptr<State>& source_state) override {
+    AcquireGil gil;
+    py::object r = ref_.obj.attr("update_with_command_buffer")(cb, gradient_state, source_state);
+    return returned_state<WeightsAndBiasesState>(r, "update_with_command_buffer()",
+                                                 "an MPSCNNConvolutionWeightsAndBiasesState");
+  }
+  bool has_cpu_update() override {
+    AcquireGil gil;
+    return has(ref_.obj, "update_with_gradient_state");
+  }
+  bool update_with_gradient_state(const std::shared_ptr<State>& gradient_state,
+                                  const std::shared_ptr<State>& source_state) override {
+    AcquireGil gil;
+    return returned_bool(ref_.obj.attr("update_with_gradient_state")(gradient_state, source_state),
+                         "update_with_gradient_state()");
+  }
   // graph/data_source.h: a longer weights() buffer is used with this warning.
   void warn(const std::string& message) override {
     AcquireGil gil;
@@ -219,9 +257,47 @@ class PyNormalizationSource final : public NormalizationDataSource {
     AcquireGil gil;
     return optional_label(ref_.obj);
   }
+  bool has_update(Update which, bool instance) override {
+    AcquireGil gil;
+    return has(ref_.obj, method(which, instance));
+  }
+  std::shared_ptr<State> update_on_command_buffer(Update which, bool instance, const std::shared_ptr<CommandBuffer>& cb,
+                                                  const std::shared_ptr<State>& state) override {
+    AcquireGil gil;
+    const char* name = method(which, instance);
+    py::object r = ref_.obj.attr(name)(cb, state_argument(instance, state));
+    if (which == Update::gpu_gamma_beta)
+      return returned_state<GammaAndBetaState>(r, name, "an MPSCNNNormalizationGammaAndBetaState");
+    return returned_state<MeanAndVarianceState>(r, name, "an MPSCNNNormalizationMeanAndVarianceState");
+  }
+  bool update_after_completion(Update which, bool instance, const std::shared_ptr<State>& state) override {
+    AcquireGil gil;
+    const char* name = method(which, instance);
+    return returned_bool(ref_.obj.attr(name)(state_argument(instance, state)), name);
+  }
   py::object object() const { return ref_.obj; }
 
  private:
+  // The protocol's method names (graph.md §6.5-6.6).
+  static const char* method(Update which, bool instance) {
+    switch (which) {
+      case Update::gpu_gamma_beta: return "update_gamma_and_beta_with_command_buffer";
+      case Update::gpu_mean_variance: return "update_mean_and_variance_with_command_buffer";
+      case Update::cpu_gamma_beta:
+        return instance ? "update_gamma_and_beta_with_instance_normalization_state_batch"
+                        : "update_gamma_and_beta_with_batch_normalization_state";
+      case Update::cpu_mean_variance: return "update_mean_and_variance_with_batch_normalization_state";
+    }
+    return "";
+  }
+  // Instance normalization takes a state batch. This backend runs a batch as one run, so its one
+  // gradient state already holds the batch's sums: the batch has that one state.
+  static py::object state_argument(bool instance, const std::shared_ptr<State>& state) {
+    if (!instance) return py::cast(state);
+    py::list l;
+    l.append(py::cast(state));
+    return std::move(l);
+  }
   std::optional<std::vector<float>> vec(const char* name) {
     AcquireGil gil;
     if (!py::hasattr(ref_.obj, name)) return std::nullopt;

@@ -119,6 +119,99 @@ void encode(Optimizer& o, const std::shared_ptr<CommandBuffer>& cb, const Vector
 
 const VectorRef* opt(const std::optional<VectorRef>& v) { return v ? &*v : nullptr; }
 
+using Lists = std::optional<std::vector<VectorRef>>;
+StateVectorLists lists_of(const Lists& a, const Lists& b = std::nullopt, const Lists& c = std::nullopt) {
+  StateVectorLists l;
+  if (a) l.lists[0] = *a;
+  if (b) l.lists[1] = *b;
+  if (c) l.lists[2] = *c;
+  return l;
+}
+
+template <typename T>
+T& required(const std::shared_ptr<T>& p, const char* name) {
+  MPSNN_CHECK(p != nullptr, GraphError, "[MPSNNOptimizer.encode] ", name, " is None");
+  return *p;
+}
+
+void encode_convolution(Optimizer& o, const CommandBufferPtr& cb, const StatePtr& gradient_state,
+                        const std::shared_ptr<WeightsAndBiasesState>& source, const StateVectorLists& lists,
+                        const std::shared_ptr<WeightsAndBiasesState>& result) {
+  ReleaseGil nogil;
+  o.encode_convolution(cb, required(gradient_state, "convolution_gradient_state"),
+                       required(source, "convolution_source_state"), lists, required(result, "result_state"), "encode");
+}
+
+void encode_normalization(Optimizer& o, const CommandBufferPtr& cb, const StatePtr& gradient_state,
+                          const StatePtr& source, const StateVectorLists& lists,
+                          const std::shared_ptr<GammaAndBetaState>& result) {
+  ReleaseGil nogil;
+  o.encode_normalization(cb, required(gradient_state, "batch_normalization_state"),
+                         required(source, "batch_normalization_source_state"), lists, required(result, "result_state"),
+                         "encode");
+}
+
+// The convolution and batch-normalization encode forms of one optimizer class; `names` are its
+// state-vector list keywords (graph.md §7.6), the lists passed on in OptimizerBuffers order.
+template <typename T>
+void bind_state_forms(py::class_<T, Optimizer, std::shared_ptr<T>>& c, int lists, const char* l0, const char* l1,
+                      const char* l2) {
+  // Every list defaults to None; a list the rule needs raises a typed error naming it when missing.
+  auto list_arg = [](const char* name) { return py::arg(name) = py::none(); };
+  if (lists == 1) {
+    c.def("encode", [](T& o, const CommandBufferPtr& cb, const StatePtr& g, const std::shared_ptr<WeightsAndBiasesState>& s,
+                       const Lists& a, const std::shared_ptr<WeightsAndBiasesState>& r) {
+            encode_convolution(o, cb, g, s, lists_of(a), r);
+          },
+          "command_buffer"_a, py::kw_only(), "convolution_gradient_state"_a, "convolution_source_state"_a,
+          list_arg(l0), "result_state"_a,
+          "The convolution form: weights (list index 0) and biases (index 1) from a convolution gradient state.");
+    c.def("encode", [](T& o, const CommandBufferPtr& cb, const StatePtr& st, const Lists& a,
+                       const std::shared_ptr<GammaAndBetaState>& r) { encode_normalization(o, cb, st, st, lists_of(a), r); },
+          "command_buffer"_a, py::kw_only(), "batch_normalization_state"_a, list_arg(l0), "result_state"_a,
+          "The batch-normalization form: gamma (index 0) and beta (index 1) and their gradients from one state.");
+    c.def("encode", [](T& o, const CommandBufferPtr& cb, const StatePtr& g, const StatePtr& s, const Lists& a,
+                       const std::shared_ptr<GammaAndBetaState>& r) { encode_normalization(o, cb, g, s, lists_of(a), r); },
+          "command_buffer"_a, py::kw_only(), "batch_normalization_gradient_state"_a, "batch_normalization_source_state"_a,
+          list_arg(l0), "result_state"_a,
+          "The batch-normalization form with gradients and values from two states.");
+    return;
+  }
+  // Adam: momentum and velocity lists, maximum velocity optional (AMSGrad).
+  c.def("encode", [](T& o, const CommandBufferPtr& cb, const StatePtr& g, const std::shared_ptr<WeightsAndBiasesState>& s,
+                     const Lists& a, const Lists& b, const Lists& u, const std::shared_ptr<WeightsAndBiasesState>& r) {
+          encode_convolution(o, cb, g, s, lists_of(a, b, u), r);
+        },
+        "command_buffer"_a, py::kw_only(), "convolution_gradient_state"_a, "convolution_source_state"_a, list_arg(l0),
+        list_arg(l1), list_arg(l2), "result_state"_a,
+        "The convolution form: weights (list index 0) and biases (index 1) from a convolution gradient state.");
+  c.def("encode", [](T& o, const CommandBufferPtr& cb, const StatePtr& st, const Lists& a, const Lists& b, const Lists& u,
+                     const std::shared_ptr<GammaAndBetaState>& r) { encode_normalization(o, cb, st, st, lists_of(a, b, u), r); },
+        "command_buffer"_a, py::kw_only(), "batch_normalization_state"_a, list_arg(l0), list_arg(l1),
+        list_arg(l2), "result_state"_a,
+        "The batch-normalization form: gamma (index 0) and beta (index 1) and their gradients from one state.");
+  c.def("encode", [](T& o, const CommandBufferPtr& cb, const StatePtr& g, const StatePtr& s, const Lists& a,
+                     const Lists& b, const Lists& u, const std::shared_ptr<GammaAndBetaState>& r) {
+          encode_normalization(o, cb, g, s, lists_of(a, b, u), r);
+        },
+        "command_buffer"_a, py::kw_only(), "batch_normalization_gradient_state"_a, "batch_normalization_source_state"_a,
+        list_arg(l0), list_arg(l1), list_arg(l2), "result_state"_a,
+        "The batch-normalization form with gradients and values from two states.");
+}
+
+// MPSKernel copy: an optimizer of the same class with the same settings and time step.
+template <typename T>
+void bind_copy(py::class_<T, Optimizer, std::shared_ptr<T>>& c, OptimizerRule rule) {
+  auto copy = [rule](const T& o, const DevicePtr& device) {
+    const DevicePtr& d = device ? device : o.device();
+    auto out = std::make_shared<T>(d, kernel_registry(d->backend()), rule, o.descriptor());
+    out->copy_settings_from(o);
+    return out;
+  };
+  c.def("copy", [copy](const T& o) { return copy(o, nullptr); }, "An independent optimizer with the same settings and time step.")
+      .def("copy_with_device", copy, "device"_a, "The same on `device` (copyWithZone:device:).");
+}
+
 }  // namespace
 
 void bind_optimizers(py::module_& m) {
@@ -212,7 +305,7 @@ void bind_optimizers(py::module_& m) {
       .def("set_learning_rate", &Optimizer::set_learning_rate, "value"_a)
       .def("__repr__", [](const Optimizer& o) { return "<" + o.name() + " learning_rate=" + std::to_string(o.descriptor().learning_rate) + ">"; });
 
-  py::class_<Sgd, Optimizer, std::shared_ptr<Sgd>>(
+  auto sgd = py::class_<Sgd, Optimizer, std::shared_ptr<Sgd>>(
       m, "MPSNNOptimizerStochasticGradientDescent",
       "w = w - lr*g; with a momentum vector m = mu*m + lr*g, w = w - m; Nesterov m = mu*m + g, w = w - lr*(g + mu*m).")
       .def(py::init([](const DevicePtr& device, float learning_rate) {
@@ -247,7 +340,10 @@ void bind_optimizers(py::module_& m) {
           "input_momentum_vector"_a = py::none(), "result_values_vector"_a,
           "One SGD update of the vector (momentum updated in place; result may be the values vector).");
 
-  py::class_<RmsProp, Optimizer, std::shared_ptr<RmsProp>>(
+  bind_state_forms(sgd, 1, "input_momentum_vectors", "", "");
+  bind_copy(sgd, OptimizerRule::sgd);
+
+  auto rms = py::class_<RmsProp, Optimizer, std::shared_ptr<RmsProp>>(
       m, "MPSNNOptimizerRMSProp", "s = decay*s + (1 - decay)*g^2; w = w - lr*g / (sqrt(s) + epsilon).")
       .def(py::init([](const DevicePtr& device, float learning_rate) {
              return make_optimizer<RmsProp>(device, OptimizerRule::rmsprop, with_rate(learning_rate));
@@ -274,7 +370,10 @@ void bind_optimizers(py::module_& m) {
           "input_sum_of_squares_vector"_a, "result_values_vector"_a,
           "One RMSProp update of the vector (sum of squares updated in place).");
 
-  py::class_<Adam, Optimizer, std::shared_ptr<Adam>>(
+  bind_state_forms(rms, 1, "input_sum_of_squares_vectors", "", "");
+  bind_copy(rms, OptimizerRule::rmsprop);
+
+  auto adam = py::class_<Adam, Optimizer, std::shared_ptr<Adam>>(
       m, "MPSNNOptimizerAdam",
       "Adam (graph.md §7.5): time_step advances once per encode; a maximum_velocity_vector selects AMSGrad.")
       .def(py::init([](const DevicePtr& device, float learning_rate) {
@@ -312,6 +411,8 @@ void bind_optimizers(py::module_& m) {
           "input_momentum_vector"_a, "input_velocity_vector"_a, "maximum_velocity_vector"_a = py::none(),
           "result_values_vector"_a,
           "One Adam update (AMSGrad with maximum_velocity_vector); momentum and velocity updated in place.");
+  bind_state_forms(adam, 3, "input_momentum_vectors", "input_velocity_vectors", "maximum_velocity_vectors");
+  bind_copy(adam, OptimizerRule::adam);
 }
 
 }  // namespace mpsnn::bindings

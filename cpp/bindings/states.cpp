@@ -44,6 +44,86 @@ BufferPtr buffer_from_array(const py::object& obj, const DevicePtr& device) {
   return Buffer::wrap(device ? device : system_default_device(), a.mutable_data(), size_t(a.nbytes()), keep_alive(a));
 }
 
+// The parameter states (graph.md §5.2): two float32 buffers each, with byte offsets.
+template <typename T>
+void bind_pair(py::class_<T, State, std::shared_ptr<T>>& c, const char* first, const char* second) {
+  c.def_property_readonly(first, [](T& s) { return s.first(); }, "MTLBuffer of float32 values.")
+      .def_property_readonly(second, [](T& s) { return s.second(); }, "MTLBuffer of float32 values (None when absent).")
+      .def_property_readonly((std::string(first) + "_offset").c_str(), &T::first_offset, "Byte offset into the buffer.")
+      .def_property_readonly((std::string(second) + "_offset").c_str(), &T::second_offset, "Byte offset into the buffer.");
+}
+
+size_t descriptor_bytes(const ConvolutionDescriptor& d) { return size_t(weights_count(d)) * sizeof(float); }
+
+void bind_parameter_states(py::module_& m) {
+  auto wb = py::class_<WeightsAndBiasesState, State, std::shared_ptr<WeightsAndBiasesState>>(
+      m, "MPSCNNConvolutionWeightsAndBiasesState",
+      "Weights (float32, OHWI) and biases (float32 x Cout) of a convolution: what a data source's "
+      "update_with_command_buffer returns and optimizers read and write.");
+  wb.def(py::init([](const BufferPtr& weights, const BufferPtr& biases) {
+           return std::make_shared<WeightsAndBiasesState>(weights, 0, biases, 0);
+         }),
+         py::kw_only(), "weights"_a, "biases"_a = py::none(), "MPSCNNConvolutionWeightsAndBiasesState(weights:biases:)")
+      .def(py::init([](const BufferPtr& weights, int64_t weights_offset, const BufferPtr& biases, int64_t biases_offset,
+                       const ConvolutionDescriptor& d) {
+             auto s = std::make_shared<WeightsAndBiasesState>(weights, weights_offset, biases, biases_offset);
+             MPSNN_CHECK(s->first_count() >= weights_count(d) &&
+                             (!biases || s->second_count() >= d.output_feature_channels),
+                         ShapeError, "[MPSCNNConvolutionWeightsAndBiasesState] the buffers hold ", s->first_count(),
+                         " weights and ", s->second_count(), " biases after their offsets; the descriptor needs ",
+                         weights_count(d), " and ", d.output_feature_channels);
+             return s;
+           }),
+           py::kw_only(), "weights"_a, "weights_offset"_a, "biases"_a, "biases_offset"_a, "cnn_convolution_descriptor"_a,
+           "(weights:weightsOffset:biases:biasesOffset:cnnConvolutionDescriptor:)")
+      .def(py::init([](const DevicePtr& device, const ConvolutionDescriptor& d) {
+             return std::make_shared<WeightsAndBiasesState>(device, nullptr, descriptor_bytes(d),
+                                                            size_t(d.output_feature_channels) * sizeof(float));
+           }),
+           "device"_a, py::kw_only(), "cnn_convolution_descriptor"_a, "Zero-filled buffers sized by the descriptor.")
+      .def_static(
+          "temporary_cnn_convolution_weights_and_biases_state",
+          [](const CommandBufferPtr& cb, const ConvolutionDescriptor& d) {
+            MPSNN_CHECK(cb != nullptr, GraphError, "[MPSCNNConvolutionWeightsAndBiasesState] command_buffer is None");
+            return std::make_shared<WeightsAndBiasesState>(cb->device(), cb, descriptor_bytes(d),
+                                                           size_t(d.output_feature_channels) * sizeof(float));
+          },
+          "command_buffer"_a, py::kw_only(), "cnn_convolution_descriptor"_a);
+  bind_pair(wb, "weights", "biases");
+
+  auto pair_init = [](auto& c, const char* what) {
+    using T = typename std::remove_reference_t<decltype(c)>::type;
+    c.def_static(
+        "temporary_state",
+        [what](const CommandBufferPtr& cb, int64_t number_of_feature_channels) {
+          MPSNN_CHECK(cb != nullptr, GraphError, "[", what, "] command_buffer is None");
+          MPSNN_CHECK(number_of_feature_channels > 0, ShapeError, "[", what, "] number_of_feature_channels ",
+                      number_of_feature_channels, "; expected > 0");
+          const size_t bytes = size_t(number_of_feature_channels) * sizeof(float);
+          return std::make_shared<T>(cb->device(), cb, bytes, bytes);
+        },
+        "command_buffer"_a, py::kw_only(), "number_of_feature_channels"_a);
+  };
+  auto gb = py::class_<GammaAndBetaState, State, std::shared_ptr<GammaAndBetaState>>(
+      m, "MPSCNNNormalizationGammaAndBetaState", "Gamma and beta of a normalization (float32 x channels each).");
+  gb.def(py::init([](const BufferPtr& gamma, const BufferPtr& beta) {
+           MPSNN_CHECK(beta != nullptr, GraphError, "[MPSCNNNormalizationGammaAndBetaState] beta is None");
+           return std::make_shared<GammaAndBetaState>(gamma, 0, beta, 0);
+         }),
+         py::kw_only(), "gamma"_a, "beta"_a);
+  pair_init(gb, "MPSCNNNormalizationGammaAndBetaState");
+  bind_pair(gb, "gamma", "beta");
+  auto mv = py::class_<MeanAndVarianceState, State, std::shared_ptr<MeanAndVarianceState>>(
+      m, "MPSCNNNormalizationMeanAndVarianceState", "Mean and variance of a normalization (float32 x channels each).");
+  mv.def(py::init([](const BufferPtr& mean, const BufferPtr& variance) {
+           MPSNN_CHECK(variance != nullptr, GraphError, "[MPSCNNNormalizationMeanAndVarianceState] variance is None");
+           return std::make_shared<MeanAndVarianceState>(mean, 0, variance, 0);
+         }),
+         py::kw_only(), "mean"_a, "variance"_a);
+  pair_init(mv, "MPSCNNNormalizationMeanAndVarianceState");
+  bind_pair(mv, "mean", "variance");
+}
+
 }  // namespace
 
 void bind_states(py::module_& m) {
@@ -234,6 +314,15 @@ void bind_states(py::module_& m) {
           },
           "A copy of the keep mask as a uint8 (N, H, W, C) array, 1 = kept; an axis whose mask stride is 0 has "
           "extent 1 (its elements share one draw), so it broadcasts against the image.");
+  bn_state.def_property_readonly(
+      "sample_count",
+      [](const State& s) -> py::object {
+        auto* o = dynamic_cast<const NormalizationStateOrigin*>(s.origin.get());
+        return o ? py::object(py::int_(o->sample_count)) : py::object(py::none());
+      },
+      "mpsnn extension: the values per channel the batch statistics cover (N*H*W), e.g. for an unbiased "
+      "running variance; None for a state no graph made.");
+  bind_parameter_states(m);
   (void)grad;
 }
 

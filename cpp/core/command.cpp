@@ -83,6 +83,13 @@ void CommandBuffer::run_tasks(std::vector<Task>& tasks) {
   }
 }
 
+void CommandBuffer::abort(std::exception_ptr error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  MPSNN_CHECK(status_ < CommandBufferStatus::committed, GraphError,
+              "[MPSCommandBuffer] cannot abort a committed command buffer");
+  if (!error_) error_ = std::move(error);
+}
+
 void CommandBuffer::commit_and_continue() {
   std::vector<Task> tasks;
   {

@@ -43,6 +43,11 @@ class CommandBuffer : public std::enable_shared_from_this<CommandBuffer> {
 
   // Appends work; only before commit().
   void encode(Task task, const char* what);
+  // Makes the buffer fail as a whole: none of its work runs (what was encoded before included) and
+  // it completes with `error` when committed. For an encode that failed halfway (a training
+  // graph whose data-source update raised after earlier work was encoded), so that no half of a
+  // step ever runs. Only before commit(); the first error stays.
+  void abort(std::exception_ptr error);
   // Keeps an object alive until the buffer completes (results, temporaries, plans).
   void retain(std::shared_ptr<const void> object);
   void add_completed_handler(Handler handler);

@@ -48,6 +48,13 @@ State::State(const std::shared_ptr<CommandBuffer>& cb, std::vector<size_t> sizes
   command_buffer_ = cb.get();
 }
 
+State::State(const DevicePtr& device, const std::shared_ptr<CommandBuffer>& cb, std::vector<size_t> sizes,
+             StateClass cls)
+    : class_(cls), device_(cb ? cb->device() : device), command_buffer_(cb.get()), sizes_(std::move(sizes)),
+      buffers_(sizes_.size()), read_count_(cb ? 1 : 0) {
+  MPSNN_CHECK(device_ != nullptr, GraphError, "[MPSState] device is None");
+}
+
 State::State(std::vector<BufferPtr> resources, StateClass cls) : class_(cls), buffers_(std::move(resources)) {
   MPSNN_CHECK(!buffers_.empty(), GraphError, "[MPSState] resources is empty");
   for (size_t i = 0; i < buffers_.size(); ++i) {
@@ -135,6 +142,40 @@ void State::check_command_buffer(const CommandBuffer* cb, const char* what) cons
 }
 
 namespace {
+std::vector<BufferPtr> pair_buffers(BufferPtr first, BufferPtr second) {
+  std::vector<BufferPtr> out{std::move(first)};
+  if (second) out.push_back(std::move(second));
+  return out;
+}
+std::vector<size_t> pair_sizes(size_t first, size_t second) {
+  std::vector<size_t> out{first};
+  if (second) out.push_back(second);
+  return out;
+}
+}  // namespace
+
+ParameterPairState::ParameterPairState(StateClass cls, BufferPtr first, int64_t first_offset, BufferPtr second,
+                                       int64_t second_offset)
+    : State(pair_buffers(std::move(first), std::move(second)), cls) {
+  offsets_[0] = first_offset;
+  offsets_[1] = second_offset;
+  for (int i = 0; i < resource_count(); ++i)
+    MPSNN_CHECK(offsets_[i] >= 0 && size_t(offsets_[i]) <= buffer_size(i) && offsets_[i] % 4 == 0, ShapeError,
+                "[MPSState] buffer ", i, " offset ", offsets_[i], " is outside its ", buffer_size(i),
+                " bytes or not a multiple of 4 (float32 elements)");
+}
+
+ParameterPairState::ParameterPairState(StateClass cls, const DevicePtr& device,
+                                       const std::shared_ptr<CommandBuffer>& command_buffer, size_t first_bytes,
+                                       size_t second_bytes)
+    : State(device, command_buffer, pair_sizes(first_bytes, second_bytes), cls) {}
+
+int64_t ParameterPairState::first_count() const { return (int64_t(buffer_size(0)) - offsets_[0]) / 4; }
+int64_t ParameterPairState::second_count() const {
+  return resource_count() > 1 ? (int64_t(buffer_size(1)) - offsets_[1]) / 4 : 0;
+}
+
+namespace {
 template <typename T>
 StatePtr make_as(StateClass cls, const DevicePtr& device, const std::shared_ptr<CommandBuffer>& cb,
                  std::vector<size_t> sizes) {
@@ -157,7 +198,10 @@ StatePtr make_state(StateClass cls, const DevicePtr& device, const std::shared_p
     case StateClass::instance_normalization_gradient:
       return make_as<InstanceNormalizationGradientState>(cls, device, cb, std::move(sizes));
     case StateClass::plain:
-    case StateClass::loss_labels: break;  // made from labels data (core/loss_labels.h), never by a graph
+    case StateClass::loss_labels:
+    case StateClass::convolution_weights_and_biases:
+    case StateClass::normalization_gamma_and_beta:
+    case StateClass::normalization_mean_and_variance: break;  // made from labels data (core/loss_labels.h), never by a graph
   }
   return make_as<State>(cls, device, cb, std::move(sizes));
 }

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/buffer.h"
@@ -28,7 +29,8 @@ class StateOrigin {
 // The MPS state class a state object is (Python classes mirror it).
 enum class StateClass {
   plain, gradient, binary_gradient, multiary_gradient, convolution_gradient, batch_normalization,
-  instance_normalization_gradient, loss_labels, dropout_gradient, arithmetic_gradient
+  instance_normalization_gradient, loss_labels, dropout_gradient, arithmetic_gradient,
+  convolution_weights_and_biases, normalization_gamma_and_beta, normalization_mean_and_variance
 };
 
 class State {
@@ -38,6 +40,9 @@ class State {
   // Temporary on `command_buffer` (temporary_state(command_buffer, buffer_size=...)).
   State(const std::shared_ptr<CommandBuffer>& command_buffer, std::vector<size_t> buffer_sizes,
         StateClass cls = StateClass::plain);
+  // Temporary on `command_buffer` when it is given, else persistent on `device`.
+  State(const DevicePtr& device, const std::shared_ptr<CommandBuffer>& command_buffer, std::vector<size_t> buffer_sizes,
+        StateClass cls);
   // Over existing buffers (MPSState(resource=...) / (resources=[...])); persistent.
   explicit State(std::vector<BufferPtr> resources, StateClass cls = StateClass::plain);
   virtual ~State() = default;
@@ -133,6 +138,50 @@ class ArithmeticGradientState : public BinaryGradientState {
 class MultiaryGradientState : public State {
  public:
   using State::State;
+};
+
+// Parameter states (graph.md §5.2): what data sources and optimizers hand to a graph. Plain
+// states over two buffers (the second may be absent), each with a byte offset into its buffer.
+// MPSCNNConvolutionWeightsAndBiasesState: weights (float32 OHWI) and optional biases (float32 x Cout);
+// MPSCNNNormalizationGammaAndBetaState: gamma and beta; MPSCNNNormalizationMeanAndVarianceState:
+// mean and variance (float32 x channels each).
+class ParameterPairState : public State {
+ public:
+  // Over caller buffers; `second` may be null (a convolution without biases).
+  ParameterPairState(StateClass cls, BufferPtr first, int64_t first_offset, BufferPtr second, int64_t second_offset);
+  // New zero-filled buffers of `first_bytes` and `second_bytes` (0: no second buffer); temporary on
+  // `command_buffer` when it is given.
+  ParameterPairState(StateClass cls, const DevicePtr& device, const std::shared_ptr<CommandBuffer>& command_buffer,
+                     size_t first_bytes, size_t second_bytes);
+  BufferPtr first() { return resource(0, true); }
+  BufferPtr second() { return resource_count() > 1 ? resource(1, true) : nullptr; }
+  int64_t first_offset() const { return offsets_[0]; }
+  int64_t second_offset() const { return offsets_[1]; }
+  // float32 elements of each buffer after its offset.
+  int64_t first_count() const;
+  int64_t second_count() const;
+
+ private:
+  int64_t offsets_[2] = {0, 0};
+};
+using ParameterPairStatePtr = std::shared_ptr<ParameterPairState>;
+// The three classes (one Python class each).
+class WeightsAndBiasesState : public ParameterPairState {
+ public:
+  template <typename... A>
+  explicit WeightsAndBiasesState(A&&... a)
+      : ParameterPairState(StateClass::convolution_weights_and_biases, std::forward<A>(a)...) {}
+};
+class GammaAndBetaState : public ParameterPairState {
+ public:
+  template <typename... A>
+  explicit GammaAndBetaState(A&&... a) : ParameterPairState(StateClass::normalization_gamma_and_beta, std::forward<A>(a)...) {}
+};
+class MeanAndVarianceState : public ParameterPairState {
+ public:
+  template <typename... A>
+  explicit MeanAndVarianceState(A&&... a)
+      : ParameterPairState(StateClass::normalization_mean_and_variance, std::forward<A>(a)...) {}
 };
 
 // A state of class `cls`: persistent on `device`, or temporary on `command_buffer` when given.

@@ -196,7 +196,6 @@ std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionData
                                 : node_ctx;
     const ConvolutionDescriptor& d = p->desc;
     check_descriptor(d, ctx);
-    const int64_t per_out = d.kernel_height * d.kernel_width * (d.depthwise ? 1 : d.input_feature_channels / d.groups);
     const DataType type = source.data_type();
     HostArray w = source.weights();
     if (binary) {
@@ -212,7 +211,7 @@ std::shared_ptr<const ConvolutionParams> read_convolution_source(ConvolutionData
       p->binary_weights.resize(size_t(words));
       std::memcpy(p->binary_weights.data(), w.data, size_t(words) * 4);
     } else {
-      const int64_t count = d.output_feature_channels * per_out;
+      const int64_t count = weights_count(d), per_out = count / d.output_feature_channels;
       const size_t esize = data_type_size(type);
       MPSNN_CHECK(type == DataType::float32 || type == DataType::float16 || type == DataType::uint8, DTypeError, ctx,
                   " data source data_type is ", data_type_name(type), "; expected float32, float16 or uint8");

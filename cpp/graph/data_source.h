@@ -12,6 +12,9 @@
 
 namespace mpsnn {
 
+class CommandBuffer;
+class State;
+
 // MPSDataType raw values used by data sources.
 enum class DataType : uint32_t {
   invalid = 0, float32 = 0x10000020, float16 = 0x10000010, int8 = 0x20000008, int16 = 0x20000010,
@@ -36,6 +39,12 @@ struct ConvolutionDescriptor {
   };
   std::optional<FoldedBatchNorm> batch_norm;
 };
+
+// Float weights a descriptor needs (OHWI: Cout * KH * KW * Cin/groups; depthwise Cout * KH * KW).
+inline int64_t weights_count(const ConvolutionDescriptor& d) {
+  return d.output_feature_channels * d.kernel_height * d.kernel_width *
+         (d.depthwise ? 1 : d.input_feature_channels / d.groups);
+}
 
 // A block of host memory returned by a data source; `keepalive` owns it.
 struct HostArray {
@@ -66,6 +75,25 @@ class ConvolutionDataSource {
   virtual std::vector<float> lookup_table_for_uint8_kernel() { return {}; }   // 256 entries
   // Reports a non-fatal problem found while reading (a Python UserWarning from the bindings).
   virtual void warn(const std::string& message) { (void)message; }
+
+  // Parameter updates (graph.md §6.4), optional. GPU style: called while the graph encodes, right
+  // after the gradient; returns an MPSCNNConvolutionWeightsAndBiasesState (the graph loads it into
+  // its kernels on the same command buffer) or null for "no update". CPU style: called after the
+  // command buffer completed; returns whether the data source changed its weights (the graph then
+  // reads it again).
+  virtual bool has_gpu_update() { return false; }
+  virtual std::shared_ptr<State> update_with_command_buffer(const std::shared_ptr<CommandBuffer>& command_buffer,
+                                                            const std::shared_ptr<State>& gradient_state,
+                                                            const std::shared_ptr<State>& source_state) {
+    (void)command_buffer, (void)gradient_state, (void)source_state;
+    return nullptr;
+  }
+  virtual bool has_cpu_update() { return false; }
+  virtual bool update_with_gradient_state(const std::shared_ptr<State>& gradient_state,
+                                          const std::shared_ptr<State>& source_state) {
+    (void)gradient_state, (void)source_state;
+    return false;
+  }
 };
 
 // Both batch- and instance-normalization data sources; missing arrays take the chosen
@@ -82,6 +110,27 @@ class NormalizationDataSource {
   virtual bool load() { return true; }
   virtual void purge() {}
   virtual std::optional<std::string> label() = 0;
+
+  // Parameter updates (graph.md §6.5-6.6), each optional; `instance` selects the instance-norm
+  // protocol's names. GPU style (during encode): gamma/beta return an
+  // MPSCNNNormalizationGammaAndBetaState, mean/variance an MPSCNNNormalizationMeanAndVarianceState,
+  // or null for none. CPU style (after completion): true when the data source changed its values.
+  // Batch normalization passes its one state; instance normalization a state batch.
+  enum class Update { gpu_gamma_beta, gpu_mean_variance, cpu_gamma_beta, cpu_mean_variance };
+  virtual bool has_update(Update which, bool instance) {
+    (void)which, (void)instance;
+    return false;
+  }
+  virtual std::shared_ptr<State> update_on_command_buffer(Update which, bool instance,
+                                                          const std::shared_ptr<CommandBuffer>& command_buffer,
+                                                          const std::shared_ptr<State>& state) {
+    (void)which, (void)instance, (void)command_buffer, (void)state;
+    return nullptr;
+  }
+  virtual bool update_after_completion(Update which, bool instance, const std::shared_ptr<State>& state) {
+    (void)which, (void)instance, (void)state;
+    return false;
+  }
 };
 
 // What a graph keeps of a data source after reading it.

@@ -7,6 +7,49 @@
 
 namespace mpsnn {
 
+namespace {
+TrainingStyle training_style_of(const FilterNode& f) {
+  switch (f.kind()) {
+    case OpKind::ConvolutionGradient: return f.attrs_as<ConvolutionAttrs>().training_style;
+    case OpKind::BatchNormalizationGradient: return f.attrs_as<BatchNormalizationAttrs>().training_style;
+    case OpKind::InstanceNormalizationGradient: return f.attrs_as<InstanceNormalizationAttrs>().training_style;
+    default: return TrainingStyle::update_device_none;
+  }
+}
+
+// Whether the data source implements the update methods of `style` (all are optional).
+bool source_updates(FilterNode& f, TrainingStyle style) {
+  const bool gpu = style == TrainingStyle::update_device_gpu;
+  return with_node_context(f, [&] {
+    if (f.convolution_source) return gpu ? f.convolution_source->has_gpu_update() : f.convolution_source->has_cpu_update();
+    if (!f.normalization_source) return false;
+    using U = NormalizationDataSource::Update;
+    const bool instance = f.kind() == OpKind::InstanceNormalizationGradient;
+    auto& src = *f.normalization_source;
+    if (gpu) return src.has_update(U::gpu_gamma_beta, instance) || (!instance && src.has_update(U::gpu_mean_variance, false));
+    return src.has_update(U::cpu_gamma_beta, instance) || (!instance && src.has_update(U::cpu_mean_variance, false));
+  });
+}
+
+// The trainable gradient nodes whose data sources update parameters; their gradient states
+// become (unexported) result states, which also keeps the nodes from being pruned.
+void find_updates(const std::vector<FilterNodePtr>& topo, GraphDef& def) {
+  for (const auto& f : topo) {
+    const TrainingStyle style = training_style_of(*f);
+    if (style == TrainingStyle::update_device_none || !f->result_state()) continue;
+    if (!source_updates(*f, style)) continue;
+    const StateNodePtr st = f->result_state();
+    size_t index = def.result_states.size();
+    for (size_t i = 0; i < def.result_states.size(); ++i)
+      if (def.result_states[i] == st) index = i;
+    if (index == def.result_states.size()) def.result_states.push_back(st);
+    FilterNodePtr forward;
+    if (!f->source_states().empty() && f->source_states()[0]) forward = f->source_states()[0]->producer();
+    def.updates.push_back(GraphDef::Update{f, forward, style, index});
+  }
+}
+}  // namespace
+
 GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std::vector<bool>& needed) {
   GraphDef def;
   MPSNN_CHECK(!results.empty(), GraphError, "[MPSNNGraph] no result image given");
@@ -78,6 +121,8 @@ GraphDef GraphDef::discover(const std::vector<ImageNodePtr>& results, const std:
     for (const auto& st : f->result_states())
       if (st->export_from_graph) def.result_states.push_back(st);
   }
+  def.num_exported_states = def.result_states.size();
+  find_updates(topo, def);
   // Prune: keep filters that some output (or a kept filter) needs, and those whose work is a side
   // effect (graph.md §2.1: a training graph whose result is not needed still updates parameters
   // and computes its loss).

@@ -21,7 +21,20 @@ struct GraphDef {
   // Outputs a run produces: output 0 is the first result (null when not needed), then the
   // intermediate images (results 2..n, then exported images) in intermediate_image_handles order.
   std::vector<ImageNodePtr> outputs;
-  std::vector<StateNodePtr> result_states;      // exported states, result_state_handles order
+  // Exported states in result_state_handles order ([0, num_exported_states)), then the parameter
+  // gradient states of `updates` that are not exported (the graph hands them to data sources).
+  std::vector<StateNodePtr> result_states;
+  size_t num_exported_states = 0;
+  // A trainable gradient node whose data source updates the parameters (graph.md §1.7, §6.4-6.6):
+  // its training style (GPU: during encode; CPU: after completion) and the index in
+  // result_states of the state holding its parameter gradients.
+  struct Update {
+    FilterNodePtr gradient;  // ConvolutionGradient, BatchNormalizationGradient, InstanceNormalizationGradient
+    FilterNodePtr forward;   // the node whose result state the gradient reads (its kernels reload too)
+    TrainingStyle style = TrainingStyle::update_device_gpu;
+    size_t state = 0;
+  };
+  std::vector<Update> updates;
   struct Frozen {
     Attrs attrs;
     PaddingPtr padding;

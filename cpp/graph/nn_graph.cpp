@@ -50,7 +50,7 @@ std::vector<HandlePtr> NNGraph::intermediate_image_handles() const {
 }
 std::vector<HandlePtr> NNGraph::result_state_handles() const {
   std::vector<HandlePtr> out;
-  for (const auto& s : def_.result_states) out.push_back(s->handle);
+  for (size_t j = 0; j < def_.num_exported_states; ++j) out.push_back(def_.result_states[j]->handle);
   return out;
 }
 HandlePtr NNGraph::result_handle() const { return def_.results[0]->handle; }
@@ -284,8 +284,10 @@ void NNGraph::allocate_states(Prepared& p, const CommandBufferPtr& cb) {
     std::vector<size_t> sizes;
     for (const auto& d : layouts[j]) sizes.push_back(d.bytes());
     const StateClass cls = def_.result_states[j]->state_class();
-    // graph.md §2.5: temporary iff output_state_is_temporary (and there is a command buffer).
-    StatePtr s = make_state(cls, device_, output_state_is_temporary ? cb : nullptr, sizes);
+    // graph.md §2.5: temporary iff output_state_is_temporary (and there is a command buffer); the
+    // states only data sources see are persistent (CPU-style updates read them after completion).
+    const bool temporary = output_state_is_temporary && j < def_.num_exported_states;
+    StatePtr s = make_state(cls, device_, temporary ? cb : nullptr, sizes);
     s->set_layout(layouts[j]);
     s->origin = p.plan->result_state_origins()[j];
     for (int k = 0; k < s->resource_count(); ++k) {
@@ -322,9 +324,18 @@ ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>
   cb->retain(std::make_shared<Done>(Done{pending_}));
   cb->retain(plan);
   for (auto& k : p.keepalive) cb->retain(std::move(k));
-  cb->encode([plan, in = std::move(p.inputs), out = std::move(p.outputs)](Stream& stream) {
-    plan->execute(in, out, &stream);
-  }, "MPSNNGraph.encode");
+  if (def_.updates.empty()) {
+    cb->encode([plan, in = std::move(p.inputs), out = std::move(p.outputs)](Stream& stream) {
+      plan->execute(in, out, &stream);
+    }, "MPSNNGraph.encode");
+  } else {
+    cb->encode([plan, in = std::move(p.inputs), out = std::move(p.outputs), m = run_mutex_](Stream& stream) {
+      std::lock_guard<std::mutex> lock(*m);
+      plan->execute(in, out, &stream);
+      stream.synchronize();  // the next run may change the parameters this one reads
+    }, "MPSNNGraph.encode");
+    encode_updates(cb, p.states);
+  }
   // CPU reads of the results wait for (or refuse before the commit of) this command buffer.
   for (const auto& img : outputs)
     if (img) img->set_producer(cb);
@@ -336,7 +347,7 @@ ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>
   if (intermediates)
     for (size_t j = 1; j < outputs.size(); ++j) intermediates->push_back(outputs[j]);
   if (destination_states)
-    for (auto& s : p.states) destination_states->push_back(s);
+    for (size_t j = 0; j < def_.num_exported_states; ++j) destination_states->push_back(p.states[j]);
   return outputs[0];
 }
 
@@ -432,6 +443,19 @@ std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const s
       for (const auto& img : s->bound_inputs()) img->wait_for_producer("MPSNNGraph.run source state");
       for (const auto& img : s->bound_outputs()) img->wait_for_producer("MPSNNGraph.run source state");
     }
+  if (!def_.updates.empty()) {
+    // A training graph updates its parameters as after an encode: through a command buffer of
+    // the graph's own queue, committed and waited for here.
+    std::call_once(queue_once_, [&] { queue_ = std::make_shared<CommandQueue>(device_); });
+    CommandBufferPtr cb = queue_->make_command_buffer();
+    std::vector<ImagePtr> inter;
+    ImagePtr result = encode(cb, sources, source_states, &inter, destination_states);
+    cb->commit();
+    cb->wait_until_completed();
+    std::vector<ImagePtr> out{result};
+    out.insert(out.end(), inter.begin(), inter.end());
+    return out;
+  }
   Prepared p = prepare(sources, source_states, nullptr, "run");
   ++*pending_;
   struct Done {
@@ -440,7 +464,7 @@ std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const s
   } done{*pending_};
   p.plan->execute(p.inputs, p.outputs, nullptr);
   if (destination_states)
-    for (auto& s : p.states) destination_states->push_back(s);
+    for (size_t j = 0; j < def_.num_exported_states; ++j) destination_states->push_back(p.states[j]);
   return p.images;
 }
 

@@ -34,6 +34,8 @@ class NNGraph {
   std::vector<HandlePtr> result_state_handles() const;
   HandlePtr result_handle() const;
   bool result_image_is_needed() const { return def_.results_needed[0]; }
+  // Whether encodes update parameters through data sources (a training graph, graph.md §1.7).
+  bool updates_parameters() const { return !def_.updates.empty(); }
 
   // Properties (MPSNNGraph). `format` defaults to the device's (float32 on the CPU).
   ChannelFormat format() const { return format_.load(); }
@@ -105,6 +107,9 @@ class NNGraph {
   std::string source_state_owner(size_t index) const;
   void allocate_outputs(Prepared& p, const CommandBufferPtr& cb);
   void allocate_states(Prepared& p, const CommandBufferPtr& cb);
+  // Training graphs (graph/training_updates.cpp): the data sources' parameter updates after the
+  // plan run on `cb`; `states` are the run's result states (GraphDef::result_states order).
+  void encode_updates(const CommandBufferPtr& cb, const std::vector<StatePtr>& states);
 
   DevicePtr device_;
   const KernelRegistry* registry_;
@@ -124,6 +129,11 @@ class NNGraph {
   LogFn log_;  // guarded by mutex_
   // Runs encoded or running and not yet completed (reload_from_data_sources refuses while > 0).
   std::shared_ptr<std::atomic<int>> pending_ = std::make_shared<std::atomic<int>>(0);
+  // Training graphs: their runs execute one at a time (graph/training_updates.cpp says why), and
+  // `run` goes through this graph's own queue so that updates happen as after an encode.
+  std::shared_ptr<std::mutex> run_mutex_ = std::make_shared<std::mutex>();
+  std::once_flag queue_once_;
+  std::shared_ptr<CommandQueue> queue_;
 };
 
 }  // namespace mpsnn

@@ -1,20 +1,24 @@
 #pragma once
 // Optimizers (graph.md §7): MPSNNOptimizerDescriptor's values, the three update rules (SGD with
-// classic or Nesterov momentum, RMSProp, Adam with optional AMSGrad) and their vector encode form.
-// An update is one task on a command buffer: the gradient pre-processing of §7.2, then the rule,
-// element by element, run by the device's backend (KernelRegistry::optimizer_update) on the
-// command buffer's stream. Values are float32 (§7.6: "all buffers are float32"). The convolution
-// and batch-normalization encode forms (issue 12) are built on the same task.
+// classic or Nesterov momentum, RMSProp, Adam with optional AMSGrad) and their encode forms
+// (§7.6): vectors, convolution states (weights and biases) and normalization states (gamma and
+// beta). One encode call is one task on the command buffer, updating one or two vectors with one
+// step (Adam's time step advances once per call): the gradient pre-processing of §7.2, then the
+// rule, element by element, run by the device's backend (KernelRegistry::optimizer_update) on the
+// command buffer's stream. Values are float32 (§7.6: "all buffers are float32").
 #include <atomic>
 #include <cstdint>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/buffer.h"
 #include "core/command.h"
 #include "core/device.h"
+#include "core/state.h"
 #include "graph/data_source.h"
 
 namespace mpsnn {
@@ -79,6 +83,24 @@ struct VectorRef {
   int64_t span() const { return span_of(length, vectors, vector_bytes, data_type); }
 };
 
+// One vector of an update with the name errors use ("input_momentum_vectors[1]").
+struct NamedVector {
+  std::string name;
+  VectorRef vector;
+};
+// The vectors one element loop updates; states[k] empty where not given (OptimizerBuffers order).
+struct OptimizerUpdate {
+  NamedVector gradient, values;
+  std::optional<NamedVector> states[3];
+  NamedVector result;
+};
+
+// The state vector lists of the convolution and normalization forms (index 0 weights / gamma,
+// index 1 biases / beta), in OptimizerBuffers order; an empty list is not given.
+struct StateVectorLists {
+  std::vector<VectorRef> lists[3];
+};
+
 // An optimizer kernel (MPSNNOptimizer and its subclasses). The hyper-parameters are set when it
 // is made, except the learning rate (set_learning_rate), apply_gradient_clipping and Adam's
 // time step, which are read when an update is encoded.
@@ -108,8 +130,30 @@ class Optimizer {
   void encode_vectors(const std::shared_ptr<CommandBuffer>& cb, const VectorRef& gradient, const VectorRef& values,
                       const VectorRef* state0, const VectorRef* state1, const VectorRef* state2,
                       const VectorRef& result, const char* what);
+  // The convolution form: gradients from the gradient state's gradient_for_weights/_biases, values
+  // from `source` (an MPSCNNConvolutionWeightsAndBiasesState), results into `result` (the same
+  // class; may be `source` itself). The lists' length (1 or 2) says whether the biases are updated;
+  // with no list (SGD without momentum) the biases are updated when all three states have them.
+  void encode_convolution(const std::shared_ptr<CommandBuffer>& cb, State& gradient_state,
+                          ParameterPairState& source, const StateVectorLists& lists, ParameterPairState& result,
+                          const char* what);
+  // The batch-normalization form: gradients from `gradient_state`'s gradient_for_gamma/_beta, values
+  // from `source`'s gamma/beta (both MPSCNNBatchNormalizationState, possibly the same object; an
+  // instance-normalization gradient state is accepted too), results into an
+  // MPSCNNNormalizationGammaAndBetaState.
+  void encode_normalization(const std::shared_ptr<CommandBuffer>& cb, State& gradient_state, State& source,
+                            const StateVectorLists& lists, ParameterPairState& result, const char* what);
+  // MPSKernel copy (copyWithZone:device:): takes the settings and time step of `other` (an
+  // optimizer of the same rule, possibly on another device).
+  void copy_settings_from(const Optimizer& other);
 
  private:
+  // Checks every vector of every update (typed errors naming `what` and the vector), fixes one
+  // step and encodes one task updating them all.
+  void encode_updates(const std::shared_ptr<CommandBuffer>& cb, std::vector<OptimizerUpdate> updates,
+                      const char* what);
+  void check_lists(const StateVectorLists& lists, size_t& count, const std::string& ctx, const char* list_names[3]) const;
+
   // Fixes the step (advancing Adam's time step once per encode call).
   OptimizerStep next_step();
 

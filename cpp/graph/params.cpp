@@ -1,5 +1,7 @@
 #include "graph/params.h"
 
+#include <algorithm>
+
 #include "core/errors.h"
 
 namespace mpsnn {
@@ -94,6 +96,40 @@ bool ParamStore::reload() {
   }
   for (auto& f : folded_) f.slot->set(fold(*f.conv, *f.bn));
   return structure_changed;
+}
+
+void ParamStore::refold(const ParamSlot* changed) {
+  for (auto& f : folded_)
+    if (f.conv == changed || f.bn == changed) f.slot->set(fold(*f.conv, *f.bn));
+}
+
+void ParamStore::update(const std::vector<const FilterNode*>& filters, const NodeParams& values) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<ParamSlot*> done;
+  for (const FilterNode* f : filters) {
+    auto it = of_node_.find(f);
+    if (it == of_node_.end()) continue;
+    auto* slot = const_cast<ParamSlot*>(it->second);  // the store owns every slot it hands out
+    if (std::find(done.begin(), done.end(), slot) != done.end()) continue;
+    MPSNN_CHECK(same_structure(slot->values(), values), GraphError, f->context(),
+                " a parameter update changed the parameters' structure (sizes, descriptor)");
+    slot->set(values);
+    refold(slot);
+    done.push_back(slot);
+  }
+}
+
+void ParamStore::reread(const FilterNode& f) {
+  NodeParams fresh = read(f);
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = of_node_.find(&f);
+  if (it == of_node_.end()) return;
+  auto* slot = const_cast<ParamSlot*>(it->second);
+  MPSNN_CHECK(same_structure(slot->values(), fresh), GraphError, f.context(),
+              " after its CPU-style update the data source describes other parameters (sizes, descriptor, "
+              "fused neuron); a training step cannot change them: call reload_from_data_sources()");
+  slot->set(std::move(fresh));
+  refold(slot);
 }
 
 const ParamSlot* ParamStore::slot_of(const FilterNode& f) const {

@@ -53,6 +53,13 @@ class ParamStore {
   // channels, strides, fused neuron): those plans must go.
   bool reload();
 
+  // Training (graph.md §1.7): new values for the slots of these filters (deduplicated; a filter
+  // without a slot is skipped), and the slots folded from them. The structure must not change.
+  void update(const std::vector<const FilterNode*>& filters, const NodeParams& values);
+  // Reads the data source of `f` again into its slot (a CPU-style update), refusing a changed
+  // structure (GraphError: reload_from_data_sources rebuilds plans, a training step cannot).
+  void reread(const FilterNode& f);
+
   // The slot of a filter's data source, or null when it has none.
   const ParamSlot* slot_of(const FilterNode& f) const;
   NodeParams values_of(const FilterNode& f) const;
@@ -71,6 +78,7 @@ class ParamStore {
   static NodeParams read(const FilterNode& f);
   static NodeParams read_unnamed(const FilterNode& f);
   static NodeParams fold(const ParamSlot& conv, const ParamSlot& bn);
+  void refold(const ParamSlot* changed);  // with mutex_ held
 
   mutable std::mutex mutex_;
   std::unordered_map<const void*, Source> sources_;  // keyed by data-source object

@@ -55,6 +55,11 @@ struct ConvolutionStateOrigin : StateOrigin {
   ImageShape source;
   NodeGeometry geom;
 };
+// A batch normalization's state: how many values per channel its statistics cover (N*H*W of the
+// forward source), which a data source needs for an unbiased running variance.
+struct NormalizationStateOrigin : StateOrigin {
+  int64_t sample_count = 0;
+};
 
 // What a shape rule sees. `attrs` and `padding` are the node's values frozen when the graph was
 // made (graph.md §2: later property changes do not affect an existing graph).

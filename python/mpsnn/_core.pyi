@@ -22,7 +22,7 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNArithmeticGradientState', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationGradientNode', 'MPSCNNBatchNormalizationNode', 'MPSCNNBatchNormalizationState', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientNode', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNConvolutionWeightsLayout', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedGradientNode', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationGradientNode', 'MPSCNNInstanceNormalizationGradientState', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNLossDataDescriptor', 'MPSCNNLossDescriptor', 'MPSCNNLossLabels', 'MPSCNNLossNode', 'MPSCNNLossType', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNReductionType', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCNNYOLOLossDescriptor', 'MPSCNNYOLOLossNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNOptimizer', 'MPSNNOptimizerAdam', 'MPSNNOptimizerDescriptor', 'MPSNNOptimizerRMSProp', 'MPSNNOptimizerStochasticGradientDescent', 'MPSNNPaddingMethod', 'MPSNNRegularizationType', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MPSVector', 'MPSVectorDescriptor', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNArithmeticGradientState', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationGradientNode', 'MPSCNNBatchNormalizationNode', 'MPSCNNBatchNormalizationState', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientNode', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNConvolutionWeightsAndBiasesState', 'MPSCNNConvolutionWeightsLayout', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedGradientNode', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationGradientNode', 'MPSCNNInstanceNormalizationGradientState', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNLossDataDescriptor', 'MPSCNNLossDescriptor', 'MPSCNNLossLabels', 'MPSCNNLossNode', 'MPSCNNLossType', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationGammaAndBetaState', 'MPSCNNNormalizationMeanAndVarianceState', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNReductionType', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCNNYOLOLossDescriptor', 'MPSCNNYOLOLossNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNOptimizer', 'MPSNNOptimizerAdam', 'MPSNNOptimizerDescriptor', 'MPSNNOptimizerRMSProp', 'MPSNNOptimizerStochasticGradientDescent', 'MPSNNPaddingMethod', 'MPSNNRegularizationType', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MPSVector', 'MPSVectorDescriptor', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
@@ -411,6 +411,11 @@ class MPSCNNBatchNormalizationState(MPSNNGradientState):
         """
     def variance(self: MPSState) -> typing.Any:
         ...
+    @property
+    def sample_count(self) -> typing.Any:
+        """
+        mpsnn extension: the values per channel the batch statistics cover (N*H*W), e.g. for an unbiased running variance; None for a state no graph made.
+        """
 class MPSCNNInstanceNormalizationGradientState(MPSNNGradientState):
     """
     Instance normalization's gradient state (graph.md §5.2): gamma, beta as used and gradient_for_gamma, gradient_for_beta, each an MTLBuffer of C float32 (None where absent). This backend runs a batch as one run: the gradients are the per-image parts summed over the batch, and an encode_batch state batch holds this one object N times.
@@ -446,6 +451,106 @@ class MPSCNNDropoutGradientState(MPSNNGradientState):
     def mask_data(self) -> numpy.typing.NDArray[typing.Any]:
         """
         A copy of the keep mask as a uint8 (N, H, W, C) array, 1 = kept; an axis whose mask stride is 0 has extent 1 (its elements share one draw), so it broadcasts against the image.
+        """
+class MPSCNNConvolutionWeightsAndBiasesState(MPSState):
+    """
+    Weights (float32, OHWI) and biases (float32 x Cout) of a convolution: what a data source's update_with_command_buffer returns and optimizers read and write.
+    """
+    @staticmethod
+    def temporary_cnn_convolution_weights_and_biases_state(command_buffer: MTLCommandBuffer, *, cnn_convolution_descriptor: ...) -> MPSCNNConvolutionWeightsAndBiasesState:
+        ...
+    @typing.overload
+    def __init__(self, *, weights: MTLBuffer, biases: MTLBuffer | None = None) -> None:
+        """
+        MPSCNNConvolutionWeightsAndBiasesState(weights:biases:)
+        """
+    @typing.overload
+    def __init__(self, *, weights: MTLBuffer, weights_offset: typing.SupportsInt | typing.SupportsIndex, biases: MTLBuffer, biases_offset: typing.SupportsInt | typing.SupportsIndex, cnn_convolution_descriptor: ...) -> None:
+        """
+        (weights:weightsOffset:biases:biasesOffset:cnnConvolutionDescriptor:)
+        """
+    @typing.overload
+    def __init__(self, device: MTLDevice, *, cnn_convolution_descriptor: ...) -> None:
+        """
+        Zero-filled buffers sized by the descriptor.
+        """
+    @property
+    def biases(self) -> MTLBuffer:
+        """
+        MTLBuffer of float32 values (None when absent).
+        """
+    @property
+    def biases_offset(self) -> int:
+        """
+        Byte offset into the buffer.
+        """
+    @property
+    def weights(self) -> MTLBuffer:
+        """
+        MTLBuffer of float32 values.
+        """
+    @property
+    def weights_offset(self) -> int:
+        """
+        Byte offset into the buffer.
+        """
+class MPSCNNNormalizationGammaAndBetaState(MPSState):
+    """
+    Gamma and beta of a normalization (float32 x channels each).
+    """
+    @staticmethod
+    def temporary_state(command_buffer: MTLCommandBuffer, *, number_of_feature_channels: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNNormalizationGammaAndBetaState:
+        ...
+    def __init__(self, *, gamma: MTLBuffer, beta: MTLBuffer) -> None:
+        ...
+    @property
+    def beta(self) -> MTLBuffer:
+        """
+        MTLBuffer of float32 values (None when absent).
+        """
+    @property
+    def beta_offset(self) -> int:
+        """
+        Byte offset into the buffer.
+        """
+    @property
+    def gamma(self) -> MTLBuffer:
+        """
+        MTLBuffer of float32 values.
+        """
+    @property
+    def gamma_offset(self) -> int:
+        """
+        Byte offset into the buffer.
+        """
+class MPSCNNNormalizationMeanAndVarianceState(MPSState):
+    """
+    Mean and variance of a normalization (float32 x channels each).
+    """
+    @staticmethod
+    def temporary_state(command_buffer: MTLCommandBuffer, *, number_of_feature_channels: typing.SupportsInt | typing.SupportsIndex) -> MPSCNNNormalizationMeanAndVarianceState:
+        ...
+    def __init__(self, *, mean: MTLBuffer, variance: MTLBuffer) -> None:
+        ...
+    @property
+    def mean(self) -> MTLBuffer:
+        """
+        MTLBuffer of float32 values.
+        """
+    @property
+    def mean_offset(self) -> int:
+        """
+        Byte offset into the buffer.
+        """
+    @property
+    def variance(self) -> MTLBuffer:
+        """
+        MTLBuffer of float32 values (None when absent).
+        """
+    @property
+    def variance_offset(self) -> int:
+        """
+        Byte offset into the buffer.
         """
 class MTLPixelFormat(enum.IntEnum):
     """
@@ -2985,9 +3090,33 @@ class MPSNNOptimizerStochasticGradientDescent(MPSNNOptimizer):
     @typing.overload
     def __init__(self, device: MTLDevice, *, momentum_scale: typing.SupportsFloat | typing.SupportsIndex, use_nestrov_momentum: bool | None = None, optimizer_descriptor: MPSNNOptimizerDescriptor, use_nesterov_momentum: bool | None = None) -> None:
         ...
+    def copy(self) -> MPSNNOptimizerStochasticGradientDescent:
+        """
+        An independent optimizer with the same settings and time step.
+        """
+    def copy_with_device(self, device: MTLDevice) -> MPSNNOptimizerStochasticGradientDescent:
+        """
+        The same on `device` (copyWithZone:device:).
+        """
+    @typing.overload
     def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
         """
         One SGD update of the vector (momentum updated in place; result may be the values vector).
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, convolution_gradient_state: MPSState, convolution_source_state: MPSCNNConvolutionWeightsAndBiasesState, input_momentum_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNConvolutionWeightsAndBiasesState) -> None:
+        """
+        The convolution form: weights (list index 0) and biases (index 1) from a convolution gradient state.
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, batch_normalization_state: MPSState, input_momentum_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNNormalizationGammaAndBetaState) -> None:
+        """
+        The batch-normalization form: gamma (index 0) and beta (index 1) and their gradients from one state.
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, batch_normalization_gradient_state: MPSState, batch_normalization_source_state: MPSState, input_momentum_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNNormalizationGammaAndBetaState) -> None:
+        """
+        The batch-normalization form with gradients and values from two states.
         """
     @property
     def momentum_scale(self) -> float:
@@ -3010,9 +3139,33 @@ class MPSNNOptimizerRMSProp(MPSNNOptimizer):
     @typing.overload
     def __init__(self, device: MTLDevice, *, decay: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
         ...
+    def copy(self) -> MPSNNOptimizerRMSProp:
+        """
+        An independent optimizer with the same settings and time step.
+        """
+    def copy_with_device(self, device: MTLDevice) -> MPSNNOptimizerRMSProp:
+        """
+        The same on `device` (copyWithZone:device:).
+        """
+    @typing.overload
     def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_sum_of_squares_vector: MPSVector, result_values_vector: MPSVector) -> None:
         """
         One RMSProp update of the vector (sum of squares updated in place).
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, convolution_gradient_state: MPSState, convolution_source_state: MPSCNNConvolutionWeightsAndBiasesState, input_sum_of_squares_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNConvolutionWeightsAndBiasesState) -> None:
+        """
+        The convolution form: weights (list index 0) and biases (index 1) from a convolution gradient state.
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, batch_normalization_state: MPSState, input_sum_of_squares_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNNormalizationGammaAndBetaState) -> None:
+        """
+        The batch-normalization form: gamma (index 0) and beta (index 1) and their gradients from one state.
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, batch_normalization_gradient_state: MPSState, batch_normalization_source_state: MPSState, input_sum_of_squares_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNNormalizationGammaAndBetaState) -> None:
+        """
+        The batch-normalization form with gradients and values from two states.
         """
     @property
     def decay(self) -> float:
@@ -3030,9 +3183,33 @@ class MPSNNOptimizerAdam(MPSNNOptimizer):
     @typing.overload
     def __init__(self, device: MTLDevice, *, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, time_step: typing.SupportsInt | typing.SupportsIndex, optimizer_descriptor: MPSNNOptimizerDescriptor) -> None:
         ...
+    def copy(self) -> MPSNNOptimizerAdam:
+        """
+        An independent optimizer with the same settings and time step.
+        """
+    def copy_with_device(self, device: MTLDevice) -> MPSNNOptimizerAdam:
+        """
+        The same on `device` (copyWithZone:device:).
+        """
+    @typing.overload
     def encode(self, command_buffer: MTLCommandBuffer, *, input_gradient_vector: MPSVector, input_values_vector: MPSVector, input_momentum_vector: MPSVector, input_velocity_vector: MPSVector, maximum_velocity_vector: MPSVector | None = None, result_values_vector: MPSVector) -> None:
         """
         One Adam update (AMSGrad with maximum_velocity_vector); momentum and velocity updated in place.
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, convolution_gradient_state: MPSState, convolution_source_state: MPSCNNConvolutionWeightsAndBiasesState, input_momentum_vectors: collections.abc.Sequence[MPSVector] | None = None, input_velocity_vectors: collections.abc.Sequence[MPSVector] | None = None, maximum_velocity_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNConvolutionWeightsAndBiasesState) -> None:
+        """
+        The convolution form: weights (list index 0) and biases (index 1) from a convolution gradient state.
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, batch_normalization_state: MPSState, input_momentum_vectors: collections.abc.Sequence[MPSVector] | None = None, input_velocity_vectors: collections.abc.Sequence[MPSVector] | None = None, maximum_velocity_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNNormalizationGammaAndBetaState) -> None:
+        """
+        The batch-normalization form: gamma (index 0) and beta (index 1) and their gradients from one state.
+        """
+    @typing.overload
+    def encode(self, command_buffer: MTLCommandBuffer, *, batch_normalization_gradient_state: MPSState, batch_normalization_source_state: MPSState, input_momentum_vectors: collections.abc.Sequence[MPSVector] | None = None, input_velocity_vectors: collections.abc.Sequence[MPSVector] | None = None, maximum_velocity_vectors: collections.abc.Sequence[MPSVector] | None = None, result_state: MPSCNNNormalizationGammaAndBetaState) -> None:
+        """
+        The batch-normalization form with gradients and values from two states.
         """
     @property
     def beta1(self) -> float:

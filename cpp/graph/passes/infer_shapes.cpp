@@ -171,6 +171,14 @@ void infer_shapes(CompileState& st) {
         o->geom = r->second.geom;
         origin = std::move(o);
       }
+    if (fwd && fwd->kind() == OpKind::BatchNormalizationGradient)
+      fwd = fwd->source_states().empty() || !fwd->source_states()[0] ? nullptr : fwd->source_states()[0]->producer();
+    if (fwd && fwd->kind() == OpKind::BatchNormalization)
+      if (auto r = resolved.find(fwd.get()); r != resolved.end()) {
+        auto o = std::make_shared<NormalizationStateOrigin>();
+        o->sample_count = r->second.sources[0].n * r->second.sources[0].h * r->second.sources[0].w;
+        origin = std::move(o);
+      }
     st.result_state_origins.push_back(std::move(origin));
   }
 }
