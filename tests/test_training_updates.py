@@ -320,8 +320,10 @@ def test_inference_graph_sees_trained_weights_after_reload():
 
 
 # ---------------------------------------------------------------------------------------------
-# Batch normalization training against torch.nn.BatchNorm2d.
-def test_batch_normalization_training_matches_torch():
+# Normalization training against torch.nn.BatchNorm2d / InstanceNorm2d (training mode).
+@pytest.mark.parametrize("kind", ["batch", "instance"])
+@pytest.mark.parametrize("style", [mpsnn.MPSNNTrainingStyle.update_device_gpu, mpsnn.MPSNNTrainingStyle.update_device_cpu])
+def test_normalization_training_matches_torch(kind, style):
     torch = pytest.importorskip("torch")
     device = cpu()
     rng = np.random.default_rng(7)
@@ -340,14 +342,21 @@ def test_batch_normalization_training_matches_torch():
                                            output_feature_channels=4)
     c1 = mpsnn.ArrayConvolutionDataSource(d1, w1.copy(), np.zeros(8, np.float32), optimizer=sgd(device))
     c2 = mpsnn.ArrayConvolutionDataSource(d2, w2.copy(), np.zeros(4, np.float32), optimizer=sgd(device))
-    bn = mpsnn.ArrayBatchNormalizationDataSource(gamma0.copy(), beta0.copy(), np.zeros(8, np.float32),
-                                                 np.ones(8, np.float32), epsilon=eps, optimizer=sgd(device),
-                                                 statistics_momentum=0.1)
     x = mpsnn.MPSNNImageNode(handle=None)
     conv1 = mpsnn.MPSCNNConvolutionNode(source=x, weights=c1)
-    bnn = mpsnn.MPSCNNBatchNormalizationNode(source=conv1.result_image, data_source=bn)
-    relu = mpsnn.MPSCNNNeuronReLUNode(source=bnn.result_image)
+    if kind == "batch":
+        norm = mpsnn.ArrayBatchNormalizationDataSource(gamma0.copy(), beta0.copy(), np.zeros(8, np.float32),
+                                                       np.ones(8, np.float32), epsilon=eps, optimizer=sgd(device),
+                                                       statistics_momentum=0.1)
+        nn = mpsnn.MPSCNNBatchNormalizationNode(source=conv1.result_image, data_source=norm)
+    else:
+        norm = mpsnn.ArrayInstanceNormalizationDataSource(gamma0.copy(), beta0.copy(), epsilon=eps,
+                                                          optimizer=sgd(device))
+        nn = mpsnn.MPSCNNInstanceNormalizationNode(source=conv1.result_image, data_source=norm)
+    relu = mpsnn.MPSCNNNeuronReLUNode(source=nn.result_image)
     conv2 = mpsnn.MPSCNNConvolutionNode(source=relu.result_image, weights=c2)
+    for n in (conv1, nn, conv2):
+        n.training_style = style
     mse = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.mean_squared_error, mpsnn.MPSCNNReductionType.sum)
     loss = mpsnn.MPSCNNLossNode(source=conv2.result_image, loss_descriptor=mse)
     (terminal,) = loss.training_graph()
@@ -359,11 +368,12 @@ def test_batch_normalization_training_matches_torch():
     tw2 = torch.tensor(w2.transpose(0, 3, 1, 2), dtype=T, requires_grad=True)
     tb1 = torch.zeros(8, dtype=T, requires_grad=True)
     tb2 = torch.zeros(4, dtype=T, requires_grad=True)
-    tbn = torch.nn.BatchNorm2d(8, eps=eps, momentum=0.1).double()
+    tnorm = (torch.nn.BatchNorm2d(8, eps=eps, momentum=0.1) if kind == "batch" else
+             torch.nn.InstanceNorm2d(8, eps=eps, affine=True)).double()
     with torch.no_grad():
-        tbn.weight.copy_(torch.tensor(gamma0))
-        tbn.bias.copy_(torch.tensor(beta0))
-    opt = torch.optim.SGD([tw1, tw2, tb1, tb2, tbn.weight, tbn.bias], lr=lr)
+        tnorm.weight.copy_(torch.tensor(gamma0))
+        tnorm.bias.copy_(torch.tensor(beta0))
+    opt = torch.optim.SGD([tw1, tw2, tb1, tb2, tnorm.weight, tnorm.bias], lr=lr)
     F = torch.nn.functional
     for _ in range(6):
         xb = rng.standard_normal((3, 7, 6, 3)).astype(np.float32)
@@ -378,16 +388,17 @@ def test_batch_normalization_training_matches_torch():
         ours = sum(float(l.loss_image().numpy().sum()) for l in labels)
         opt.zero_grad()
         h = F.conv2d(torch.tensor(xb.transpose(0, 3, 1, 2), dtype=T), tw1, tb1, padding=1)
-        h = F.conv2d(F.relu(tbn(h)), tw2, tb2, padding=1)
+        h = F.conv2d(F.relu(tnorm(h)), tw2, tb2, padding=1)
         # Mean squared error, reduction sum (nodes.md §13): the sum of (y - t)^2.
         lt = ((h - torch.tensor(t.transpose(0, 3, 1, 2), dtype=T)) ** 2).sum()
         lt.backward()
         opt.step()
         np.testing.assert_allclose(ours, float(lt.detach()), rtol=1e-4)
-    np.testing.assert_allclose(bn.gamma(), tbn.weight.detach().numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(bn.beta(), tbn.bias.detach().numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(bn.mean(), tbn.running_mean.numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(bn.variance(), tbn.running_var.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(norm.gamma(), tnorm.weight.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(norm.beta(), tnorm.bias.detach().numpy(), rtol=1e-4, atol=1e-5)
+    if kind == "batch":  # running statistics, kept by the data source as torch does
+        np.testing.assert_allclose(norm.mean(), tnorm.running_mean.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(norm.variance(), tnorm.running_var.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(c1.weights(), tw1.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-5)
 
 
@@ -616,3 +627,23 @@ def test_trainable_data_source_checks_and_copies(rng):
     assert c.optimizer is not adam and c.optimizer.time_step == 5 and c.optimizer.beta1 == pytest.approx(0.8)
     assert c.optimizer.learning_rate == pytest.approx(0.5)
     assert isinstance(c.copy_with_device(device).optimizer, mpsnn.MPSNNOptimizerAdam)
+
+
+def test_reload_after_encode_and_untrainable_sources_make_no_updates(rng):
+    """reload_from_data_sources after encoded runs completed (their count once went below zero), and
+    a data source without optimizer adds no update work to a training graph."""
+    device = cpu()
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=2,
+                                          output_feature_channels=3)
+    w = rng.standard_normal((3, 3, 3, 2)).astype(np.float32)
+    source = mpsnn.ArrayConvolutionDataSource(d, w, None)
+    assert source.update_with_command_buffer is None and source.update_with_gradient_state is None
+    graph = _tiny(device, source)
+    _run_tiny(device, graph, rng)
+    graph.reload_from_data_sources()
+    np.testing.assert_array_equal(source.weights(), w)
+    trainable = mpsnn.ArrayConvolutionDataSource(
+        d, w.copy(), None, optimizer=mpsnn.MPSNNOptimizerStochasticGradientDescent(device, learning_rate=0.1))
+    assert callable(trainable.update_with_command_buffer)
+    assert callable(trainable.copy().update_with_command_buffer)
+    assert mpsnn.ArrayBatchNormalizationDataSource(number_of_feature_channels=4).copy().update_mean_and_variance_with_command_buffer is None

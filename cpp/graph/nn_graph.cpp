@@ -317,11 +317,15 @@ ImagePtr NNGraph::encode(const CommandBufferPtr& cb, const std::vector<ImagePtr>
   // The command buffer keeps the plan and every memory the run touches alive until the device
   // has completed it; the pending count drops then too.
   ++*pending_;
+  // (Made in place: a copied temporary would decrement once more when it dies.)
   struct Done {
-    std::shared_ptr<std::atomic<int>> pending;
+    explicit Done(std::shared_ptr<std::atomic<int>> p) : pending(std::move(p)) {}
+    Done(const Done&) = delete;
+    Done& operator=(const Done&) = delete;
     ~Done() { --*pending; }
+    std::shared_ptr<std::atomic<int>> pending;
   };
-  cb->retain(std::make_shared<Done>(Done{pending_}));
+  cb->retain(std::make_shared<Done>(pending_));
   cb->retain(plan);
   for (auto& k : p.keepalive) cb->retain(std::move(k));
   if (def_.updates.empty()) {

@@ -85,6 +85,21 @@ class _Trainer:
         return self._queue.make_command_buffer()
 
 
+def _no_updates(source: object, names: tuple[str, ...]) -> None:
+    """An untrainable data source answers its update methods with None, which the protocols read as
+    "not implemented": graphs then make no update calls for it (and compute no parameter gradients
+    for updates: no cost in training graphs that only want gradients)."""
+    for name in names:
+        setattr(source, name, None)
+
+
+_CONVOLUTION_UPDATES = ("update_with_command_buffer", "update_with_gradient_state")
+_NORMALIZATION_UPDATES = ("update_gamma_and_beta_with_command_buffer", "update_mean_and_variance_with_command_buffer",
+                          "update_gamma_and_beta_with_batch_normalization_state",
+                          "update_mean_and_variance_with_batch_normalization_state",
+                          "update_gamma_and_beta_with_instance_normalization_state_batch")
+
+
 class ArrayConvolutionDataSource:
     """An MPSCNNConvolutionDataSource over NumPy arrays.
 
@@ -144,6 +159,8 @@ class ArrayConvolutionDataSource:
             self._trainer = _Trainer(optimizer, [self._weights.reshape(-1), self._bias], amsgrad)
             self._state = _core.MPSCNNConvolutionWeightsAndBiasesState(weights=self._trainer.buffers[0],
                                                                        biases=self._trainer.buffers[1])
+        else:
+            _no_updates(self, _CONVOLUTION_UPDATES)
 
     @property
     def optimizer(self) -> Optional[Optimizer]:
@@ -210,6 +227,8 @@ class ArrayConvolutionDataSource:
         bias = None if self._bias is None else self._bias.copy()
         out = ArrayConvolutionDataSource(self._descriptor, self._weights.copy(), bias, self._label)
         if self._trainer is not None:
+            for name in _CONVOLUTION_UPDATES:
+                delattr(out, name)  # the class's methods again
             out._trainer = self._trainer.copy([out._weights.reshape(-1), out._bias], device)
             out._state = _core.MPSCNNConvolutionWeightsAndBiasesState(weights=out._trainer.buffers[0],
                                                                       biases=out._trainer.buffers[1])
@@ -252,6 +271,8 @@ class ArrayBatchNormalizationDataSource:
         self._trainer: Optional[_Trainer] = None
         if optimizer is not None:
             self._make_trainable(optimizer, amsgrad)
+        else:
+            _no_updates(self, _NORMALIZATION_UPDATES)
 
     def _make_trainable(self, optimizer: Optimizer, amsgrad: bool) -> None:
         def live(a: Optional[npt.NDArray[np.float32]], default: float) -> npt.NDArray[np.float32]:
