@@ -61,6 +61,17 @@ std::vector<float> take_finite(ParameterPairState& s, bool first, int64_t n, con
   return out;
 }
 
+// A state sized for the weights and biases of `c` (biases: Cout even when the data source has none,
+// as MPSCNNConvolutionWeightsAndBiasesState(device, descriptor) makes them), and its filling.
+std::shared_ptr<WeightsAndBiasesState> weights_state(const DevicePtr& device, const ConvolutionParams& c) {
+  return std::make_shared<WeightsAndBiasesState>(device, nullptr, c.weights.size() * 4,
+                                                 size_t(c.desc.output_feature_channels) * 4);
+}
+void fill_weights_state(WeightsAndBiasesState& s, const ConvolutionParams& c) {
+  std::memcpy(s.first()->data(), c.weights.data(), c.weights.size() * 4);
+  if (!c.bias.empty()) std::memcpy(s.second()->data(), c.bias.data(), c.bias.size() * 4);
+}
+
 void check_pair(const StatePtr& r, int64_t first, int64_t second, const std::string& ctx, const char* method,
                 const char* names) {
   auto* p = dynamic_cast<ParameterPairState*>(r.get());
@@ -99,13 +110,9 @@ void NNGraph::encode_updates(const CommandBufferPtr& cb, const std::vector<State
       if (g.convolution_source) {
         const int64_t nw = int64_t(now.conv->weights.size()), nb = int64_t(now.conv->bias.size());
         // The weights the kernels used: the slot's values when this command buffer runs.
-        auto source = std::make_shared<WeightsAndBiasesState>(device_, nullptr, size_t(nw) * 4,
-                                                              size_t(nb ? nb : now.conv->desc.output_feature_channels) * 4);
-        cb->encode([slot, source, nw, nb](Stream&) {
-          const NodeParams v = slot->values();
-          std::memcpy(source->first()->data(), v.conv->weights.data(), size_t(nw) * 4);
-          if (nb) std::memcpy(source->second()->data(), v.conv->bias.data(), size_t(nb) * 4);
-        }, "MPSNNGraph parameter snapshot");
+        auto source = weights_state(device_, *now.conv);
+        cb->encode([slot, source](Stream&) { fill_weights_state(*source, *slot->values().conv); },
+                   "MPSNNGraph parameter snapshot");
         StatePtr r = with_node_context(g, [&] { return g.convolution_source->update_with_command_buffer(cb, gradient_state, source); });
         if (!r) continue;
         check_pair(r, nw, nb, ctx, "update_with_command_buffer()", "weights, biases");
@@ -165,11 +172,8 @@ void NNGraph::encode_updates(const CommandBufferPtr& cb, const std::vector<State
       bool changed = false;
       if (g.convolution_source) {
         const NodeParams v = params->values_of(g);
-        const size_t nw = v.conv->weights.size(), nb = v.conv->bias.size();
-        auto source = std::make_shared<WeightsAndBiasesState>(device, nullptr, nw * 4,
-                                                              (nb ? nb : size_t(v.conv->desc.output_feature_channels)) * 4);
-        std::memcpy(source->first()->data(), v.conv->weights.data(), nw * 4);
-        if (nb) std::memcpy(source->second()->data(), v.conv->bias.data(), nb * 4);
+        auto source = weights_state(device, *v.conv);
+        fill_weights_state(*source, *v.conv);
         changed = with_node_context(g, [&] { return g.convolution_source->update_with_gradient_state(gs, source); });
       } else {
         const bool instance = g.kind() == OpKind::InstanceNormalizationGradient;

@@ -1,6 +1,7 @@
 """The MPS protocols as runtime-checkable typing.Protocol classes (graph.md §9.4).
 
-Optional members are detected with hasattr by the graph; only required members appear here.
+Optional members are detected with hasattr by the graph (a member that is None counts as absent); only
+required members appear here.
 """
 
 from __future__ import annotations
