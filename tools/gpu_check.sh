@@ -39,11 +39,14 @@ python -c "import mpsnn; print(mpsnn.MTLCopyAllDevices(), mpsnn.MTLCreateSystemD
 # MPSNN_TEST_FORMAT=float32 (conftest.py's make_graph), in float32; logs suite_cuda_<format>.log.
 run_suite() {
     local fmt=$1; shift
-    MPSNN_TEST_FORMAT=${fmt#default} MPSNN_TEST_DEVICES=cuda:0 timeout ${MPSNN_SUITE_TIMEOUT:-300} python -m pytest -q \
-      -p no:cacheprovider -rs -p no:benchmark -n 8 tests/ops tests/test_example_networks.py "$@" > "$out/suite_cuda_$fmt.log" 2>&1
-    echo "== suite on cuda:0, format $fmt (rc $?)"
-    grep -E "passed|failed" "$out/suite_cuda_$fmt.log" | tail -2
-    grep -E "^(FAILED|ERROR)|crashed" "$out/suite_cuda_$fmt.log" | cut -c1-250 | head -${MPSNN_FAIL_LINES:-60}
+    MPSNN_TEST_FORMAT=${fmt#default} MPSNN_TEST_DEVICES=cuda:0 timeout ${MPSNN_SUITE_TIMEOUT:-300} python -m pytest -v \
+      -p no:cacheprovider -rfEs -p no:benchmark -n 8 tests/ops tests/test_example_networks.py "$@" > "$out/suite_cuda_$fmt.log" 2>&1
+    echo "== suite on cuda:0, format $fmt (rc $?; 124: stopped by the timeout)"
+    grep -E "^=.*(passed|failed)" "$out/suite_cuda_$fmt.log" | tail -2
+    grep -cE " PASSED " "$out/suite_cuda_$fmt.log" | sed 's/^/tests passed so far: /'
+    grep -E "^(FAILED|ERROR) |crashed" "$out/suite_cuda_$fmt.log" | cut -c1-250 | head -${MPSNN_FAIL_LINES:-60}
+    # Failures as they happened (also when the timeout stopped the run before its summary).
+    grep -oE "(FAILED|ERROR) tests/[^ ]+" "$out/suite_cuda_$fmt.log" | sort -u | sed -E 's/\[.*//' | sort | uniq -c | head -40
     grep -E "^SKIPPED" "$out/suite_cuda_$fmt.log" | sed -E 's/.*not on cuda:0 yet: //' | cut -c1-110 | sort | uniq -c | sort -rn | head -12
 }
 run_tests() {
