@@ -5,6 +5,7 @@
 #   tools/gpu_check.sh tests  [pytest args]   # tests/test_cuda.py, then the op/network/graph suites on cuda:0
 #   tools/gpu_check.sh bench  [bench args]    # benchmarks/bench_cuda.py
 #   tools/gpu_check.sh all                    # both (MPSNN_BENCH_ARGS: the benchmark's arguments)
+#   tools/gpu_check.sh cuda|suite [args]      # only tests/test_cuda.py, or only the suites
 #   tools/gpu_check.sh build                  # only the build (then run python3 with PYTHONPATH as below)
 # Logs go to $OUT (or ./gpu-out).
 set -uo pipefail
@@ -49,8 +50,11 @@ run_suite() {
     grep -oE "(FAILED|ERROR) tests/[^ ]+" "$out/suite_cuda_$fmt.log" | sort -u | sed -E 's/\[.*//' | sort | uniq -c | head -40
     grep -E "^SKIPPED" "$out/suite_cuda_$fmt.log" | sed -E 's/.*not on cuda:0 yet: //' | cut -c1-110 | sort | uniq -c | sort -rn | head -12
 }
-run_tests() {
+run_cuda_tests() {
     python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py "$@" 2>&1 | tee "$out/test_cuda.log" | tail -25
+}
+run_tests() {
+    run_cuda_tests "$@"
     run_suite default "$@"
     run_suite float32 "$@"
 }
@@ -61,5 +65,7 @@ case "$what" in
   tests) run_tests "$@" ;;
   bench) run_bench "$@" ;;
   all) run_tests; run_bench ${MPSNN_BENCH_ARGS:-} ;;
+  cuda) run_cuda_tests "$@" ;;
+  suite) run_suite default "$@"; run_suite float32 "$@" ;;
   build) echo "PYTHONPATH=$PYTHONPATH" ;;
 esac
