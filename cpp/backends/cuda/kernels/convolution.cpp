@@ -140,8 +140,12 @@ class ConvolutionKernel final : public Kernel {
     pad_h_ = ay.source, pad_w_ = ax.source;
 
     // Post-ops in order: cuDNN takes a prefix of sums and ReLU-family neurons, our elementwise
-    // kernels the rest (the fusion pass never puts a sum behind an unfusable neuron).
-    for (const auto& op : spec.post_ops) {
+    // kernels the rest (the fusion pass never puts a sum behind an unfusable neuron). A clamp that
+    // changes no float16 result is left out (a residual addition's default clamp to +-FLT_MAX,
+    // which otherwise would keep the ReLU behind it out of cuDNN's graph: two passes more).
+    for (size_t i = 0; i < spec.post_ops.size(); ++i) {
+      const PostOp& op = spec.post_ops[i];
+      if (clamp_is_noop(spec.post_ops, i)) continue;
       const bool in_graph = tail_.empty() && (op.kind == PostOp::Kind::sum ||
                                               (op.kind == PostOp::Kind::neuron && fusable(op.neuron)));
       if (in_graph) {
@@ -385,6 +389,20 @@ class ConvolutionKernel final : public Kernel {
       else why = e.get_message();
     }
     return candidates_.empty() ? "plan build: none of " + std::to_string(count) + " candidates built: " + why : "";
+  }
+
+  // Whether post-op i, a clamp, changes nothing that is stored: float16 activations, bounds that
+  // round to -inf/+inf in float16 (so clamped values are stored as the unclamped ones would be),
+  // and behind it only ReLUs without slope (relu(+-FLT_MAX) and relu(+-inf) store the same).
+  bool clamp_is_noop(const std::vector<PostOp>& ops, size_t i) const {
+    const PostOp& op = ops[i];
+    if (op.kind != PostOp::Kind::clamp || dtype_ != DType::f16) return false;
+    constexpr float kRoundsToInf = 65520.0f;  // the smallest float that float16 rounds to infinity
+    if (!(op.lo <= -kRoundsToInf && op.hi >= kRoundsToInf)) return false;
+    for (size_t k = i + 1; k < ops.size(); ++k)
+      if (!(ops[k].kind == PostOp::Kind::neuron && ops[k].neuron.type == NeuronType::relu && ops[k].neuron.a == 0.0f))
+        return false;
+    return true;
   }
 
   // Input channels of the weights as cuDNN sees them (padded with zero channels to cpad_).
