@@ -66,6 +66,6 @@ case "$what" in
   bench) run_bench "$@" ;;
   all) run_tests; run_bench ${MPSNN_BENCH_ARGS:-} ;;
   cuda) run_cuda_tests "$@" ;;
-  suite) run_suite default "$@"; run_suite float32 "$@" ;;
+  suite) for f in ${MPSNN_SUITE_FORMATS:-default float32}; do run_suite "$f" "$@"; done ;;
   build) echo "PYTHONPATH=$PYTHONPATH" ;;
 esac

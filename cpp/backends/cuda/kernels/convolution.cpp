@@ -24,7 +24,9 @@
 // float16 convolution (not grouped) of another source channel count (ResNet's first convolution
 // reads 3 channels) copies its source window into scratch memory with the channels padded to a
 // multiple of 8 with zeros (our pad kernel, one pass), and its weights get zero channels to match:
-// the same sums, computed on Tensor Cores. MPSNN_CUDA_PAD_CHANNELS=0 turns this off.
+// the same sums, computed on Tensor Cores. MPSNN_CUDA_PAD_CHANNELS=0 turns this off;
+// MPSNN_CUDA_PAD_CHANNELS=4 pads sources of fewer than 4 channels to 4 instead (an experiment:
+// cuDNN has first-layer kernels for 4 channels).
 #include <cudnn_frontend.h>
 
 #include <algorithm>
@@ -62,12 +64,15 @@ void check(fe::error_t e, const std::string& context, const char* what) {
 
 // How many of the heuristics' engines are built and timed per convolution (MPSNN_CUDNN_CANDIDATES,
 // default 4; 1 keeps the heuristics' first choice without timing).
-bool pad_channels_enabled() {
-  static const bool on = [] {
+// The channel count a float16 source of `cin` channels is padded to (cin: none).
+int64_t padded_channels(int64_t cin) {
+  static const int granule = [] {
     const char* v = std::getenv("MPSNN_CUDA_PAD_CHANNELS");
-    return !(v && std::string(v) == "0");
+    return v && std::string(v) == "0" ? 0 : v && std::string(v) == "4" ? 4 : 8;
   }();
-  return on;
+  if (granule == 0) return cin;
+  if (granule == 4 && cin < 4) return 4;
+  return (cin + 7) / 8 * 8;
 }
 
 constexpr size_t kAlign = 256;
@@ -168,10 +173,10 @@ class ConvolutionKernel final : public Kernel {
       // One cuDNN graph with the bias and the fused post-ops when an engine of the numerics above
       // takes it; else the convolution alone and our epilogue kernel (bias, residual, ReLU). With
       // padded channels first, where they apply; without when no engine takes them.
-      const bool pad = dtype_ == DType::f16 && groups == 1 && !d.depthwise && cin % 8 != 0 && pad_channels_enabled();
+      const bool pad = dtype_ == DType::f16 && groups == 1 && !d.depthwise && padded_channels(cin) != cin;
       std::string why, again;
       for (int attempt = pad ? 0 : 1; attempt < 2; ++attempt) {
-        cpad_ = attempt == 0 ? (cin + 7) / 8 * 8 : 0;
+        cpad_ = attempt == 0 ? padded_channels(cin) : 0;
         graph_ = make_graph(g, true);
         why = build_plans(*graph_, cuda.build_handle());
         epilogue_ = false;
