@@ -12,18 +12,29 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import mpsnn  # noqa: E402
 
-# Tests name a row, never a number. K is the reduction length.
+# Tests name a row, never a number. K is the reduction length. The column is the result's storage
+# format: a float16 result (a float16 graph, the default on CUDA as in MPS) is compared with the
+# float16 column unless the test names one. In float16 "exact" means exact up to the rounding of
+# the float32 source and of the result to float16 (the result equals the float16 rounding of the
+# reference for operations that commute with rounding: copies, max, ReLU), and "reduction" grows
+# with sqrt(K) as the rounding errors of K float16 products add up.
 TOLERANCES = {
-    "exact": {"float32": (0.0, 0.0), "float16": (0.0, 0.0)},
-    "elementwise": {"float32": (1e-5, 1e-6), "float16": (1e-3, 1e-3)},
+    "exact": {"float32": (0.0, 0.0), "float16": (2.0 ** -10, 2.0 ** -24)},
+    "elementwise": {"float32": (1e-5, 1e-6), "float16": (4e-3, 2e-3)},
     "reduction": {"float32": (1e-4, 1e-5), "float16": (1e-2, 1e-2)},
 }
 
 
-def assert_close(actual, expected, row: str, dtype: str = "float32", k: int = 1):
+def result_dtype(actual) -> str:
+    """The tolerance column of a result: "float16" for float16 values, else "float32"."""
+    return "float16" if np.asarray(actual).dtype == np.float16 else "float32"
+
+
+def assert_close(actual, expected, row: str, dtype: str | None = None, k: int = 1):
+    dtype = dtype or result_dtype(actual)
     rtol, atol = TOLERANCES[row][dtype]
-    if row == "reduction" and dtype == "float32":
-        atol = atol * float(np.sqrt(max(k, 1)))
+    if row == "reduction":
+        atol = atol * float(np.sqrt(max(k, 1))) if dtype == "float32" else max(atol, 2e-3 * float(np.sqrt(max(k, 1))))
     np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol, atol=atol)
 
 
@@ -63,8 +74,15 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = (str(item.path), item.location[1] or 0, f"not on {dev.registry_id} yet: {call.excinfo.value}")
 
 
+# MPSNN_TEST_FORMAT=float32 (or float16) runs the graphs that make_graph builds without a format of
+# their own in that format on GPU devices, instead of the device's default (float16 on CUDA):
+# tools/gpu_check.sh runs the CUDA suite both ways.
+_TEST_FORMAT = os.environ.get("MPSNN_TEST_FORMAT")
+
+
 def make_graph(device, make, n_inputs, fuse=True, fmt=None):
-    """Builds image nodes, calls make(*nodes) -> filter node and returns its MPSNNGraph. Temporary
+    """Builds image nodes, calls make(*nodes) -> filter node and returns its MPSNNGraph, in the
+    device's default format unless `fmt` (or MPSNN_TEST_FORMAT, on GPUs) names one. Temporary
     memory and the result are poisoned (NaN) before each run, so stale reads and elements a kernel
     leaves unwritten show up as NaN."""
     nodes = [mpsnn.MPSNNImageNode() for _ in range(n_inputs)]
@@ -72,6 +90,8 @@ def make_graph(device, make, n_inputs, fuse=True, fmt=None):
     g = mpsnn.MPSNNGraph(device, f.result_image)
     g.fusion_enabled = fuse
     g.poison_temporaries = True
+    if fmt is None and _TEST_FORMAT and device.backend != "cpu":
+        fmt = getattr(mpsnn.MPSImageFeatureChannelFormat, _TEST_FORMAT)
     if fmt is not None:
         g.format = fmt
     return g

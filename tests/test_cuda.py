@@ -6,6 +6,7 @@ and graph suites run on CUDA too, through the `device` fixture of conftest.py.""
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import numpy as np
@@ -71,6 +72,7 @@ def test_host_boundary_copies(gpu, rng):
     x[...] = 7
     np.testing.assert_array_equal(img.numpy(), x_before)
     g = mpsnn.MPSNNGraph(gpu, mpsnn.MPSCNNNeuronLinearNode(source=mpsnn.MPSNNImageNode(), a=2.0, b=1.0).result_image)
+    g.format = mpsnn.MPSImageFeatureChannelFormat.float32  # exact values (the CUDA default is float16)
     y = g.run([img])
     a = y.numpy()
     np.testing.assert_array_equal(a, 2 * x_before + 1)
@@ -198,3 +200,98 @@ def test_float16_source_images_are_read_in_place(gpu, rng):
     expected = _small_network(mpsnn.MTLDevice("cpu"), 4, mpsnn.MPSImageFeatureChannelFormat.float32).run(
         [x.astype(np.float32)]).numpy()
     assert_close(g.run([img]).numpy(), expected, "reduction", "float16")
+
+
+@needs_gpu
+def test_the_default_format_is_float16_on_the_gpu_and_float32_on_the_cpu(gpu, rng):
+    def graph(device):
+        return mpsnn.MPSNNGraph(device, mpsnn.MPSCNNNeuronReLUNode(source=mpsnn.MPSNNImageNode()).result_image)
+    assert graph(gpu).format == mpsnn.MPSImageFeatureChannelFormat.float16
+    assert graph(mpsnn.MTLDevice("cpu")).format == mpsnn.MPSImageFeatureChannelFormat.float32
+    x = rng.standard_normal((1, 4, 4, 3)).astype(np.float32)
+    y = graph(gpu).run([x]).numpy()
+    assert y.dtype == np.float16
+    np.testing.assert_array_equal(y, np.maximum(x, 0).astype(np.float16))  # ReLU commutes with rounding
+
+
+def _replays(graph, images):
+    m = re.search(r"replay: on \((\d+) runs recorded, (\d+) replayed\)", graph.plan_description(images))
+    return (int(m[1]), int(m[2])) if m else None
+
+
+@needs_gpu
+@pytest.mark.parametrize("fmt", ["float16", "float32"])
+def test_replayed_runs_give_the_plain_run_bit_for_bit(gpu, rng, fmt):
+    """The first run of a context with given memory is plain, the second records a CUDA graph and
+    later ones replay it: all give the same bits (the same kernels, arguments and engines)."""
+    f = getattr(mpsnn.MPSImageFeatureChannelFormat, fmt)
+    x = rng.standard_normal((2, 17, 15, 5)).astype(np.float32)
+    img = mpsnn.MPSImage.from_numpy(x.astype(np.float16) if fmt == "float16" else x, device=gpu)
+    g = _small_network(gpu, 21, f)
+    assert _replays(g, [img]) == (0, 0)
+    # numpy() copies, and the result image is released before the next run: with the allocator's
+    # cache, every run binds the same result memory.
+    outs = [g.run([img]).numpy() for _ in range(6)]
+    recorded, replayed = _replays(g, [img])
+    assert recorded >= 1 and replayed >= 3, (recorded, replayed)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    expected = _small_network(mpsnn.MTLDevice("cpu"), 21, mpsnn.MPSImageFeatureChannelFormat.float32).run(
+        [x]).numpy()
+    assert_close(outs[0], expected, "reduction", fmt, k=72)
+
+
+@needs_gpu
+def test_replay_through_command_buffers_and_other_bindings(gpu, rng):
+    """Encoded runs (the queue's stream) replay too; a run with other memory runs plainly and
+    gives the same values."""
+    g = _small_network(gpu, 5, mpsnn.MPSImageFeatureChannelFormat.float16)
+    xs = [mpsnn.MPSImage.from_numpy(rng.standard_normal((3, 12, 12, 5)).astype(np.float16), device=gpu)
+          for _ in range(2)]
+    plain = [g.run([x]).numpy() for x in xs]  # first runs with these bindings: plain
+    queue = gpu.make_command_queue()
+    for k in range(8):
+        cb = queue.make_command_buffer()
+        out = g.encode(cb, [xs[k % 2]])
+        cb.commit()
+        cb.wait_until_completed()
+        np.testing.assert_array_equal(out.numpy(), plain[k % 2])
+        del out
+    assert _replays(g, xs[:1])[1] >= 1
+
+
+@needs_gpu
+def test_replay_sees_reloaded_parameters(gpu, rng):
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=4,
+                                          output_feature_channels=6)
+    w = rng.standard_normal((6, 3, 3, 4)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    conv = mpsnn.MPSCNNConvolutionNode(source=mpsnn.MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, w, b))
+    g = mpsnn.MPSNNGraph(gpu, conv.result_image)
+    g.format = mpsnn.MPSImageFeatureChannelFormat.float32
+    x = rng.standard_normal((1, 9, 9, 4)).astype(np.float32)
+    img = mpsnn.MPSImage.from_numpy(x, device=gpu)
+    cpu = mpsnn.MPSNNGraph(mpsnn.MTLDevice("cpu"), conv.result_image)
+    for _ in range(4):
+        y = g.run([img]).numpy()
+    assert _replays(g, [img])[1] >= 1
+    assert_close(y, cpu.run([x]).numpy(), "reduction", k=36)
+    w[...] = rng.standard_normal(w.shape).astype(np.float32)  # the data source's array, in place
+    b[...] = -1.0
+    g.reload_from_data_sources()
+    cpu.reload_from_data_sources()
+    for _ in range(3):
+        assert_close(g.run([img]).numpy(), cpu.run([x]).numpy(), "reduction", k=36)
+
+
+@needs_gpu
+def test_replay_can_be_switched_off(gpu, rng, monkeypatch):
+    x = mpsnn.MPSImage.from_numpy(rng.standard_normal((1, 8, 8, 5)).astype(np.float16), device=gpu)
+    monkeypatch.setenv("MPSNN_CUDA_GRAPHS", "0")
+    g = _small_network(gpu, 2, mpsnn.MPSImageFeatureChannelFormat.float16)
+    outs = [g.run([x]).numpy() for _ in range(3)]  # compiled without replay: stays so
+    monkeypatch.delenv("MPSNN_CUDA_GRAPHS")
+    outs += [g.run([x]).numpy() for _ in range(2)]
+    assert _replays(g, [x]) is None and "replay" not in g.plan_description([x])
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])

@@ -5,6 +5,8 @@
 #   tools/gpu_check.sh tests  [pytest args]   # tests/test_cuda.py, then the op/network/graph suites on cuda:0
 #   tools/gpu_check.sh bench  [bench args]    # benchmarks/bench_cuda.py
 #   tools/gpu_check.sh all                    # both (MPSNN_BENCH_ARGS: the benchmark's arguments)
+#   tools/gpu_check.sh cuda|suite [args]      # only tests/test_cuda.py, or only the suites
+#   tools/gpu_check.sh build                  # only the build (then run python3 with PYTHONPATH as below)
 # Logs go to $OUT (or ./gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,19 +36,36 @@ rm -rf build/gpu/pkg && mkdir -p build/gpu/pkg/mpsnn
 cp python/mpsnn/*.py python/mpsnn/*.pyi python/mpsnn/py.typed build/gpu/pkg/mpsnn/ && cp build/gpu/_core*.so build/gpu/pkg/mpsnn/
 export PYTHONPATH=$PWD/build/gpu/pkg:$site PYTHONUNBUFFERED=1
 python -c "import mpsnn; print(mpsnn.MTLCopyAllDevices(), mpsnn.MTLCreateSystemDefaultDevice().name)"
+# The op and network suites on cuda:0, in the device's default format (float16 on CUDA) and, with
+# MPSNN_TEST_FORMAT=float32 (conftest.py's make_graph), in float32; logs suite_cuda_<format>.log.
+run_suite() {
+    local fmt=$1; shift
+    MPSNN_TEST_FORMAT=${fmt#default} MPSNN_TEST_DEVICES=cuda:0 timeout ${MPSNN_SUITE_TIMEOUT:-300} python -m pytest -v \
+      -p no:cacheprovider -rfEs -p no:benchmark -n 8 tests/ops tests/test_example_networks.py "$@" > "$out/suite_cuda_$fmt.log" 2>&1
+    echo "== suite on cuda:0, format $fmt (rc $?; 124: stopped by the timeout)"
+    grep -E "^=.*(passed|failed)" "$out/suite_cuda_$fmt.log" | tail -2
+    grep -cE " PASSED " "$out/suite_cuda_$fmt.log" | sed 's/^/tests passed so far: /'
+    grep -E "^(FAILED|ERROR) |crashed" "$out/suite_cuda_$fmt.log" | cut -c1-250 | head -${MPSNN_FAIL_LINES:-60}
+    # Failures as they happened (also when the timeout stopped the run before its summary).
+    grep -oE "(FAILED|ERROR) tests/[^ ]+" "$out/suite_cuda_$fmt.log" | sort -u | sed -E 's/\[.*//' | sort | uniq -c | head -40
+    grep -E "^SKIPPED" "$out/suite_cuda_$fmt.log" | sed -E 's/.*not on cuda:0 yet: //' | cut -c1-110 | sort | uniq -c | sort -rn | head -12
+}
+run_cuda_tests() {
+    python -m pytest -q -p no:cacheprovider -rs tests/test_cuda.py "$@" 2>&1 | tee "$out/test_cuda.log" | tail -25
+}
 run_tests() {
-    python -m pytest -q -p no:cacheprovider tests/test_cuda.py "$@" 2>&1 | tee "$out/test_cuda.log" | tail -25
-    MPSNN_TEST_DEVICES=cuda:0 timeout 400 python -m pytest -q -p no:cacheprovider -rs -p no:benchmark -n 8 tests/ops tests/test_example_networks.py \
-      "$@" > "$out/suite_cuda.log" 2>&1
-    grep -E "passed|failed" "$out/suite_cuda.log" | tail -3
-    grep -E "^(FAILED|ERROR)|crashed" "$out/suite_cuda.log" | cut -c1-250 | head -70
-    grep -E "^SKIPPED" "$out/suite_cuda.log" | sed -E 's/.*not on cuda:0 yet: //' | cut -c1-110 | sort | uniq -c | sort -rn | head -30
+    run_cuda_tests "$@"
+    run_suite default "$@"
+    run_suite float32 "$@"
 }
 run_bench() {
-    (cd benchmarks && python bench_cuda.py "$@") 2>&1 | tee "$out/bench.log" | tail -40
+    (cd benchmarks && python bench_cuda.py "$@") 2>&1 | tee -a "$out/bench.log" | tail -40
 }
 case "$what" in
   tests) run_tests "$@" ;;
   bench) run_bench "$@" ;;
   all) run_tests; run_bench ${MPSNN_BENCH_ARGS:-} ;;
+  cuda) run_cuda_tests "$@" ;;
+  suite) for f in ${MPSNN_SUITE_FORMATS:-default float32}; do run_suite "$f" "$@"; done ;;
+  build) echo "PYTHONPATH=$PYTHONPATH" ;;
 esac

@@ -18,9 +18,26 @@
 
 namespace mpsnn {
 
+class Stream;
+
+// Work recorded from a stream once and replayed on later runs (a CUDA graph): the same kernels
+// with the same arguments and memory addresses as when it was recorded.
+class StreamRecording {
+ public:
+  virtual ~StreamRecording() = default;
+  // Enqueues the recorded work on `stream` (a stream of the same device).
+  virtual void replay(Stream& stream) = 0;
+};
+
 class Stream {
  public:
   virtual ~Stream() = default;
+  // Recording (devices whose supports_recording() is true): between begin_recording() and
+  // end_recording(), work the calling thread enqueues on this stream is recorded, not run.
+  // begin_recording() returns false when this stream cannot record now; end_recording() returns
+  // the recording (not yet run), or null when recording failed (run the work again plainly).
+  virtual bool begin_recording() { return false; }
+  virtual std::unique_ptr<StreamRecording> end_recording() { return nullptr; }
   // Stream-ordered copy between any two memories of this device and the host.
   virtual void copy(const void* src, void* dst, size_t bytes) = 0;
   // Calls `fn` after all work enqueued so far has completed (possibly on another thread).
@@ -58,6 +75,9 @@ class Device {
   virtual std::unique_ptr<Stream> make_stream() = 0;
   // MPSNNGraph.format of a new graph on this device (MPS: float16 on GPUs).
   virtual ChannelFormat default_graph_format() const = 0;
+  // Whether plans compiled now for this device record their steps once per execution context and
+  // replay them (Stream::begin_recording); asked once per compiled plan.
+  virtual bool supports_recording() const { return false; }
   // Copies between this device's memory and the host, in either direction, and returns when
   // done (reads and writes of images by the CPU: numpy(), read_bytes, from_numpy of a GPU image).
   virtual void copy_blocking(void* dst, const void* src, size_t bytes);

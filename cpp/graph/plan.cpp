@@ -40,6 +40,16 @@ class ExecContext {
   std::vector<TensorRef> refs;          // per value
   std::vector<TensorRef> in, out;       // one step's arguments
   std::vector<ParamSnapshot> params;    // per Plan::params_, taken at the start of a run
+  // Replay (Plan::records()): the bindings of recent runs, with their recording once made.
+  struct Recorded {
+    std::vector<uint64_t> binding;
+    std::unique_ptr<StreamRecording> recording;
+    bool unrecordable = false;  // recording failed once: always run plainly
+    uint64_t last_use = 0;
+  };
+  std::vector<Recorded> recorded;
+  std::vector<uint64_t> binding;  // this run's
+  uint64_t runs = 0;
 };
 
 Plan::Plan(DevicePtr device) : device_(std::move(device)) {}
@@ -76,6 +86,30 @@ void Plan::release(std::unique_ptr<ExecContext> ctx) const {
   pool_.push_back(std::move(ctx));
 }
 
+void Plan::run_steps(ExecContext& c, Stream& stream) const {
+  void* scratch = static_cast<char*>(c.arena->data()) + scratch_offset_;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const PlanStep& s = steps_[i];
+    bool skip = false;  // a Convert into an output the caller does not want
+    for (int k = 0; k < s.num_inputs; ++k) c.in[size_t(k)] = c.refs[size_t(step_values_[size_t(s.first_input + k)])];
+    for (int k = 0; k < s.num_outputs; ++k) {
+      c.out[size_t(k)] = c.refs[size_t(step_values_[size_t(s.first_output + k)])];
+      skip = skip || !c.out[size_t(k)].data;
+    }
+    if (skip) continue;
+    KernelArgs args;
+    args.inputs = c.in.data();
+    args.num_inputs = s.num_inputs;
+    args.outputs = c.out.data();
+    args.num_outputs = s.num_outputs;
+    args.params = c.params.data() + s.first_param;
+    args.num_params = s.num_params;
+    args.scratch = scratch;
+    args.stream = &stream;
+    s.kernel->run(args, c.states[i].get());
+  }
+}
+
 void Plan::execute(const std::vector<TensorRef>& inputs, const std::vector<TensorRef>& outputs, Stream* given) const {
   std::unique_ptr<ExecContext> ctx = acquire();
   Stream& stream = given ? *given : *ctx->stream;
@@ -85,27 +119,55 @@ void Plan::execute(const std::vector<TensorRef>& inputs, const std::vector<Tenso
     else if (slot.kind == ValueSlot::Kind::output) ctx->refs[v] = outputs[size_t(slot.index)];
   }
   for (size_t p = 0; p < params_.size(); ++p) ctx->params[p] = params_[p]->snapshot();
-  void* scratch = static_cast<char*>(ctx->arena->data()) + scratch_offset_;
   try {
-    for (size_t i = 0; i < steps_.size(); ++i) {
-      const PlanStep& s = steps_[i];
-      bool skip = false;  // a Convert into an output the caller does not want
-      for (int k = 0; k < s.num_inputs; ++k) ctx->in[size_t(k)] = ctx->refs[size_t(step_values_[size_t(s.first_input + k)])];
-      for (int k = 0; k < s.num_outputs; ++k) {
-        ctx->out[size_t(k)] = ctx->refs[size_t(step_values_[size_t(s.first_output + k)])];
-        skip = skip || !ctx->out[size_t(k)].data;
+    ExecContext::Recorded* entry = nullptr;
+    if (records_) {
+      // This run's binding: what a recording has baked in (the steps' memory, parameter versions).
+      std::vector<uint64_t>& b = ctx->binding;
+      b.clear();
+      for (size_t v = 0; v < values_.size(); ++v) {
+        if (values_[v].kind == ValueSlot::Kind::arena) continue;
+        b.push_back(uint64_t(reinterpret_cast<uintptr_t>(ctx->refs[v].data)));
+        b.push_back(uint64_t(ctx->refs[v].pixel_stride));
       }
-      if (skip) continue;
-      KernelArgs args;
-      args.inputs = ctx->in.data();
-      args.num_inputs = s.num_inputs;
-      args.outputs = ctx->out.data();
-      args.num_outputs = s.num_outputs;
-      args.params = ctx->params.data() + s.first_param;
-      args.num_params = s.num_params;
-      args.scratch = scratch;
-      args.stream = &stream;
-      s.kernel->run(args, ctx->states[i].get());
+      for (const auto& p : ctx->params) b.push_back(p.version);
+      ++ctx->runs;
+      for (auto& r : ctx->recorded)
+        if (r.binding == b) entry = &r;
+      if (!entry) {
+        // First run with this binding: plain (it also does whatever kernels do once, e.g. a
+        // parameter refresh); the next run with it records.
+        if (ctx->recorded.size() >= kMaxRecordings) {
+          auto oldest = ctx->recorded.begin();
+          for (auto it = ctx->recorded.begin(); it != ctx->recorded.end(); ++it)
+            if (it->last_use < oldest->last_use) oldest = it;
+          ctx->recorded.erase(oldest);
+        }
+        ctx->recorded.push_back({b, nullptr, false, ctx->runs});
+      } else {
+        entry->last_use = ctx->runs;
+      }
+    }
+    if (entry && entry->recording) {
+      entry->recording->replay(stream);
+      replayed_runs_.fetch_add(1, std::memory_order_relaxed);
+    } else if (entry && !entry->unrecordable && stream.begin_recording()) {
+      try {
+        run_steps(*ctx, stream);
+      } catch (...) {
+        stream.end_recording();  // nothing ran: run plainly below, which reports a real error
+        entry->unrecordable = true;
+      }
+      if (!entry->unrecordable) entry->recording = stream.end_recording();
+      if (entry->recording) {
+        entry->recording->replay(stream);
+        recorded_runs_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        entry->unrecordable = true;
+        run_steps(*ctx, stream);
+      }
+    } else {
+      run_steps(*ctx, stream);
     }
   } catch (...) {
     stream.synchronize();  // work already enqueued may still read the context
@@ -125,6 +187,8 @@ void Plan::execute(const std::vector<TensorRef>& inputs, const std::vector<Tenso
 std::string Plan::describe() const {
   std::ostringstream os;
   os << "plan: " << steps_.size() << " steps, temporary memory " << arena_bytes_ << " bytes\n";
+  if (records_)
+    os << "  replay: on (" << recorded_runs_.load() << " runs recorded, " << replayed_runs_.load() << " replayed)\n";
   auto where = [&](int v) {
     const ValueSlot& s = values_[size_t(v)];
     std::ostringstream w;

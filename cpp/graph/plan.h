@@ -5,6 +5,14 @@
 // device's stream; boundary conversions and poison fills are steps like any other. Contexts are
 // pooled and return to the pool when the device has finished with them, so steady-state runs
 // allocate nothing and several threads can run one plan at once.
+//
+// Replay (devices that support recording: CUDA graphs): a context records its steps the second
+// time it runs with the same bound memory (the addresses and pixel strides of every input and
+// output, the parameter versions) and replays that recording on later runs with the same bound
+// memory, instead of enqueueing each step; runs with other bindings enqueue the steps plainly. A
+// context keeps its last kMaxRecordings recordings. Replaying launches exactly the kernels the
+// plain run launches, with the same arguments: the results are the same bit for bit.
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -89,12 +97,16 @@ class Plan : public std::enable_shared_from_this<Plan> {
   const std::vector<std::shared_ptr<const StateOrigin>>& result_state_origins() const { return result_state_origins_; }
   size_t arena_bytes() const { return arena_bytes_; }
   std::string describe() const;
+  static constexpr size_t kMaxRecordings = 4;
+  // Whether runs of this plan are recorded and replayed, and how many were (for describe()).
+  bool records() const { return records_; }
 
  private:
   friend PlanPtr compile_plan(const GraphDef&, const PlanKey&, const KernelRegistry&, const DevicePtr&,
                               const std::shared_ptr<ParamStore>&, const CompileOptions&);
   std::unique_ptr<ExecContext> acquire() const;
   void release(std::unique_ptr<ExecContext> ctx) const;
+  void run_steps(ExecContext& ctx, Stream& stream) const;
 
   DevicePtr device_;
   // The graph's parameter store: a plan retained by a command buffer may outlive its graph.
@@ -110,6 +122,8 @@ class Plan : public std::enable_shared_from_this<Plan> {
   size_t arena_bytes_ = 0;
   size_t scratch_offset_ = 0;
   int max_refs_ = 1;
+  bool records_ = false;
+  mutable std::atomic<uint64_t> recorded_runs_{0}, replayed_runs_{0};
   mutable std::mutex pool_mutex_;
   mutable std::vector<std::unique_ptr<ExecContext>> pool_;
 };

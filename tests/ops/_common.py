@@ -12,6 +12,9 @@ import reference as R
 from conftest import make_graph  # noqa: F401  (re-exported for the op tests)
 
 FP16 = mpsnn.MPSImageFeatureChannelFormat.float16
+# For tests of float32 semantics (FLT_MAX clamps, values beyond float16's range or precision) on
+# devices whose default graph format is float16 (CUDA).
+FP32 = mpsnn.MPSImageFeatureChannelFormat.float32
 
 _SIZE = {R.SIZE_VALID_ONLY: "valid", R.SIZE_SAME: "same", R.SIZE_FULL: "full"}
 _ALIGN = {R.ALIGN_CENTERED: "centred", R.ALIGN_TOP_LEFT: "alignTL", R.ALIGN_BOTTOM_RIGHT: "alignBR"}

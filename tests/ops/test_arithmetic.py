@@ -12,7 +12,7 @@ import mpsnn
 import reference as R
 from conftest import assert_close
 
-from ._common import FP16, run_graph
+from ._common import FP16, FP32, run_graph
 
 NODES = {'add': mpsnn.MPSNNAdditionNode, 'subtract': mpsnn.MPSNNSubtractionNode,
          'multiply': mpsnn.MPSNNMultiplicationNode, 'divide': mpsnn.MPSNNDivisionNode}
@@ -153,7 +153,7 @@ def test_arithmetic_chain_with_intermediates(device, rng):
 def test_division_ieee(device):
     num = np.array([1.0, -1.0, 0.0, np.nan, 3e38, 2.0], np.float32).reshape(1, 1, 1, 6)
     den = np.array([0.0, 0.0, 0.0, 1.0, 0.1, np.inf], np.float32).reshape(1, 1, 1, 6)
-    y = run_graph(device, _node('divide'), [num, den])
+    y = run_graph(device, _node('divide'), [num, den], fmt=FP32)  # FLT_MAX: float32 semantics
     np.testing.assert_array_equal(y[0, 0, 0, [0, 1, 4, 5]], np.float32([R.FLT_MAX, -R.FLT_MAX, R.FLT_MAX, 0.0]))
     assert np.isnan(y[0, 0, 0, 2]) and np.isnan(y[0, 0, 0, 3])
 
@@ -173,7 +173,7 @@ def test_arithmetic_overflow_clamped_to_flt_max(op, device):
     b = np.array([3e38, -3e38, 1.0, 1.0], np.float32).reshape(1, 1, 1, 4)
     if op == 'subtract':
         b = -b
-    y = run_graph(device, _node(op), [a, b])
+    y = run_graph(device, _node(op), [a, b], fmt=FP32)  # FLT_MAX: float32 semantics
     with np.errstate(all='ignore'):
         ref = _ref(op, a, b)
     np.testing.assert_array_equal(y, ref.astype(np.float32))

@@ -2,6 +2,10 @@
 
 #include <cudnn_frontend_shim.h>
 
+#include <cstdlib>
+#include <unordered_map>
+#include <vector>
+
 #include "backends/cuda/libraries.h"
 #include "backends/cuda/runtime.h"
 #include "core/errors.h"
@@ -22,25 +26,96 @@ void set_device(int index) {
   current = index;
 }
 
+namespace {
+bool env_off(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == "0";
+}
+}  // namespace
+
+// Free blocks by (rounded) size. Blocks come back from their Storage's deleter, which may run on
+// any thread, also after the allocator is gone (the deleter holds the cache).
+struct CudaAllocator::Cache {
+  static constexpr size_t kGranule = 512;
+  static constexpr size_t kMaxCachedBytes = size_t(8) << 30;
+  int index = 0;
+  bool enabled = true;
+  std::mutex mutex;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;
+  size_t cached_bytes = 0;
+
+  void* take(size_t rounded) {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = free_blocks.find(rounded);
+    if (it == free_blocks.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    cached_bytes -= rounded;
+    return p;
+  }
+  void give_back(void* p, size_t rounded) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (enabled && cached_bytes + rounded <= kMaxCachedBytes) {
+        free_blocks[rounded].push_back(p);
+        cached_bytes += rounded;
+        return;
+      }
+    }
+    cudaSetDevice(index);
+    cudaFree(p);  // a destructor cannot throw; a failure here means the context is already gone
+  }
+  // Frees every cached block (before retrying a failed cudaMalloc).
+  void drain() {
+    std::unordered_map<size_t, std::vector<void*>> blocks;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      blocks.swap(free_blocks);
+      cached_bytes = 0;
+    }
+    if (blocks.empty()) return;
+    cudaSetDevice(index);
+    for (auto& kv : blocks)
+      for (void* p : kv.second) cudaFree(p);
+  }
+};
+
+CudaAllocator::CudaAllocator(int index) : index_(index), cache_(std::make_shared<Cache>()) {
+  cache_->index = index;
+  cache_->enabled = !env_off("MPSNN_CUDA_CACHE");
+}
+
+CudaAllocator::~CudaAllocator() {
+  std::lock_guard<std::mutex> lock(cache_->mutex);
+  cache_->enabled = false;  // blocks still owned elsewhere are freed when their owners let go
+}
+
 std::shared_ptr<Storage> CudaAllocator::allocate(size_t bytes, bool zeroed) {
   set_device(index_);
   void* p = nullptr;
+  const size_t rounded = bytes ? (bytes + Cache::kGranule - 1) / Cache::kGranule * Cache::kGranule : 0;
   if (bytes) {
-    const cudaError_t e = cudaMalloc(&p, bytes);
-    if (e != cudaSuccess) {
-      cudaGetLastError();
-      size_t free_bytes = 0, total = 0;
-      cudaMemGetInfo(&free_bytes, &total);
-      MPSNN_THROW(BackendError, "[cuda:", index_, "] out of device memory: cudaMalloc of ", bytes, " bytes failed (",
-                  cudaGetErrorName(e), "); ", free_bytes, " of ", total, " bytes are free");
+    p = cache_->take(rounded);
+    if (!p) {
+      cudaError_t e = cudaMalloc(&p, rounded);
+      if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        cache_->drain();
+        e = cudaMalloc(&p, rounded);
+      }
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        size_t free_bytes = 0, total = 0;
+        cudaMemGetInfo(&free_bytes, &total);
+        MPSNN_THROW(BackendError, "[cuda:", index_, "] out of device memory: cudaMalloc of ", bytes, " bytes failed (",
+                    cudaGetErrorName(e), "); ", free_bytes, " of ", total, " bytes are free");
+      }
     }
     if (zeroed) MPSNN_CUDA_CHECK(cudaMemset(p, 0, bytes), "[cuda:", index_, "] zeroing new memory:");
   }
-  const int index = index_;
-  return Storage::adopt(p, bytes, MemoryKind::device, [index](void* q) {
-    if (!q) return;
-    cudaSetDevice(index);
-    cudaFree(q);  // a destructor cannot throw; a failure here means the context is already gone
+  std::shared_ptr<Cache> cache = cache_;
+  return Storage::adopt(p, bytes, MemoryKind::device, [cache, rounded](void* q) {
+    if (q) cache->give_back(q, rounded);
   });
 }
 
@@ -129,6 +204,53 @@ void CudaStream::completion_loop() {
     cudaEventDestroy(item.first);
     item.second();
   }
+}
+
+namespace {
+// A CUDA graph instantiated from one capture.
+class CudaRecording final : public StreamRecording {
+ public:
+  CudaRecording(cudaGraphExec_t exec, int index) : exec_(exec), index_(index) {}
+  ~CudaRecording() override {
+    cudaSetDevice(index_);
+    cudaGraphExecDestroy(exec_);  // one still running is freed when it completes
+  }
+  void replay(Stream& s) override {
+    CudaStream& stream = stream_of(&s);
+    MPSNN_CUDA_CHECK(cudaGraphLaunch(exec_, stream.stream()), "[cuda:", index_, "] replaying a plan:");
+  }
+
+ private:
+  cudaGraphExec_t exec_;
+  int index_;
+};
+}  // namespace
+
+bool CudaDevice::supports_recording() const { return !env_off("MPSNN_CUDA_GRAPHS"); }
+
+bool CudaStream::begin_recording() {
+  set_device(index_);
+  if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) == cudaSuccess) return true;
+  cudaGetLastError();
+  return false;
+}
+
+std::unique_ptr<StreamRecording> CudaStream::end_recording() {
+  set_device(index_);
+  cudaGraph_t graph = nullptr;
+  if (cudaStreamEndCapture(stream_, &graph) != cudaSuccess || !graph) {
+    cudaGetLastError();  // an invalidated capture: the caller runs the work plainly
+    if (graph) cudaGraphDestroy(graph);
+    return nullptr;
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return std::make_unique<CudaRecording>(exec, index_);
 }
 
 cudnnHandle_t CudaStream::cudnn() {

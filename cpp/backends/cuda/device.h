@@ -6,6 +6,17 @@
 // Completion: `when_done` records an event and a completion thread of the stream waits for it
 // and then runs the callback. The callback may release memory and run Python handlers, which a
 // CUDA host function (cudaLaunchHostFunc) must not do.
+//
+// Memory: blocks freed by their last owner go back to a per-device cache of free blocks, keyed by
+// size, and later allocations of that size take them (no cudaMalloc, no device-wide
+// synchronization of cudaFree in steady state, and a run's result often gets the address the
+// previous run's had, which lets a plan's recording replay). A block is freed only after the
+// device work that uses it has completed (its owners hold it until then). When cudaMalloc fails,
+// the cache is emptied and the allocation tried again. MPSNN_CUDA_CACHE=0 turns the cache off.
+//
+// Recording (Stream::begin_recording): CUDA stream capture of the calling thread's work
+// (cudaStreamCaptureModeThreadLocal), instantiated as a CUDA graph that replays with
+// cudaGraphLaunch. MPSNN_CUDA_GRAPHS=0, when a plan is compiled, compiles it without replay.
 #include <cudnn.h>
 
 #include <condition_variable>
@@ -22,11 +33,14 @@ namespace mpsnn::cuda {
 
 class CudaAllocator final : public Allocator {
  public:
-  explicit CudaAllocator(int index) : index_(index) {}
+  explicit CudaAllocator(int index);
+  ~CudaAllocator() override;
   std::shared_ptr<Storage> allocate(size_t bytes, bool zeroed) override;
 
  private:
+  struct Cache;
   int index_;
+  std::shared_ptr<Cache> cache_;  // shared with the blocks' deleters, which may outlive this
 };
 
 class CudaStream final : public Stream {
@@ -37,6 +51,8 @@ class CudaStream final : public Stream {
   void when_done(std::function<void()> fn) override;
   void synchronize() override;
   void* native_handle() const override { return stream_; }
+  bool begin_recording() override;
+  std::unique_ptr<StreamRecording> end_recording() override;
 
   cudaStream_t stream() const { return stream_; }
   int device_index() const { return index_; }
@@ -61,9 +77,11 @@ class CudaDevice final : public Device {
   MemoryKind memory_kind() const override { return MemoryKind::device; }
   Allocator& allocator() override { return allocator_; }
   std::unique_ptr<Stream> make_stream() override { return std::make_unique<CudaStream>(index()); }
-  // Images are stored in float32 and computed in float32 (the float16 default of MPS GPUs comes
-  // with float16 activations: not yet).
-  ChannelFormat default_graph_format() const override { return ChannelFormat::float32; }
+  // As on MPS GPUs: float16 images, computed with float32 accumulation (register.cpp's
+  // activation_format keeps float16 activations for float16 graphs).
+  ChannelFormat default_graph_format() const override { return ChannelFormat::float16; }
+  // Plans replay as CUDA graphs unless MPSNN_CUDA_GRAPHS=0 when they are compiled.
+  bool supports_recording() const override;
   void copy_blocking(void* dst, const void* src, size_t bytes) override;
 
   // A cuDNN handle for building plans when a graph is compiled (not for running them: each

@@ -28,6 +28,7 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
 
   auto plan = std::make_shared<Plan>(device);
   plan->param_store_ = params;
+  plan->records_ = device->supports_recording();
   const size_t nv = st.values.size();
   plan->values_.resize(nv);
   for (size_t v = 0; v < nv; ++v) {

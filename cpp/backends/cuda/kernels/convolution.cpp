@@ -19,6 +19,14 @@
 // Weights are OHWI, which is cuDNN's KRSC: they are copied to device memory in the activation
 // dtype (float16 weights round to nearest even), when the plan is made and again when a run
 // brings a newer parameter version.
+//
+// Channel padding: float16 Tensor Core engines need channel counts that are multiples of 8. A
+// float16 convolution (not grouped) of another source channel count (ResNet's first convolution
+// reads 3 channels) copies its source window into scratch memory with the channels padded to a
+// multiple of 8 with zeros (our pad kernel, one pass), and its weights get zero channels to match:
+// the same sums, computed on Tensor Cores. MPSNN_CUDA_PAD_CHANNELS=0 turns this off;
+// MPSNN_CUDA_PAD_CHANNELS=4 pads sources of fewer than 4 channels to 4 instead (an experiment:
+// cuDNN has first-layer kernels for 4 channels).
 #include <cudnn_frontend.h>
 
 #include <algorithm>
@@ -56,6 +64,20 @@ void check(fe::error_t e, const std::string& context, const char* what) {
 
 // How many of the heuristics' engines are built and timed per convolution (MPSNN_CUDNN_CANDIDATES,
 // default 4; 1 keeps the heuristics' first choice without timing).
+// The channel count a float16 source of `cin` channels is padded to (cin: none).
+int64_t padded_channels(int64_t cin) {
+  static const int granule = [] {
+    const char* v = std::getenv("MPSNN_CUDA_PAD_CHANNELS");
+    return v && std::string(v) == "0" ? 0 : v && std::string(v) == "4" ? 4 : 8;
+  }();
+  if (granule == 0) return cin;
+  if (granule == 4 && cin < 4) return 4;
+  return (cin + 7) / 8 * 8;
+}
+
+constexpr size_t kAlign = 256;
+size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
 int candidate_count() {
   static const int n = [] {
     const char* v = std::getenv("MPSNN_CUDNN_CANDIDATES");
@@ -105,6 +127,7 @@ class ConvolutionKernel final : public Kernel {
     kw_ = fc ? src.w : d.kernel_width;
     cin_per_group_ = d.depthwise ? 1 : cin / groups;
     cout_ = cout;
+    cin_ = cin;
 
     // Geometry: the window's pads as cuDNN takes them, a crop of the source for negative pads.
     LibraryAxis ay, ax;
@@ -117,10 +140,17 @@ class ConvolutionKernel final : public Kernel {
     }
     src_offset_ = ay.crop_before * src.w * spec.inputs[0].shape.c + ax.crop_before * spec.inputs[0].shape.c;
     src_channel_offset_ = spec.geom.source_channel_offset;
+    pad_src_ = {src.n, src.h, src.w, spec.inputs[0].shape.c};
+    pad_y0_ = ay.crop_before, pad_x0_ = ax.crop_before;
+    pad_h_ = ay.source, pad_w_ = ax.source;
 
     // Post-ops in order: cuDNN takes a prefix of sums and ReLU-family neurons, our elementwise
-    // kernels the rest (the fusion pass never puts a sum behind an unfusable neuron).
-    for (const auto& op : spec.post_ops) {
+    // kernels the rest (the fusion pass never puts a sum behind an unfusable neuron). A clamp that
+    // changes no float16 result is left out (a residual addition's default clamp to +-FLT_MAX,
+    // which otherwise would keep the ReLU behind it out of cuDNN's graph: two passes more).
+    for (size_t i = 0; i < spec.post_ops.size(); ++i) {
+      const PostOp& op = spec.post_ops[i];
+      if (clamp_is_noop(spec.post_ops, i)) continue;
       const bool in_graph = tail_.empty() && (op.kind == PostOp::Kind::sum ||
                                               (op.kind == PostOp::Kind::neuron && fusable(op.neuron)));
       if (in_graph) {
@@ -138,19 +168,27 @@ class ConvolutionKernel final : public Kernel {
                has_sum_ ? spec.inputs.back().shape.c : 0, ay, ax, fc ? 1 : d.stride_y, fc ? 1 : d.stride_x,
                fc ? 1 : d.dilation_y, fc ? 1 : d.dilation_x};
     CudaDevice& cuda = dynamic_cast<CudaDevice&>(device);
-    std::string why;
     {
       std::lock_guard<std::mutex> lock(cuda.build_mutex());
       // One cuDNN graph with the bias and the fused post-ops when an engine of the numerics above
-      // takes it; else the convolution alone and our epilogue kernel (bias, residual, ReLU).
-      graph_ = make_graph(g, true);
-      why = build_plans(*graph_, cuda.build_handle());
-      if (!why.empty()) {
+      // takes it; else the convolution alone and our epilogue kernel (bias, residual, ReLU). With
+      // padded channels first, where they apply; without when no engine takes them.
+      const bool pad = dtype_ == DType::f16 && groups == 1 && !d.depthwise && padded_channels(cin) != cin;
+      std::string why, again;
+      for (int attempt = pad ? 0 : 1; attempt < 2; ++attempt) {
+        cpad_ = attempt == 0 ? padded_channels(cin) : 0;
+        graph_ = make_graph(g, true);
+        why = build_plans(*graph_, cuda.build_handle());
+        epilogue_ = false;
+        if (why.empty()) break;
         graph_ = make_graph(g, false);
-        const std::string again = build_plans(*graph_, cuda.build_handle());
-        MPSNN_CHECK(again.empty(), BackendError, context_, " cuDNN has no ", dtype_name(dtype_),
-                    " engine for this convolution: ", again);
+        again = build_plans(*graph_, cuda.build_handle());
         epilogue_ = true;
+        if (again.empty()) break;
+      }
+      MPSNN_CHECK(!epilogue_ || again.empty(), BackendError, context_, " cuDNN has no ", dtype_name(dtype_),
+                  " engine for this convolution: ", again);
+      if (epilogue_) {
         MPSNN_CHECK(fused_.size() <= size_t(Epilogue::kMaxOps), BackendError, context_, " internal error: ",
                     fused_.size(), " fused post-ops");
         for (const auto& op : fused_) {
@@ -160,7 +198,7 @@ class ConvolutionKernel final : public Kernel {
         }
       }
     }
-    weights_ = device.allocator().allocate(size_t(cout * kh_ * kw_ * cin_per_group_) * size_t(esize_), false);
+    weights_ = device.allocator().allocate(size_t(cout * kh_ * kw_ * weight_channels()) * size_t(esize_), false);
     bias_ = device.allocator().allocate(size_t(cout) * sizeof(float), false);
     if (dtype_ != DType::f32) bias_io_ = device.allocator().allocate(size_t(cout) * size_t(esize_), false);
     load_parameters(p);
@@ -171,7 +209,8 @@ class ConvolutionKernel final : public Kernel {
     }
   }
 
-  size_t scratch_bytes() const override { return workspace_; }
+  // cuDNN's workspace, then (channel padding) the padded source.
+  size_t scratch_bytes() const override { return cpad_ ? aligned(workspace_) + padded_bytes() : workspace_; }
   // The output may take over the residual addend's memory (cuDNN reads each element of Z before
   // it writes the same element of Y).
   // Not with our epilogue, which reads the addend after cuDNN wrote the result.
@@ -181,7 +220,11 @@ class ConvolutionKernel final : public Kernel {
     const ParamSnapshot& p = a.params[0];
     version_.ensure(p.version, [&] { load_parameters(*p.values.conv); });
     CudaStream& stream = stream_of(a.stream);
-    auto pack = variant_pack(a.inputs[0].data, a.outputs[0].data,
+    void* padded = cpad_ ? static_cast<char*>(a.scratch) + aligned(workspace_) : nullptr;
+    if (cpad_)
+      launch_pad_channels(a.inputs[0].data, pad_src_.n, pad_src_.h, pad_src_.w, pad_src_.c, pad_y0_, pad_x0_,
+                          src_channel_offset_, cin_, padded, pad_h_, pad_w_, cpad_, stream.stream(), context_);
+    auto pack = variant_pack(cpad_ ? padded : a.inputs[0].data, a.outputs[0].data,
                              has_sum_ && !epilogue_ ? a.inputs[a.num_inputs - 1].data : nullptr);
     {
       // The frontend's execute() keeps per-call state in the graph object: one caller at a time
@@ -209,9 +252,10 @@ class ConvolutionKernel final : public Kernel {
     return ImageShape{src.n, ay.source, ax.source, cin};
   }
 
+  // x: the source value, or the padded source (channel padding), which starts at the window.
   std::unordered_map<int64_t, void*> variant_pack(void* x, void* y, void* z) const {
-    std::unordered_map<int64_t, void*> pack{
-        {kX, static_cast<char*>(x) + (src_offset_ + src_channel_offset_) * esize_}, {kW, weights_->data()}, {kY, y}};
+    const int64_t offset = cpad_ ? 0 : (src_offset_ + src_channel_offset_) * esize_;
+    std::unordered_map<int64_t, void*> pack{{kX, static_cast<char*>(x) + offset}, {kW, weights_->data()}, {kY, y}};
     if (!epilogue_) pack[kB] = bias_io_ ? bias_io_->data() : bias_->data();
     if (z) pack[kZ] = z;
     return pack;
@@ -232,7 +276,7 @@ class ConvolutionKernel final : public Kernel {
       for (int64_t i : built) ws = std::max(ws, workspace_of(i));
       auto bytes = [&](const TensorDesc& d) { return size_t(d.shape.numel()) * dtype_size(d.dtype); };
       Allocator& alloc = cuda.allocator();
-      auto x = alloc.allocate(bytes(spec.inputs[0]), true);
+      auto x = alloc.allocate(cpad_ ? padded_bytes() : bytes(spec.inputs[0]), true);
       auto y = alloc.allocate(bytes(spec.outputs[0]), true);
       auto z = has_sum_ && !epilogue_ ? alloc.allocate(bytes(spec.inputs.back()), true) : nullptr;
       auto w = ws ? alloc.allocate(ws, false) : nullptr;
@@ -274,16 +318,18 @@ class ConvolutionKernel final : public Kernel {
     const ImageShape& xs = g.xs;
     const ImageShape& src = g.src;
     const ImageShape& os = g.out;
-    auto X = graph->tensor(fe::graph::Tensor_attributes()
-                               .set_name("X")
-                               .set_uid(kX)
-                               .set_dim({xs.n, xs.c, xs.h, xs.w})
-                               .set_stride({src.h * src.w * g.sps, 1, src.w * g.sps, g.sps}));
+    // The padded source is dense: the window's pixels, cpad_ channels each.
+    const int64_t cx = cpad_ ? cpad_ : xs.c;
+    const std::vector<int64_t> x_stride = cpad_ ? std::vector<int64_t>{xs.h * xs.w * cpad_, 1, xs.w * cpad_, cpad_}
+                                                : std::vector<int64_t>{src.h * src.w * g.sps, 1, src.w * g.sps, g.sps};
+    auto X = graph->tensor(
+        fe::graph::Tensor_attributes().set_name("X").set_uid(kX).set_dim({xs.n, cx, xs.h, xs.w}).set_stride(x_stride));
+    const int64_t cw = weight_channels();
     auto W = graph->tensor(fe::graph::Tensor_attributes()
                                .set_name("W")
                                .set_uid(kW)
-                               .set_dim({cout_, cin_per_group_, kh_, kw_})
-                               .set_stride({kh_ * kw_ * cin_per_group_, 1, kw_ * cin_per_group_, cin_per_group_}));
+                               .set_dim({cout_, cw, kh_, kw_})
+                               .set_stride({kh_ * kw_ * cw, 1, kw_ * cw, cw}));
     auto conv = fe::graph::Conv_fprop_attributes()
                     .set_name("conv")
                     .set_pre_padding({g.ay.pad_l, g.ax.pad_l})
@@ -350,6 +396,24 @@ class ConvolutionKernel final : public Kernel {
     return candidates_.empty() ? "plan build: none of " + std::to_string(count) + " candidates built: " + why : "";
   }
 
+  // Whether post-op i, a clamp, changes nothing that is stored: float16 activations, bounds that
+  // round to -inf/+inf in float16 (so clamped values are stored as the unclamped ones would be),
+  // and behind it only ReLUs without slope (relu(+-FLT_MAX) and relu(+-inf) store the same).
+  bool clamp_is_noop(const std::vector<PostOp>& ops, size_t i) const {
+    const PostOp& op = ops[i];
+    if (op.kind != PostOp::Kind::clamp || dtype_ != DType::f16) return false;
+    constexpr float kRoundsToInf = 65520.0f;  // the smallest float that float16 rounds to infinity
+    if (!(op.lo <= -kRoundsToInf && op.hi >= kRoundsToInf)) return false;
+    for (size_t k = i + 1; k < ops.size(); ++k)
+      if (!(ops[k].kind == PostOp::Kind::neuron && ops[k].neuron.type == NeuronType::relu && ops[k].neuron.a == 0.0f))
+        return false;
+    return true;
+  }
+
+  // Input channels of the weights as cuDNN sees them (padded with zero channels to cpad_).
+  int64_t weight_channels() const { return cpad_ ? cpad_ : cin_per_group_; }
+  size_t padded_bytes() const { return size_t(pad_src_.n * pad_h_ * pad_w_ * cpad_) * size_t(esize_); }
+
   void load_parameters(const ConvolutionParams& p) const {
     std::vector<float> bias(size_t(cout_), 0.0f);
     if (!p.bias.empty()) std::copy(p.bias.begin(), p.bias.end(), bias.begin());
@@ -363,7 +427,14 @@ class ConvolutionKernel final : public Kernel {
       for (size_t i = 0; i < n; ++i) h[i] = float_to_half(v[i]);
       return h;
     };
-    const std::vector<uint16_t> w = halves(p.weights.data(), p.weights.size());
+    std::vector<uint16_t> w = halves(p.weights.data(), p.weights.size());
+    if (cpad_) {
+      // OHWI with cin_ channels -> cpad_ channels, the extra ones zero (float16 0 is all-zero bits).
+      std::vector<uint16_t> padded(size_t(cout_ * kh_ * kw_ * cpad_), 0);
+      for (int64_t t = 0; t < cout_ * kh_ * kw_; ++t)
+        std::copy(w.begin() + t * cin_, w.begin() + (t + 1) * cin_, padded.begin() + t * cpad_);
+      w.swap(padded);
+    }
     device_.copy_blocking(weights_->data(), w.data(), w.size() * sizeof(uint16_t));
     const std::vector<uint16_t> b = halves(bias.data(), bias.size());
     device_.copy_blocking(bias_io_->data(), b.data(), b.size() * sizeof(uint16_t));
@@ -382,7 +453,10 @@ class ConvolutionKernel final : public Kernel {
   std::vector<PostOp> fused_;
   std::vector<PreparedPostOp> tail_;
   size_t workspace_ = 0;
-  int64_t kh_ = 1, kw_ = 1, cin_per_group_ = 1, cout_ = 1;
+  int64_t kh_ = 1, kw_ = 1, cin_per_group_ = 1, cout_ = 1, cin_ = 1;
+  int64_t cpad_ = 0;  // channel padding: the padded channel count, or 0
+  ImageShape pad_src_;  // the source value as the pad kernel reads it (c: its pixel stride)
+  int64_t pad_y0_ = 0, pad_x0_ = 0, pad_h_ = 0, pad_w_ = 0;
   int64_t src_offset_ = 0, src_channel_offset_ = 0;
   Epilogue epilogue_ops_;
   bool has_sum_ = false, epilogue_ = false;

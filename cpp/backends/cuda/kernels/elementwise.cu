@@ -101,6 +101,28 @@ __global__ void epilogue_kernel(const float* bias, Epilogue ops, const T* z, int
   }
 }
 
+// One thread per destination pixel and group of N channels: one store of N halves (V: 16 or 8 bytes).
+template <int N, typename V>
+__global__ void pad_channels_kernel(const __half* src, int64_t src_h, int64_t src_w, int64_t sps, int64_t y0,
+                                    int64_t x0, int64_t c0, int64_t c, V* dst, int64_t pixels, int64_t h,
+                                    int64_t w, int64_t groups) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < pixels * groups;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t g = i % groups, pix = i / groups;
+    const int64_t x = pix % w, y = (pix / w) % h, n = pix / (w * h);
+    const __half* p = src + ((n * src_h + y + y0) * src_w + x + x0) * sps + c0;
+    __half v[N];
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+      const int64_t ch = g * N + k;
+      v[k] = ch < c ? p[ch] : __float2half_rn(0.0f);
+    }
+    V packed;
+    memcpy(&packed, v, sizeof(packed));
+    dst[i] = packed;
+  }
+}
+
 class NeuronKernel final : public Kernel {
  public:
   NeuronKernel(const KernelSpec& spec, Device& device)
@@ -160,6 +182,20 @@ void launch_epilogue(const float* bias, const Epilogue& ops, const TensorRef* ad
                                                                 out.pixel_stride, total, out.shape.c);
   });
   MPSNN_CUDA_CHECK(cudaGetLastError(), context, " epilogue");
+}
+
+void launch_pad_channels(const void* src, int64_t n, int64_t src_h, int64_t src_w, int64_t sps, int64_t y0, int64_t x0,
+                         int64_t c0, int64_t c, void* dst, int64_t h, int64_t w, int64_t cpad, cudaStream_t stream,
+                         const std::string& context) {
+  const int64_t pixels = n * h * w;
+  const __half* s = static_cast<const __half*>(src);
+  if (cpad % 8 == 0)
+    pad_channels_kernel<8><<<blocks_for(pixels * (cpad / 8)), kThreads, 0, stream>>>(
+        s, src_h, src_w, sps, y0, x0, c0, c, static_cast<uint4*>(dst), pixels, h, w, cpad / 8);
+  else
+    pad_channels_kernel<4><<<blocks_for(pixels * (cpad / 4)), kThreads, 0, stream>>>(
+        s, src_h, src_w, sps, y0, x0, c0, c, static_cast<uint2*>(dst), pixels, h, w, cpad / 4);
+  MPSNN_CUDA_CHECK(cudaGetLastError(), context, " channel padding");
 }
 
 PreparedPostOp prepare_post_op(const PostOp& op, Device& device) {

@@ -43,6 +43,15 @@ struct Epilogue {
 void launch_epilogue(const float* bias, const Epilogue& ops, const TensorRef* addend, const TensorRef& out,
                      cudaStream_t stream, const std::string& context);
 
+// dst, a dense float16 N x h x w x cpad value, = the window of the float16 value at `src` (pixels
+// `sps` elements apart, src_h x src_w pixels, n images): rows [y0, y0 + h), columns [x0, x0 + w),
+// channels [c0, c0 + c), and zeros in channels [c, cpad) (cpad 4 or a multiple of 8; dst 16-byte
+// aligned). The source of a convolution whose channel count Tensor Core engines cannot take,
+// padded for them.
+void launch_pad_channels(const void* src, int64_t n, int64_t src_h, int64_t src_w, int64_t sps, int64_t y0, int64_t x0,
+                         int64_t c0, int64_t c, void* dst, int64_t h, int64_t w, int64_t cpad, cudaStream_t stream,
+                         const std::string& context);
+
 // A fused post-op run after the main computation, in place on `out`.
 struct PreparedPostOp {
   PostOp op;
