@@ -212,6 +212,7 @@ def _torch_modules() -> Any:
             m.weight.copy_(torch.from_numpy(wt).permute(0, 3, 1, 2))  # OHWI -> OIHW
             if bias:
                 m.bias.copy_(torch.from_numpy(w[f"{name}.bias"]))
+        m.weights_name = name  # the key prefix in the weights dict (bench_train.py pairs parameters by it)
         return m
 
     def bn(w: Weights, name: str) -> nn.BatchNorm2d:
@@ -222,6 +223,7 @@ def _torch_modules() -> Any:
             m.bias.copy_(torch.from_numpy(w[f"{name}.beta"]))
             m.running_mean.copy_(torch.from_numpy(w[f"{name}.mean"]))
             m.running_var.copy_(torch.from_numpy(w[f"{name}.var"]))
+        m.weights_name = name
         return m
 
     def linear(w: Weights, name: str) -> nn.Linear:
@@ -233,6 +235,7 @@ def _torch_modules() -> Any:
         with torch.no_grad():
             m.weight.copy_(torch.from_numpy(flat))
             m.bias.copy_(torch.from_numpy(w[f"{name}.bias"]))
+        m.weights_name = name
         return m
 
     class NHWCInput(nn.Module):
@@ -247,8 +250,11 @@ def _torch_modules() -> Any:
             return self.body(x.permute(0, 3, 1, 2))
 
     class MNIST(nn.Module):
-        def __init__(self, w: Weights) -> None:
+        """Ends in a softmax unless ``softmax=False`` (logits, for training with a loss)."""
+
+        def __init__(self, w: Weights, softmax: bool = True) -> None:
             super().__init__()
+            self.softmax = softmax
             self.conv1 = conv(w, "conv1", 1, 2)
             self.conv2 = conv(w, "conv2", 1, 2)
             self.pool = nn.MaxPool2d(2, 2)
@@ -261,8 +267,8 @@ def _torch_modules() -> Any:
             x = self.pool(self.relu(self.conv2(x)))
             # MPS flattens the 7x7x64 window as (row, column, channel): NCHW -> NHWC first.
             x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
-            x = self.relu(self.fc1(x))
-            return torch.softmax(self.fc2(x), dim=1)
+            x = self.fc2(self.relu(self.fc1(x)))
+            return torch.softmax(x, dim=1) if self.softmax else x
 
     class BasicBlock(nn.Module):
         def __init__(self, w: Weights, name: str, stride: int) -> None:
@@ -305,8 +311,11 @@ def _torch_modules() -> Any:
         return nn.Sequential(conv(w, f"{name}.downsample.0", stride, 0), bn(w, f"{name}.downsample.1"))
 
     class ResNet(nn.Module):
-        def __init__(self, w: Weights, model: str) -> None:
+        """Ends in a softmax unless ``softmax=False`` (logits, for training with a loss)."""
+
+        def __init__(self, w: Weights, model: str, softmax: bool = True) -> None:
             super().__init__()
+            self.softmax = softmax
             block = BasicBlock if RESNET_LAYOUT[model][0] == "basic" else Bottleneck
             self.conv1 = conv(w, "conv1", 2, 3)
             self.bn1 = bn(w, "bn1")
@@ -319,19 +328,21 @@ def _torch_modules() -> Any:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
             x = self.blocks(x)
-            x = torch.flatten(self.avgpool(x), 1)
-            return torch.softmax(self.fc(x), dim=1)
+            x = self.fc(torch.flatten(self.avgpool(x), 1))
+            return torch.softmax(x, dim=1) if self.softmax else x
 
     return NHWCInput, MNIST, ResNet
 
 
-def build_torch(model: str, w: Weights) -> Any:
+def build_torch(model: str, w: Weights, softmax: bool = True) -> Any:
     """PyTorch eager module in eval mode, channels_last; call it inside ``torch.inference_mode()``
-    with an (N, H, W, C) float32 tensor."""
+    with an (N, H, W, C) float32 tensor. ``softmax=False``: it returns the logits (for training:
+    switch it to ``.train()``). Every convolution, linear and batch-norm module carries
+    ``weights_name``, its key prefix in ``w``."""
     import torch
 
     nhwc_input, mnist_cls, resnet_cls = _torch_modules()
-    body = mnist_cls(w) if model == "mnist" else resnet_cls(w, model)
+    body = mnist_cls(w, softmax) if model == "mnist" else resnet_cls(w, model, softmax)
     net = nhwc_input(body).eval().to(memory_format=torch.channels_last)
     return net
 
@@ -404,27 +415,42 @@ def onnxruntime_runner(sess: Any) -> Callable[[np.ndarray], np.ndarray]:
 # --------------------------------------------------------------------------------------------------
 
 
-def build_mpsnn(model: str, w: Weights) -> Any:
-    """MPSNNGraph (float32) whose result is the softmax node; run with ``graph.run([x_nhwc])``."""
+def mpsnn_logits(
+    model: str, w: Weights, optimizer: Callable[[], Any] | None = None, input_size: int | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The network up to its logits as mpsnn nodes: (input image node, logits image node, data
+    sources by weights name). ``optimizer``: a function returning a new MPSNNOptimizer, called once
+    per data source, which makes every convolution and batch-norm data source trainable (each
+    with its own optimizer, as in Apple's sample). ``input_size``: a ResNet's input height and width
+    (a multiple of 32; default 224), which sets the global average pooling's window."""
     import mpsnn as m
+
+    sources: dict[str, Any] = {}
+
+    def trainer() -> dict[str, Any]:
+        return {} if optimizer is None else {"optimizer": optimizer()}
 
     # Each helper takes an image node and returns the result image node of what it creates.
     def conv(src: Any, name: str, stride: int = 1, fully_connected: bool = False) -> Any:
-        wt = np.ascontiguousarray(w[f"{name}.weight"], dtype=np.float32)
+        wt = np.array(w[f"{name}.weight"], dtype=np.float32)  # own copies: a trainable source trains them
         cout, kh, kw, cin = wt.shape
         d = m.MPSCNNConvolutionDescriptor(
             kernel_width=kw, kernel_height=kh, input_feature_channels=cin, output_feature_channels=cout
         )
         d.stride_in_pixels_x = stride
         d.stride_in_pixels_y = stride
-        ds = m.ArrayConvolutionDataSource(d, wt, w.get(f"{name}.bias"), label=name)
+        bias = w.get(f"{name}.bias")
+        ds = m.ArrayConvolutionDataSource(d, wt, None if bias is None else bias.copy(), label=name, **trainer())
+        sources[name] = ds
         node_cls = m.MPSCNNFullyConnectedNode if fully_connected else m.MPSCNNConvolutionNode
         return node_cls(source=src, weights=ds).result_image
 
     def bn(src: Any, name: str) -> Any:
         ds = m.ArrayBatchNormalizationDataSource(
-            w[f"{name}.gamma"], w[f"{name}.beta"], w[f"{name}.mean"], w[f"{name}.var"], epsilon=BN_EPS, label=name
+            *(w[f"{name}.{k}"].copy() for k in ("gamma", "beta", "mean", "var")), epsilon=BN_EPS, label=name,
+            **trainer()
         )
+        sources[name] = ds
         return m.MPSCNNBatchNormalizationNode(source=src, data_source=ds).result_image
 
     def relu(src: Any) -> Any:
@@ -436,7 +462,6 @@ def build_mpsnn(model: str, w: Weights) -> Any:
             node.padding_policy = padding
         return node.result_image
 
-    device = m.MTLCreateSystemDefaultDevice()
     x = m.MPSNNImageNode(handle=None)
 
     if model == "mnist":
@@ -446,6 +471,9 @@ def build_mpsnn(model: str, w: Weights) -> Any:
         t = relu(conv(t, "fc1", fully_connected=True))
         t = conv(t, "fc2", fully_connected=True)
     else:
+        size = INPUT_HWC[model][0] if input_size is None else input_size
+        if size % 32:
+            raise ValueError(f"{model} input size {size} is not a multiple of 32")
         kind, _ = RESNET_LAYOUT[model]
         t = max_pool(relu(bn(conv(x, "conv1", stride=2), "bn1")), 3, 2)
         for name, _, _, stride in _resnet_blocks(model):
@@ -461,11 +489,19 @@ def build_mpsnn(model: str, w: Weights) -> Any:
                 y = relu(bn(conv(y, f"{name}.conv2", stride=stride), f"{name}.bn2"))
                 y = bn(conv(y, f"{name}.conv3"), f"{name}.bn3")
             t = relu(m.MPSNNAdditionNode(left_source=y, right_source=identity).result_image)
-        gap = m.MPSCNNPoolingAverageNode(source=t, filter_size=7, stride=7)
+        gap = m.MPSCNNPoolingAverageNode(source=t, filter_size=size // 32, stride=size // 32)
         gap.padding_policy = m.MPSNNDefaultPadding.padding_with_method(m.MPSNNPaddingMethod.size_valid_only)
         t = conv(gap.result_image, "fc", fully_connected=True)
+    return x, t, sources
 
-    sm = m.MPSCNNSoftMaxNode(source=t)
+
+def build_mpsnn(model: str, w: Weights) -> Any:
+    """MPSNNGraph (float32) whose result is the softmax node; run with ``graph.run([x_nhwc])``."""
+    import mpsnn as m
+
+    _, logits, _ = mpsnn_logits(model, w)
+    sm = m.MPSCNNSoftMaxNode(source=logits)
+    device = m.MTLCreateSystemDefaultDevice()
     graph = m.MPSNNGraph(device=device, result_image=sm.result_image, result_image_is_needed=True)
     graph.format = m.MPSImageFeatureChannelFormat.float32
     return graph
