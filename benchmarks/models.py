@@ -443,7 +443,9 @@ def mpsnn_logits(
         ds = m.ArrayConvolutionDataSource(d, wt, None if bias is None else bias.copy(), label=name, **trainer())
         sources[name] = ds
         node_cls = m.MPSCNNFullyConnectedNode if fully_connected else m.MPSCNNConvolutionNode
-        return node_cls(source=src, weights=ds).result_image
+        node = node_cls(source=src, weights=ds)
+        node.label = name
+        return node.result_image
 
     def bn(src: Any, name: str) -> Any:
         ds = m.ArrayBatchNormalizationDataSource(
@@ -451,7 +453,9 @@ def mpsnn_logits(
             **trainer()
         )
         sources[name] = ds
-        return m.MPSCNNBatchNormalizationNode(source=src, data_source=ds).result_image
+        node = m.MPSCNNBatchNormalizationNode(source=src, data_source=ds)
+        node.label = name
+        return node.result_image
 
     def relu(src: Any) -> Any:
         return m.MPSCNNNeuronReLUNode(source=src).result_image
