@@ -68,6 +68,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="also time forward alone and forward + backward")
     p.add_argument("--check-only", action="store_true", help="run the correctness gate, no timing")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--update-readme", action="store_true", help="rewrite the Training step table of benchmarks/README.md")
     return p.parse_args()
 
 
@@ -365,6 +366,37 @@ def run_case(m: Any, torch: Any, case: Case) -> dict[str, Any]:
     return res
 
 
+def readme_body(record: dict[str, Any]) -> str:
+    rs = record["results"]
+    load_end = record.get("load_average_at_end")
+    lines = H.readme_header(record, f"{record['rounds']} alternating rounds per framework, medians")
+    if load_end:
+        lines[-1] += f"  \nLoad average {load_end[0]:.2f} at the end."
+    lines += ["", "Time per training step, ms (lower is better); speed-up = PyTorch time / mpsnn time, median of "
+              "per-round ratios (> 1: mpsnn faster). Gate: one step from the same weights against PyTorch float64 "
+              "(loss rel diff; updated weights off by > 0.01 lr, mpsnn / PyTorch float32).", "",
+              "| Network | Batch | Input | mpsnn ms | PyTorch ms | speed-up | gate: loss rel diff | gate: weights off |",
+              "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rs:
+        g = r["gate"]
+        off = f"{100 * g['mpsnn_vs_torch64']['fraction']:.3f} % / {100 * g['torch32_vs_torch64']['fraction']:.3f} %"
+        lines.append(f"| {r['model']} | {r['batch']} | {r['size']}x{r['size']} | {r['mpsnn_ms']:.1f} | "
+                     f"{r['torch_ms']:.1f} | {r['speedup']:.2f} | {g['loss_rel_diff']['mpsnn']:.1e} | {off} |")
+    if any("profile_ms" in r for r in rs):
+        lines += ["", "Parts of a step (`--profile`), ms: forward alone, forward + backward without the update, the "
+                  "whole step (from the table above); mpsnn / PyTorch.", "",
+                  "| Network | Batch | forward | forward + backward | step | update (step - fwd+bwd) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in rs:
+            p = r.get("profile_ms")
+            if not p:
+                continue
+            cell = lambda k: f"{p['mpsnn ' + k]:.1f} / {p['torch ' + k]:.1f}"  # noqa: E731
+            upd = f"{p['mpsnn step'] - p['mpsnn fwd+bwd']:.1f} / {p['torch step'] - p['torch fwd+bwd']:.1f}"
+            lines.append(f"| {r['model']} | {r['batch']} | {cell('forward')} | {cell('fwd+bwd')} | {cell('step')} | {upd} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     load = H.load_average()
     mods, errors = H.import_frameworks(["mpsnn", "torch"], ARGS.threads)
@@ -394,12 +426,15 @@ def main() -> int:
         for r in results:
             print(f"| {r['model']} | {r['batch']} | {r['size']}x{r['size']} | {r['mpsnn_ms']:.1f} | "
                   f"{r['torch_ms']:.1f} | {r['speedup']:.2f} |")
+    record["rounds"] = ARGS.rounds
     record["results"] = results
     record["load_average_at_end"] = H.load_average()
     if ARGS.json:
         with open(ARGS.json, "w") as f:
             json.dump(record, f, indent=1)
         print(f"wrote {ARGS.json}")
+    if ARGS.update_readme and not ARGS.check_only:
+        H.replace_readme_section("<!-- bench_train:begin -->", "<!-- bench_train:end -->", readme_body(record))
     if failed:
         print("correctness gate FAILED", file=sys.stderr)
     return 1 if failed else 0
