@@ -68,7 +68,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="also time forward alone and forward + backward")
     p.add_argument("--check-only", action="store_true", help="run the correctness gate, no timing")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--update-readme", action="store_true", help="rewrite the Training step table of benchmarks/README.md")
+    p.add_argument("--update-readme", action="store_true",
+                   help="rewrite the Training step table of benchmarks/README.md")
     return p.parse_args()
 
 
@@ -344,8 +345,14 @@ def run_case(m: Any, torch: Any, case: Case) -> dict[str, Any]:
     if ARGS.check_only:
         return res
     ours, theirs = MpsnnStep(m, case, w), TorchStep(torch, case, w)
+    pairs = [("mpsnn step", ours.step), ("torch step", theirs.step)]
+    if ARGS.profile:  # the parts in the same rounds as the steps, so that the machine's slow spells hit all alike
+        fb = MpsnnStep(m, case, w, trainable=False)
+        pairs += [("mpsnn forward", mpsnn_forward(m, case, w)), ("torch forward", theirs.forward),
+                  ("mpsnn fwd+bwd", fb.step), ("torch fwd+bwd", theirs.forward_backward)]
     t0 = time.perf_counter()
-    a, b = timed([("mpsnn", ours.step), ("torch", theirs.step)])
+    cs = timed(pairs)
+    a, b = cs[0], cs[1]
     res.update(mpsnn_ms=ms(a), torch_ms=ms(b), speedup=H.round_ratio(a, b),
                mpsnn_spread=ms(a) / (min(a.sample_s) * 1e3), torch_spread=ms(b) / (min(b.sample_s) * 1e3),
                seconds=time.perf_counter() - t0)
@@ -353,12 +360,7 @@ def run_case(m: Any, torch: Any, case: Case) -> dict[str, Any]:
           f"speed-up {res['speedup']:.2f} (spread {res['mpsnn_spread']:.2f} / {res['torch_spread']:.2f}, "
           f"{res['seconds']:.0f} s)", flush=True)
     if ARGS.profile:
-        fb = MpsnnStep(m, case, w, trainable=False)
-        parts = timed([("mpsnn forward", mpsnn_forward(m, case, w)), ("torch forward", theirs.forward),
-                       ("mpsnn fwd+bwd", fb.step), ("torch fwd+bwd", theirs.forward_backward)])
-        res["profile_ms"] = {c.name: ms(c) for c in parts}
-        res["profile_ms"]["mpsnn step"], res["profile_ms"]["torch step"] = res["mpsnn_ms"], res["torch_ms"]
-        p = res["profile_ms"]
+        res["profile_ms"] = p = {c.name: ms(c) for c in cs}
         print(f"  parts {case.name} (ms): forward mpsnn {p['mpsnn forward']:.2f} torch {p['torch forward']:.2f}; "
               f"fwd+bwd mpsnn {p['mpsnn fwd+bwd']:.2f} torch {p['torch fwd+bwd']:.2f}; "
               f"update (step - fwd+bwd) mpsnn {p['mpsnn step'] - p['mpsnn fwd+bwd']:.2f} "
@@ -375,7 +377,8 @@ def readme_body(record: dict[str, Any]) -> str:
     lines += ["", "Time per training step, ms (lower is better); speed-up = PyTorch time / mpsnn time, median of "
               "per-round ratios (> 1: mpsnn faster). Gate: one step from the same weights against PyTorch float64 "
               "(loss rel diff; updated weights off by > 0.01 lr, mpsnn / PyTorch float32).", "",
-              "| Network | Batch | Input | mpsnn ms | PyTorch ms | speed-up | gate: loss rel diff | gate: weights off |",
+              "| Network | Batch | Input | mpsnn ms | PyTorch ms | speed-up | gate: loss rel diff "
+              "| gate: weights off |",
               "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rs:
         g = r["gate"]
@@ -383,8 +386,9 @@ def readme_body(record: dict[str, Any]) -> str:
         lines.append(f"| {r['model']} | {r['batch']} | {r['size']}x{r['size']} | {r['mpsnn_ms']:.1f} | "
                      f"{r['torch_ms']:.1f} | {r['speedup']:.2f} | {g['loss_rel_diff']['mpsnn']:.1e} | {off} |")
     if any("profile_ms" in r for r in rs):
-        lines += ["", "Parts of a step (`--profile`), ms: forward alone, forward + backward without the update, the "
-                  "whole step (from the table above); mpsnn / PyTorch.", "",
+        lines += ["", "Parts of a step (`--profile`, timed in the same rounds as the steps), ms: forward alone, "
+                  "forward + backward without the update, the whole step (from the table above); mpsnn / PyTorch. "
+                  "The update column is a difference of medians: noise can make it small or negative.", "",
                   "| Network | Batch | forward | forward + backward | step | update (step - fwd+bwd) |",
                   "|---|---:|---:|---:|---:|---:|"]
         for r in rs:
@@ -393,7 +397,8 @@ def readme_body(record: dict[str, Any]) -> str:
                 continue
             cell = lambda k: f"{p['mpsnn ' + k]:.1f} / {p['torch ' + k]:.1f}"  # noqa: E731
             upd = f"{p['mpsnn step'] - p['mpsnn fwd+bwd']:.1f} / {p['torch step'] - p['torch fwd+bwd']:.1f}"
-            lines.append(f"| {r['model']} | {r['batch']} | {cell('forward')} | {cell('fwd+bwd')} | {cell('step')} | {upd} |")
+            lines.append(f"| {r['model']} | {r['batch']} | {cell('forward')} | {cell('fwd+bwd')} | {cell('step')} "
+                         f"| {upd} |")
     return "\n".join(lines)
 
 
