@@ -147,7 +147,15 @@ class MpsnnStep:
         desc = m.MPSCNNLossDescriptor(m.MPSCNNLossType.soft_max_cross_entropy, m.MPSCNNReductionType.sum)
         desc.weight = 1.0 / case.batch
         loss = m.MPSCNNLossNode(source=logits, loss_descriptor=desc)
-        terminals = loss.training_graph()
+
+        def export(gradient_node: Any, *_: Any) -> None:
+            # Without updates nothing would need the parameter gradients and the graph may prune the
+            # backward pass (graph.md §2.1): exporting them keeps it, as the gradients a step computes.
+            st = getattr(gradient_node, "result_state", None)
+            if st is not None:
+                st.export_from_graph = True
+
+        terminals = loss.training_graph(node_handler=None if trainable else export)
         if not terminals or len(terminals) != 1:
             raise RuntimeError(f"{case.name}: training_graph() returned {terminals!r}; expected one terminal")
         self.graph = m.MPSNNGraph(device, terminals[0].result_image, False)
@@ -162,7 +170,7 @@ class MpsnnStep:
 
     def step(self) -> None:
         cb = self.queue.make_command_buffer()
-        self.graph.encode(cb, [self.x], source_states=[self.labels])
+        self.graph.encode(cb, [self.x], source_states=[self.labels], destination_states=[])
         cb.commit()
         cb.wait_until_completed()
         if cb.error is not None:
