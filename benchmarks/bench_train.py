@@ -39,7 +39,8 @@ the per-round ratios PyTorch time / mpsnn time (> 1: mpsnn faster).
 ``--profile`` adds, per case, the parts of a step on both sides: a forward pass alone (mpsnn: an
 inference graph of the same network, batch norm folded; PyTorch: ``torch.no_grad()`` in train mode)
 and forward + backward without the update (mpsnn: the same training graph over data sources
-without optimizer; PyTorch: the step without ``optimizer.step()``).
+without optimizer, its gradient states exported so that nothing is pruned; PyTorch: the step
+without ``optimizer.step()``).
 """
 
 from __future__ import annotations
