@@ -54,10 +54,13 @@ const float* floats_at(ParameterPairState& s, bool first) {
 // `n` values of a returned state's buffer, refusing non-finite ones (the slot keeps its values).
 std::vector<float> take_finite(ParameterPairState& s, bool first, int64_t n, const std::string& ctx, const char* what) {
   const float* p = floats_at(s, first);
-  std::vector<float> out(p, p + n);
-  for (float v : out)
-    MPSNN_CHECK(std::isfinite(v), GraphError, ctx, " the updated ", what,
-                " hold NaN or infinity; the graph keeps the previous values");
+  std::vector<float> out(static_cast<size_t>(n));
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {  // copy and check in one pass
+    out[size_t(i)] = p[i];
+    finite = finite && std::isfinite(p[i]);
+  }
+  MPSNN_CHECK(finite, GraphError, ctx, " the updated ", what, " hold NaN or infinity; the graph keeps the previous values");
   return out;
 }
 

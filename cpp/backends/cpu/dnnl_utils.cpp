@@ -132,7 +132,15 @@ void apply_neuron(const NeuronDescriptor& n, const TensorView& src, const Tensor
   const float a = n.a, b = n.b, c = n.c;
   switch (n.type) {
     case NeuronType::none: map_view(src, dst, [](float u) { return u; }); return;
-    case NeuronType::relu: map_view(src, dst, [a](float u) { return u >= 0 ? u : a * u; }); return;
+    // The product is computed before the select: written inside the conditional it is a possibly
+    // trapping operation that GCC (-ftrapping-math) will not if-convert, and the loop became a
+    // mispredicted branch per element (7x slower on mixed signs than on positive inputs).
+    case NeuronType::relu:
+      map_view(src, dst, [a](float u) {
+        const float s = a * u;
+        return u >= 0 ? u : s;
+      });
+      return;
     case NeuronType::linear: map_view(src, dst, [a, b](float u) { return a * u + b; }); return;
     case NeuronType::sigmoid: map_view(src, dst, [](float u) { return stable_sigmoid(u); }); return;
     case NeuronType::hard_sigmoid:
@@ -152,7 +160,10 @@ void apply_neuron(const NeuronDescriptor& n, const TensorView& src, const Tensor
       return;
     case NeuronType::prelu: own::prelu(src, dst, n.data.data(), int64_t(n.data.size())); return;
     case NeuronType::relu_n:
-      map_view(src, dst, [a, b](float u) { return std::min(u >= 0 ? u : a * u, b); });
+      map_view(src, dst, [a, b](float u) {
+        const float s = a * u;  // before the select, as for relu
+        return std::min(u >= 0 ? u : s, b);
+      });
       return;
     case NeuronType::power: map_view(src, dst, [a, b, c](float u) { return std::pow(a * u + b, c); }); return;
     case NeuronType::exponential:

@@ -92,13 +92,17 @@ void flip_ohwi(float* w, int64_t o, int64_t kh, int64_t kw, int64_t i) {
 
 void reorder_weights(const ConvolutionParams& p, memory& dst, bool fully_connected, bool flip) {
   const auto& d = p.desc;
-  std::vector<float> w = p.weights;
+  // The reorder only reads its source: the parameters are used in place unless they are rotated.
+  std::vector<float> flipped;
+  float* w = const_cast<float*>(p.weights.data());
   if (flip) {
+    flipped = p.weights;
     const int64_t g = d.depthwise ? d.input_feature_channels : d.groups;
-    flip_ohwi(w.data(), d.output_feature_channels, d.kernel_height, d.kernel_width,
+    flip_ohwi(flipped.data(), d.output_feature_channels, d.kernel_height, d.kernel_width,
               d.depthwise ? 1 : d.input_feature_channels / g);
+    w = flipped.data();
   }
-  memory src(user_weights_desc(d, fully_connected), engine(), w.data());
+  memory src(user_weights_desc(d, fully_connected), engine(), w);
   dnnl::stream s(engine());
   dnnl::reorder(src, dst).execute(s, src, dst);
   s.wait();
