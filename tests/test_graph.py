@@ -236,6 +236,32 @@ def test_reload_from_data_sources(device, rng):
     assert ds.load_count == 2
 
 
+def test_reload_from_data_sources_after_encoded_runs(device, rng):
+    # graph.md §2.8: refused while an encoded run is pending, allowed once its buffer completed.
+    # Before the fix every encode left the pending count one lower (a temporary copy of the
+    # command buffer's completion guard decremented it too): reload then refused for good,
+    # reporting "-1 run(s) ... have not completed" (found by examples/mnist_training.py).
+    ds, w, b = conv_source(3, 4, 1, 1, rng)
+    conv = mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(), weights=ds)
+    g = MPSNNGraph(device, conv.result_image)
+    xv = rng.standard_normal((1, 2, 2, 3)).astype(np.float32)
+    queue = device.make_command_queue()
+    for batch in (False, True):
+        cb = queue.make_command_buffer()
+        if batch:
+            g.encode_batch(cb, [[mpsnn.MPSImage.from_numpy(xv), mpsnn.MPSImage.from_numpy(xv.copy())]])
+        else:
+            g.encode(cb, [mpsnn.MPSImage.from_numpy(xv)])
+        with pytest.raises(mpsnn.MPSGraphError, match=r"\] 1 run\(s\) of this graph have not completed"):
+            g.reload_from_data_sources()
+        cb.commit()
+        cb.wait_until_completed()
+        g.reload_from_data_sources()
+    ds.weights()[...] *= 2
+    g.reload_from_data_sources()
+    assert_close(g.run([xv]).numpy(), conv_ref(xv, w, b), "reduction", k=3)  # w: the data source's own array
+
+
 def test_custom_padding_policy(device, rng):
     class Crop:
         """Keeps the kernel offset, asks for a result one pixel narrower."""

@@ -97,10 +97,14 @@ __all__ = sorted(name for name in globals() if name.startswith(("MPS", "MTL", "A
 __version__ = "0.1.0"
 
 
+from collections.abc import Sequence as _Sequence  # noqa: E402
+
+
 # MPSStateBatch helpers (graph.md §5.1): a batch may hold one state several times (a state that
 # accumulates over the batch); read counts and sizes count each object once.
-def _unique_states(batch):
-    seen, out = set(), []
+def _unique_states(batch: _Sequence[MPSState]) -> list[MPSState]:  # noqa: F405
+    seen: set[int] = set()
+    out: list[MPSState] = []  # noqa: F405
     for s in batch:
         if id(s) not in seen:
             seen.add(id(s))
@@ -108,19 +112,19 @@ def _unique_states(batch):
     return out
 
 
-def MPSStateBatchIncrementReadCount(batch, amount):
+def MPSStateBatchIncrementReadCount(batch: _Sequence[MPSState], amount: int) -> int:  # noqa: F405
     """Adds `amount` to the read count of every distinct state of `batch`; returns the new total."""
     for s in _unique_states(batch):
         s.read_count = s.read_count + amount
     return sum(s.read_count for s in _unique_states(batch))
 
 
-def MPSStateBatchResourceSize(batch):
+def MPSStateBatchResourceSize(batch: _Sequence[MPSState]) -> int:  # noqa: F405
     """Bytes of memory the distinct states of `batch` hold."""
     return sum(s.resource_size() for s in _unique_states(batch))
 
 
-def MPSStateBatchSynchronize(batch, command_buffer):
+def MPSStateBatchSynchronize(batch: _Sequence[MPSState], command_buffer: MTLCommandBuffer) -> None:  # noqa: F405
     """Makes the states' memory visible to the CPU after `command_buffer` (host memory: nothing to do)."""
     del batch, command_buffer
 
