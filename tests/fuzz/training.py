@@ -49,8 +49,8 @@ LOSS_TYPE = {
 REDUCTION = {RL.NONE: mpsnn.MPSCNNReductionType.none, RL.SUM: mpsnn.MPSCNNReductionType.sum,
              RL.MEAN: mpsnn.MPSCNNReductionType.mean, RL.SUM_NZ: mpsnn.MPSCNNReductionType.sum_by_non_zero_weights}
 TRAINABLE = ("conv", "fc", "transpose", "bn", "inorm")
-TRAIN_SMALL = Limits(max_inputs=3, max_n=3, max_hw=7, max_c=7, max_ops=5, max_elements=1500)
-TRAIN_LONG = Limits(max_inputs=3, max_n=3, max_hw=9, max_c=9, max_ops=7, max_elements=2500)
+TRAIN_SMALL = Limits(max_inputs=3, max_n=3, max_hw=7, max_c=7, max_ops=6, max_elements=1500)
+TRAIN_LONG = Limits(max_inputs=3, max_n=3, max_hw=9, max_c=9, max_ops=8, max_elements=2500)
 EPS32 = 2.0 ** -24
 PERTURB = 2.0 ** -20     # relative perturbation of every reference op output (as graphs.evaluate)
 
@@ -115,7 +115,7 @@ class TrainSpec:
     loss: LossSpec
     source: int                                   # the value the loss reads
     stopped: list = field(default_factory=list)   # inputs with stop_gradient
-    entry: str = "run"                            # run | encode (single terminal)
+    entry: str = "run"                            # run | encode | encode_batch (single terminal)
     seed: int = 0                                 # directions
 
     def describe(self):
@@ -421,20 +421,27 @@ def training_specs(draw, limits=TRAIN_SMALL, kinds=None):
                  draw(st.integers(1, limits.max_c)))
         b.add_input(shape, "float32", draw(st.sampled_from(["normal", "normal", "positive"])))
     names = kinds or KIND_NAMES
-    for _ in range(draw(st.integers(1, limits.max_ops))):
+    # the number of ops to grow, largest first (hypothesis favours the first choices)
+    target = draw(st.sampled_from(list(range(limits.max_ops, 0, -1))))
+    for _ in range(3 * target):     # generators skip ops they cannot make: retry up to the target
+        if len(b.spec.ops) >= target:
+            break
         GENERATORS[draw(st.sampled_from(names))](draw, b)
     if not b.spec.ops:
         b.add("neuron", [b.values[-1]], dict(neuron=("tanh", None, None, None, None), form="class", pad=None))
-    source = b.spec.value_of(len(b.spec.ops) - 1)
+    # the loss reads the value with the most ops behind it (the latest of those)
+    depth = {b.spec.value_of(i): len(ancestors(b.spec, b.spec.value_of(i))) for i in range(len(b.spec.ops))}
+    source = max(depth, key=lambda v: (depth[v], v))
     loss, source = draw_loss(draw, b, source)
     if loss is None:
         reject()
     spec = b.spec
     spec.results, spec.needed = [source], [True]
+    spec._values = b.vals
     stopped = [i for i in range(n_inputs) if n_inputs > 1 and draw(st.integers(0, 5)) == 0]
     if not reachable_inputs(spec, source) - set(stopped):
         stopped = []     # something must be differentiated (else training_graph returns None)
-    ts = TrainSpec(spec, loss, source, stopped, draw(st.sampled_from(["run", "run", "encode"])),
+    ts = TrainSpec(spec, loss, source, stopped, draw(st.sampled_from(["run", "run", "encode", "encode_batch"])),
                    draw(st.integers(0, 2 ** 31)))
     return ts
 
@@ -495,7 +502,32 @@ def run_training(ts, device, fuse, arrays):
     assert len(g.source_state_handles) == 1, g.source_state_handles
     feed = [arrays[int(h.label()[1:])] for h in g.source_image_handles]
     states = []
-    if ts.entry == "encode" and len(images) == 1:
+    if ts.entry == "encode_batch" and len(images) == 1:
+        # one single image per batch entry, one MPSCNNLossLabels per image (MPSStateBatch)
+        n = feed[0].shape[0]
+        per_image = [ts.loss.make_labels(device, labels=ts.loss.labels[j:j + 1],
+                                         weights=None if ts.loss.weights is None else ts.loss.weights[j:j + 1])
+                     for j in range(n)]
+        cb = device.make_command_queue().make_command_buffer()
+        batches = []
+        out = g.encode_batch(cb, [[mpsnn.MPSImage.from_numpy(np.ascontiguousarray(a[j:j + 1])) for j in range(n)]
+                                  for a in feed], source_states=[per_image], destination_states=batches)
+        cb.commit()
+        cb.wait_until_completed()
+        outs = [_Stacked(np.concatenate([np.asarray(o.numpy()) for o in out]))]
+        handles = [h.label() for h in g.result_state_handles]
+        assert len(handles) == len(batches), (handles, len(batches))
+        for lab, batch in zip(handles, batches):
+            assert len(batch) == n, (lab, len(batch), n)
+            if lab.startswith("params"):
+                # one state accumulates the whole batch (graph.md §5.2): the same object n times
+                assert all(b is batch[0] for b in batch), f"{lab}: {n} different states"
+                states.append(batch[0])
+            else:
+                states.append(_MaskBatch(batch))
+        res.loss_image = np.concatenate([np.asarray(lb.loss_image().numpy(), np.float64) for lb in per_image])
+        labels = None
+    elif ts.entry == "encode" and len(images) == 1:
         cb = device.make_command_queue().make_command_buffer()
         out = g.encode(cb, [mpsnn.MPSImage.from_numpy(a) for a in feed], source_states=[labels],
                        destination_states=states)
@@ -505,6 +537,7 @@ def run_training(ts, device, fuse, arrays):
     else:
         out = g.run(feed, source_states=[labels], destination_states=states)
         outs = out if isinstance(out, list) else [out]
+    assert len(outs) == len(terminals), (len(outs), len(terminals))
     for t, img in zip(terminals, outs):
         h = t.result_image.handle
         lab = None if h is None else h.label()
@@ -527,8 +560,29 @@ def run_training(ts, device, fuse, arrays):
             res.params[int(lab[6:])] = s
         elif lab.startswith("mask"):
             res.masks[int(lab[4:])] = s
-    res.loss_image = np.asarray(labels.loss_image().numpy(), np.float64)
+    if labels is not None:
+        res.loss_image = np.asarray(labels.loss_image().numpy(), np.float64)
     return res
+
+
+class _Stacked:
+    def __init__(self, a):
+        self.a = a
+
+    def numpy(self):
+        return self.a
+
+
+class _MaskBatch:
+    """The dropout states of an encode_batch (one per image, or one for all): their masks stacked."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def mask_data(self):
+        if all(b is self.batch[0] for b in self.batch):
+            return self.batch[0].mask_data()
+        return np.concatenate([b.mask_data() for b in self.batch])
 
 
 def param_gradients(ts, res):
