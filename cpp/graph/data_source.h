@@ -35,6 +35,9 @@ struct ConvolutionDescriptor {
     float epsilon = 0.0f;
   };
   std::optional<FoldedBatchNorm> batch_norm;
+  // Set where those parameters were folded into the weights and bias read from the data source
+  // (graph/params.cpp); the gradient refuses such a source (nodes.md §4.1).
+  bool batch_norm_folded = false;
 };
 
 // A block of host memory returned by a data source; `keepalive` owns it.

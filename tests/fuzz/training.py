@@ -34,8 +34,9 @@ from ops._common import Handle
 from reference import loss as RL
 
 from .graphs import FLT_MIN, GraphSpec, Invalid, OpSpec, build, op_apply, require
+from . import strategies as S
 from .strategies import (Builder, Limits, METHODS, _stats_ok, conditioned, draw_bias, draw_pad, gen_concat,
-                         gen_inorm, gen_neuron, gen_norm, gen_pool, gen_softmax, gen_upsample, small_ints)
+                         gen_neuron, gen_norm, gen_pool, gen_softmax, gen_upsample, small_ints)
 
 HWC = mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels
 LOSS_TYPE = {
@@ -114,7 +115,7 @@ class TrainSpec:
     spec: GraphSpec
     loss: LossSpec
     source: int                                   # the value the loss reads
-    stopped: list = field(default_factory=list)   # inputs with stop_gradient
+    stopped: list = field(default_factory=list)   # values (inputs or op results) with stop_gradient
     entry: str = "run"                            # run | encode | encode_batch (single terminal)
     seed: int = 0                                 # directions
 
@@ -132,16 +133,17 @@ class TrainSpec:
 # ------------------------------------------------------------------------------------------------
 # the float64 reference in training mode
 
-def train_apply(op, xs, aux, index):
-    """op_apply, except that batch normalization uses the batch statistics (automatic or always
-    flags: the graph consumes its state) and dropout multiplies by the documented keep mask."""
+def train_apply(op, xs, aux, index, training=True):
+    """op_apply, except that in a node with a gradient node (`training`: its state is consumed)
+    batch normalization uses the batch statistics (automatic flags; always with flags 1) and
+    dropout multiplies by the documented keep mask."""
     p = op.params
-    if op.kind == "bn" and p["flags"] in (None, 0, 1):
+    if op.kind == "bn" and (p["flags"] == 1 or (training and p["flags"] in (None, 0))):
         x = xs[0]
         require(x.shape[3] == p["C"], f"source has {x.shape[3]} channels; data source has {p['C']}")
         eps = np.float32(FLT_MIN if p["eps"] is None else p["eps"])
         return R.batch_norm_training(x, p["gamma"], p["beta"], eps)
-    if op.kind == "dropout":
+    if op.kind == "dropout" and training:
         mask = R.dropout_mask(xs[0].shape, p["keep"], p["seed"], tuple(p["mask"]))
         return R.dropout_forward(xs[0], mask, p["keep"])
     return op_apply(op, xs, aux, index)
@@ -161,33 +163,67 @@ def ancestors(spec, value, paired=True):
     return out
 
 
-def reachable_inputs(spec, value):
-    """Inputs `value` depends on through image links (those training_graph reaches)."""
-    return {s for i in ancestors(spec, value, paired=False) for s in spec.ops[i].sources if spec.op_of(s) is None}
+def open_ops(spec, value, stopped=()):
+    """Ops training_graph reaches from `value`: through image links, not beyond stop_gradient values."""
+    out, work = set(), [value]
+    while work:
+        v = work.pop()
+        i = spec.op_of(v)
+        if i is None or i in out or (v in stopped and v != value):
+            continue
+        out.add(i)
+        work.extend(spec.ops[i].sources)
+    return out
 
 
-def forward(ts, values, ops=None, perturb=None):
+def reachable_inputs(spec, value, stopped=()):
+    """Inputs training_graph differentiates: read by an op it reaches, without stop_gradient."""
+    return {s for i in open_ops(spec, value, stopped) for s in spec.ops[i].sources
+            if spec.op_of(s) is None and s not in stopped}
+
+
+def gradient_ops(spec, value, stopped=()):
+    """Ops that get a gradient node: reached, and with a source that is not stop_gradient or
+    trainable (graph.md §1.9 step 5). Their states are consumed: only there do batch normalization
+    (automatic flags) and dropout run in training mode."""
+    return {i for i in open_ops(spec, value, stopped)
+            if spec.ops[i].kind in TRAINABLE or any(s not in stopped for s in spec.ops[i].sources)}
+
+
+def creates_nothing(spec, value, stopped):
+    """Whether training_graph of a loss on `value` creates no node (it returns None then): no input
+    to differentiate and no trainable op it reaches (graph.md §1.9 step 5)."""
+    ops = open_ops(spec, value, stopped)
+    return not reachable_inputs(spec, value, stopped) and not any(spec.ops[i].kind in TRAINABLE for i in ops) \
+        and all(s in stopped or spec.op_of(s) is None for i in ops for s in spec.ops[i].sources)
+
+
+def forward(ts, values, ops=None, perturb=None, frozen=None):
     """float64 value of every op the loss source depends on; `values` are the inputs (float64),
     `ops` replaces spec.ops (parameter directions), `perturb` (a seed) multiplies each op output
-    by 1 + u·2^-20 with u ~ U(-1, 1) fixed per op and element (the same at every probe point)."""
+    by 1 + u·2^-20 with u ~ U(-1, 1) fixed per op and element (the same at every probe point),
+    `frozen` maps stop_gradient values to their value at the base point: constants of the
+    directional derivative (no gradient flows through them)."""
     spec = ts.spec
     ops = spec.ops if ops is None else ops
     need = ancestors(spec, ts.source)
+    training = gradient_ops(spec, ts.source, ts.stopped)
     vals = dict(enumerate(values))
     aux = {}
     for i, op in enumerate(ops):
         if i not in need:
             continue
         with np.errstate(all="ignore"):
-            y = train_apply(op, [vals[s] for s in op.sources], aux, i)
+            y = train_apply(op, [vals[s] for s in op.sources], aux, i, i in training)
         if perturb is not None:
             y = y * (1.0 + np.random.default_rng((perturb, i)).uniform(-1.0, 1.0, y.shape) * PERTURB)
-        vals[spec.value_of(i)] = y
+        v = spec.value_of(i)
+        vals[v] = frozen[v] if frozen is not None and v in frozen else y
     return vals
 
 
-def total_loss(ts, values, ops=None, perturb=None):
-    y = forward(ts, values, ops, perturb)[ts.source]
+def total_loss(ts, values, ops=None, perturb=None, frozen=None):
+    y = forward(ts, values, ops, perturb, frozen)[ts.source]
     with np.errstate(all="ignore"):
         img, _ = ts.loss.reference(y)
     return float(np.sum(img))
@@ -198,6 +234,10 @@ def total_loss(ts, values, ops=None, perturb=None):
 
 class TrainBuilder(Builder):
     """Builder whose float64 values follow the training-mode reference."""
+
+    def __init__(self, draw, limits, seed):
+        super().__init__(draw, limits, seed)
+        self.must_stop = set()    # results of nodes without a gradient: marked stop_gradient
 
     def add(self, kind, sources, params, guard=None):
         op = OpSpec(kind, list(sources), params, label=f"{kind}{len(self.spec.ops)}")
@@ -301,20 +341,27 @@ def _strides(draw, ea, eb):
     return draw(st.sampled_from([(1, 0), (0, 1), (0, 0)]))
 
 
-def gen_arith(draw, b):
+def gen_arith(draw, b, ops=("add", "add", "subtract", "multiply")):
     """Addition, subtraction and multiplication (division has no gradient), with broadcasting,
     scales, a bias and sometimes a clamp."""
     a = b.pick()
     bv = b.pick(lambda u: b.shape(u)[0] == b.shape(a)[0])
     sa, sb = b.shape(a), b.shape(bv)
     axes = [_strides(draw, sa[3], sb[3]), _strides(draw, sa[1], sb[1]), _strides(draw, sa[2], sb[2])]
-    p = dict(op=draw(st.sampled_from(["add", "add", "subtract", "multiply"])),
+    p = dict(op=draw(st.sampled_from(list(ops))),
              form=draw(st.sampled_from(["sources", "left_right"])), ps=draw(st.sampled_from([1.0, 0.5, -1.0])),
              ss=draw(st.sampled_from([1.0, 2.0, -0.5])), bias=draw(st.sampled_from([0.0, 0.5, -1.0])),
              pstr=tuple(x[0] for x in axes), sstr=tuple(x[1] for x in axes))
     if draw(st.integers(0, 3)) == 0:
         p["lo"], p["hi"] = draw(st.sampled_from([None, -1.0, 0.0])), draw(st.sampled_from([None, 1.0, 2.5]))
     p["pad"] = draw_pad(draw, b, windowed=False)
+    if p["op"] == "divide":
+        try:
+            shape = R.result_shape(sa, sb, p["pstr"], p["sstr"])
+        except ValueError:
+            return
+        if np.min(np.abs(p["ss"] * R.address_operand(b.vals[bv], p["sstr"], shape))) < 0.2:
+            return
     b.add("arith", [a, bv], p)
 
 
@@ -327,9 +374,26 @@ def gen_bn(draw, b):
              flags=draw(st.sampled_from([None, None, 0, 1, 2])), pad=draw_pad(draw, b, windowed=False))
     if p["flags"] != 2 and not _stats_ok(b.vals[v], (0, 1, 2), p["eps"]):
         return
-    if p["flags"] != 2 and np.prod(b.shape(v)[:3]) < 2:
-        return      # one value per channel: x̂ = 0, nothing but β reaches the loss
+    if p["flags"] != 2 and np.prod(b.shape(v)[:3]) in (1, 2):
+        # one value per channel: x̂ = 0; two: x̂ = ±√(v/(v + ε)), a function of the input only
+        # through ε, whose tiny gradient is what remains of cancelling float32 terms of size
+        # γ/σ·|G|: not comparable with a float32 run
+        return
     b.add("bn", [v], p)
+
+
+def gen_inorm(draw, b):
+    """Instance normalization (as the forward generator), not over two pixels (see gen_bn)."""
+    v = b.pick(lambda u: b.shape(u)[1] * b.shape(u)[2] != 2)
+    if v is None:
+        return
+    N, H, W, C = b.shape(v)
+    p = dict(C=C, gamma=b.uniform(C, 0.5, 1.5) if draw(st.booleans()) else None,
+             beta=b.normal(C, 0.5) if draw(st.booleans()) else None, eps=draw(st.sampled_from([None, 1e-5, 1e-3])),
+             pad=draw_pad(draw, b, windowed=False))
+    if H * W > 1 and not _stats_ok(b.vals[v], (1, 2), 1.2e-38 if p["eps"] is None else p["eps"]):
+        return
+    b.add("inorm", [v], p)
 
 
 def gen_dropout(draw, b):
@@ -341,10 +405,25 @@ def gen_dropout(draw, b):
     b.add("dropout", [v], p)
 
 
+def gen_no_gradient(draw, b):
+    """A node without a gradient (bilinear / Lanczos scale, binary convolution, division) whose
+    result is marked stop_gradient: how a training graph keeps such nodes (graph.md §1.8)."""
+    kind = draw(st.sampled_from(["scale", "binary", "divide"]))
+    before = len(b.spec.ops)
+    if kind == "scale":
+        S.gen_scale(draw, b)
+    elif kind == "binary":
+        S.gen_binary(draw, b)
+    else:
+        gen_arith(draw, b, ops=("divide",))
+    if len(b.spec.ops) > before:
+        b.must_stop.add(b.spec.value_of(before))
+
+
 GENERATORS = {
     "conv": gen_conv, "fc": gen_fc, "transpose": gen_transpose, "pool": gen_pool, "neuron": gen_neuron,
     "arith": gen_arith, "concat": gen_concat, "softmax": gen_softmax, "bn": gen_bn, "inorm": gen_inorm,
-    "norm": gen_norm, "upsample": gen_upsample, "dropout": gen_dropout,
+    "norm": gen_norm, "upsample": gen_upsample, "dropout": gen_dropout, "no gradient": gen_no_gradient,
 }
 KIND_NAMES = list(GENERATORS)
 
@@ -430,7 +509,10 @@ def training_specs(draw, limits=TRAIN_SMALL, kinds=None):
     if not b.spec.ops:
         b.add("neuron", [b.values[-1]], dict(neuron=("tanh", None, None, None, None), form="class", pad=None))
     # the loss reads the value with the most ops behind it (the latest of those)
-    depth = {b.spec.value_of(i): len(ancestors(b.spec, b.spec.value_of(i))) for i in range(len(b.spec.ops))}
+    depth = {b.spec.value_of(i): len(ancestors(b.spec, b.spec.value_of(i))) for i in range(len(b.spec.ops))
+             if b.spec.value_of(i) not in b.must_stop}
+    if not depth:
+        reject()
     source = max(depth, key=lambda v: (depth[v], v))
     loss, source = draw_loss(draw, b, source)
     if loss is None:
@@ -438,9 +520,15 @@ def training_specs(draw, limits=TRAIN_SMALL, kinds=None):
     spec = b.spec
     spec.results, spec.needed = [source], [True]
     spec._values = b.vals
+    # stop_gradient on some inputs and intermediate values (never the loss's source)
     stopped = [i for i in range(n_inputs) if n_inputs > 1 and draw(st.integers(0, 5)) == 0]
-    if not reachable_inputs(spec, source) - set(stopped):
-        stopped = []     # something must be differentiated (else training_graph returns None)
+    stopped += [spec.value_of(i) for i in sorted(ancestors(spec, source, paired=False))
+                if spec.value_of(i) != source and draw(st.integers(0, 9)) == 0]
+    if creates_nothing(spec, source, sorted(set(stopped) | b.must_stop)):
+        stopped = []     # training_graph would create nothing (it returns None): an API test elsewhere
+    stopped = sorted(set(stopped) | b.must_stop)
+    if creates_nothing(spec, source, stopped):
+        reject()
     ts = TrainSpec(spec, loss, source, stopped, draw(st.sampled_from(["run", "run", "encode", "encode_batch"])),
                    draw(st.integers(0, 2 ** 31)))
     return ts
@@ -463,8 +551,8 @@ def build_training(ts):
     """(forward filters by op index, loss node, terminals) of a fresh node set."""
     spec = ts.spec
     inputs, nodes, filters = build(spec)
-    for i in ts.stopped:
-        inputs[i].stop_gradient = True
+    for v in ts.stopped:
+        nodes[v].stop_gradient = True
     loss = mpsnn.MPSCNNLossNode(source=nodes[ts.source], loss_descriptor=ts.loss.descriptor())
     loss.label = "loss"
     index = {id(f): i for i, f in filters.items()}
@@ -545,10 +633,11 @@ def run_training(ts, device, fuse, arrays):
         i = int(lab[1:])
         a = np.asarray(img.numpy(), np.float64)
         if i >= len(ts.spec.inputs):
-            # the gradient of an intermediate value is a terminal only where the traversal stops:
-            # its producer reads stop_gradient inputs only and trains nothing (graph.md §1.9 step 5)
+            # the gradient of an intermediate value is a terminal only where the traversal stops
+            # (graph.md §1.9 step 5): at a stop_gradient value (read by a trainable op), or where
+            # its producer reads stop_gradient values only and trains nothing
             op = ts.spec.ops[ts.spec.op_of(i)]
-            assert all(s in ts.stopped for s in op.sources) and op.kind not in TRAINABLE, \
+            assert i in ts.stopped or (all(s in ts.stopped for s in op.sources) and op.kind not in TRAINABLE), \
                 f"terminal {type(t).__name__} is the gradient of v{i} ({op.label})\n{ts.describe()}"
             res.intermediate[i] = a
             continue
@@ -637,23 +726,25 @@ class Kink(Exception):
 
 
 def directional(f, scale, h=1e-4):
-    """(derivative, truncation estimate, perturbed derivatives) of t -> f(t, perturb) at t = 0.
+    """(derivative, truncation estimate, perturbed derivatives, step) of t -> f(t, perturb) at 0.
 
-    f is evaluated at t = ±h, ±h/2 and 0 (exact float64 reference). Kinks (ReLU at 0, max-pool
-    ties, clamps, absolute values, MAE / hinge / Huber switch points) must not make the check
-    flaky: a kink of slope change Δs at distance δ < h from 0 biases the central difference at
-    step h by Δs(h − |δ|)/(2h). Two detectors, whose blind spots do not overlap, catch it:
-    the difference of the central differences at h and h/2 (Δs·|δ|/(2h) for |δ| < h/2,
-    Δs(h − |δ|)/(2h) beyond; blind only at δ = 0) and the residual of a cubic through the five
-    points (its fourth difference, blind only at δ = ±h/3 and, for a kink exactly at 0, at least
-    Δs·h/2). Both are bounded below by a fixed fraction of the bias of the h/2 estimate used, so
-    rejecting the direction when either exceeds `scale` (a quarter of the comparison tolerance)
-    bounds any remaining kink bias by a small multiple of it. A kink the float32 run puts on the
-    other side of 0 (|u| below its rounding) but that the probe does not cross (|u| > h·|du/dt|)
-    changes <g, d> by at most Δs·|du/dt| < Δs·ε32·|u|/h, far below the tolerance at h = 1e-4. On
-    a detection the step is reduced 8 times once (fewer kinks lie within h); then Kink is raised
-    and the example rejected. Non-finite values also raise Kink (the probe left the domain of a
-    power / logarithm)."""
+    f is evaluated at t = ±h, ±h/2 and 0 (exact float64 reference); the derivative is the central
+    difference at h/2. Kinks (ReLU at 0, max-pool ties, clamps, absolute values, MAE / hinge /
+    Huber switch points) must not make the check flaky. A kink of slope change Δs at distance δ
+    from 0 biases that estimate by Δs(h/2 − |δ|)/h for |δ| < h/2 (Δs/2 at δ = 0, where the float32
+    run may take either side). Two detectors with disjoint blind spots see it: the difference of
+    the central differences at h and h/2 (Δs·|δ|/(2h) for |δ| < h/2, Δs(h − |δ|)/(2h) up to h;
+    blind only at δ = 0) and 12× the residual of a least-squares cubic through the five points
+    over the step (its fourth difference: 1.03·Δs at δ = 0, blind only at δ = ±h/3). The direction
+    is rejected when either exceeds `scale` (a quarter of the comparison tolerance's float32 part);
+    then no kink biases the estimate by more than 0.82·scale (test_directional_difference_rejects_
+    kinks checks this over δ ∈ [−1.2h, 1.2h]). A detection retries once with a step 8 times
+    smaller (fewer kinks lie within it), then raises Kink (the example is rejected).
+
+    A kink the float32 run puts on the other side (a pre-activation u below its float32 rounding)
+    but that the probe does not cross (|u| > h·|du/dt|) moves <g, d> by at most
+    Δs·|du/dt| < Δs·|u|/h: negligible at h = 1e-4 for the values of these graphs. Non-finite loss
+    values (a probe leaving the domain of a power or logarithm) raise Kink too."""
     for step in (h, h / 8):
         ts_ = np.array([-1.0, -0.5, 0.0, 0.5, 1.0]) * step
         v = np.array([f(t, None) for t in ts_])
@@ -664,8 +755,10 @@ def directional(f, scale, h=1e-4):
         s = ts_ / step
         coef = np.polyfit(s, v, 3)
         res = float(np.max(np.abs(np.polyval(coef, s) - v)))
-        indicator = max(abs(c1 - c2), res / step)
-        if indicator <= scale(c2):
+        indicator = max(abs(c1 - c2), 12.0 * res / step)
+        # float64 rounding of the loss values themselves, seen through the step
+        noise = 64 * np.finfo(np.float64).eps * (1.0 + float(np.max(np.abs(v)))) / step
+        if indicator <= scale(c2) + noise:
             pert = []
             for seed in (1, 2):
                 hi, lo = f(step / 2, seed), f(-step / 2, seed)
@@ -687,17 +780,21 @@ def check_training_spec(ts, device, fuse_modes=(True, False)):
     arrays = [i.array() for i in spec.inputs]
     base = [a.astype(np.float64) for a in arrays]
     ref_vals = forward(ts, base)
+    frozen = {v: ref_vals[v] for v in ts.stopped if spec.op_of(v) is not None and v in ref_vals}
     y = ref_vals[ts.source]
     ref_loss, _ = ts.loss.reference(y)
     pert_loss = ts.loss.reference(forward(ts, base, perturb=1)[ts.source])[0]
     rng = np.random.default_rng(ts.seed)
-    reach = reachable_inputs(spec, ts.source)
+    expected = reachable_inputs(spec, ts.source, ts.stopped)
+    # a stop_gradient input read by a trainable op: its data gradient is a terminal too (only that
+    # op's part of it: not compared)
+    allowed = expected | {s for i in open_ops(spec, ts.source, ts.stopped) for s in spec.ops[i].sources
+                          if spec.op_of(s) is None and spec.ops[i].kind in TRAINABLE}
     for fuse in fuse_modes:
         what = f"fuse={fuse}"
         res = run_training(ts, device, fuse, arrays)
-        expected = reach - set(ts.stopped)
         got = set(res.dx)
-        assert expected <= got and got <= reach, \
+        assert expected <= got <= allowed, \
             f"{what}: gradients for inputs {sorted(got)}, expected {sorted(expected)}\n{ts.describe()}"
         for i, g in res.dx.items():
             assert g.shape == spec.inputs[i].shape, f"{what}: dL/dv{i} has shape {g.shape}"
@@ -722,13 +819,13 @@ def check_training_spec(ts, device, fuse_modes=(True, False)):
             np.testing.assert_array_equal(s.mask_data(), R.dropout_mask(x.shape, p["keep"], p["seed"], p["mask"]),
                                           err_msg=f"{what}: dropout mask of {spec.ops[i].label}")
         # dL/d(inputs) along a random direction
-        dirs = {i: rng.standard_normal(spec.inputs[i].shape) for i in res.dx}
+        dirs = {i: rng.standard_normal(spec.inputs[i].shape) for i in sorted(expected)}
         dot = sum(float(np.sum(res.dx[i] * d)) for i, d in dirs.items())
         dot_abs = sum(float(np.sum(np.abs(res.dx[i] * d))) for i, d in dirs.items())
 
         def f_inputs(t, perturb):
             vals = [b + t * dirs[i] if i in dirs else b for i, b in enumerate(base)]
-            return total_loss(ts, vals, perturb=perturb)
+            return total_loss(ts, vals, perturb=perturb, frozen=frozen)
         _compare(f_inputs, dot, dot_abs, f"{what}: dL/d(inputs) {sorted(dirs)}", ts)
         # parameter gradients along a random direction in their joint space
         grads = param_gradients(ts, res)
@@ -743,14 +840,14 @@ def check_training_spec(ts, device, fuse_modes=(True, False)):
             pdot_abs = sum(float(np.sum(np.abs(grads[k] * d))) for k, d in pdirs.items())
 
             def f_params(t, perturb):
-                return total_loss(ts, base, ops=shifted_ops(ts, pdirs, t), perturb=perturb)
+                return total_loss(ts, base, ops=shifted_ops(ts, pdirs, t), perturb=perturb, frozen=frozen)
 
             def per_param():
                 lines = []
                 for k, d in pdirs.items():
                     try:
                         fd, *_ = directional(lambda t, pp: total_loss(ts, base, ops=shifted_ops(ts, {k: d}, t),
-                                                                        perturb=pp), lambda c: np.inf)
+                                                                        perturb=pp, frozen=frozen), lambda c: np.inf)
                     except Kink as e:
                         fd = str(e)
                     lines.append(f"  {spec.ops[k[0]].label}.{k[1]}: <g, d> = {float(np.sum(grads[k] * d)):.8g}, "
@@ -760,11 +857,13 @@ def check_training_spec(ts, device, fuse_modes=(True, False)):
 
 
 def _compare(f, dot, dot_abs, what, ts, detail=None):
+    if not dot_abs and f(1e-3, None) == f(-1e-3, None) == f(0.0, None):
+        return      # nothing along the direction (every input it moves is behind a stop_gradient)
     try:
         fd, trunc, pert, step = directional(f, lambda c: 0.25 * (64.0 * PERTURB * max(dot_abs, abs(c))))
     except Kink:
         reject()
-    tol = _tolerance(dot_abs, fd, trunc, pert)
+    tol = _tolerance(dot_abs, fd, trunc, pert) + 64 * np.finfo(np.float64).eps * (1.0 + abs(f(0.0, None))) / step
     if abs(dot - fd) > tol:
         extra = "" if detail is None else "\n" + detail()
         raise AssertionError(f"{what}: <dL/dx, d> = {dot:.9g}, finite difference of the float64 reference "
