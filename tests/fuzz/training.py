@@ -15,13 +15,15 @@ MPSNNGraph of its terminals and runs it with MPSCNNLossLabels. Then:
   the joint parameter space;
 * the loss image and the exported dropout masks against the reference.
 
-In the reference, batch normalization uses the batch statistics (its state is consumed in a training
-graph, nodes.md §8.5, unless the flags say never) and dropout the documented Philox mask (§11.1).
+Some inputs and intermediate values are marked stop_gradient, and nodes without a gradient (scale,
+binary convolution, division) appear only with their result marked so (graph.md §1.8): the
+reference holds those values constant along the direction. In the reference, batch normalization
+uses the batch statistics and dropout the documented Philox mask (nodes.md §8.5, §11.1) exactly in
+the nodes that get a gradient node (their state is consumed); elsewhere they run as in inference.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,7 +54,6 @@ REDUCTION = {RL.NONE: mpsnn.MPSCNNReductionType.none, RL.SUM: mpsnn.MPSCNNReduct
 TRAINABLE = ("conv", "fc", "transpose", "bn", "inorm")
 TRAIN_SMALL = Limits(max_inputs=3, max_n=3, max_hw=7, max_c=7, max_ops=6, max_elements=1500)
 TRAIN_LONG = Limits(max_inputs=3, max_n=3, max_hw=9, max_c=9, max_ops=8, max_elements=2500)
-EPS32 = 2.0 ** -24
 PERTURB = 2.0 ** -20     # relative perturbation of every reference op output (as graphs.evaluate)
 
 
@@ -428,7 +429,7 @@ GENERATORS = {
 KIND_NAMES = list(GENERATORS)
 
 
-def _labels_for(lt, y, rng, reduction):
+def _labels_for(lt, y, rng):
     """Labels in each loss type's domain (reference/loss.py sample_inputs' conventions)."""
     shape = y.shape
     if lt in (RL.SOFTMAX_CE, RL.CATEGORICAL_CE, RL.KL):
@@ -467,7 +468,7 @@ def draw_loss(draw, b, source):
         return None, None     # -t/y and the log loss's 1/(y(1-y)) blow up float32 rounding
     reduction = RL.SUM if lt == RL.COSINE else draw(st.sampled_from(sorted(REDUCTION)))
     rng = b.rng
-    t = _labels_for(lt, y, rng, reduction)
+    t = _labels_for(lt, y, rng)
     n, h, w, c = y.shape
     cl = c
     if c % 4 and draw(st.integers(0, 2)) == 0:
