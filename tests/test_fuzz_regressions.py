@@ -462,3 +462,68 @@ def test_paired_transpose_beside_its_source(kw_conv, width, device):
     mid = R.conv2d(x, wc, None, pad=geo["pad"], out_hw=geo["out_hw"])
     pz = tuple(R.transpose_pad_from_conv(p, 1, 1) for p in geo["pad"])
     assert_close(y, R.conv_transpose2d(mid, wt, bt, pad_z=pz, out_hw=(1, width)), "reduction", k=1)
+
+
+# ---- training graphs (tests/fuzz/training.py, training_invalid.py) ------------------------------
+
+HWC = mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels
+
+
+def _conv_loss_training_graph(device, descriptor, weights, label="conv"):
+    """x -> convolution (labelled) -> MSE loss; (forward node, single-result training graph)."""
+    conv = _labelled(mpsnn.MPSCNNConvolutionNode(source=MPSNNImageNode(),
+                                                 weights=mpsnn.ArrayConvolutionDataSource(descriptor, weights)), label)
+    d = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.mean_squared_error, mpsnn.MPSCNNReductionType.sum)
+    (terminal,) = mpsnn.MPSCNNLossNode(source=conv.result_image, loss_descriptor=d).training_graph()
+    terminal.result_state.export_from_graph = True
+    return conv, MPSNNGraph(device, terminal.result_image)
+
+
+def _zero_labels(device, shape):
+    n, h, w, c = shape
+    return mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(np.zeros(shape, np.float32), HWC,
+                                                                           mpsnn.MTLSize(w, h, c)))
+
+
+def test_training_through_a_folded_batch_norm_is_refused(device, rng):
+    """A convolution whose descriptor folds a batch normalization
+    (set_batch_normalization_parameters_for_inference) trained without complaint: its gradient state
+    reported dL/dW' of the folded weights W' = W·γ/√(v + ε) as gradient_for_weights of the data
+    source's W (here 4x too large). nodes.md §4.1: a training data source must not fold a batch norm
+    (a fused neuron was already refused); now an UnsupportedError naming the forward node."""
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=1, kernel_height=1, input_feature_channels=3,
+                                          output_feature_channels=4)
+    d.set_batch_normalization_parameters_for_inference([0.5] * 4, [4.0] * 4, [1.0] * 4, [0.0] * 4, 0.0)
+    w = rng.standard_normal((4, 1, 1, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 3, 4, 3)).astype(np.float32)
+    conv, g = _conv_loss_training_graph(device, d, w, "folded")
+    with pytest.raises(mpsnn.UnsupportedError, match=r"\[convolution gradient\] \(of \[convolution 'folded'\]\): "
+                                                     r"the data source's descriptor folds a batch normalization"):
+        g.run([x], source_states=[_zero_labels(device, (1, 3, 4, 4))])
+    # the forward node itself still runs (folded: W/2, bias -0.25)
+    y = MPSNNGraph(device, conv.result_image).run([x]).numpy()
+    assert_close(y, R.conv2d(x, w / 2.0, np.full(4, -0.25)), "reduction", k=3)
+    _still_works(device)
+
+
+@pytest.mark.parametrize("kind", ["sub-pixel", "fused neuron"])
+def test_training_errors_of_convolutions_without_gradient_name_the_forward_node(kind, device):
+    """Training through a sub-pixel convolution or a data source fusing a neuron raised an
+    UnsupportedError naming only '[convolution gradient]': the gradient nodes training_graph makes
+    carry no label, so the message did not say which convolution. Now it names the forward node too."""
+    x = np.ones((1, 4, 4, 2), np.float32)
+    if kind == "sub-pixel":
+        d = mpsnn.MPSCNNSubPixelConvolutionDescriptor(kernel_width=1, kernel_height=1, input_feature_channels=2,
+                                                      output_feature_channels=4)
+        d.sub_pixel_scale_factor = 2
+        w, out, match = np.ones((4, 1, 1, 2), np.float32), (1, 8, 8, 1), "sub-pixel convolutions have no gradient"
+    else:
+        d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=2,
+                                              output_feature_channels=3)
+        d.fused_neuron_descriptor = mpsnn.MPSNNNeuronDescriptor.cnn_neuron_descriptor(mpsnn.MPSCNNNeuronType.tanH)
+        w, out, match = np.ones((3, 3, 3, 2), np.float32), (1, 4, 4, 3), "fuses a tanh neuron"
+    _, g = _conv_loss_training_graph(device, d, w, "no-gradient")
+    with pytest.raises(mpsnn.UnsupportedError, match=rf"\[convolution gradient\] \(of \[convolution 'no-gradient'\]\)"
+                                                     rf": .*{match}"):
+        g.run([x], source_states=[_zero_labels(device, out)])
+    _still_works(device)

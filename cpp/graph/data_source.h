@@ -38,6 +38,9 @@ struct ConvolutionDescriptor {
     float epsilon = 0.0f;
   };
   std::optional<FoldedBatchNorm> batch_norm;
+  // Set where those parameters were folded into the weights and bias read from the data source
+  // (graph/params.cpp); the gradient refuses such a source (nodes.md §4.1).
+  bool batch_norm_folded = false;
 };
 
 // Float weights a descriptor needs (OHWI: Cout * KH * KW * Cin/groups; depthwise Cout * KH * KW).

@@ -19,6 +19,7 @@ std::shared_ptr<const ConvolutionParams> fold_descriptor_batch_norm(std::shared_
   const auto& bn = *p->desc.batch_norm;
   auto f = fold_batch_norm(*p, bn.mean, bn.variance, bn.gamma, bn.beta, bn.epsilon);
   f->desc.batch_norm.reset();
+  f->desc.batch_norm_folded = true;
   return f;
 }
 

@@ -47,6 +47,9 @@ class Case:
         d = f"Case({self.category}: {self.detail}; expects {[e.__name__ for e in self.errors]} naming {self.where})"
         return d + ("\n" + self.spec.describe() if self.spec is not None else "")
 
+    def _repr_pretty_(self, p, cycle):     # hypothesis prints a failing example with this
+        p.text(repr(self))
+
 
 def _device():
     return mpsnn.MTLCreateSystemDefaultDevice()

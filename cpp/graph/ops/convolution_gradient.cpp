@@ -38,11 +38,13 @@ std::vector<TensorDesc> gradient_state_buffers(const ShapeContext& ctx, const Sh
 // The gradient's descriptor (its own data source, or the forward's) must describe the forward
 // node's geometry: the kernels differentiate that geometry with these weights.
 void check_descriptor(const ShapeContext& ctx, const ResolvedNode& fwd, const ConvolutionDescriptor& d) {
-  MPSNN_CHECK(d.sub_pixel_scale_factor == 1, UnsupportedError, ctx.context(),
-              " sub-pixel convolutions have no gradient (nodes.md §4.2); sub_pixel_scale_factor is ",
+  // The messages name the forward node too: a gradient node made by training_graph has no label.
+  MPSNN_CHECK(d.sub_pixel_scale_factor == 1, UnsupportedError, ctx.context(), " (of ", fwd.node->context(),
+              "): sub-pixel convolutions have no gradient (nodes.md §4.2); sub_pixel_scale_factor is ",
               d.sub_pixel_scale_factor);
   MPSNN_CHECK(!d.depthwise || d.output_feature_channels == d.input_feature_channels, UnsupportedError,
-              ctx.context(), " depthwise convolutions with a channel multiplier other than 1 have no gradient");
+              ctx.context(), " (of ", fwd.node->context(),
+              "): depthwise convolutions with a channel multiplier other than 1 have no gradient");
   const NodeGeometry& g = fwd.geom;
   const auto& fa = std::get<ConvolutionAttrs>(fwd.node->attrs());
   const bool fc = fa.variant == ConvolutionVariant::fully_connected;
@@ -58,10 +60,16 @@ void check_descriptor(const ShapeContext& ctx, const ResolvedNode& fwd, const Co
               d.input_feature_channels, " to ", d.output_feature_channels, " feature channels; ", fwd.node->context(),
               " runs a ", kw, "x", kh, " kernel (stride ", sx, "x", sy, ", dilation ", dx, "x", dy, ") from ", cin,
               " to ", fwd.out.c, " feature channels. Pass weights=None to use the forward node's data source");
-  MPSNN_CHECK(d.fused_neuron.type == NeuronType::none, UnsupportedError, ctx.context(),
-              " the data source's descriptor fuses a ", neuron_name(d.fused_neuron.type),
+  MPSNN_CHECK(d.fused_neuron.type == NeuronType::none, UnsupportedError, ctx.context(), " (of ",
+              fwd.node->context(), "): the data source's descriptor fuses a ", neuron_name(d.fused_neuron.type),
               " neuron; training data sources must not (nodes.md §4.1): use a separate neuron node and its "
               "gradient");
+  // A folded batch norm: the kernels would differentiate the folded weights W' = W·γ/√(v + ε) and
+  // report dL/dW' as the gradient of the data source's W.
+  MPSNN_CHECK(!d.batch_norm && !d.batch_norm_folded, UnsupportedError, ctx.context(), " (of ", fwd.node->context(),
+              "): the data source's descriptor folds a batch normalization "
+              "(set_batch_normalization_parameters_for_inference); training data sources must not (nodes.md "
+              "§4.1): use a separate MPSCNNBatchNormalizationNode and its gradient");
 }
 
 ShapeResult convolution_gradient_shape(const ShapeContext& ctx) {
