@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/kernels/own_kernels.h"
+
 namespace mpsnn::cpu::own {
 
 namespace {
@@ -337,37 +339,56 @@ void local_contrast_normalization_gradient(const TensorView& src, const TensorVi
 
 // ---- upsampling gradient ----------------------------------------------------------------------
 
-void upsampling_gradient(const TensorView& grad, const TensorView& dst, const AxisAdjoint& ay, const AxisAdjoint& ax,
-                         float* tmp) {
+namespace {
+// r[0..L) = w0 * a0 (first tap) or r += w * a (later taps); contiguous, vectorized.
+inline void tap(float* r, const float* a, float w, int64_t L, bool first) {
+  if (first) {
+#pragma omp simd
+    for (int64_t k = 0; k < L; ++k) r[k] = w * a[k];
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < L; ++k) r[k] += w * a[k];
+  }
+}
+}  // namespace
+
+void upsampling_gradient(const TensorView& grad, const TensorView& dst, const AxisAdjoint& ay, const AxisAdjoint& ax) {
   const ImageShape& g = grad.shape;
   const ImageShape& d = dst.shape;
-  const int64_t C = d.c;
-#pragma omp parallel for collapse(2) schedule(static) if (g.numel() > kParallelMin)
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t i = 0; i < g.h; ++i)
-      for (int64_t kx = 0; kx < d.w; ++kx) {
-        float* t = tmp + ((n * g.h + i) * d.w + kx) * C;
-        for (int64_t c = 0; c < C; ++c) t[c] = 0.0f;
-        for (int64_t e = ax.offsets[kx]; e < ax.offsets[kx + 1]; ++e) {
-          const float w = ax.weight[e];
-          const float* gp = grad.pixel(n, i, ax.index[e]);
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) t[c] += w * gp[c];
+  const int64_t C = d.c, row = g.w * C;
+  const bool dense_grad = grad.dense();
+  detail::with_channel_count(C, [&](auto kc) {
+    constexpr int64_t K = decltype(kc)::value;  // channels, when few: straight-line pixel loops
+    const int64_t cn = K ? K : C;
+#pragma omp parallel if (g.numel() > kParallelMin)
+    {
+      std::vector<float> buffer(static_cast<size_t>(row));  // one y-reduced gradient row per thread
+      float* r = buffer.data();
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t n = 0; n < d.n; ++n)
+        for (int64_t ky = 0; ky < d.h; ++ky) {
+          // y pass: r[j, c] = sum_e wy_e G[n, i_e, j, c], the taps in CSR order.
+          const int64_t e0 = ay.offsets[ky], e1 = ay.offsets[ky + 1];
+          if (e0 == e1) std::fill(r, r + row, 0.0f);
+          for (int64_t e = e0; e < e1; ++e) {
+            const float w = ay.weight[e];
+            const int64_t i = ay.index[e];
+            if (dense_grad) {
+              tap(r, grad.pixel(n, i, 0), w, row, e == e0);
+            } else {
+              for (int64_t j = 0; j < g.w; ++j) tap(r + j * C, grad.pixel(n, i, j), w, cn, e == e0);
+            }
+          }
+          // x pass: dX[n, ky, kx, c] = sum_e wx_e r[j_e, c].
+          for (int64_t kx = 0; kx < d.w; ++kx) {
+            float* out = dst.pixel(n, ky, kx);
+            const int64_t f0 = ax.offsets[kx], f1 = ax.offsets[kx + 1];
+            if (f0 == f1) std::fill(out, out + cn, 0.0f);
+            for (int64_t f = f0; f < f1; ++f) tap(out, r + ax.index[f] * C, ax.weight[f], cn, f == f0);
+          }
         }
-      }
-#pragma omp parallel for collapse(2) schedule(static) if (g.numel() > kParallelMin)
-  for (int64_t n = 0; n < d.n; ++n)
-    for (int64_t ky = 0; ky < d.h; ++ky)
-      for (int64_t kx = 0; kx < d.w; ++kx) {
-        float* out = dst.pixel(n, ky, kx);
-        for (int64_t c = 0; c < C; ++c) out[c] = 0.0f;
-        for (int64_t e = ay.offsets[ky]; e < ay.offsets[ky + 1]; ++e) {
-          const float w = ay.weight[e];
-          const float* t = tmp + ((n * g.h + ay.index[e]) * d.w + kx) * C;
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) out[c] += w * t[c];
-        }
-      }
+    }
+  });
 }
 
 }  // namespace mpsnn::cpu::own
