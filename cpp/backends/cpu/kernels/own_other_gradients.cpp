@@ -340,14 +340,34 @@ void local_contrast_normalization_gradient(const TensorView& src, const TensorVi
 // ---- upsampling gradient ----------------------------------------------------------------------
 
 namespace {
-// r[0..L) = w0 * a0 (first tap) or r += w * a (later taps); contiguous, vectorized.
-inline void tap(float* r, const float* a, float w, int64_t L, bool first) {
-  if (first) {
+// r[0..L) = sum_e w[e] a[e][0..L) over `count` taps, in tap order: groups of up to four taps per
+// pass over r (one load and store of r per group, not per tap), contiguous and vectorized.
+template <int N, bool First>
+inline void tap_group(float* r, const float* const* a, const float* w, int64_t L) {
+  const float* a0 = a[0];
+  const float* a1 = a[N > 1 ? 1 : 0];
+  const float* a2 = a[N > 2 ? 2 : 0];
+  const float* a3 = a[N > 3 ? 3 : 0];
+  const float w0 = w[0], w1 = N > 1 ? w[1] : 0.0f, w2 = N > 2 ? w[2] : 0.0f, w3 = N > 3 ? w[3] : 0.0f;
 #pragma omp simd
-    for (int64_t k = 0; k < L; ++k) r[k] = w * a[k];
-  } else {
-#pragma omp simd
-    for (int64_t k = 0; k < L; ++k) r[k] += w * a[k];
+  for (int64_t k = 0; k < L; ++k) {
+    float v = First ? w0 * a0[k] : r[k] + w0 * a0[k];
+    if constexpr (N > 1) v += w1 * a1[k];
+    if constexpr (N > 2) v += w2 * a2[k];
+    if constexpr (N > 3) v += w3 * a3[k];
+    r[k] = v;
+  }
+}
+inline void taps(float* r, const float* const* a, const float* w, int64_t count, int64_t L) {
+  if (count == 0) std::fill(r, r + L, 0.0f);
+  for (int64_t e = 0; e < count; e += 4) {
+    const bool first = e == 0;
+    switch (std::min<int64_t>(4, count - e)) {
+      case 1: first ? tap_group<1, true>(r, a + e, w + e, L) : tap_group<1, false>(r, a + e, w + e, L); break;
+      case 2: first ? tap_group<2, true>(r, a + e, w + e, L) : tap_group<2, false>(r, a + e, w + e, L); break;
+      case 3: first ? tap_group<3, true>(r, a + e, w + e, L) : tap_group<3, false>(r, a + e, w + e, L); break;
+      default: first ? tap_group<4, true>(r, a + e, w + e, L) : tap_group<4, false>(r, a + e, w + e, L); break;
+    }
   }
 }
 }  // namespace
@@ -357,34 +377,36 @@ void upsampling_gradient(const TensorView& grad, const TensorView& dst, const Ax
   const ImageShape& d = dst.shape;
   const int64_t C = d.c, row = g.w * C;
   const bool dense_grad = grad.dense();
+  int64_t most = 0;  // the most taps of one index on either axis
+  for (const AxisAdjoint* t : {&ay, &ax})
+    for (int64_t k = 0; k < (t == &ay ? d.h : d.w); ++k) most = std::max(most, t->offsets[k + 1] - t->offsets[k]);
   detail::with_channel_count(C, [&](auto kc) {
     constexpr int64_t K = decltype(kc)::value;  // channels, when few: straight-line pixel loops
     const int64_t cn = K ? K : C;
 #pragma omp parallel if (g.numel() > kParallelMin)
     {
       std::vector<float> buffer(static_cast<size_t>(row));  // one y-reduced gradient row per thread
+      std::vector<const float*> src(static_cast<size_t>(most));
       float* r = buffer.data();
 #pragma omp for collapse(2) schedule(static)
       for (int64_t n = 0; n < d.n; ++n)
         for (int64_t ky = 0; ky < d.h; ++ky) {
           // y pass: r[j, c] = sum_e wy_e G[n, i_e, j, c], the taps in CSR order.
-          const int64_t e0 = ay.offsets[ky], e1 = ay.offsets[ky + 1];
-          if (e0 == e1) std::fill(r, r + row, 0.0f);
-          for (int64_t e = e0; e < e1; ++e) {
-            const float w = ay.weight[e];
-            const int64_t i = ay.index[e];
-            if (dense_grad) {
-              tap(r, grad.pixel(n, i, 0), w, row, e == e0);
-            } else {
-              for (int64_t j = 0; j < g.w; ++j) tap(r + j * C, grad.pixel(n, i, j), w, cn, e == e0);
+          const int64_t e0 = ay.offsets[ky], ne = ay.offsets[ky + 1] - e0;
+          if (dense_grad) {
+            for (int64_t e = 0; e < ne; ++e) src[size_t(e)] = grad.pixel(n, ay.index[e0 + e], 0);
+            taps(r, src.data(), ay.weight + e0, ne, row);
+          } else {
+            for (int64_t j = 0; j < g.w; ++j) {
+              for (int64_t e = 0; e < ne; ++e) src[size_t(e)] = grad.pixel(n, ay.index[e0 + e], j);
+              taps(r + j * C, src.data(), ay.weight + e0, ne, cn);
             }
           }
           // x pass: dX[n, ky, kx, c] = sum_e wx_e r[j_e, c].
           for (int64_t kx = 0; kx < d.w; ++kx) {
-            float* out = dst.pixel(n, ky, kx);
-            const int64_t f0 = ax.offsets[kx], f1 = ax.offsets[kx + 1];
-            if (f0 == f1) std::fill(out, out + cn, 0.0f);
-            for (int64_t f = f0; f < f1; ++f) tap(out, r + ax.index[f] * C, ax.weight[f], cn, f == f0);
+            const int64_t f0 = ax.offsets[kx], nf = ax.offsets[kx + 1] - f0;
+            for (int64_t f = 0; f < nf; ++f) src[size_t(f)] = r + ax.index[f0 + f] * C;
+            taps(dst.pixel(n, ky, kx), src.data(), ax.weight + f0, nf, cn);
           }
         }
     }
