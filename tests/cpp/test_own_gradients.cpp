@@ -1,5 +1,6 @@
 // Standalone test of the hand-written gradient kernels (cpp/backends/cpu/kernels/
-// own_gradients.cpp) against naive float64 loops written from nodes.md 5.2-5.6 and 6.2-6.3.
+// own_gradients.cpp, and the upsampling gradient of own_other_gradients.cpp) against naive
+// float64 loops written from nodes.md 5.2-5.6, 6.2-6.3 and 9.1-9.2.
 // Every case runs with 1, 2, 3 and 4 OpenMP threads; each run must match the reference within
 // tolerance and be bit-identical to the 1-thread run (the kernels promise determinism). Inputs
 // and outputs are both dense and channel slices of wider images (pixel_stride > c): channels
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "backends/cpu/kernels/own_gradients.h"
+#include "backends/cpu/kernels/own_other_gradients.h"
 
 using namespace mpsnn;
 using namespace mpsnn::cpu::own;
@@ -693,6 +695,73 @@ void test_neurons() {
   }
 }
 
+// ---- upsampling gradient (nodes.md 9.1, 9.2) ------------------------------------------------
+
+enum class Upsampling { nearest, half_pixel, align_corners };
+
+// The forward's taps of result index o of an axis (source S, result D = f S): (k, w) pairs.
+std::vector<std::pair<int64_t, double>> forward_taps(Upsampling m, int64_t o, int64_t S, int64_t f) {
+  const int64_t D = f * S;
+  if (m == Upsampling::nearest) return {{o / f, 1.0}};
+  double u = m == Upsampling::align_corners ? (D == 1 ? 0.0 : double(o) * double(S - 1) / double(D - 1))
+                                            : std::max(0.0, (double(o) + 0.5) / double(f) - 0.5);
+  u = std::min(u, double(S - 1));
+  const int64_t k0 = int64_t(u), k1 = std::min(k0 + 1, S - 1);
+  const double l = double(float(u - double(k0)));
+  return {{k0, 1.0 - l}, {k1, l}};
+}
+
+// The kernel's CSR table: per source index k its result indices o (ascending) and weights.
+struct AxisTable {
+  std::vector<int64_t> offsets{0}, index;
+  std::vector<float> weight;
+  AxisTable(Upsampling m, int64_t S, int64_t f) {
+    for (int64_t k = 0; k < S; ++k) {
+      for (int64_t o = 0; o < f * S; ++o)
+        for (const auto& [kk, w] : forward_taps(m, o, S, f))
+          if (kk == k) {
+            index.push_back(o);
+            weight.push_back(float(w));
+          }
+      offsets.push_back(int64_t(index.size()));
+    }
+  }
+  AxisAdjoint view() const { return {offsets.data(), index.data(), weight.data()}; }
+};
+
+void test_upsampling_gradient() {
+  struct Case {
+    ImageShape x;
+    int64_t fy, fx;
+  };
+  // odd sizes, factor 1, unequal factors, 1 / 3 / 37 channels; the last two above the
+  // kernel's threading threshold (16384 gradient elements)
+  const Case cases[] = {{{1, 1, 1, 1}, 1, 1}, {{2, 5, 3, 3}, 2, 3}, {{1, 4, 6, 1}, 5, 2},
+                        {{3, 4, 7, 37}, 3, 2}, {{2, 9, 11, 37}, 2, 2}};
+  const char* names[] = {"nearest", "half-pixel", "align-corners"};
+  for (Upsampling m : {Upsampling::nearest, Upsampling::half_pixel, Upsampling::align_corners})
+    for (const Case& k : cases)
+      for (int64_t extra : {0, 3}) {
+        const ImageShape xs = k.x;
+        const ImageShape gs{xs.n, xs.h * k.fy, xs.w * k.fx, xs.c};
+        Image g(gs, extra);
+        g.fill(-1.0f, 1.0f);
+        Expected want(xs);
+        for (int64_t n = 0; n < gs.n; ++n)
+          for (int64_t i = 0; i < gs.h; ++i)
+            for (int64_t j = 0; j < gs.w; ++j)
+              for (const auto& [ky, wy] : forward_taps(m, i, xs.h, k.fy))
+                for (const auto& [kx, wx] : forward_taps(m, j, xs.w, k.fx))
+                  for (int64_t c = 0; c < xs.c; ++c) want.at(n, ky, kx, c) += wy * wx * g.get(n, i, j, c);
+        const AxisTable ty(m, xs.h, k.fy), tx(m, xs.w, k.fx);
+        Image out(xs, extra == 0 ? 2 : 0);
+        const std::string name = std::string("upsampling_gradient ") + names[int(m)] + " " + shape_str(gs) + " -> " +
+                                 shape_str(xs) + (extra ? " strided" : "");
+        check_threads(name, out, want, 1e-5, 1e-5,
+                      [&](Image& o) { upsampling_gradient(g.v, o.v, ty.view(), tx.view()); });
+      }
+}
+
 }  // namespace
 
 int main() {
@@ -700,6 +769,7 @@ int main() {
   test_average_pooling();
   test_l2_pooling();
   test_neurons();
+  test_upsampling_gradient();
   if (g_failures) {
     std::printf("%d case(s) FAILED\n", g_failures);
     return 1;

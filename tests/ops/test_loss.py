@@ -397,3 +397,36 @@ def test_large_images_use_the_threaded_path_deterministically(device, lt, r):
     ref_loss, ref_grad = RL.loss(y.astype(np.float32), t, lt, r, weights=w)
     assert_close(first, ref_grad, 'reduction', k=9)
     assert_close(first_loss, ref_loss, 'reduction', k=int(np.prod(shape[1:])))
+
+
+@pytest.mark.parametrize('r', [RL.NONE, RL.SUM, RL.MEAN], ids=['none', 'sum', 'mean'])
+@pytest.mark.parametrize('weighted', [False, True], ids=['scalar', 'weights'])
+def test_softmax_cross_entropy_classifier_head(device, r, weighted):
+    # N x 1 x 1 x 1001 logits (vector loops and a remainder, one pixel per image): a wide spread so
+    # that most exponentials underflow, an image of equal logits, one of -1e30 logits but one, one-hot
+    # and smoothed probability labels.
+    rng = np.random.default_rng(41)
+    shape = (6, 1, 1, 1001)
+    y = rng.standard_normal(shape) * 40.0
+    y[1] = 3.0
+    y[2] = -1e30
+    y[2, ..., 17] = 5.0
+    y = y.astype(np.float32).astype(np.float64)
+    t = np.zeros(shape)
+    t[np.arange(6), 0, 0, rng.integers(0, 1001, 6)] = 1.0
+    t[3] = rng.random(1001)
+    t[3] /= t[3].sum()
+    w = rng.random(shape[:3] + (1004,)) + 0.1 if weighted else None
+    kw = dict(label_smoothing=0.05, number_of_classes=1001)
+    if not weighted:
+        kw['weight'] = 0.7
+    g, _ = loss_graph(device, descriptor(RL.SOFTMAX_CE, r, **kw))
+    lab = labels(device, np.concatenate([t, np.zeros(shape[:3] + (3,))], -1), r, weights=w)
+    grad = g.run([f32(y)], source_states=[lab]).numpy()
+    ref_loss, ref_grad = RL.loss(y, t, RL.SOFTMAX_CE, r, weights=None if w is None else w[..., :1001], **kw)
+    assert np.isfinite(grad).all()
+    assert_close(grad, ref_grad, 'reduction', k=1001)
+    got = lab.loss_image().numpy()
+    if r == RL.NONE:
+        got = got[..., :1001]
+    assert_close(got, ref_loss, 'reduction', k=1001)

@@ -1,6 +1,6 @@
 """Gradient tests of nearest and bilinear upsampling (nodes.md §9): the block sum and the adjoint of the
-bilinear interpolation with align_corners off (oneDNN resampling backward) and on (our own kernel), over
-odd sizes, unequal factors, channel counts not divisible by 4 and batches, fused and unfused, the
+bilinear interpolation with align_corners off and on (all three our own gather kernel), over odd sizes,
+unequal factors, channel counts not divisible by 4 (1, 3, 37) and batches, fused and unfused, the
 constructors (align_corners taken from the forward node), PyTorch cross-checks and errors."""
 
 from __future__ import annotations
@@ -56,6 +56,21 @@ def test_upsampling_gradient(mode, align, fx, fy, shape, device, rng):
         y, dx = run_by_label(labelled_graph(device, [fwd.result_image, grad.result_image], fuse), {'x': x, 'g': g})
         assert dx.shape == x.shape
         assert_close(dx, ref, "reduction", k=4 * fx * fy)
+
+
+@pytest.mark.parametrize("mode,align", MODES, ids=["nearest", "bilinear", "bilinear-aligned"])
+@pytest.mark.parametrize("fx,fy", [(2, 3), (3, 1)], ids=str)
+def test_upsampling_gradient_wide_threaded(mode, align, fx, fy, device, rng):
+    # 37 channels (vector loops and their remainder), batch 3, odd sizes, above the threading
+    # threshold: against the reference, and the same bits on every run (one thread per row).
+    n, h, w, c = 3, 9, 7, 37
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    g = rng.standard_normal((n, h * fy, w * fx, c)).astype(np.float32)
+    xn, gn = _xg()
+    graph = labelled_graph(device, _forward(mode, xn, fx, fy, align).gradient_filter(with_source=gn).result_image)
+    dx = run_by_label(graph, {'x': x, 'g': g})
+    assert_close(dx, _ref(mode, g, fx, fy, align), "reduction", k=4 * fx * fy)
+    np.testing.assert_array_equal(run_by_label(graph, {'x': x, 'g': g}), dx)
 
 
 @pytest.mark.parametrize("mode,align", MODES, ids=["nearest", "bilinear", "bilinear-aligned"])

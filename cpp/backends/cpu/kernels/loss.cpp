@@ -6,6 +6,7 @@
 // on whole pixels.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "backends/cpu/register.h"
 
@@ -15,6 +16,80 @@ namespace {
 
 constexpr int64_t kBlockPixels = 256;  // fixed reduction blocks: deterministic for any thread count
 constexpr int64_t kParallelMin = 1 << 14;
+
+// e^x for x <= 0 (a logit minus its pixel's maximum), float32, in a form the compiler vectorizes
+// inside `omp simd` loops (glibc's expf is a scalar call there): x = n ln2 + r with |r| <= ln2/2
+// (Cody-Waite split of ln 2), e^r by its degree-7 Taylor polynomial (truncation < 6e-9 relative),
+// times 2^n built in the exponent bits. Below -87 (results under 1.7e-38, the smallest normal
+// floats) it returns 0; -inf gives 0 and NaN gives NaN.
+inline float exp_nonpositive(float x) {
+  const float xc = x < -87.0f ? -87.0f : x;
+  const float shift = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
+  const float nf = (xc * 1.44269504f + shift) - shift;
+  const float r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  // 2^n from its exponent bits (a bit cast, not memcpy: an addressed local stops the vectorizer)
+  const float scale = __builtin_bit_cast(float, uint32_t(int32_t(nf) + 127) << 23);
+  const float v = p * scale;
+  return v * float(x >= -87.0f);  // branch-free: a conditional product would not be if-converted
+}
+
+// Softmax cross entropy of one pixel of C logits y (nodes.md §13.2): writes its gradient g
+// (times inv, the reduction's 1/divisor) and, for reduction none, its per-channel loss terms lo;
+// returns the pixel's weighted loss sum. Labels t are smoothed (t keep + add) when Smooth, the
+// weights are w[c] when W, else `scalar`. Each loop is one vectorized pass over the channels.
+template <bool W, bool Smooth, bool None>
+double softmax_cross_entropy_pixel(const float* y, const float* t, const float* w, float scalar, float keep,
+                                   float add, float inv, int64_t C, float* g, float* lo) {
+  float m = y[0];
+#pragma omp simd reduction(max : m)
+  for (int64_t c = 0; c < C; ++c) m = y[c] > m ? y[c] : m;
+  double e = 0;  // sum of e^(y - m), the exponentials kept in g
+#pragma omp simd reduction(+ : e)
+  for (int64_t c = 0; c < C; ++c) {
+    const float v = exp_nonpositive(y[c] - m);
+    g[c] = v;
+    e += double(v);
+  }
+  const float lse = m + float(std::log(e));
+  // d/dy_k sum_c w_c l_c = p_k sum_c w_c t'_c - w_k t'_k (nodes.md §13.2, chosen general form)
+  double swt = 0, pl = 0;
+#pragma omp simd reduction(+ : swt, pl)
+  for (int64_t c = 0; c < C; ++c) {
+    const float tv = Smooth ? t[c] * keep + add : t[c];
+    const float wv = W ? w[c] : scalar;
+    swt += double(wv) * tv;
+    const float l = -tv * (y[c] - lse);
+    pl += double(wv) * l;
+    if constexpr (None) lo[c] = wv * l;
+  }
+  const float sw = float(swt), rcp = float(1.0 / e);
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    const float tv = Smooth ? t[c] * keep + add : t[c];
+    const float wv = W ? w[c] : scalar;
+    g[c] = (g[c] * rcp * sw - wv * tv) * inv;
+  }
+  return pl;
+}
+
+using SoftmaxPixel = double (*)(const float*, const float*, const float*, float, float, float, float, int64_t,
+                                float*, float*);
+template <bool W, bool Smooth>
+SoftmaxPixel softmax_pixel_for(bool none) {
+  return none ? &softmax_cross_entropy_pixel<W, Smooth, true> : &softmax_cross_entropy_pixel<W, Smooth, false>;
+}
+template <bool W>
+SoftmaxPixel softmax_pixel_for(bool smooth, bool none) {
+  return smooth ? softmax_pixel_for<W, true>(none) : softmax_pixel_for<W, false>(none);
+}
 
 // ℓ and ℓ' of one element (nodes.md §13.2 table) for the elementwise types; `t` is already
 // label-smoothed where the type smooths.
@@ -233,6 +308,8 @@ void LossKernel::run_pixels(const Images& im, void* scratch) const {
   const int64_t lc = im.loss.shape.c;
   float* loss_out = im.loss.as<float>();
   const float scalar = d_.weight;
+  const SoftmaxPixel pixel =
+      im.w ? softmax_pixel_for<true>(smooth, none) : softmax_pixel_for<false>(smooth, none);
   for_blocks(s, [&](int64_t n, int64_t p0, int64_t p1, int64_t k) {
     const float inv = div[n] > 0 ? float(1.0 / div[n]) : 0.0f;
     double acc = 0;
@@ -244,29 +321,7 @@ void LossKernel::run_pixels(const Images& im, void* scratch) const {
       float* g = im.g.pixel(n, yy, xx);
       float* lo = none ? loss_out + (n * P + p) * lc : nullptr;
       if constexpr (Softmax) {
-        float m = y[0];
-        for (int64_t c = 1; c < C; ++c) m = std::max(m, y[c]);
-        double e = 0;
-        for (int64_t c = 0; c < C; ++c) e += std::exp(double(y[c] - m));
-        const float lse = m + float(std::log(e));
-        // d/dy_k sum_c w_c l_c = p_k sum_c w_c t'_c - w_k t'_k (nodes.md §13.2, chosen general form)
-        double swt = 0, pl = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          const float tv = smooth ? t[c] * keep + add : t[c];
-          const float wv = w ? w[c] : scalar;
-          swt += double(wv) * tv;
-          const float l = -tv * (y[c] - lse);
-          pl += double(wv) * l;
-          if (lo) lo[c] = wv * l;
-        }
-        const float sw = float(swt);
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const float tv = smooth ? t[c] * keep + add : t[c];
-          const float wv = w ? w[c] : scalar;
-          g[c] = (std::exp(y[c] - lse) * sw - wv * tv) * inv;
-        }
-        acc += pl;
+        acc += pixel(y, t, w, scalar, keep, add, inv, C, g, lo);
       } else {
         // Per pixel 1 - sum_c y_c t_c, weighted by the scalar or the weights' channel 0 (chosen).
         const float wv = w ? w[0] : scalar;

@@ -1,12 +1,15 @@
 // Gradient kernels of the arithmetic, concatenation, softmax, normalization, upsampling and
 // dropout families, and the training-mode dropout forward (the mask it samples for its state).
 // oneDNN backward primitives where oneDNN has the operation with MPS's definition: softmax and
-// log-softmax, cross-channel LRN with odd windows, nearest and half-pixel bilinear upsampling.
+// log-softmax, cross-channel LRN with odd windows. Upsampling gradients are our own gather
+// (oneDNN's resampling backward is slower than it, and has no align-corners mode).
 // Every primitive (and the forward primitive whose descriptor the backward one needs) is made
 // when the plan is compiled. The rest are our own loops (own_other_gradients.h says why).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "backends/cpu/dnnl_utils.h"
@@ -241,48 +244,21 @@ class OwnNormalizationGradientKernel final : public Kernel {
 
 // ---- upsampling ------------------------------------------------------------------------------------
 
-// Nearest and half-pixel bilinear on oneDNN's resampling backward (oneDNN's linear resampling
-// clamps the half-pixel coordinate the way nodes.md §9.2 chooses).
-class ResamplingGradientKernel final : public Kernel {
+// Our own gather (own::upsampling_gradient) for every mode: the adjoint of the forward's
+// per-axis taps, computed here as the forward kernels compute them (resample.cpp, own_scale.cpp).
+// oneDNN's resampling backward (linear, NHWC) ran 2.4x slower than PyTorch's upsample backward
+// (benchmarks/README.md) and has no align-corners mode.
+class UpsamplingGradientKernel final : public Kernel {
  public:
-  ResamplingGradientKernel(const KernelSpec& spec, dnnl::algorithm alg) {
-    const memory::desc src = nhwc_desc(spec.output()), dst = nhwc_desc(spec.input(0));
-    const auto fwd = MPSNN_CHECK_DNNL(
-        dnnl::resampling_forward::primitive_desc(engine(), dnnl::prop_kind::forward_training, alg, src, dst,
-                                                 scratchpad_attr()),
-        spec.context);
-    const auto bwd = MPSNN_CHECK_DNNL(
-        dnnl::resampling_backward::primitive_desc(engine(), alg, src, dst, fwd, scratchpad_attr()), spec.context);
-    backward_ = BoundPrimitive(bwd, {{DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_DIFF_SRC, src}});
-  }
-  size_t scratch_bytes() const override { return backward_.scratchpad_bytes(); }
-  std::unique_ptr<KernelState> make_state() const override {
-    auto s = std::make_unique<PrimitivesState>();
-    backward_.add_to(*s, 0);
-    return s;
-  }
-  void run(const KernelArgs& a, KernelState* state) const override {
-    backward_.run(*static_cast<PrimitivesState*>(state), 0, {a.inputs[0].data, a.outputs[0].data}, a.scratch);
-  }
-
- private:
-  BoundPrimitive backward_;
-};
-
-// Align-corners bilinear: the adjoint of the forward's weights (u = o (S-1)/(D-1), computed as
-// the forward kernel does), gathered per source index.
-class AlignCornersGradientKernel final : public Kernel {
- public:
-  explicit AlignCornersGradientKernel(const KernelSpec& spec) {
+  explicit UpsamplingGradientKernel(const KernelSpec& spec) {
+    const auto& a = spec.attrs_as<UpsamplingAttrs>();
     const ImageShape& g = spec.input(0);
     const ImageShape& d = spec.output();
-    build(d.h, g.h, y_);
-    build(d.w, g.w, x_);
-    scratch_ = size_t(g.n * g.h * d.w * d.c) * 4;
+    build(a, d.h, g.h, a.scale_factor_y, y_);
+    build(a, d.w, g.w, a.scale_factor_x, x_);
   }
-  size_t scratch_bytes() const override { return scratch_; }
   void run(const KernelArgs& a, KernelState*) const override {
-    own::upsampling_gradient(a.inputs[0].f32(), a.outputs[0].f32(), view(y_), view(x_), static_cast<float*>(a.scratch));
+    own::upsampling_gradient(a.inputs[0].f32(), a.outputs[0].f32(), view(y_), view(x_));
   }
 
  private:
@@ -290,13 +266,24 @@ class AlignCornersGradientKernel final : public Kernel {
     std::vector<int64_t> offsets, index;
     std::vector<float> weight;
   };
-  static void build(int64_t S, int64_t D, Axis& ax) {
+  // Source size S, result size D = f S: every result index o's taps (k, w), listed per k.
+  static void build(const UpsamplingAttrs& a, int64_t S, int64_t D, int64_t f, Axis& ax) {
     std::vector<std::vector<std::pair<int64_t, float>>> per(static_cast<size_t>(S));
     for (int64_t o = 0; o < D; ++o) {
-      const double u = D == 1 ? 0.0 : double(o) * double(S - 1) / double(D - 1);
-      const int64_t k0 = int64_t(u), k1 = std::min(k0 + 1, S - 1);
+      if (a.mode == UpsamplingMode::nearest) {  // nodes.md 9.1: the block sum
+        per[size_t(std::min(o / f, S - 1))].emplace_back(o, 1.0f);
+        continue;
+      }
+      double u;  // nodes.md 9.2
+      if (a.align_corners) {
+        u = D == 1 ? 0.0 : double(o) * double(S - 1) / double(D - 1);
+      } else {  // half-pixel, clamped as own::bilinear_scale's taps (scale f, no translation)
+        u = (double(o) + 0.5) / double(f) - 0.5;
+        u = std::min(std::max(u, 0.0), double(S - 1));
+      }
+      const int64_t k0 = int64_t(std::floor(u)), k1 = std::min(k0 + 1, S - 1);
       const float l = float(u - double(k0));
-      per[size_t(k0)].emplace_back(o, 1.0f - l);
+      per[size_t(k0)].emplace_back(o, 1.0f - l);  // zero weights kept: the matrix adjoint (0 * inf = NaN)
       per[size_t(k1)].emplace_back(o, l);
     }
     ax.offsets.assign(1, 0);
@@ -310,7 +297,6 @@ class AlignCornersGradientKernel final : public Kernel {
   }
   static own::AxisAdjoint view(const Axis& a) { return {a.offsets.data(), a.index.data(), a.weight.data()}; }
   Axis y_, x_;
-  size_t scratch_ = 0;
 };
 
 // ---- dropout -------------------------------------------------------------------------------------
@@ -373,11 +359,7 @@ std::unique_ptr<Kernel> make_normalization_gradient(const KernelSpec& spec, Devi
   return std::make_unique<OwnNormalizationGradientKernel>(spec);
 }
 std::unique_ptr<Kernel> make_upsampling_gradient(const KernelSpec& spec, Device&) {
-  const auto& a = spec.attrs_as<UpsamplingAttrs>();
-  if (a.mode == UpsamplingMode::nearest)
-    return std::make_unique<ResamplingGradientKernel>(spec, dnnl::algorithm::resampling_nearest);
-  if (!a.align_corners) return std::make_unique<ResamplingGradientKernel>(spec, dnnl::algorithm::resampling_linear);
-  return std::make_unique<AlignCornersGradientKernel>(spec);
+  return std::make_unique<UpsamplingGradientKernel>(spec);
 }
 std::unique_ptr<Kernel> make_dropout(const KernelSpec& spec, Device&) { return std::make_unique<DropoutKernel>(spec); }
 std::unique_ptr<Kernel> make_dropout_gradient(const KernelSpec& spec, Device&) {

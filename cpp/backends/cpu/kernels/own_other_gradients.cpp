@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/cpu/kernels/own_kernels.h"
+
 namespace mpsnn::cpu::own {
 
 namespace {
@@ -337,37 +339,78 @@ void local_contrast_normalization_gradient(const TensorView& src, const TensorVi
 
 // ---- upsampling gradient ----------------------------------------------------------------------
 
-void upsampling_gradient(const TensorView& grad, const TensorView& dst, const AxisAdjoint& ay, const AxisAdjoint& ax,
-                         float* tmp) {
+namespace {
+// r[0..L) = sum_e w[e] a[e][0..L) over `count` taps, in tap order: groups of up to four taps per
+// pass over r (one load and store of r per group, not per tap), contiguous and vectorized.
+template <int N, bool First>
+inline void tap_group(float* r, const float* const* a, const float* w, int64_t L) {
+  const float* a0 = a[0];
+  const float* a1 = a[N > 1 ? 1 : 0];
+  const float* a2 = a[N > 2 ? 2 : 0];
+  const float* a3 = a[N > 3 ? 3 : 0];
+  const float w0 = w[0], w1 = N > 1 ? w[1] : 0.0f, w2 = N > 2 ? w[2] : 0.0f, w3 = N > 3 ? w[3] : 0.0f;
+#pragma omp simd
+  for (int64_t k = 0; k < L; ++k) {
+    float v = First ? w0 * a0[k] : r[k] + w0 * a0[k];
+    if constexpr (N > 1) v += w1 * a1[k];
+    if constexpr (N > 2) v += w2 * a2[k];
+    if constexpr (N > 3) v += w3 * a3[k];
+    r[k] = v;
+  }
+}
+inline void taps(float* r, const float* const* a, const float* w, int64_t count, int64_t L) {
+  if (count == 0) std::fill(r, r + L, 0.0f);
+  for (int64_t e = 0; e < count; e += 4) {
+    const bool first = e == 0;
+    switch (std::min<int64_t>(4, count - e)) {
+      case 1: first ? tap_group<1, true>(r, a + e, w + e, L) : tap_group<1, false>(r, a + e, w + e, L); break;
+      case 2: first ? tap_group<2, true>(r, a + e, w + e, L) : tap_group<2, false>(r, a + e, w + e, L); break;
+      case 3: first ? tap_group<3, true>(r, a + e, w + e, L) : tap_group<3, false>(r, a + e, w + e, L); break;
+      default: first ? tap_group<4, true>(r, a + e, w + e, L) : tap_group<4, false>(r, a + e, w + e, L); break;
+    }
+  }
+}
+}  // namespace
+
+void upsampling_gradient(const TensorView& grad, const TensorView& dst, const AxisAdjoint& ay, const AxisAdjoint& ax) {
   const ImageShape& g = grad.shape;
   const ImageShape& d = dst.shape;
-  const int64_t C = d.c;
-#pragma omp parallel for collapse(2) schedule(static) if (g.numel() > kParallelMin)
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t i = 0; i < g.h; ++i)
-      for (int64_t kx = 0; kx < d.w; ++kx) {
-        float* t = tmp + ((n * g.h + i) * d.w + kx) * C;
-        for (int64_t c = 0; c < C; ++c) t[c] = 0.0f;
-        for (int64_t e = ax.offsets[kx]; e < ax.offsets[kx + 1]; ++e) {
-          const float w = ax.weight[e];
-          const float* gp = grad.pixel(n, i, ax.index[e]);
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) t[c] += w * gp[c];
+  const int64_t C = d.c, row = g.w * C;
+  const bool dense_grad = grad.dense();
+  int64_t most = 0;  // the most taps of one index on either axis
+  for (const AxisAdjoint* t : {&ay, &ax})
+    for (int64_t k = 0; k < (t == &ay ? d.h : d.w); ++k) most = std::max(most, t->offsets[k + 1] - t->offsets[k]);
+  detail::with_channel_count(C, [&](auto kc) {
+    constexpr int64_t K = decltype(kc)::value;  // channels, when few: straight-line pixel loops
+    const int64_t cn = K ? K : C;
+#pragma omp parallel if (g.numel() > kParallelMin)
+    {
+      std::vector<float> buffer(static_cast<size_t>(row));  // one y-reduced gradient row per thread
+      std::vector<const float*> src(static_cast<size_t>(most));
+      float* r = buffer.data();
+#pragma omp for collapse(2) schedule(static)
+      for (int64_t n = 0; n < d.n; ++n)
+        for (int64_t ky = 0; ky < d.h; ++ky) {
+          // y pass: r[j, c] = sum_e wy_e G[n, i_e, j, c], the taps in CSR order.
+          const int64_t e0 = ay.offsets[ky], ne = ay.offsets[ky + 1] - e0;
+          if (dense_grad) {
+            for (int64_t e = 0; e < ne; ++e) src[size_t(e)] = grad.pixel(n, ay.index[e0 + e], 0);
+            taps(r, src.data(), ay.weight + e0, ne, row);
+          } else {
+            for (int64_t j = 0; j < g.w; ++j) {
+              for (int64_t e = 0; e < ne; ++e) src[size_t(e)] = grad.pixel(n, ay.index[e0 + e], j);
+              taps(r + j * C, src.data(), ay.weight + e0, ne, cn);
+            }
+          }
+          // x pass: dX[n, ky, kx, c] = sum_e wx_e r[j_e, c].
+          for (int64_t kx = 0; kx < d.w; ++kx) {
+            const int64_t f0 = ax.offsets[kx], nf = ax.offsets[kx + 1] - f0;
+            for (int64_t f = 0; f < nf; ++f) src[size_t(f)] = r + ax.index[f0 + f] * C;
+            taps(dst.pixel(n, ky, kx), src.data(), ax.weight + f0, nf, cn);
+          }
         }
-      }
-#pragma omp parallel for collapse(2) schedule(static) if (g.numel() > kParallelMin)
-  for (int64_t n = 0; n < d.n; ++n)
-    for (int64_t ky = 0; ky < d.h; ++ky)
-      for (int64_t kx = 0; kx < d.w; ++kx) {
-        float* out = dst.pixel(n, ky, kx);
-        for (int64_t c = 0; c < C; ++c) out[c] = 0.0f;
-        for (int64_t e = ay.offsets[ky]; e < ay.offsets[ky + 1]; ++e) {
-          const float w = ay.weight[e];
-          const float* t = tmp + ((n * g.h + ay.index[e]) * d.w + kx) * C;
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) out[c] += w * t[c];
-        }
-      }
+    }
+  });
 }
 
 }  // namespace mpsnn::cpu::own

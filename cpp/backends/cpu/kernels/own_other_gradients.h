@@ -6,7 +6,9 @@
 // is square, has no mean term and centres even windows differently), the cross-channel LRN
 // gradient for even windows (oneDNN centres them one channel differently from MPS) and for
 // windows of 1 (oneDNN 3.2's avx512 nhwc LRN backward crashes generating its code for them), and the
-// align-corners bilinear upsampling gradient (oneDNN's resampling has no align-corners mode).
+// upsampling gradients: oneDNN's resampling has no align-corners mode, and its NHWC backward
+// (linear and nearest) is several times slower than a separable gather through a row buffer
+// (measured in benchmarks/README.md, "Backward ops against PyTorch autograd").
 // Conventions as in own_kernels.h: float32 NHWC TensorViews, sources read only, destinations
 // written completely, shapes validated by the graph. Every kernel is deterministic: each
 // destination element is computed by one thread in a fixed order, whatever the thread count.
@@ -83,18 +85,20 @@ void local_contrast_normalization_gradient(const TensorView& src, const TensorVi
                                            int64_t kernel_w, int64_t kernel_h, float alpha, float beta,
                                            float delta, float p0, float ps, float* scratch);
 
-// ---- upsampling gradient (nodes.md 9.2) -----------------------------------------------------
+// ---- upsampling gradient (nodes.md 9.1, 9.2) ------------------------------------------------
 
 // The adjoint of separable linear interpolation given per axis as, for every source index k,
 // the result indices o and weights w with Y[o] += w X[k] (CSR: offsets[k] .. offsets[k+1] into
-// index/weight). dX[ky, kx] = sum over (i, j) of wy(i, ky) wx(j, kx) G[i, j]: an x pass into
-// `scratch` (grad.h * dst.w * C floats), then a y pass, both gathers in a fixed order.
+// index/weight, o ascending). dX[ky, kx] = sum over (i, j) of wy(i, ky) wx(j, kx) G[i, j]: per
+// result row ky, a y pass sums the rows i of G that ky's taps name into one row buffer (in
+// cache), then an x pass gathers each dX pixel from that buffer; both in CSR order, one thread
+// per row (deterministic for any thread count). Every scale factor and both align-corners modes
+// of bilinear upsampling are such tables, and so is nearest upsampling's block sum (weights 1).
 struct AxisAdjoint {
   const int64_t* offsets;
   const int64_t* index;
   const float* weight;
 };
-void upsampling_gradient(const TensorView& grad, const TensorView& dst, const AxisAdjoint& y, const AxisAdjoint& x,
-                         float* scratch);
+void upsampling_gradient(const TensorView& grad, const TensorView& dst, const AxisAdjoint& y, const AxisAdjoint& x);
 
 }  // namespace mpsnn::cpu::own
