@@ -81,9 +81,26 @@ const char* const kStateNames[3][3] = {{"input_momentum_vector", "", ""},
                                        {"input_sum_of_squares_vector", "", ""},
                                        {"input_momentum_vector", "input_velocity_vector", "maximum_velocity_vector"}};
 
+// The state vector list keywords of the convolution and normalization forms (graph.md §7.6).
+const char* kListNames[3][3] = {{"input_momentum_vectors", "", ""},
+                                {"input_sum_of_squares_vectors", "", ""},
+                                {"input_momentum_vectors", "input_velocity_vectors", "maximum_velocity_vectors"}};
+
+// Entry `j` of every given list as the update's state vectors ("input_velocity_vectors[1]").
+void attach_lists(OptimizerUpdate& u, const StateVectorLists& lists, const char* const names[3], size_t j) {
+  for (int k = 0; k < 3; ++k)
+    if (!lists.lists[k].empty())
+      u.states[k] = NamedVector{std::string(names[k]) + "[" + std::to_string(j) + "]", lists.lists[k][j]};
+}
+
 // `count` float32 elements of a state's buffer `index`, `offset` bytes in.
 VectorRef float_vector(const BufferPtr& buffer, int64_t offset, int64_t count) {
   return VectorRef{buffer, count, 1, count * int64_t(sizeof(float)), offset, DataType::float32};
+}
+
+// `n` values of part `j` (0: weights / gamma, 1: biases / beta) of a parameter state.
+VectorRef pair_vector(ParameterPairState& s, size_t j, int64_t n) {
+  return j == 0 ? float_vector(s.first(), s.first_offset(), n) : float_vector(s.second(), s.second_offset(), n);
 }
 
 // The float32 buffer of a graph-made state's role, or a typed error naming it.
@@ -112,7 +129,7 @@ void Optimizer::encode_vectors(const std::shared_ptr<CommandBuffer>& cb, const V
 }
 
 void Optimizer::check_lists(const StateVectorLists& lists, size_t& count, const std::string& ctx,
-                            const char* list_names[3]) const {
+                            const char* const list_names[3]) const {
   // Which lists the rule needs (graph.md §7.3-7.5) and that all given lists have one length.
   const bool needed[3][3] = {{false, false, false}, {true, false, false}, {true, true, false}};
   count = 0;
@@ -143,11 +160,8 @@ void Optimizer::encode_convolution(const std::shared_ptr<CommandBuffer>& cb, Sta
                   result.state_class() == StateClass::convolution_weights_and_biases,
               GraphError, ctx, " convolution_source_state and result_state must be "
               "MPSCNNConvolutionWeightsAndBiasesState objects");
-  const char* names[3][3] = {{"input_momentum_vectors", "", ""},
-                             {"input_sum_of_squares_vectors", "", ""},
-                             {"input_momentum_vectors", "input_velocity_vectors", "maximum_velocity_vectors"}};
   size_t count = 0;
-  check_lists(lists, count, ctx, names[int(rule_)]);
+  check_lists(lists, count, ctx, kListNames[int(rule_)]);
   const VectorRef gw = role_vector(gradient_state, "gradient_for_weights", ctx, "convolution_gradient_state");
   const bool biases_everywhere = gradient_state.find_buffer("gradient_for_biases") >= 0 && source.second() != nullptr &&
                                  result.second() != nullptr;
@@ -166,14 +180,10 @@ void Optimizer::encode_convolution(const std::shared_ptr<CommandBuffer>& cb, Sta
     MPSNN_CHECK(have_src >= n && have_res >= n, ShapeError, ctx, " the gradient has ", n, " ", part,
                 "; convolution_source_state holds ", have_src, " and result_state ", have_res, " (expected >= ", n, ")");
     OptimizerUpdate u{{std::string("convolution_gradient_state.gradient_for_") + part, g},
-                      {std::string("convolution_source_state.") + part,
-                       float_vector(w ? source.first() : source.second(), w ? source.first_offset() : source.second_offset(), n)},
+                      {std::string("convolution_source_state.") + part, pair_vector(source, j, n)},
                       {},
-                      {std::string("result_state.") + part,
-                       float_vector(w ? result.first() : result.second(), w ? result.first_offset() : result.second_offset(), n)}};
-    for (int k = 0; k < 3; ++k)
-      if (!lists.lists[k].empty())
-        u.states[k] = NamedVector{std::string(names[int(rule_)][k]) + "[" + std::to_string(j) + "]", lists.lists[k][j]};
+                      {std::string("result_state.") + part, pair_vector(result, j, n)}};
+    attach_lists(u, lists, kListNames[int(rule_)], j);
     updates.push_back(std::move(u));
   }
   encode_updates(cb, std::move(updates), what);
@@ -190,11 +200,8 @@ void Optimizer::encode_normalization(const std::shared_ptr<CommandBuffer>& cb, S
               " expected MPSCNNBatchNormalizationState objects (or an MPSCNNInstanceNormalizationGradientState)");
   MPSNN_CHECK(result.state_class() == StateClass::normalization_gamma_and_beta, GraphError, ctx,
               " result_state must be an MPSCNNNormalizationGammaAndBetaState");
-  const char* names[3][3] = {{"input_momentum_vectors", "", ""},
-                             {"input_sum_of_squares_vectors", "", ""},
-                             {"input_momentum_vectors", "input_velocity_vectors", "maximum_velocity_vectors"}};
   size_t count = 0;
-  check_lists(lists, count, ctx, names[int(rule_)]);
+  check_lists(lists, count, ctx, kListNames[int(rule_)]);
   if (count == 0) count = 2;
   MPSNN_CHECK(count == 1 || result.second() != nullptr, GraphError, ctx, " result_state has no beta buffer");
   std::vector<OptimizerUpdate> updates;
@@ -210,12 +217,8 @@ void Optimizer::encode_normalization(const std::shared_ptr<CommandBuffer>& cb, S
     OptimizerUpdate u{{std::string("gradient_for_") + part, g},
                       {std::string("source.") + part, v},
                       {},
-                      {std::string("result_state.") + part,
-                       float_vector(j == 0 ? result.first() : result.second(),
-                                    j == 0 ? result.first_offset() : result.second_offset(), n)}};
-    for (int k = 0; k < 3; ++k)
-      if (!lists.lists[k].empty())
-        u.states[k] = NamedVector{std::string(names[int(rule_)][k]) + "[" + std::to_string(j) + "]", lists.lists[k][j]};
+                      {std::string("result_state.") + part, pair_vector(result, j, n)}};
+    attach_lists(u, lists, kListNames[int(rule_)], j);
     updates.push_back(std::move(u));
   }
   encode_updates(cb, std::move(updates), what);

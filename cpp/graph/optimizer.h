@@ -152,7 +152,8 @@ class Optimizer {
   // step and encodes one task updating them all.
   void encode_updates(const std::shared_ptr<CommandBuffer>& cb, std::vector<OptimizerUpdate> updates,
                       const char* what);
-  void check_lists(const StateVectorLists& lists, size_t& count, const std::string& ctx, const char* list_names[3]) const;
+  void check_lists(const StateVectorLists& lists, size_t& count, const std::string& ctx,
+                   const char* const list_names[3]) const;
 
   // Fixes the step (advancing Adam's time step once per encode call).
   OptimizerStep next_step();

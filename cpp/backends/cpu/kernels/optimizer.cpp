@@ -90,7 +90,8 @@ void update(const OptimizerStep& s, const OptimizerBuffers& b, P pre) {
         }
         return;
       }
-      // AMSGrad: the running maximum of v (NaN kept).
+      // AMSGrad: the running maximum of v (NaN kept). A second loop rather than one body with an
+      // `if constexpr` in a generic lambda: GCC 12 does not vectorize the lambda's loop.
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
       for (int64_t i = 0; i < n; ++i) {
         const float g = pre(G[i], W[i]);
