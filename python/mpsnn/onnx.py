@@ -227,12 +227,15 @@ class ONNXModel:
             arrays call ``graph.reload_from_data_sources()``.
         input_names: the ONNX inputs ``run`` takes, in the model's order.
         output_names: the ONNX outputs ``run`` returns, in the model's order.
+        image_nodes: the MPSNNImageNode of each ONNX input and output, by name (to build on the
+            graph, e.g. a loss node and its ``training_graph``).
     """
 
     def __init__(self, graph: _core.MPSNNGraph, data_sources: dict[str, DataSource],
                  inputs: list[tuple[str, int]], outputs: list[tuple[str, _Image]],
-                 result_nodes: list[_core.MPSNNImageNode]) -> None:
+                 result_nodes: list[_core.MPSNNImageNode], image_nodes: dict[str, _core.MPSNNImageNode]) -> None:
         self.graph = graph
+        self.image_nodes = image_nodes
         self.data_sources = data_sources
         self._inputs = inputs  # (name, rank)
         self._outputs = outputs
@@ -421,7 +424,10 @@ class _Importer:
         else:
             graph = _core.MPSNNGraph(self.device, result_images=result_nodes)
         used = {h.label() for h in graph.source_image_handles}
-        return ONNXModel(graph, self.data_sources, [(n, r) for n, r in inputs if n in used], outputs, result_nodes)
+        image_nodes = {n: v.node for n, v in self.values.items()
+                       if isinstance(v, _Image) and (n in used or n in self.graph_outputs)}
+        return ONNXModel(graph, self.data_sources, [(n, r) for n, r in inputs if n in used], outputs, result_nodes,
+                         image_nodes)
 
     def make_input(self, inp: Any) -> int:
         t = inp.type.tensor_type
