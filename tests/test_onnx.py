@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -474,3 +475,305 @@ def test_trainable_data_sources(rng):
     imported.graph.reload_from_data_sources()
     after = current_loss()
     assert after < 0.7 * before, (before, after)
+
+
+# ------------------------------------------------------------------------------------------------
+# PyTorch modules exported with torch.onnx (skipped without torch)
+
+def _torch_nets():
+    torch = pytest.importorskip("torch")
+    nn, F = torch.nn, torch.nn.functional
+
+    class Basic(nn.Module):  # ResNet basic block, projection shortcut when the shape changes
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                          if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            return F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))) + self.short(x))
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 7, 3, 1, 1, bias=False), nn.BatchNorm2d(7), nn.ReLU(),
+                                      nn.MaxPool2d(3, 2, 1))
+            self.layers = nn.Sequential(Basic(7, 7, 1), Basic(7, 10, 2))
+            self.fc = nn.Linear(10, 5)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
+
+    vgg = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Conv2d(6, 9, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(9 * 4 * 4, 12), nn.ReLU(), nn.Dropout(), nn.Linear(12, 5),
+                        nn.Softmax(dim=1))
+
+    class Inception(nn.Module):  # branches of 5, 7, 3 and 6 channels concatenated
+        def __init__(self):
+            super().__init__()
+            self.b1 = nn.Conv2d(3, 5, 1)
+            self.b2 = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 7, 3, padding=1))
+            self.b3 = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.Conv2d(2, 3, 5, padding=2))
+            self.b4 = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(3, 6, 1))
+            self.head = nn.Conv2d(21, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = F.relu(torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1))
+            return self.head(y), y
+
+    class Dense(nn.Module):  # DenseNet: each layer's 5 new channels concatenated to its input
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 6, 3, padding=1)
+            self.layers = nn.ModuleList(
+                nn.Sequential(nn.BatchNorm2d(6 + 5 * i), nn.ReLU(), nn.Conv2d(6 + 5 * i, 5, 3, padding=1))
+                for i in range(3))
+            self.trans = nn.Sequential(nn.BatchNorm2d(21), nn.ReLU(), nn.Conv2d(21, 8, 1), nn.AvgPool2d(2))
+            self.fc = nn.Linear(8 * 4 * 4, 3)
+
+        def forward(self, x):
+            x = self.stem(x)
+            for layer in self.layers:
+                x = torch.cat([x, layer(x)], 1)
+            return self.fc(torch.flatten(self.trans(x), 1))
+
+    def dw(cin, cout, stride):  # MobileNet depthwise-separable block
+        return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                             nn.ReLU6(), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6())
+
+    mobilenet = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU6(), dw(8, 12, 1), dw(12, 17, 2), dw(17, 17, 1),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(17, 4))
+
+    class Fire(nn.Module):  # SqueezeNet fire module
+        def __init__(self, cin, s, e1, e3):
+            super().__init__()
+            self.s, self.e1, self.e3 = nn.Conv2d(cin, s, 1), nn.Conv2d(s, e1, 1), nn.Conv2d(s, e3, 3, padding=1)
+
+        def forward(self, x):
+            x = F.relu(self.s(x))
+            return torch.cat([F.relu(self.e1(x)), F.relu(self.e3(x))], 1)
+
+    squeezenet = nn.Sequential(nn.Conv2d(3, 8, 3, 2), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
+                               Fire(8, 3, 5, 6), Fire(11, 4, 6, 6), nn.MaxPool2d(3, 2, ceil_mode=True),
+                               Fire(12, 3, 7, 5), nn.Dropout(), nn.Conv2d(12, 5, 1), nn.ReLU(),
+                               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LogSoftmax(dim=1))
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.d1 = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU())
+            self.d2 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(5, 7, 3, padding=1), nn.ReLU())
+            self.d3 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(7, 9, 3, padding=1), nn.ReLU())
+            self.up2 = nn.ConvTranspose2d(9, 6, 2, stride=2)
+            self.u2 = nn.Sequential(nn.Conv2d(13, 6, 3, padding=1), nn.ReLU())
+            self.u1 = nn.Sequential(nn.Conv2d(11, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+        def forward(self, x):
+            a = self.d1(x)
+            b = self.d2(a)
+            c = self.d3(b)
+            u = torch.cat([b, self.up2(c)], 1)
+            u = F.interpolate(self.u2(u), scale_factor=2, mode="bilinear", align_corners=False)
+            n = F.interpolate(self.u2(torch.cat([b, self.up2(c)], 1)), scale_factor=2, mode="nearest")
+            return torch.sigmoid(self.u1(torch.cat([a, u + n], 1)))
+
+    return torch, {"resnet": (ResNet(), (3, 3, 16, 16)), "vgg": (vgg, (2, 3, 16, 16)),
+                   "inception": (Inception(), (2, 3, 9, 11)), "densenet": (Dense(), (3, 3, 8, 8)),
+                   "mobilenet": (mobilenet, (2, 3, 17, 15)), "squeezenet": (squeezenet, (2, 3, 23, 21)),
+                   "unet": (UNet(), (2, 3, 12, 16))}
+
+
+TORCH_NETS = ["resnet", "vgg", "inception", "densenet", "mobilenet", "squeezenet", "unet"]
+
+
+def _export(torch, net, x, opset=17):
+    f = io.BytesIO()
+    try:
+        with warnings.catch_warnings():  # the TorchScript exporter is deprecated (and warns) in torch 2.9+
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), f, dynamo=False, opset_version=opset, input_names=["x"])
+    except (ImportError, ModuleNotFoundError) as e:  # the exporter's own dependencies
+        pytest.skip(f"torch.onnx.export needs {e}")
+    return onnx.load_from_string(f.getvalue())
+
+
+@pytest.mark.parametrize("name", TORCH_NETS)
+def test_torch_exported_networks(name):
+    torch, nets = _torch_nets()
+    torch.manual_seed(0)
+    net, shape = nets[name]
+    for m in net.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    net.eval()
+    x = torch.randn(*shape)
+    model = _export(torch, net, x)
+    feeds = {"x": x.numpy()}
+    imported, ours = check(model, feeds, k=400)
+    with torch.no_grad():
+        expected = net(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for a, b in zip(ours, expected):
+        assert_close(a, b.numpy(), "reduction", "float32", k=400)
+    assert imported.data_sources, "the importer made data sources"
+
+
+# ------------------------------------------------------------------------------------------------
+# refusals: UnsupportedError naming the ONNX node and why
+
+def _conv_then(op, attrs=None, consts=(), inputs=None, shape=(2, 4, 6, 6), opset=17, extra_inputs=()):
+    """Conv 'c' (4 channels) followed by one node 'bad' of type op."""
+    inits = [T("W", np.ones((4, shape[1], 1, 1)))] + [numpy_helper.from_array(np.asarray(v), n) for n, v in consts]
+    names = ["c"] + list(extra_inputs) + [n for n, _ in consts]
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], name="conv"),
+             helper.make_node(op, names, ["y"], name="bad", **(attrs or {}))]
+    return make_model(nodes, inits, inputs or {"x": list(shape)}, opset=opset)
+
+
+def _two_concat(axis_node):
+    nodes = [helper.make_node("Conv", ["x", "W"], ["a"]), helper.make_node("Conv", ["x", "W"], ["b"]), axis_node]
+    return make_model(nodes, [T("W", np.ones((3, 3, 1, 1)))], {"x": [2, 3, 4, 5]})
+
+
+f32 = np.float32
+REFUSALS = [
+    ("unknown-op", lambda: _conv_then("Transpose", dict(perm=[0, 2, 3, 1])), r"'bad' \(Transpose\): this operator is not supported"),
+    ("foreign-domain", lambda: make_model([helper.make_node("Relu", ["x"], ["y"], name="bad", domain="com.example")]),
+     r"'bad' \(Relu\): operator domain 'com.example'"),
+    ("negative-pads", lambda: _conv_then("MaxPool", dict(kernel_shape=[2, 2], pads=[-1, 0, 0, 0])), r"'bad' \(MaxPool\): pads .* negative"),
+    ("conv-3d-kernel", lambda: make_model([helper.make_node("Conv", ["x", "W"], ["y"], name="bad")],
+                                          [T("W", np.ones((2, 3, 1, 1, 1)))], {"x": [1, 3, 4, 4]}), r"'bad' \(Conv\): weights have shape"),
+    ("input-rank-3", lambda: make_model([helper.make_node("Relu", ["x"], ["y"])], inputs={"x": [1, 3, 4]}), r"input 'x' has 3 dimensions"),
+    ("input-symbolic-channels", lambda: make_model([helper.make_node("Relu", ["x"], ["y"])], inputs={"x": [1, "C", 4, 4]}),
+     r"'x' has a symbolic channel count"),
+    ("conv-transpose-output-shape", lambda: _conv_then("ConvTranspose", dict(output_shape=[12, 12], strides=[2, 2]),
+                                                        [("Wt", np.ones((4, 2, 3, 3), f32))]), r"'bad' \(ConvTranspose\): output_shape"),
+    ("conv-transpose-same", lambda: _conv_then("ConvTranspose", dict(auto_pad="SAME_UPPER", strides=[2, 2]),
+                                                [("Wt", np.ones((4, 2, 3, 3), f32))]), r"'bad' \(ConvTranspose\): auto_pad SAME_UPPER"),
+    ("avgpool-dilated", lambda: _conv_then("AveragePool", dict(kernel_shape=[2, 2], dilations=[2, 2])),
+     r"'bad' \(AveragePool\): dilated average pooling"),
+    ("avgpool-count-pad-overhang", lambda: _conv_then("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1],
+                                                                         ceil_mode=1, count_include_pad=1), shape=(1, 4, 7, 7)),
+     r"'bad' \(AveragePool\): with count_include_pad=1, ceil_mode and unequal"),
+    ("lppool-p1", lambda: _conv_then("LpPool", dict(kernel_shape=[2, 2], p=1)), r"'bad' \(LpPool\): p = 1"),
+    ("lrn-even", lambda: _conv_then("LRN", dict(size=4)), r"'bad' \(LRN\): size 4 is even"),
+    ("softmax-last-axis", lambda: _conv_then("Softmax", dict(axis=-1), opset=13), r"'bad' \(Softmax\): normalizes over the last axis"),
+    ("softmax-old-opset-flattens", lambda: _conv_then("Softmax", dict(axis=1), opset=11), r"'bad' \(Softmax\): normalizes over all of C\*H\*W"),
+    ("concat-axis-2", lambda: _two_concat(helper.make_node("Concat", ["a", "b"], ["y"], axis=2, name="bad")), r"'bad' \(Concat\): axis 2"),
+    ("concat-flattened", lambda: make_model([helper.make_node("Conv", ["x", "W"], ["a"]), helper.make_node("Flatten", ["a"], ["f"]),
+                                             helper.make_node("Flatten", ["x"], ["g"]),
+                                             helper.make_node("Concat", ["f", "g"], ["y"], axis=1, name="bad")],
+                                            [T("W", np.ones((3, 3, 1, 1)))], {"x": [2, 3, 4, 5]}),
+     r"'bad' \(Concat\): concatenation of flattened tensors"),
+    ("resize-fraction", lambda: _conv_then("Resize", dict(mode="nearest"), [("roi", np.zeros(0, f32)), ("sc", np.array([1, 1, 1.5, 2], f32))]),
+     r"'bad' \(Resize\): scale factors 1.5 x 2.0"),
+    ("resize-channels", lambda: _conv_then("Resize", dict(mode="nearest"), [("roi", np.zeros(0, f32)), ("sc", np.array([1, 2, 2, 2], f32))]),
+     r"'bad' \(Resize\): scales .* height and width only"),
+    ("resize-cubic", lambda: _conv_then("Resize", dict(mode="cubic"), [("roi", np.zeros(0, f32)), ("sc", np.array([1, 1, 2, 2], f32))]),
+     r"'bad' \(Resize\): mode 'cubic'"),
+    ("resize-nearest-align-corners", lambda: _conv_then("Resize", dict(mode="nearest", coordinate_transformation_mode="align_corners"),
+                                                        [("roi", np.zeros(0, f32)), ("sc", np.array([1, 1, 2, 2], f32))]),
+     r"'bad' \(Resize\): nearest mode with coordinate_transformation_mode 'align_corners'"),
+    ("resize-asymmetric-round", lambda: _conv_then("Resize", dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                                                                  nearest_mode="round_prefer_ceil"),
+                                                   [("roi", np.zeros(0, f32)), ("sc", np.array([1, 1, 2, 2], f32))]),
+     r"'bad' \(Resize\): .*nearest_mode 'round_prefer_ceil'"),
+    ("resize-linear-asymmetric", lambda: _conv_then("Resize", dict(mode="linear", coordinate_transformation_mode="asymmetric"),
+                                                    [("roi", np.zeros(0, f32)), ("sc", np.array([1, 1, 2, 2], f32))]),
+     r"'bad' \(Resize\): linear mode with coordinate_transformation_mode 'asymmetric'"),
+    ("add-full-constant", lambda: _conv_then("Add", consts=[("k", np.ones((1, 4, 6, 6), f32))]),
+     r"'bad' \(Add\): the constant operand has shape \(1, 4, 6, 6\)"),
+    ("flatten-axis-2", lambda: _conv_then("Flatten", dict(axis=2)), r"'bad' \(Flatten\): axis 2"),
+    ("reshape-other", lambda: _conv_then("Reshape", consts=[("s", np.array([2, 4, 36], np.int64))]),
+     r"'bad' \(Reshape\): reshape of a \(N, 4, 6, 6\) tensor to \[2, 4, 36\]"),
+    ("gemm-trans-a", lambda: make_model([helper.make_node("Flatten", ["x"], ["f"]),
+                                         helper.make_node("Gemm", ["f", "G"], ["y"], transA=1, name="bad")],
+                                        [T("G", np.ones((2, 3)))], {"x": [2, 3, 1, 1]}), r"'bad' \(Gemm\): transA=1"),
+    ("gemm-on-4d", lambda: _conv_then("Gemm", consts=[("G", np.ones((4, 3), f32))]), r"'bad' \(Gemm\): input is a 4-D tensor"),
+    ("gemm-wrong-size", lambda: make_model([helper.make_node("Flatten", ["x"], ["f"]),
+                                            helper.make_node("Gemm", ["f", "G"], ["y"], name="bad")],
+                                           [T("G", np.ones((5, 2)))], {"x": [2, 3, 1, 1]}), r"'bad' \(Gemm\): weights take 5 inputs"),
+    ("gemm-symbolic-size", lambda: make_model([helper.make_node("Flatten", ["x"], ["f"]),
+                                               helper.make_node("Gemm", ["f", "G"], ["y"], name="bad")],
+                                              [T("G", np.ones((12, 2)))], {"x": [2, 3, "H", "W"]}),
+     r"'bad' \(Gemm\): needs the input's height and width .* input_shapes"),
+    ("maxpool-indices", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]),
+                                            helper.make_node("MaxPool", ["r"], ["y", "i"], kernel_shape=[2, 2], name="bad"),
+                                            helper.make_node("Cast", ["i"], ["z"], to=TensorProto.FLOAT)],
+                                           outputs=("y", "z")), r"'bad' \(MaxPool\): output 'i' is used"),
+    ("batchnorm-training", lambda: _conv_then("BatchNormalization", dict(training_mode=1),
+                                              [(n, np.ones(4, f32)) for n in ("s", "b", "m", "v")]),
+     r"'bad' \(BatchNormalization\): training_mode=1"),
+    ("pow-tensor-exponent", lambda: _conv_then("Pow", consts=[("e", np.ones((1, 4, 1, 1), f32))]),
+     r"'bad' \(Pow\): the exponent has shape \(1, 4, 1, 1\)"),
+    ("pow-image-exponent", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]),
+                                               helper.make_node("Pow", ["r", "r"], ["y"], name="bad")]),
+     r"'bad' \(Pow\): input 'r' is computed by the graph"),
+    ("prelu-slope-shape", lambda: _conv_then("PRelu", consts=[("s", np.ones((4, 6, 6), f32))]),
+     r"'bad' \(PRelu\): slope of shape \(4, 6, 6\)"),
+    ("output-is-input", lambda: make_model([helper.make_node("Identity", ["x"], ["y"])]), r"output 'y' is a graph input"),
+    ("output-is-constant", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]),
+                                               helper.make_node("Constant", [], ["y"], value=T("v", np.ones(2)))]),
+     r"output 'y' is a constant"),
+    ("integer-input", lambda: helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.INT32, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)]), opset_imports=[helper.make_opsetid("", 17)]),
+     r"input 'x' has element type INT32"),
+    ("dropout-training", lambda: _conv_then("Dropout", consts=[("r", np.array(0.5, f32)), ("t", np.array(True))]),
+     r"'bad' \(Dropout\): training_mode is true"),
+    ("div-constant-by-channels", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]),
+                                                     helper.make_node("Div", ["k", "r"], ["y"], name="bad")],
+                                                    [T("k", np.ones((3, 1, 1)))]),
+     r"'bad' \(Div\): a per-channel constant divided by an image"),
+    ("mixed-ranks", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+                                        helper.make_node("Add", ["r", "f"], ["y"], name="bad")]),
+     r"'bad' \(Add\): operands of rank 4 and 2"),
+    ("no-broadcast", lambda: make_model([helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Relu", ["b"], ["s"]),
+                                         helper.make_node("Add", ["r", "s"], ["y"], name="bad")],
+                                        inputs={"a": [1, 3, 4, 4], "b": [1, 2, 4, 4]}),
+     r"'bad' \(Add\): shapes \(N, 3, 4, 4\) and \(N, 2, 4, 4\) do not broadcast"),
+    ("pool-1d", lambda: _conv_then("MaxPool", dict(kernel_shape=[2])), r"'bad' \(MaxPool\): kernel_shape \[2\] is not 2-D"),
+    ("pool-after-flatten", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+                                               helper.make_node("Relu", ["f"], ["g"]),
+                                               helper.make_node("Reshape", ["g", "s"], ["y"], name="bad")],
+                                              [numpy_helper.from_array(np.array([2, 3, 9, 10], np.int64), "s")]),
+     r"'bad' \(Reshape\): reshape of a \(N, 3, 9, 10\) tensor to \[2, 3, 9, 10\]"),
+]
+
+
+@pytest.mark.parametrize("build,match", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_refusals(build, match):
+    with pytest.raises(mpsnn.UnsupportedError, match=match):
+        mpsnn.onnx.load(build(), CPU)
+
+
+def test_refusal_at_compile_for_symbolic_sizes(rng):
+    """With symbolic sizes the average-pooling overhang is found when the graph is compiled for a size."""
+    m = make_model([helper.make_node("Relu", ["x"], ["r"]),
+                    helper.make_node("AveragePool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1],
+                                     ceil_mode=1, count_include_pad=1, name="bad")], inputs={"x": [1, 2, "H", "W"]})
+    imported = mpsnn.onnx.load(m, CPU)
+    x = randn(rng, 1, 2, 6, 6)  # 6 + 1 pad: windows 0-2, 2-4, 4-6 end inside the padding
+    assert_close(imported.run(x), ort_run(m, {"x": x})[0], "reduction", "float32", k=9)
+    with pytest.raises(mpsnn.UnsupportedError, match=r"'bad' \(AveragePool\).*7x7 source reaches past the padding"):
+        imported.run(randn(rng, 1, 2, 7, 7))  # 7 + 1 pad: the last window 6-8 ends past it
+
+
+def test_input_shapes_give_symbolic_sizes(rng):
+    m = make_model([helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "G"], ["y"])],
+                   [T("G", randn(rng, 12, 2))], {"x": ["N", 3, "H", "W"]})
+    imported = mpsnn.onnx.load(m, CPU, input_shapes={"x": (None, 3, 2, 2)})
+    x = randn(rng, 4, 3, 2, 2)
+    assert_close(imported.run(x), ort_run(m, {"x": x})[0], "reduction", "float32", k=12)
+
+
+def test_without_onnx(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"pip install 'mpsnn\[onnx\]'"):
+        mpsnn.onnx.load(b"", CPU)
