@@ -75,6 +75,7 @@ CONV_CASES = [
     dict(auto_pad="SAME_LOWER", strides=[2, 3]),
     dict(auto_pad="VALID", strides=[1, 2], dilations=[2, 1]),
     dict(pads=[2, 0, 0, 3], strides=[3, 2]),
+    dict(pads=[4, 3, 0, 5], strides=[3, 3]),  # pads wider than the kernel: windows in the padding alone
 ]
 
 
@@ -115,7 +116,8 @@ def test_conv_symbolic_size_runs_any_size(rng):
     dict(strides=[3, 2], pads=[0, 2, 1, 0], dilations=[1, 2]),
     dict(strides=[1, 1]),
     dict(strides=[2, 2], group=2),
-], ids=["k-s2-p1", "output-padding", "asymmetric", "stride1", "groups"])
+    dict(strides=[3, 3], pads=[4, 0, 3, 1], output_padding=[2, 1]),
+], ids=["k-s2-p1", "output-padding", "asymmetric", "stride1", "groups", "wide-pads"])
 def test_conv_transpose(rng, attrs):
     g = attrs.get("group", 1)
     w, b = randn(rng, 6, 5 // g if g == 1 else 4, 3, 4), randn(rng, (5 if g == 1 else 8))
@@ -148,6 +150,9 @@ POOL_CASES = [
     ("AveragePool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)),
     ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER", count_include_pad=1)),
     ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER")),
+    ("AveragePool", dict(kernel_shape=[5, 5], strides=[3, 3], pads=[4, 3, 2, 1], count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[5, 5], strides=[3, 3], pads=[4, 4, 4, 4])),
+    ("MaxPool", dict(kernel_shape=[5, 5], strides=[3, 3], pads=[4, 4, 4, 4])),
     ("LpPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
     ("LpPool", dict(kernel_shape=[2, 3], strides=[2, 1])),
 ]
@@ -224,7 +229,7 @@ def test_neurons(rng, op, attrs, consts):
     x = randn(rng, 2, 3, 5, 6)
     if op in ("Log", "Pow"):
         x = np.abs(x) + 0.1
-    # a 1x1 convolution first: the neuron runs on a node's result (the graph's input is no result)
+    # the neuron after a 1x1 identity convolution (the compiler fuses it there)
     m = make_model([helper.make_node("Conv", ["x", "I"], ["x0"]), helper.make_node(op, names, ["y"], **attrs)],
                    [T("I", np.eye(3).reshape(3, 3, 1, 1))] + inits, {"x": [2, 3, 5, 6]})
     check(m, {"x": x})
@@ -322,6 +327,21 @@ def test_concat_gaps_then_channel_mixing_ops(rng):
     m = make_model(nodes + [helper.make_node("Identity", ["all"], ["y"])], inits, {"x": [2, 3, 4, 5]},
                    outputs=("y", "y2", "lrn"), opset=13)
     check(m, {"x": randn(rng, 2, 3, 4, 5)}, k=160)
+
+
+def test_grouped_depthwise_and_transposed_convolutions_read_through_gaps(rng):
+    """After a 3 + 5 concatenation (slots 0 and 4): a depthwise, a grouped (groups of 4 channels: the
+    gaps break the groups, so a dense convolution with zero weights across groups) and a transposed
+    convolution."""
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["a"]), helper.make_node("Conv", ["x", "W2"], ["b"]),
+             helper.make_node("Concat", ["a", "b"], ["cat"], axis=1),
+             helper.make_node("Conv", ["cat", "D"], ["dw"], group=8, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["cat", "G"], ["gr"], group=2, pads=[0, 1, 0, 1]),
+             helper.make_node("ConvTranspose", ["cat", "U"], ["up"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("ConvTranspose", ["cat", "U2"], ["up2"], strides=[2, 2], group=2)]
+    inits = [T("W1", randn(rng, 3, 3, 1, 1)), T("W2", randn(rng, 5, 3, 1, 1)), T("D", randn(rng, 8, 1, 3, 3)),
+             T("G", randn(rng, 6, 4, 3, 3)), T("U", randn(rng, 8, 3, 4, 4)), T("U2", randn(rng, 8, 2, 2, 2))]
+    check(make_model(nodes, inits, {"x": [2, 3, 5, 6]}, outputs=("dw", "gr", "up", "up2")), {"x": randn(rng, 2, 3, 5, 6)})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -738,6 +758,10 @@ REFUSALS = [
                                          helper.make_node("Add", ["r", "s"], ["y"], name="bad")],
                                         inputs={"a": [1, 3, 4, 4], "b": [1, 2, 4, 4]}),
      r"'bad' \(Add\): shapes \(N, 3, 4, 4\) and \(N, 2, 4, 4\) do not broadcast"),
+    ("batchnorm-of-flattened", lambda: make_model(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+         helper.make_node("BatchNormalization", ["f", "s", "s", "z", "s"], ["y"], name="bad")],
+        [T("s", np.ones(270)), T("z", np.zeros(270))]), r"'bad' \(BatchNormalization\): normalizes each of the 270 features"),
     ("pool-1d", lambda: _conv_then("MaxPool", dict(kernel_shape=[2])), r"'bad' \(MaxPool\): kernel_shape \[2\] is not 2-D"),
     ("pool-after-flatten", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
                                                helper.make_node("Relu", ["f"], ["g"]),

@@ -780,6 +780,9 @@ class _Importer:
         a = self.attrs(node)
         if int(a.get("training_mode", 0)):
             raise _unsupported(node, "training_mode=1: the importer builds inference graphs (running statistics)")
+        if v.rank == 2 and not v.spatial_one:
+            raise _unsupported(node, f"normalizes each of the {v.c * (v.h or 0) * (v.w or 0) or 'C*H*W'} features of a "
+                                     "flattened tensor; MPS normalizes feature channels")
         scale, bias, mean, var = (self.const(node, i) for i in range(1, 5))
         for t in (scale, bias, mean, var):
             if t is None or t.size != v.c:
