@@ -801,3 +801,34 @@ def test_without_onnx(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'mpsnn\[onnx\]'"):
         mpsnn.onnx.load(b"", CPU)
+
+
+# ------------------------------------------------------------------------------------------------
+# mpsnn.conversions (the layout rules shared with examples/from_pytorch.py), float64 definitions
+
+def test_conversions_match_their_definitions(rng):
+    from mpsnn import conversions as cv
+
+    x = rng.standard_normal((2, 5, 3, 4))  # NCHW
+    w = rng.standard_normal((7, 5 * 3 * 4))
+    ohwi = cv.fully_connected_weights_from_nchw_flatten(w, 5, 3, 4)
+    np.testing.assert_allclose(np.einsum("nhwc,ohwc->no", x.transpose(0, 2, 3, 1), ohwi), x.reshape(2, -1) @ w.T,
+                               rtol=1e-5, atol=1e-5)
+    # gaps: channels at positions 0-2 and 4-5 of a 6-channel image read with zero weights elsewhere
+    pos = np.array([0, 1, 2, 4, 5])
+    gapped = cv.fully_connected_weights_from_nchw_flatten(w, 5, 3, 4, pos, 6)
+    assert gapped.shape == (7, 3, 4, 6) and not gapped[..., 3].any()
+    np.testing.assert_array_equal(gapped[..., pos], ohwi)
+    conv = rng.standard_normal((4, 3, 2, 5))
+    np.testing.assert_array_equal(cv.convolution_weights_from_oihw(conv)[1, 0, 3], conv[1, :, 0, 3].astype(np.float32))
+    dense = cv.grouped_weights_as_dense(rng.standard_normal((6, 2, 3, 3)), 3)
+    assert dense.shape == (6, 6, 3, 3) and not dense[0:2, 2:].any() and not dense[2:4, 0:2].any()
+    # transposed convolution: the weights MPS correlates with are ONNX's rotated by 180 degrees
+    t = rng.standard_normal((4, 3, 2, 5)).astype(np.float32)  # (in, out, kh, kw)
+    mt = cv.convolution_transpose_weights(t)
+    assert mt.shape == (3, 2, 5, 4)
+    np.testing.assert_array_equal(mt[2, 0, 0, 1], t[1, 2, 1, 4])
+    with pytest.raises(ValueError, match="expected OIHW"):
+        cv.convolution_weights_from_oihw(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"expected \(out, 60\)"):
+        cv.fully_connected_weights_from_nchw_flatten(np.zeros((2, 59)), 5, 3, 4)

@@ -310,7 +310,7 @@ class _Importer:
         self.values: dict[str, Union[_Image, np.ndarray]] = {}
         self.data_sources: dict[str, DataSource] = {}
         self.skip: set[int] = set()
-        self.consumers: dict[str, list[Any]] = {}
+        self.consumers: dict[str, list[tuple[int, Any]]] = {}  # value name -> (node index, node)
         self.graph_outputs = {o.name for o in model.graph.output}
         self.helper_count = 0
 
@@ -392,10 +392,10 @@ class _Importer:
         g = self.model.graph
         for init in g.initializer:
             self.values[init.name] = self.onnx.numpy_helper.to_array(init)
-        for node in g.node:
+        for k, node in enumerate(g.node):
             for i in node.input:
                 if i:
-                    self.consumers.setdefault(i, []).append(node)
+                    self.consumers.setdefault(i, []).append((k, node))
         inputs: list[tuple[str, int]] = []
         for inp in g.input:
             if inp.name in self.values:
@@ -648,16 +648,16 @@ class _Importer:
         bias = None
         # MatMul + Add of a constant vector: the bias of the fully connected layer.
         users = self.consumers.get(node.output[0], [])
-        if len(users) == 1 and users[0].op_type == "Add" and node.output[0] not in self.graph_outputs:
-            add = users[0]
+        if len(users) == 1 and users[0][1].op_type == "Add" and node.output[0] not in self.graph_outputs:
+            add_index, add = users[0]
             other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
             cv = self.values.get(other)
             if isinstance(cv, np.ndarray) and cv.size == b.shape[1] and (cv.ndim == 1 or cv.shape[:-1] == (1,) * (cv.ndim - 1)):
                 bias = cv.reshape(-1).astype(np.float32)
-                self.skip.add(next(k for k, n in enumerate(self.model.graph.node) if n is add))
+                self.skip.add(add_index)
         self.fully_connected(node, v, np.asarray(b, np.float32).T, bias)
         if bias is not None:
-            self.values[users[0].output[0]] = self.values[node.output[0]]
+            self.values[users[0][1].output[0]] = self.values[node.output[0]]
 
     # -- shapes ----------------------------------------------------------------------------------
     def flatten(self, node: Any, v: _Image) -> None:
