@@ -381,6 +381,23 @@ def test_reshape_between_flat_and_4d(rng):
     check(m, {"x": randn(rng, 2, 3, 9, 10)})
 
 
+@pytest.mark.parametrize("opset", [11, 18])
+def test_reduce_squeeze_unsqueeze(rng, opset):
+    """A squeeze-and-excitation block: ReduceMean over H, W (keepdims 0), Gemm, Unsqueeze, Mul."""
+    def axes_of(op, axes, **kw):
+        if opset >= 18 or (opset >= 13 and op in ("Squeeze", "Unsqueeze")):
+            return helper.make_node(op, [kw.pop("src"), "ax"], [kw.pop("dst")], **kw)
+        return helper.make_node(op, [kw.pop("src")], [kw.pop("dst")], axes=axes, **kw)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+             axes_of("ReduceMean", [2, 3], src="c", dst="m", keepdims=0),
+             helper.make_node("Gemm", ["m", "G"], ["g"], transB=1), helper.make_node("Sigmoid", ["g"], ["s"]),
+             axes_of("Unsqueeze", [2, 3], src="s", dst="u"), helper.make_node("Mul", ["c", "u"], ["y"]),
+             axes_of("ReduceMax", [2, 3], src="y", dst="mx", keepdims=1), axes_of("Squeeze", [2, 3], src="mx", dst="z")]
+    inits = [T("W", randn(rng, 5, 3, 3, 3)), T("G", randn(rng, 5, 5)),
+             numpy_helper.from_array(np.array([2, 3], np.int64), "ax")]
+    check(make_model(nodes, inits, outputs=("y", "z"), opset=opset), {"x": randn(rng, 2, 3, 9, 10)})
+
+
 def test_initializer_listed_as_input(rng):
     w = T("W", randn(rng, 4, 3, 3, 3))
     m = make_model([helper.make_node("Conv", ["x", "W"], ["y"])], [w], {"x": [1, 3, 5, 5], "W": [4, 3, 3, 3]})
@@ -420,6 +437,13 @@ def test_resize_sizes_and_upsample(rng):
     m9 = make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Upsample", ["r", "sc"], ["y"], mode="nearest")],
                     [T("sc", [1, 1, 2, 2])], {"x": [2, 3, 4, 5]}, opset=9)
     check(m9, {"x": randn(rng, 2, 3, 4, 5)})
+    m7 = make_model([helper.make_node("Relu", ["x"], ["r"]),
+                     helper.make_node("Upsample", ["r"], ["y"], mode="nearest", scales=[1.0, 1.0, 3.0, 2.0])],
+                    inputs={"x": [2, 3, 4, 5]}, opset=7)
+    check(m7, {"x": randn(rng, 2, 3, 4, 5)})
+    m10 = make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Resize", ["r", "sc"], ["y"], mode="nearest")],
+                     [T("sc", [1, 1, 3, 2])], {"x": [2, 3, 4, 5]}, opset=10)
+    check(m10, {"x": randn(rng, 2, 3, 4, 5)})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -762,6 +786,11 @@ REFUSALS = [
         [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
          helper.make_node("BatchNormalization", ["f", "s", "s", "z", "s"], ["y"], name="bad")],
         [T("s", np.ones(270)), T("z", np.zeros(270))]), r"'bad' \(BatchNormalization\): normalizes each of the 270 features"),
+    ("reduce-channels", lambda: _conv_then("ReduceMean", dict(axes=[1]), opset=13), r"'bad' \(ReduceMean\): reduces axes \[1\]"),
+    ("squeeze-spatial", lambda: _conv_then("Squeeze", consts=[("a", np.array([2], np.int64))], shape=(2, 4, 1, 6)),
+     r"'bad' \(Squeeze\): squeezing axes \[2\]"),
+    ("unsqueeze-4d", lambda: _conv_then("Unsqueeze", consts=[("a", np.array([0], np.int64))]),
+     r"'bad' \(Unsqueeze\): unsqueezing axes \[0\]"),
     ("pool-1d", lambda: _conv_then("MaxPool", dict(kernel_shape=[2])), r"'bad' \(MaxPool\): kernel_shape \[2\] is not 2-D"),
     ("pool-after-flatten", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
                                                helper.make_node("Relu", ["f"], ["g"]),

@@ -29,6 +29,8 @@ boundary only (``layout="NHWC"`` skips that). Each ONNX node becomes MPS nodes:
 * Add / Sub / Mul / Div / Sum of two images (broadcast over channels or pixels through the arithmetic
   nodes' strides), or of an image and a constant scalar (a linear neuron) or per-channel vector
   (a batch-normalization node with mean 0 and variance 1).
+* ReduceMean / ReduceMax over H and W are global pooling; Squeeze / Unsqueeze move between (N, C, 1, 1)
+  and (N, C).
 * Dropout and Identity pass their input on; Upsample / Resize with integer scales -> nearest or
   bilinear upsampling; Constant nodes and initializers are constants, and nodes whose inputs are
   all constants are evaluated at load time.
@@ -685,6 +687,35 @@ class _Importer:
         raise _unsupported(node, f"reshape of a (N, {v.c}, {v.h}, {v.w}) tensor to {s}: the importer supports "
                                  "flattening to (N, C*H*W) and (N, C) <-> (N, C, 1, 1) only")
 
+    def axes(self, node: Any, rank: int) -> Optional[list[int]]:
+        """The axes attribute (or, from opset 13, input 1), non-negative."""
+        a = self.attrs(node)
+        if "axes" in a:
+            raw = list(a["axes"])
+        else:
+            t = self.const(node, 1)
+            if t is None:
+                return None
+            raw = [int(i) for i in np.asarray(t).reshape(-1)]
+        return sorted(int(i) + rank if int(i) < 0 else int(i) for i in raw)
+
+    def op_Squeeze(self, node: Any, index: int) -> None:
+        v = self.image(node, 0)
+        axes = self.axes(node, v.rank)
+        if v.rank == 4 and v.spatial_one and axes == [2, 3]:  # (no axes would squeeze a batch of 1 too)
+            self.set_image(node, dataclasses.replace(v, rank=2))
+            return
+        raise _unsupported(node, f"squeezing axes {axes} of a (N, {v.c}, {v.h}, {v.w}) tensor; the importer squeezes "
+                                 "(N, C, 1, 1) to (N, C) only")
+
+    def op_Unsqueeze(self, node: Any, index: int) -> None:
+        v = self.image(node, 0)
+        axes = self.axes(node, v.rank + 2)
+        if v.rank == 2 and v.spatial_one and axes == [2, 3]:
+            self.set_image(node, dataclasses.replace(v, rank=4))
+            return
+        raise _unsupported(node, f"unsqueezing axes {axes}; the importer unsqueezes (N, C) to (N, C, 1, 1) only")
+
     # -- pooling ---------------------------------------------------------------------------------
     def pool_axes(self, node: Any, a: dict[str, Any]) -> tuple[_Axis, _Axis]:
         ks = list(a.get("kernel_shape", []))
@@ -766,6 +797,26 @@ class _Importer:
 
     def op_GlobalMaxPool(self, node: Any, index: int) -> None:
         self.global_pool(node, _core.MPSCNNPoolingMaxNode)
+
+    def reduce_spatial(self, node: Any, cls: Any) -> None:
+        """ReduceMean / ReduceMax over H and W: global pooling."""
+        v = self.image(node, 0)
+        self.four_d(node, v)
+        a = self.attrs(node)
+        axes = self.axes(node, 4)
+        if axes != [2, 3] or int(a.get("noop_with_empty_axes", 0)):
+            raise _unsupported(node, f"reduces axes {axes}; MPS pools over height and width (axes 2, 3) only")
+        self.global_pool(node, cls)
+        if not int(a.get("keepdims", 1)):
+            out = self.values[node.output[0]]
+            assert isinstance(out, _Image)
+            self.values[node.output[0]] = dataclasses.replace(out, rank=2)
+
+    def op_ReduceMean(self, node: Any, index: int) -> None:
+        self.reduce_spatial(node, _core.MPSCNNPoolingAverageNode)
+
+    def op_ReduceMax(self, node: Any, index: int) -> None:
+        self.reduce_spatial(node, _core.MPSCNNPoolingMaxNode)
 
     # -- normalization ---------------------------------------------------------------------------
     def per_channel(self, v: _Image, values: np.ndarray, fill: float) -> np.ndarray:
@@ -1120,7 +1171,7 @@ class _Importer:
             raise _unsupported(node, "the axes attribute is not supported")
         self.resample(node, scales, sizes, s("mode", "nearest"),
                       s("coordinate_transformation_mode", "half_pixel" if self.opset >= 11 else "asymmetric"),
-                      s("nearest_mode", "round_prefer_floor"))
+                      s("nearest_mode", "round_prefer_floor" if self.opset >= 11 else "floor"))  # Resize-10: as Upsample
 
     def resample(self, node: Any, scales: Optional[np.ndarray], sizes: Optional[np.ndarray], mode: str,
                  transform: str, nearest_mode: str) -> None:
