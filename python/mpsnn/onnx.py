@@ -538,8 +538,8 @@ class _Importer:
         depthwise = g > 1 and g == v.c and cout == v.c
         native_groups = g > 1 and not depthwise and cg % 4 == 0 and (cout // g) % 4 == 0
         if depthwise and v.dense:
-            d: Any = _core.MPSCNNDepthWiseConvolutionDescriptor(kernel_width=kw, kernel_height=kh,
-                                                                input_feature_channels=v.c, output_feature_channels=cout)
+            d: Any = _core.MPSCNNDepthWiseConvolutionDescriptor(
+                kernel_width=kw, kernel_height=kh, input_feature_channels=v.c, output_feature_channels=cout)
             wm = np.ascontiguousarray(np.asarray(w, np.float32).transpose(0, 2, 3, 1))  # (C, KH, KW, 1)
         elif native_groups and v.dense:
             d = _core.MPSCNNConvolutionDescriptor(kernel_width=kw, kernel_height=kh, input_feature_channels=v.c,
@@ -654,7 +654,8 @@ class _Importer:
             add_index, add = users[0]
             other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
             cv = self.values.get(other)
-            if isinstance(cv, np.ndarray) and cv.size == b.shape[1] and (cv.ndim == 1 or cv.shape[:-1] == (1,) * (cv.ndim - 1)):
+            vector = isinstance(cv, np.ndarray) and (cv.ndim == 1 or cv.shape[:-1] == (1,) * (cv.ndim - 1))
+            if isinstance(cv, np.ndarray) and vector and cv.size == b.shape[1]:
                 bias = cv.reshape(-1).astype(np.float32)
                 self.skip.add(add_index)
         self.fully_connected(node, v, np.asarray(b, np.float32).T, bias)
@@ -734,7 +735,8 @@ class _Importer:
         if y.dilation == 1 and x.dilation == 1:
             p: Any = _core.MPSCNNPoolingMaxNode(v.node, x.kernel, y.kernel, x.stride, y.stride)
         else:
-            p = _core.MPSCNNDilatedPoolingMaxNode(v.node, x.kernel, y.kernel, x.stride, y.stride, x.dilation, y.dilation)
+            p = _core.MPSCNNDilatedPoolingMaxNode(v.node, x.kernel, y.kernel, x.stride, y.stride, x.dilation,
+                                                  y.dilation)
         # Edge clamp (the pooling default) = ONNX's -inf padding: replicated pixels never exceed the window max.
         name = self.name(node)
         p.padding_policy = ONNXPadding(name, y, x)
@@ -762,7 +764,8 @@ class _Importer:
         p.padding_policy = ONNXPadding(name, y, x, zero_edges=zero_edges)
         if zero_edges and v.h is not None and v.w is not None and (y.overhang(v.h) or x.overhang(v.w)):
             raise _unsupported(node, "with count_include_pad=1, ceil_mode and unequal begin/end pads the last "
-                                     "window reaches past the padding; MPS cannot divide it by the padded window's size")
+                                     "window reaches past the padding; MPS cannot divide it by the padded "
+                                     "window's size")
         self.label_node(p, name)
         self.values[node.output[0]] = dataclasses.replace(v, node=p.result_image, h=self.out_size(y, v.h),
                                                           w=self.out_size(x, v.w))
@@ -1171,7 +1174,7 @@ class _Importer:
             raise _unsupported(node, "the axes attribute is not supported")
         self.resample(node, scales, sizes, s("mode", "nearest"),
                       s("coordinate_transformation_mode", "half_pixel" if self.opset >= 11 else "asymmetric"),
-                      s("nearest_mode", "round_prefer_floor" if self.opset >= 11 else "floor"))  # Resize-10: as Upsample
+                      s("nearest_mode", "round_prefer_floor" if self.opset >= 11 else "floor"))  # 10: as Upsample
 
     def resample(self, node: Any, scales: Optional[np.ndarray], sizes: Optional[np.ndarray], mode: str,
                  transform: str, nearest_mode: str) -> None:
