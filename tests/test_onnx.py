@@ -306,8 +306,13 @@ def test_concat_odd_channels_then_conv_reads_through_gaps(rng):
              helper.make_node("Identity", ["r"], ["z"])]
     inits = [T("W1", randn(rng, 3, 3, 3, 3)), T("W2", randn(rng, 5, 3, 1, 1)), T("W3", randn(rng, 2, 3, 1, 1)),
              T("W4", randn(rng, 4, 10, 3, 3))]
-    imported, _ = check(make_model(nodes, inits, outputs=("y", "z")), {"x": randn(rng, 2, 3, 9, 10)}, k=90)
+    model, x = make_model(nodes, inits, outputs=("y", "z")), {"x": randn(rng, 2, 3, 9, 10)}
+    imported, _ = check(model, x, k=90)
     assert imported.data_sources["y"].weights().shape == (4, 3, 3, 14)  # 14 MPS channels: 0-2, 4-8, 12-13
+    # a trainable layer reads a compacted source: its weights are exactly ONNX's
+    trainable, _ = check(model, x, k=90, optimizer=lambda name: mpsnn.MPSNNOptimizerStochasticGradientDescent(CPU, 0.01))
+    np.testing.assert_array_equal(trainable.data_sources["y"].weights(),
+                                  numpy_helper.to_array(inits[3]).transpose(0, 2, 3, 1))
 
 
 def test_concat_gaps_then_channel_mixing_ops(rng):

@@ -224,9 +224,13 @@ class ONNXModel:
         data_sources: the data sources the importer made, by ONNX node name (a node without a name:
             its first output's name): ArrayConvolutionDataSource for Conv, ConvTranspose, Gemm and
             MatMul (OHWI weights, the live parameters: trained in place when ``load`` was given an
-            optimizer), ArrayBatchNormalizationDataSource for BatchNormalization and
-            ArrayInstanceNormalizationDataSource for InstanceNormalization. After changing their
-            arrays call ``graph.reload_from_data_sources()``.
+            optimizer; a Gemm's are (out, H, W, C)), ArrayBatchNormalizationDataSource for
+            BatchNormalization and ArrayInstanceNormalizationDataSource for InstanceNormalization.
+            They cover the MPS channels of their source: after a concatenation of sources whose
+            channel counts are no multiples of 4 the weights have zero input channels (and the
+            normalizations identity channels) at the gaps. A trainable layer (``optimizer``) reads
+            a source without gaps (a 1x1 selection convolution first), so its weights are exactly
+            ONNX's, permuted. After changing the arrays call ``graph.reload_from_data_sources()``.
         input_names: the ONNX inputs ``run`` takes, in the model's order.
         output_names: the ONNX outputs ``run`` returns, in the model's order.
         image_nodes: the MPSNNImageNode of each ONNX input and output, by name (to build on the
@@ -389,6 +393,11 @@ class _Importer:
         self.label_node(conv, ds.label() or "")
         return dataclasses.replace(v, node=conv.result_image, pos=np.arange(v.c, dtype=np.int64), mc=v.c)
 
+    def trainable_input(self, v: _Image, optimizer: Optional[Optimizer]) -> _Image:
+        """The source of a trainable layer has no gaps: its weights are then exactly ONNX's (a layer that
+        read through gaps would train its gap weights on the constants the gaps hold)."""
+        return v if optimizer is None else self.dense(v, "the source of a trainable layer")
+
     # -- the walk --------------------------------------------------------------------------------
     def run(self) -> ONNXModel:
         g = self.model.graph
@@ -534,6 +543,8 @@ class _Importer:
             raise _unsupported(node, f"weights read {cg} x {g} groups channels; the input has {v.c}")
         y, x = self.conv_axes(node, a, kh, kw)
         name = self.name(node)
+        opt = self.make_optimizer(name)
+        v = self.trainable_input(v, opt)
         bias = None if b is None else np.asarray(b, np.float32).reshape(-1)
         depthwise = g > 1 and g == v.c and cout == v.c
         native_groups = g > 1 and not depthwise and cg % 4 == 0 and (cout // g) % 4 == 0
@@ -553,7 +564,7 @@ class _Importer:
             wm = convolution_weights_from_oihw(dense, v.pos, v.mc)
         d.stride_in_pixels_y, d.stride_in_pixels_x = y.stride, x.stride
         d.dilation_rate_y, d.dilation_rate_x = y.dilation, x.dilation
-        ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=self.make_optimizer(name))
+        ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=opt)
         self.data_sources[name] = ds
         conv = _core.MPSCNNConvolutionNode(source=v.node, weights=ds)
         conv.padding_policy = ONNXPadding(name, y, x)
@@ -576,6 +587,8 @@ class _Importer:
         cout = og * g
         y, x = self.conv_axes(node, a, kh, kw, reverse=True)
         name = self.name(node)
+        opt = self.make_optimizer(name)
+        v = self.trainable_input(v, opt)
         wm = convolution_transpose_weights(w, g)  # (cout, kh, kw, cin/g)
         if g > 1 and not ((cin // g) % 4 == 0 and og % 4 == 0 and v.dense):
             # as a dense transposed convolution: zero weights across groups
@@ -594,7 +607,7 @@ class _Importer:
         d.stride_in_pixels_y, d.stride_in_pixels_x = y.stride, x.stride
         d.dilation_rate_y, d.dilation_rate_x = y.dilation, x.dilation
         bias = None if b is None else np.asarray(b, np.float32).reshape(-1)
-        ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=self.make_optimizer(name))
+        ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=opt)
         self.data_sources[name] = ds
         conv = _core.MPSCNNConvolutionTransposeNode(source=v.node, convolution_gradient_state=None, weights=ds)
         conv.padding_policy = ONNXPadding(name, y, x)
@@ -610,11 +623,13 @@ class _Importer:
         if w_out_in.shape[1] != v.c * h * w:
             raise _unsupported(node, f"weights take {w_out_in.shape[1]} inputs; the input has {v.c * h * w}")
         cout = w_out_in.shape[0]
+        name = self.name(node)
+        opt = self.make_optimizer(name)
+        v = self.trainable_input(v, opt)
         wm = fully_connected_weights_from_nchw_flatten(w_out_in, v.c, h, w, v.pos, v.mc)
         d = _core.MPSCNNConvolutionDescriptor(kernel_width=w, kernel_height=h, input_feature_channels=v.mc,
                                               output_feature_channels=cout)
-        name = self.name(node)
-        ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=self.make_optimizer(name))
+        ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=opt)
         self.data_sources[name] = ds
         fc = _core.MPSCNNFullyConnectedNode(source=v.node, weights=ds)
         self.label_node(fc, name)
