@@ -866,3 +866,40 @@ def test_conversions_match_their_definitions(rng):
         cv.convolution_weights_from_oihw(np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"expected \(out, 60\)"):
         cv.fully_connected_weights_from_nchw_flatten(np.zeros((2, 59)), 5, 3, 4)
+
+
+def test_training_step_matches_torch(rng):
+    """One SGD step through an imported graph (custom padding policies, a gapped concatenation, a
+    Gemm after Flatten) updates the ONNX weights as PyTorch's autograd does."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    n, lr = 3, 0.02
+    w1, w2 = randn(rng, 3, 2, 3, 2, scale=0.5), randn(rng, 5, 2, 1, 1, scale=0.5)
+    g = randn(rng, 4, 8 * 3 * 4, scale=0.2)
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["a"], pads=[2, 0, 0, 1], strides=[2, 2], name="c1"),
+             helper.make_node("Conv", ["x", "W2"], ["b"], strides=[2, 2], name="c2"),
+             helper.make_node("Concat", ["a", "b"], ["cat"], axis=1), helper.make_node("Tanh", ["cat"], ["t"]),
+             helper.make_node("Flatten", ["t"], ["f"]), helper.make_node("Gemm", ["f", "G"], ["y"], transB=1, name="fc")]
+    m = make_model(nodes, [T("W1", w1), T("W2", w2), T("G", g)], {"x": [n, 2, 6, 7]})
+    imported = mpsnn.onnx.load(m, CPU, optimizer=lambda name: mpsnn.MPSNNOptimizerStochasticGradientDescent(CPU, lr))
+    desc = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.mean_squared_error, mpsnn.MPSCNNReductionType.sum)
+    loss = mpsnn.MPSCNNLossNode(source=imported.image_nodes["y"], loss_descriptor=desc)
+    terminals = loss.training_graph(None, None)  # the gradients of c1 and c2 (both read x)
+    training = mpsnn.MPSNNGraph(CPU, result_images=[t.result_image for t in terminals],
+                                results_are_needed=[False] * len(terminals))
+    x, target = randn(rng, n, 2, 6, 7), randn(rng, n, 1, 1, 4)
+    data = mpsnn.MPSCNNLossDataDescriptor(target, mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels, (1, 1, 4))
+    training.run([np.ascontiguousarray(x.transpose(0, 2, 3, 1))], source_states=[mpsnn.MPSCNNLossLabels(CPU, data)])
+
+    tw1, tw2, tg = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (w1, w2, g))
+    xt = torch.tensor(x, dtype=torch.float64)
+    a = F.conv2d(F.pad(xt, (0, 1, 2, 0)), tw1, stride=2)
+    b = F.conv2d(xt, tw2, stride=2)
+    y = torch.tanh(torch.cat([a, b], 1)).flatten(1) @ tg.T
+    # reduction sum: each image's squared error summed; parameter gradients sum over the batch
+    F.mse_loss(y, torch.tensor(target.reshape(n, 4), dtype=torch.float64), reduction="sum").backward()
+    ds = imported.data_sources
+    assert_close(ds["c1"].weights(), (tw1 - lr * tw1.grad).detach().numpy().transpose(0, 2, 3, 1), "reduction", k=100)
+    assert_close(ds["c2"].weights(), (tw2 - lr * tw2.grad).detach().numpy().transpose(0, 2, 3, 1), "reduction", k=100)
+    fc = (tg - lr * tg.grad).detach().numpy().reshape(4, 8, 3, 4).transpose(0, 2, 3, 1)
+    assert_close(ds["fc"].weights(), fc, "reduction", k=100)
