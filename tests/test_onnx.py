@@ -796,6 +796,8 @@ REFUSALS = [
      r"'bad' \(Squeeze\): squeezing axes \[2\]"),
     ("unsqueeze-4d", lambda: _conv_then("Unsqueeze", consts=[("a", np.array([0], np.int64))]),
      r"'bad' \(Unsqueeze\): unsqueezing axes \[0\]"),
+    ("pool-pads-reach-kernel", lambda: _conv_then("AveragePool", dict(kernel_shape=[2, 3], pads=[1, 3, 0, 0])),
+     r"'bad' \(AveragePool\): pads \[1, 3, 0, 0\] are not smaller than the kernel \[2, 3\]"),
     ("pool-1d", lambda: _conv_then("MaxPool", dict(kernel_shape=[2])), r"'bad' \(MaxPool\): kernel_shape \[2\] is not 2-D"),
     ("pool-after-flatten", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
                                                helper.make_node("Relu", ["f"], ["g"]),

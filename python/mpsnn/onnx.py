@@ -737,7 +737,11 @@ class _Importer:
         ks = list(a.get("kernel_shape", []))
         if len(ks) != 2:
             raise _unsupported(node, f"kernel_shape {ks} is not 2-D; MPS pools 2-D windows")
-        return self.conv_axes(node, a, ks[0], ks[1])
+        y, x = self.conv_axes(node, a, ks[0], ks[1])
+        if any(max(t.pad_begin, t.pad_end) >= t.kernel for t in (y, x) if t.auto_pad == "NOTSET"):
+            raise _unsupported(node, f"pads {list(a.get('pads', []))} are not smaller than the kernel {ks}: a window "
+                                     "could lie in the padding alone (ONNX Runtime refuses such pooling too)")
+        return y, x
 
     def op_MaxPool(self, node: Any, index: int) -> None:
         v = self.image(node, 0)
