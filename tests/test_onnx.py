@@ -245,6 +245,12 @@ def test_clip_before_opset_11(rng):
     m = make_model([helper.make_node("Conv", ["x", "I"], ["c"]), helper.make_node("Clip", ["c"], ["y"], min=-0.5, max=0.25)],
                    [T("I", np.eye(3).reshape(3, 3, 1, 1))], {"x": [1, 3, 4, 4]}, opset=10)
     check(m, {"x": randn(rng, 1, 3, 4, 4)})
+    # opset 11+: the bounds are inputs, here Constant nodes
+    m = make_model([helper.make_node("Constant", [], ["lo"], value_float=-0.5),
+                    helper.make_node("Constant", [], ["hi"], value=T("h", np.array(0.25))),
+                    helper.make_node("Conv", ["x", "I"], ["c"]), helper.make_node("Clip", ["c", "lo", "hi"], ["y"])],
+                   [T("I", np.eye(3).reshape(3, 3, 1, 1))], {"x": [1, 3, 4, 4]}, opset=13)
+    check(m, {"x": randn(rng, 1, 3, 4, 4)})
 
 
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
@@ -374,7 +380,7 @@ def test_matmul_add_after_reshape(rng):
     connected layer with a bias."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]),
              helper.make_node("Constant", [], ["s0"], value=numpy_helper.from_array(np.array([0], np.int64))),
-             helper.make_node("Constant", [], ["s1"], value=numpy_helper.from_array(np.array([-1], np.int64))),
+             helper.make_node("Constant", [], ["s1"], value_ints=[-1]),
              helper.make_node("Concat", ["s0", "s1"], ["shape"], axis=0),
              helper.make_node("Reshape", ["r", "shape"], ["f"]),
              helper.make_node("MatMul", ["f", "M"], ["mm"]), helper.make_node("Add", ["mm", "B"], ["y"])]

@@ -477,6 +477,16 @@ class _Importer:
 
     def fold(self, node: Any) -> None:
         """A node whose inputs are all constants: evaluated now (ONNX's reference implementation)."""
+        if node.op_type == "Constant":
+            a = self.attrs(node)
+            if "value" in a:
+                self.values[node.output[0]] = self.onnx.numpy_helper.to_array(a["value"])
+                return
+            for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                               ("value_ints", np.int64)):
+                if key in a:
+                    self.values[node.output[0]] = np.asarray(a[key], dtype)
+                    return
         from onnx.reference import ReferenceEvaluator
 
         helper = self.onnx.helper
