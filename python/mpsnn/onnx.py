@@ -369,11 +369,9 @@ class _Importer:
                 raise _unsupported(node, f"output {o!r} is used; the importer provides only the first "
                                          f"{keep} output(s) of {node.op_type}")
 
-    def label_node(self, mps_node: Any, label: str) -> Any:
-        try:
-            mps_node.label = label
-        except (AttributeError, TypeError):  # pragma: no cover - every node has a label
-            pass
+    @staticmethod
+    def label_node(mps_node: Any, label: str) -> Any:
+        mps_node.label = label  # the ONNX node's name: plans and errors name it
         return mps_node
 
     def make_optimizer(self, name: str) -> Optional[Optimizer]:
@@ -961,8 +959,9 @@ class _Importer:
         a = self.attrs(node)
         alpha = float(a.get("alpha", 1.67326319217681884765625))
         gamma = float(a.get("gamma", 1.05070102214813232421875))
-        e = _core.MPSCNNNeuronELUNode(self.image(node, 0).node, a=alpha)
-        self.neuron(node, lambda s: _core.MPSCNNNeuronLinearNode(e.result_image, a=gamma, b=0.0))
+        # gamma * ELU_alpha(x): an ELU node, then a linear one
+        self.neuron(node, lambda s: _core.MPSCNNNeuronLinearNode(_core.MPSCNNNeuronELUNode(s, a=alpha).result_image,
+                                                                 a=gamma, b=0.0))
 
     def op_Sigmoid(self, node: Any, index: int) -> None:
         self.neuron(node, lambda s: _core.MPSCNNNeuronSigmoidNode(s))
@@ -1064,8 +1063,7 @@ class _Importer:
         self.binary(node, "Div")
 
     def op_Sum(self, node: Any, index: int) -> None:
-        vals = [self.values.get(i) for i in node.input]
-        if len(vals) == 1:
+        if len(node.input) == 1:
             self.set_image(node, self.image(node, 0))
             return
         acc = self.image(node, 0)
