@@ -25,7 +25,7 @@ boundary only (``layout="NHWC"`` skips that). Each ONNX node becomes MPS nodes:
   a multiple of 4 (nodes.md §12.1): the importer records where each ONNX channel lives and reads
   through the gaps (later convolutions and fully connected layers get zero weights there,
   per-channel nodes run on them harmlessly, a channel-mixing node such as Softmax gets a 1x1
-  selection convolution first, and ``run`` leaves the gaps out of its results).
+  selection convolution first, and so does a graph result).
 * Add / Sub / Mul / Div / Sum of two images (broadcast over channels or pixels through the arithmetic
   nodes' strides), or of an image and a constant scalar (a linear neuron) or per-channel vector
   (a batch-normalization node with mean 0 and variance 1).
@@ -234,7 +234,9 @@ class ONNXModel:
         input_names: the ONNX inputs ``run`` takes, in the model's order.
         output_names: the ONNX outputs ``run`` returns, in the model's order.
         image_nodes: the MPSNNImageNode of each ONNX input and output, by name (to build on the
-            graph, e.g. a loss node and its ``training_graph``).
+            graph, e.g. a loss node and its ``training_graph``). The graph's results hold ONNX's
+            channels in ONNX's order (an output after a concatenation with gaps gets a 1x1 selection
+            convolution).
     """
 
     def __init__(self, graph: _core.MPSNNGraph, data_sources: dict[str, DataSource],
@@ -257,7 +259,7 @@ class ONNXModel:
         arrays, transposed to NHWC here, and the results come back in ONNX's shapes; with
         ``layout="NHWC"`` inputs are already (N, H, W, C) (wrapped without copying when float32 and
         C-contiguous) and 4-D results stay (N, H, W, C). Returns one array, or a list for a model of
-        several outputs. Results are float32 copies (gap channels removed)."""
+        several outputs. Results are float32 copies."""
         if layout not in ("NCHW", "NHWC"):
             raise ValueError(f"layout is {layout!r}; expected 'NCHW' or 'NHWC'")
         if len(inputs) == 1 and isinstance(inputs[0], Mapping):
@@ -287,7 +289,7 @@ class ONNXModel:
         for (name, v), i in zip(self._outputs, self._result_index):
             img = results[i]
             assert img is not None
-            a = np.asarray(img.numpy(), dtype=np.float32)[..., v.pos]  # (N, H, W, C), gaps removed
+            a = np.array(img.numpy(), dtype=np.float32)  # (N, H, W, C)
             if v.rank == 2:
                 a = a.transpose(0, 3, 1, 2).reshape(a.shape[0], -1)
             elif layout == "NCHW":
@@ -319,6 +321,7 @@ class _Importer:
         self.consumers: dict[str, list[tuple[int, Any]]] = {}  # value name -> (node index, node)
         self.graph_outputs = {o.name for o in model.graph.output}
         self.helper_count = 0
+        self.compacted: dict[int, _core.MPSNNImageNode] = {}  # id(gapped image node) -> its selection
 
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod
@@ -381,6 +384,9 @@ class _Importer:
         """v with its channels at 0..c-1: a 1x1 selection convolution when it has gaps."""
         if v.dense:
             return v
+        done = self.compacted.get(id(v.node))
+        if done is not None:
+            return dataclasses.replace(v, node=done, pos=np.arange(v.c, dtype=np.int64), mc=v.c)
         w = np.zeros((v.c, 1, 1, v.mc), np.float32)
         w[np.arange(v.c), 0, 0, v.pos] = 1.0
         d = _core.MPSCNNConvolutionDescriptor(kernel_width=1, kernel_height=1, input_feature_channels=v.mc,
@@ -389,6 +395,7 @@ class _Importer:
         ds = ArrayConvolutionDataSource(d, w, None, label=f"onnx gap removal {self.helper_count} ({why})")
         conv = _core.MPSCNNConvolutionNode(source=v.node, weights=ds)
         self.label_node(conv, ds.label() or "")
+        self.compacted[id(v.node)] = conv.result_image
         return dataclasses.replace(v, node=conv.result_image, pos=np.arange(v.c, dtype=np.int64), mc=v.c)
 
     def trainable_input(self, v: _Image, optimizer: Optional[Optimizer]) -> _Image:
@@ -425,6 +432,9 @@ class _Importer:
             if id(v.node) in input_nodes:
                 raise _core.UnsupportedError(f"ONNX output {o.name!r} is a graph input passed through unchanged; "
                                              "an MPSNNGraph result is computed by a node")
+            if not v.dense:  # the graph's results hold ONNX's channels only
+                v = self.dense(v, f"the result {o.name}")
+                self.values[o.name] = v
             if not any(r is v.node for r in result_nodes):
                 result_nodes.append(v.node)
             outputs.append((o.name, v))
