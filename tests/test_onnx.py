@@ -82,6 +82,7 @@ CONV_CASES = [
     dict(auto_pad="VALID", strides=[1, 2], dilations=[2, 1]),
     dict(pads=[2, 0, 0, 3], strides=[3, 2]),
     dict(pads=[4, 3, 0, 5], strides=[3, 3]),  # pads wider than the kernel: windows in the padding alone
+    dict(auto_pad="SAME_UPPER", strides=[3, 4]),  # stride past the window: negative pads (windows start inside)
 ]
 
 
@@ -168,6 +169,56 @@ POOL_CASES = [
 def test_pooling(rng, op, attrs):
     m = make_model([helper.make_node(op, ["x"], ["y"], **attrs)], opset=18 if op == "LpPool" else 17)
     check(m, {"x": randn(rng, 2, 3, 9, 10)})
+
+
+def test_random_window_geometries(rng):
+    """80 random Conv / ConvTranspose / pooling geometries (kernel, stride, dilation, explicit or auto
+    pads, ceil_mode, count_include_pad, output_padding) match ONNX Runtime, or are refused."""
+    matched = 0
+    for _ in range(80):
+        op = str(rng.choice(["Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"]))
+        kh, kw = (int(k) for k in rng.integers(1, 5, 2))
+        sh, sw = (int(s) for s in rng.integers(1, 4, 2))
+        dh, dw = (int(d) for d in rng.integers(1, 3, 2)) if op in ("Conv", "ConvTranspose", "MaxPool") else (1, 1)
+        h, w = int(rng.integers(max(kh * dh, 3), 10)), int(rng.integers(max(kw * dw, 3), 10))
+        auto = str(rng.choice(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"])) if op != "ConvTranspose" \
+            else "NOTSET"
+        pool = op in ("MaxPool", "AveragePool", "LpPool")
+        attrs: dict = {"strides": [sh, sw]}
+        if op != "AveragePool" and op != "LpPool":
+            attrs["dilations"] = [dh, dw]
+        if pool:
+            attrs["kernel_shape"] = [kh, kw]
+            if auto == "NOTSET" and rng.random() < 0.4:
+                attrs["ceil_mode"] = 1
+            if op == "AveragePool":
+                attrs["count_include_pad"] = int(rng.integers(0, 2))
+        if auto == "NOTSET":
+            attrs["pads"] = [int(rng.integers(0, lim)) for lim in ([kh, kw, kh, kw] if pool else [4] * 4)]
+        else:
+            attrs["auto_pad"] = auto
+        inits, ins = [], ["r"]
+        if op == "Conv":
+            inits, ins = [T("W", randn(rng, 3, 2, kh, kw))], ["r", "W"]
+        elif op == "ConvTranspose":
+            attrs["output_padding"] = [int(rng.integers(0, max(sh, dh))), int(rng.integers(0, max(sw, dw)))]
+            inits, ins = [T("W", randn(rng, 2, 3, kh, kw))], ["r", "W"]
+        m = make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node(op, ins, ["y"], name="n", **attrs)],
+                       inits, {"x": [2, 2, h, w]}, opset=18)
+        x = randn(rng, 2, 2, h, w)
+        try:
+            expected = ort_run(m, {"x": x})[0]
+        except Exception:  # noqa: BLE001 - a geometry ONNX Runtime itself rejects
+            continue
+        try:
+            ours = mpsnn.onnx.load(m, CPU).run(x)
+        except mpsnn.UnsupportedError as e:
+            assert "'n'" in str(e)
+            continue
+        assert ours.shape == expected.shape, (op, attrs, h, w)
+        assert_close(ours, expected, "reduction", "float32", k=32)
+        matched += 1
+    assert matched >= 50
 
 
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
@@ -813,6 +864,8 @@ REFUSALS = [
      r"'bad' \(Unsqueeze\): unsqueezing axes \[0\]"),
     ("pool-pads-reach-kernel", lambda: _conv_then("AveragePool", dict(kernel_shape=[2, 3], pads=[1, 3, 0, 0])),
      r"'bad' \(AveragePool\): pads \[1, 3, 0, 0\] are not smaller than the kernel \[2, 3\]"),
+    ("pool-same-dilated", lambda: _conv_then("MaxPool", dict(kernel_shape=[2, 2], dilations=[2, 2], auto_pad="SAME_UPPER")),
+     r"'bad' \(MaxPool\): auto_pad SAME_UPPER with dilations \[2, 2\]"),
     ("pool-1d", lambda: _conv_then("MaxPool", dict(kernel_shape=[2])), r"'bad' \(MaxPool\): kernel_shape \[2\] is not 2-D"),
     ("pool-after-flatten", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
                                                helper.make_node("Relu", ["f"], ["g"]),

@@ -99,9 +99,11 @@ class _Axis:
         """(pad_begin, pad_end) for a source of `size` pixels."""
         if self.auto_pad in ("SAME_UPPER", "SAME_LOWER") and not self.reverse:
             out = -(-size // self.stride)
-            total = max(0, (out - 1) * self.stride + self.extent - size)
-            small = total // 2
-            return (small, total - small) if self.auto_pad == "SAME_UPPER" else (total - small, small)
+            # ONNX's pad_shape, negative when the stride exceeds the window (the windows then start
+            # inside the source); halves truncated toward zero as ONNX Runtime does
+            total = (out - 1) * self.stride + self.extent - size
+            head = int((total if self.auto_pad == "SAME_UPPER" else total + 1) / 2)
+            return head, total - head
         if self.auto_pad == "VALID":
             return 0, 0
         return self.pad_begin, self.pad_end
@@ -756,6 +758,10 @@ class _Importer:
         if len(ks) != 2:
             raise _unsupported(node, f"kernel_shape {ks} is not 2-D; MPS pools 2-D windows")
         y, x = self.conv_axes(node, a, ks[0], ks[1])
+        if y.auto_pad.startswith("SAME") and (y.dilation > 1 or x.dilation > 1):
+            raise _unsupported(node, f"auto_pad {y.auto_pad} with dilations {[y.dilation, x.dilation]}: ONNX Runtime "
+                                     "pads pooling for the undilated kernel, the ONNX definition for the dilated one; "
+                                     "give explicit pads")
         if any(max(t.pad_begin, t.pad_end) >= t.kernel for t in (y, x) if t.auto_pad == "NOTSET"):
             raise _unsupported(node, f"pads {list(a.get('pads', []))} are not smaller than the kernel {ks}: a window "
                                      "could lie in the padding alone (ONNX Runtime refuses such pooling too)")
