@@ -415,6 +415,70 @@ def test_grouped_depthwise_and_transposed_convolutions_read_through_gaps(rng):
     check(make_model(nodes, inits, {"x": [2, 3, 5, 6]}, outputs=("dw", "gr", "up", "up2")), {"x": randn(rng, 2, 3, 5, 6)})
 
 
+def _random_channel_graph(rng):
+    """A random graph over images of odd channel counts: convolutions, depthwise convolutions,
+    concatenations (of concatenations), neurons, Log, image arithmetic, Softmax, LRN, pooling,
+    batch normalization and per-channel constants; outputs: a convolution of the last image, a Gemm
+    after Flatten of another, and the last image itself."""
+    nodes, inits, vals = [], [T("one", np.array(1.0))], [("x", 3)]
+
+    def new(prefix="v"):
+        return f"{prefix}{len(nodes)}_{len(inits)}"
+
+    for _ in range(int(rng.integers(3, 9))):
+        kind = str(rng.choice(["conv", "concat", "neuron", "arith", "softmax", "pool", "bn", "const", "dw", "lrn",
+                               "log"]))
+        name, c = vals[int(rng.integers(0, len(vals)))]
+        o = new()
+        if kind in ("conv", "dw"):
+            co = int(rng.integers(1, 8)) if kind == "conv" else c
+            w = new("W")
+            inits.append(T(w, randn(rng, co, c if kind == "conv" else 1, 3, 3, scale=0.4)))
+            nodes.append(helper.make_node("Conv", [name, w], [o], pads=[1, 1, 1, 1], group=1 if kind == "conv" else c))
+            c = co
+        elif kind == "concat":
+            picks = [vals[int(rng.integers(0, len(vals)))] for _ in range(int(rng.integers(2, 4)))]
+            nodes.append(helper.make_node("Concat", [p[0] for p in picks], [o], axis=1))
+            c = sum(p[1] for p in picks)
+        elif kind == "neuron":
+            op = str(rng.choice(["Relu", "Sigmoid", "Tanh", "Elu", "Softplus", "Abs"]))
+            nodes.append(helper.make_node(op, [name], [o]))
+        elif kind == "log":
+            a, b = new("a"), new("b")
+            nodes += [helper.make_node("Abs", [name], [a]), helper.make_node("Add", [a, "one"], [b]),
+                      helper.make_node("Log", [b], [o])]
+        elif kind == "arith":
+            same = [v[0] for v in vals if v[1] == c]
+            nodes.append(helper.make_node(str(rng.choice(["Add", "Mul", "Sub"])), [name, same[int(rng.integers(0, len(same)))]], [o]))
+        elif kind in ("softmax", "lrn", "pool"):
+            nodes.append(helper.make_node("Softmax", [name], [o], axis=1) if kind == "softmax" else
+                         helper.make_node("LRN", [name], [o], size=3) if kind == "lrn" else
+                         helper.make_node("MaxPool", [name], [o], kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+        elif kind == "bn":
+            ps = [new(f"bn{i}") for i in range(4)]
+            for p, a in zip(ps, [rng.uniform(0.5, 2, c), randn(rng, c), randn(rng, c), rng.uniform(0.5, 2, c)]):
+                inits.append(T(p, a))
+            nodes.append(helper.make_node("BatchNormalization", [name] + ps, [o]))
+        else:
+            k = new("k")
+            inits.append(T(k, rng.uniform(0.5, 2, (c, 1, 1))))
+            nodes.append(helper.make_node(str(rng.choice(["Mul", "Add", "Sub"])), [name, k], [o]))
+        vals.append((o, c))
+    last, c = vals[-1]
+    other, oc = vals[int(rng.integers(1, len(vals)))]
+    inits += [T("Wy", randn(rng, 2, c, 3, 3, scale=0.4)), T("Gz", randn(rng, 3, oc * 5 * 6, scale=0.2))]
+    nodes += [helper.make_node("Conv", [last, "Wy"], ["y"], pads=[1, 1, 1, 1]), helper.make_node("Flatten", [other], ["f"]),
+              helper.make_node("Gemm", ["f", "Gz"], ["z"], transB=1)]
+    return make_model(nodes, inits, {"x": [2, 3, 5, 6]}, outputs=("y", "z", last), opset=13)
+
+
+def test_random_concatenation_graphs(rng):
+    """25 random graphs whose images have odd channel counts (so concatenations leave gaps) match
+    ONNX Runtime."""
+    for _ in range(25):
+        check(_random_channel_graph(rng), {"x": randn(rng, 2, 3, 5, 6)}, k=2000)
+
+
 # ------------------------------------------------------------------------------------------------
 # fully connected, shapes, constants
 
