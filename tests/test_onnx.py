@@ -621,6 +621,14 @@ def test_inputs_outputs_layouts_and_data_sources(rng, tmp_path):
         imported.run(feeds["a"][0], feeds["b"])
 
 
+def test_data_sources_of_nodes_sharing_a_name(rng):
+    nodes = [helper.make_node("Conv", ["x", "W"], ["a"], name="same"), helper.make_node("Conv", ["a", "W2"], ["y"], name="same")]
+    m = make_model(nodes, [T("W", randn(rng, 4, 3, 1, 1)), T("W2", randn(rng, 2, 4, 1, 1))])
+    imported = mpsnn.onnx.load(m, CPU)  # (ONNX Runtime refuses such a model; the checker does not)
+    assert set(imported.data_sources) == {"same", "same:y"}
+    assert imported.data_sources["same:y"].weights().shape == (2, 1, 1, 4)
+
+
 def test_trainable_data_sources(rng):
     """With an optimizer the imported weights train: 30 SGD steps of a training graph built on the
     imported graph's nodes lower the loss."""

@@ -379,6 +379,12 @@ class _Importer:
         mps_node.label = label  # the ONNX node's name: plans and errors name it
         return mps_node
 
+    def add_source(self, node: Any, ds: DataSource) -> None:
+        """data_sources[node name]; a name used twice (ONNX does not enforce unique names) gets its
+        first output's name appended."""
+        name = self.name(node)
+        self.data_sources[name if name not in self.data_sources else f"{name}:{node.output[0]}"] = ds
+
     def make_optimizer(self, name: str) -> Optional[Optimizer]:
         return None if self.optimizer is None else self.optimizer(name)
 
@@ -585,7 +591,7 @@ class _Importer:
         d.stride_in_pixels_y, d.stride_in_pixels_x = y.stride, x.stride
         d.dilation_rate_y, d.dilation_rate_x = y.dilation, x.dilation
         ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=opt)
-        self.data_sources[name] = ds
+        self.add_source(node, ds)
         conv = _core.MPSCNNConvolutionNode(source=v.node, weights=ds)
         conv.padding_policy = ONNXPadding(name, y, x)
         self.label_node(conv, name)
@@ -628,7 +634,7 @@ class _Importer:
         d.dilation_rate_y, d.dilation_rate_x = y.dilation, x.dilation
         bias = None if b is None else np.asarray(b, np.float32).reshape(-1)
         ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=opt)
-        self.data_sources[name] = ds
+        self.add_source(node, ds)
         conv = _core.MPSCNNConvolutionTransposeNode(source=v.node, convolution_gradient_state=None, weights=ds)
         conv.padding_policy = ONNXPadding(name, y, x)
         self.label_node(conv, name)
@@ -650,7 +656,7 @@ class _Importer:
         d = _core.MPSCNNConvolutionDescriptor(kernel_width=w, kernel_height=h, input_feature_channels=v.mc,
                                               output_feature_channels=cout)
         ds = ArrayConvolutionDataSource(d, wm, bias, label=name, optimizer=opt)
-        self.data_sources[name] = ds
+        self.add_source(node, ds)
         fc = _core.MPSCNNFullyConnectedNode(source=v.node, weights=ds)
         self.label_node(fc, name)
         self.set_image(node, _dense_image(fc.result_image, cout, 1, 1, rank=2))
@@ -890,7 +896,7 @@ class _Importer:
             self.per_channel(v, scale, 1.0), self.per_channel(v, bias, 0.0), self.per_channel(v, mean, 0.0),
             self.per_channel(v, var, 1.0), epsilon=float(a.get("epsilon", 1e-5)), label=name,
             optimizer=self.make_optimizer(name), statistics_momentum=1.0 - float(a.get("momentum", 0.9)))
-        self.data_sources[name] = ds
+        self.add_source(node, ds)
         bn = _core.MPSCNNBatchNormalizationNode(source=v.node, data_source=ds)
         self.label_node(bn, name)
         self.set_image(node, v.like(bn.result_image))
@@ -906,7 +912,7 @@ class _Importer:
         ds = ArrayInstanceNormalizationDataSource(self.per_channel(v, scale, 1.0), self.per_channel(v, bias, 0.0),
                                                   epsilon=float(a.get("epsilon", 1e-5)), label=name,
                                                   optimizer=self.make_optimizer(name))
-        self.data_sources[name] = ds
+        self.add_source(node, ds)
         n = _core.MPSCNNInstanceNormalizationNode(source=v.node, data_source=ds)
         self.label_node(n, name)
         self.set_image(node, v.like(n.result_image))
