@@ -292,6 +292,16 @@ def test_neurons(rng, op, attrs, consts):
     check(m, {"x": x})
 
 
+def test_clip_of_infinities(rng):
+    """Clip with finite bounds other than 0 (the arithmetic node's clamp) maps infinities to the bounds.
+    (With lo = 0 it is MPS's ReLUN, whose 0 * u below zero turns -inf into NaN: see the module doc.)"""
+    x = randn(rng, 1, 3, 4, 4)
+    x[0, 0, 0, :3] = [np.inf, -np.inf, 0.4]
+    m = make_model([helper.make_node("Clip", ["x", "lo", "hi"], ["y"])], [T("lo", np.array(-0.3)), T("hi", np.array(0.5))],
+                   {"x": [1, 3, 4, 4]})
+    check(m, {"x": x})
+
+
 def test_clip_before_opset_11(rng):
     m = make_model([helper.make_node("Conv", ["x", "I"], ["c"]), helper.make_node("Clip", ["c"], ["y"], min=-0.5, max=0.25)],
                    [T("I", np.eye(3).reshape(3, 3, 1, 1))], {"x": [1, 3, 4, 4]}, opset=10)

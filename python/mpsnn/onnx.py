@@ -35,8 +35,11 @@ boundary only (``layout="NHWC"`` skips that). Each ONNX node becomes MPS nodes:
   bilinear upsampling; Constant nodes and initializers are constants, and nodes whose inputs are
   all constants are evaluated at load time.
 
-What MPS cannot express faithfully raises mpsnn.UnsupportedError naming the ONNX node and why
-(nothing is approximated silently). ``onnx`` is an optional dependency: ``pip install mpsnn[onnx]``.
+What MPS cannot express faithfully raises mpsnn.UnsupportedError naming the ONNX node and why.
+Results equal ONNX's up to float32 rounding, except at infinite inputs: MPS's ReLU family computes
+``a * u`` below zero, so Relu (and Clip with lower bound 0, PRelu with slope 0) turns -inf into
+NaN where ONNX gives 0 (nodes.md §6.2), and a Clip with other bounds uses the arithmetic node's
+clamp, whose open side is +-FLT_MAX. ``onnx`` is an optional dependency: ``pip install mpsnn[onnx]``.
 """
 
 from __future__ import annotations
@@ -1050,10 +1053,10 @@ class _Importer:
         elif lo == 0.0:
             self.neuron(node, lambda s: _core.MPSCNNNeuronReLUNNode(s, a=0.0, b=hi))
         else:
-            # x + 0 * x, clamped by the arithmetic node's bounds
+            # x/2 + x/2 (x exactly, infinities too), clamped by the arithmetic node's bounds
             def clamp(s: _core.MPSNNImageNode) -> Any:
                 n = _core.MPSNNAdditionNode(left_source=s, right_source=s)
-                n.secondary_scale = 0.0
+                n.primary_scale = n.secondary_scale = 0.5
                 n.minimum_value = max(lo, -3.4028234663852886e38)
                 n.maximum_value = min(hi, 3.4028234663852886e38)
                 return n
