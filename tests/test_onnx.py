@@ -503,6 +503,16 @@ def test_gemm_after_flatten(rng, trans_b, alpha, beta):
     check(m, {"x": randn(rng, 3, 3, 4, 5)})
 
 
+def test_per_feature_ops_after_gemm(rng):
+    """On (N, C) tensors a per-channel constant or slope has shape (C,) (trailing-axis broadcasting)."""
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "G"], ["g"], transB=1),
+             helper.make_node("PRelu", ["g", "s"], ["p"]), helper.make_node("Mul", ["p", "k"], ["m"]),
+             helper.make_node("Add", ["m", "k2"], ["y"])]
+    m = make_model(nodes, [T("G", randn(rng, 6, 3 * 4 * 5)), T("s", rng.uniform(0, 0.5, 6)), T("k", randn(rng, 6)),
+                           T("k2", randn(rng, 1, 6))], {"x": [2, 3, 4, 5]})
+    check(m, {"x": randn(rng, 2, 3, 4, 5)})
+
+
 def test_matmul_add_after_reshape(rng):
     """Reshape to (N, -1) from Constant / folded shape arithmetic, MatMul + Add folded into one fully
     connected layer with a bias."""
@@ -914,6 +924,8 @@ REFUSALS = [
      r"'bad' \(Pow\): input 'r' is computed by the graph"),
     ("prelu-slope-shape", lambda: _conv_then("PRelu", consts=[("s", np.ones((4, 6, 6), f32))]),
      r"'bad' \(PRelu\): slope of shape \(4, 6, 6\)"),
+    ("prelu-slope-per-column", lambda: _conv_then("PRelu", consts=[("s", np.ones(6, f32))]),  # (6,) broadcasts over W
+     r"'bad' \(PRelu\): slope of shape \(6,\)"),
     ("output-is-input", lambda: make_model([helper.make_node("Identity", ["x"], ["y"])]), r"output 'y' is a graph input"),
     ("output-is-constant", lambda: make_model([helper.make_node("Relu", ["x"], ["r"]),
                                                helper.make_node("Constant", [], ["y"], value=T("v", np.ones(2)))]),

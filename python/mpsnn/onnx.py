@@ -1027,8 +1027,9 @@ class _Importer:
         slope = self.const(node, 1)
         assert slope is not None
         s = np.asarray(slope, np.float32)
-        per_channel = s.size == v.c and (s.ndim <= 1 or (v.rank == 4 and s.shape[-2:] == (1, 1) and s.ndim <= 4)
-                                        or (v.rank == 2 and s.ndim == 2 and s.shape[0] == 1))
+        # ONNX broadcasting aligns trailing axes: per channel is (C, 1, 1) for (N, C, H, W), (C,) for (N, C)
+        shape = (1,) * (v.rank - s.ndim) + s.shape if s.ndim <= v.rank else s.shape
+        per_channel = len(shape) == v.rank and shape[1] == v.c and s.size == v.c
         if s.size == 1:
             data = np.full(v.mc, float(s.reshape(-1)[0]), np.float32)
         elif per_channel and (v.rank == 4 or v.spatial_one):
