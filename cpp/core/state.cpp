@@ -95,6 +95,15 @@ BufferPtr State::resource(int index, bool allocate) {
   return b;
 }
 
+BufferPtr State::lazy_resource(int index) {
+  check_index(index);
+  check_usable("resource");
+  std::lock_guard<std::mutex> lock(mutex_);
+  BufferPtr& b = buffers_[size_t(index)];
+  if (!b) b = std::make_shared<Buffer>(device_, sizes_[size_t(index)]);
+  return b;
+}
+
 size_t State::resource_size() const {
   std::lock_guard<std::mutex> lock(mutex_);
   size_t total = 0;

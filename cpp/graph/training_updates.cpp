@@ -90,8 +90,8 @@ void fill_weights_state(WeightsAndBiasesState& s, const std::shared_ptr<const Co
       return;
     std::memcpy(b->data(), v.data(), bytes);
   };
-  fill(s.first(), c->weights);
-  fill(s.second(), c->bias);
+  fill(s.lazy_part(0), c->weights);
+  if (s.resource_count() > 1) fill(s.lazy_part(1), c->bias);
 }
 
 void check_pair(const StatePtr& r, int64_t first, int64_t second, const std::string& ctx, const char* method,
