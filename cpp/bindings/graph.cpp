@@ -163,9 +163,11 @@ PyGraphPtr graph_from_py_bytes(const py::buffer& data, const DevicePtr& device) 
 
 py::bytes py_bytes(const std::vector<uint8_t>& b) { return py::bytes(reinterpret_cast<const char*>(b.data()), b.size()); }
 
-std::string graph_dot(PyGraph& p, bool plan, const py::object& source_images) {
+std::string graph_dot(PyGraph& p, bool plan, const py::object& source_images, const py::object& source_states) {
   PlanPtr compiled;
-  if (!source_images.is_none()) compiled = p.graph->plan_for(to_images(py::list(source_images), p.graph->device()));
+  const auto states = to_states(source_states, "to_dot");
+  if (!source_images.is_none())
+    compiled = p.graph->plan_for(to_images(py::list(source_images), p.graph->device()), states ? &*states : nullptr);
   if (plan) {
     MPSNN_CHECK(compiled != nullptr, GraphError,
                 "[MPSNNGraph.to_dot] plan=True needs source_images: the graph compiles one plan per set of source "
@@ -249,18 +251,19 @@ void bind_graph(py::module_& m) {
         const auto b = graph_bytes(p);
         return graph_from_py_bytes(py::memoryview::from_memory(b.data(), py::ssize_t(b.size())), p.graph->device());
       }, "memo"_a, "An independent graph with its own nodes and data sources (through to_bytes).")
-      .def("to_dot", &graph_dot, "plan"_a = false, "source_images"_a = py::none(),
+      .def("to_dot", &graph_dot, "plan"_a = false, "source_images"_a = py::none(), "source_states"_a = py::none(),
            "mpsnn extension: the graph as Graphviz DOT text. plan=False: its nodes (MPS class names, labels, attributes "
-           "that differ from the defaults, handles; with source_images also the image sizes). plan=True: the plan "
-           "compiled for source_images (steps with what they fused, values with their arena offsets: values sharing "
+           "that differ from the defaults, handles; with source_images (and source_states for a graph that has "
+           "source states, e.g. loss labels) also the image sizes). plan=True: the plan compiled for source_images (steps with what they fused, values with their arena offsets: values sharing "
            "an offset reuse one block of memory).")
       .def(
           "save_picture",
-          [](PyGraph& p, const py::object& path, bool plan, const py::object& source_images) {
-            const std::string dot = graph_dot(p, plan, source_images);
+          [](PyGraph& p, const py::object& path, bool plan, const py::object& source_images,
+             const py::object& source_states) {
+            const std::string dot = graph_dot(p, plan, source_images, source_states);
             py::module_::import("mpsnn._pictures").attr("render_dot")(dot, path);
           },
-          "path"_a, "plan"_a = false, "source_images"_a = py::none(),
+          "path"_a, "plan"_a = false, "source_images"_a = py::none(), "source_states"_a = py::none(),
           "mpsnn extension: writes to_dot(plan, source_images) as a picture, SVG or PNG by the path's extension, with "
           "Graphviz's `dot` (it must be on PATH: UnsupportedError otherwise).")
       .def("__copy__", [](const PyGraph& p) {

@@ -340,13 +340,13 @@ class Reader {
   Reader(const uint8_t* data, size_t size) : data_(data), end_(size) {}
 
   [[noreturn]] void fail(const std::string& what) const {
-    MPSNN_THROW(SerializationError, "[MPSNNGraph.from_bytes] section '", section, "', ", where(), " at byte offset ",
+    MPSNN_THROW(SerializationError, "[", api, "] section '", section, "'", where(), " at byte offset ",
                 pos_, ": ", what);
   }
   std::string where() const {
     std::string w;
-    for (const auto& c : context) w += (w.empty() ? "" : " ") + c;
-    return w.empty() ? std::string("section header") : w;
+    for (const auto& c : context) w += " " + c;
+    return w.empty() ? w : "," + w;
   }
   size_t pos() const { return pos_; }
   size_t remaining() const { return end_ - pos_; }
@@ -451,6 +451,7 @@ class Reader {
 
   std::string section = "header";
   std::vector<std::string> context;
+  std::string api = "MPSNNGraph.from_bytes";  // what is loading, for messages
 
   static std::string printable(const uint8_t* p, size_t n) {
     std::string s = "'";
@@ -890,6 +891,15 @@ void read_sources(Reader& r, Loaded& l, const LoadHooks& hooks) {
                            {"stride_y", d.stride_y}, {"dilation_x", d.dilation_x}, {"dilation_y", d.dilation_y},
                            {"groups", d.groups}, {"sub_pixel_scale_factor", d.sub_pixel_scale_factor}})
       if (v < 1 || v > (int64_t(1) << 31)) r.fail(detail::concat("descriptor ", name, " is ", v, "; expected 1..2^31"));
+    if (double(d.kernel_width) * double(d.kernel_height) * double(d.input_feature_channels) *
+            double(d.output_feature_channels) > double(int64_t(1) << 40))
+      r.fail("descriptor sizes give more than 2^40 weights");
+    const int64_t expected = binary ? d.output_feature_channels * d.kernel_height * d.kernel_width *
+                                          ((d.input_feature_channels + 31) / 32)
+                                    : weights_count(d);
+    const size_t stored = binary ? p.binary_weights.size() : p.weights.size();
+    if (int64_t(stored) != expected)
+      r.fail(detail::concat(stored, " weights stored; the descriptor gives ", expected));
     if (has_bias && int64_t(p.bias.size()) != d.output_feature_channels)
       r.fail(detail::concat("bias has ", p.bias.size(), " values; expected output_feature_channels = ",
                             d.output_feature_channels));
@@ -1162,6 +1172,7 @@ std::vector<uint8_t> nodes_to_bytes(const NodeRoot& root) {
 
 NodeRoot nodes_from_bytes(const uint8_t* data, size_t size, const LoadHooks& hooks) {
   Reader r(data, size);
+  r.api = "mpsnn node unpickling";
   Loaded l = read_nodes(r, kContentNodes, hooks);
   r.begin_section("ROOT");
   NodeRoot root;
