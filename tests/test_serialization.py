@@ -288,6 +288,15 @@ def test_python_code_is_refused_naming_the_node(device):
         def image(self, command_buffer, image_descriptor, kernel):
             return mpsnn.MPSImage(device, image_descriptor)
 
+    class Provider:
+        def transform(self, for_source_image, handle):
+            return None
+
+    scale = mpsnn.MPSNNBilinearScaleNode(source=mpsnn.MPSNNImageNode(), transform_provider=Provider(),
+                                         output_size=mpsnn.MTLSize(4, 4, 1))
+    scale.label = "s"
+    with pytest.raises(mpsnn.UnsupportedError, match=r"\[scale 's'\] has a transform provider"):
+        mpsnn.MPSNNGraph(device, scale.result_image).to_bytes()
     relu2 = mpsnn.MPSCNNNeuronReLUNode(source=mpsnn.MPSNNImageNode())
     relu2.result_image.image_allocator = Allocator()
     with pytest.raises(mpsnn.UnsupportedError, match=r"custom image allocator"):
@@ -388,8 +397,13 @@ def test_truncated_and_corrupted_data_name_section_field_and_offset(device):
     with pytest.raises(mpsnn.SerializationError, match=r"filter 2 \(pooling\) field 'mode'.*enum value 7 out of range"):
         mpsnn.MPSNNGraph.from_bytes(bad)
     assert issubclass(mpsnn.SerializationError, ValueError) and issubclass(mpsnn.SerializationError, mpsnn.MPSError)
-    with pytest.raises(mpsnn.SerializationError):
+    with pytest.raises(mpsnn.SerializationError, match=r"hold an MPSNNGraph"):
         mpsnn._core._nodes_from_bytes(data)  # a graph, not nodes
+    with pytest.raises(mpsnn.DTypeError, match=r"data is a str; expected bytes"):
+        mpsnn.MPSNNGraph.from_bytes("MPSNNSER")
+    # any contiguous buffer of the bytes
+    assert mpsnn.MPSNNGraph.from_bytes(np.frombuffer(data, np.uint8)).label == "small"
+    assert mpsnn.MPSNNGraph.from_bytes(memoryview(data)).label == "small"
 
 
 def _fuzz_bases(device):

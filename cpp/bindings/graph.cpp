@@ -147,8 +147,11 @@ std::vector<uint8_t> graph_bytes(const PyGraph& p) {
   return graph_to_bytes(*p.graph, extras);
 }
 
-PyGraphPtr graph_from_py_bytes(const py::buffer& data, const DevicePtr& device) {
-  py::buffer_info info = data.request();
+PyGraphPtr graph_from_py_bytes(const py::object& data, const DevicePtr& device) {
+  MPSNN_CHECK(PyObject_CheckBuffer(data.ptr()) && !PyUnicode_Check(data.ptr()), DTypeError,
+              "[MPSNNGraph.from_bytes] data is a ", std::string(py::str(py::type::of(data).attr("__name__"))),
+              "; expected bytes, a bytearray or a memoryview (what to_bytes() returned)");
+  py::buffer_info info = data.cast<py::buffer>().request();
   MPSNN_CHECK(info.ndim <= 1 && (info.ndim == 0 || info.strides[0] == info.itemsize), DTypeError,
               "[MPSNNGraph.from_bytes] data must be contiguous bytes (bytes, bytearray or a memoryview)");
   const DevicePtr d = device ? device : system_default_device();

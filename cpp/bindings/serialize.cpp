@@ -25,8 +25,10 @@ py::object data_sources_module() { return py::module_::import("mpsnn.data_source
 
 py::bytes to_py_bytes(const std::vector<uint8_t>& b) { return py::bytes(reinterpret_cast<const char*>(b.data()), b.size()); }
 
-py::object node_from_bytes(const py::buffer& data) {
-  py::buffer_info info = data.request();
+py::object node_from_bytes(const py::object& data) {
+  MPSNN_CHECK(PyObject_CheckBuffer(data.ptr()), DTypeError, "[mpsnn nodes] data is a ",
+              std::string(py::str(py::type::of(data).attr("__name__"))), "; expected bytes");
+  py::buffer_info info = data.cast<py::buffer>().request();
   MPSNN_CHECK(info.ndim <= 1 && (info.ndim == 0 || info.strides[0] == info.itemsize), DTypeError,
               "[mpsnn nodes] data must be contiguous bytes");
   const NodeRoot root = nodes_from_bytes(static_cast<const uint8_t*>(info.ptr), size_t(info.size * info.itemsize),

@@ -319,8 +319,8 @@ struct FieldWriter {
   }
   void put(std::shared_ptr<TransformProvider>& p) {
     MPSNN_CHECK(p == nullptr, UnsupportedError, context,
-                " has a transform provider (Python code), which cannot be serialized; set transform_provider = None "
-                "and give the output size instead");
+                " has a transform provider (Python code), which cannot be serialized; make the scale node with "
+                "output_size only");
     w.u8(false);
   }
   template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>

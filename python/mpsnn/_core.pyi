@@ -14,6 +14,7 @@ from mpsnn import ShapeError
 from mpsnn import UnsupportedError
 import typing
 import typing_extensions
+import os
 import numpy
 import numpy.typing
 import mpsnn._types
@@ -3255,7 +3256,7 @@ class MPSNNGraph:
     label: str
     output_state_is_temporary: bool
     @staticmethod
-    def from_bytes(data: typing_extensions.Buffer, device: MTLDevice | None = None) -> MPSNNGraph:
+    def from_bytes(data: _Bytes, device: MTLDevice | None = None) -> MPSNNGraph:
         """
         A graph from to_bytes() data, on `device` (None: the system default device). Nothing in the data is executed: data sources are loaded as ArrayConvolutionDataSource / ArrayBatchNormalizationDataSource / ArrayInstanceNormalizationDataSource, handles as LabelHandle. Truncated or corrupted data raises SerializationError naming the section, field and byte offset.
         """
@@ -3310,7 +3311,7 @@ class MPSNNGraph:
             source_states: MPSStates in source_state_handles order (persistent ones: run has no command buffer).
             destination_states: optional list that receives the exported result states (persistent MPSStates).
         """
-    def save_picture(self, path: typing.Any, plan: bool = False, source_images: typing.Any = None, source_states: typing.Any = None) -> None:
+    def save_picture(self, path: str | os.PathLike[str], plan: bool = False, source_images: collections.abc.Sequence[_SourceImage] | None = None, source_states: collections.abc.Sequence[MPSState] | None = None) -> None:
         """
         mpsnn extension: writes to_dot(plan, source_images) as a picture, SVG or PNG by the path's extension, with Graphviz's `dot` (it must be on PATH: UnsupportedError otherwise).
         """
@@ -3318,7 +3319,7 @@ class MPSNNGraph:
         """
         The graph as bytes (graph.md §2.9): its nodes with every attribute, padding policy, handle label and the weights and parameters of its data sources, and its properties, in mpsnn's versioned, data-only format (cpp/graph/serialize.h documents it). Custom padding policies, image allocators and transform providers (Python code) cannot be stored: UnsupportedError names the node.
         """
-    def to_dot(self, plan: bool = False, source_images: typing.Any = None, source_states: typing.Any = None) -> str:
+    def to_dot(self, plan: bool = False, source_images: collections.abc.Sequence[_SourceImage] | None = None, source_states: collections.abc.Sequence[MPSState] | None = None) -> str:
         """
         mpsnn extension: the graph as Graphviz DOT text. plan=False: its nodes (MPS class names, labels, attributes that differ from the defaults, handles; with source_images (and source_states for a graph that has source states, e.g. loss labels) also the image sizes). plan=True: the plan compiled for source_images (steps with what they fused, values with their arena offsets: values sharing an offset reuse one block of memory).
         """
@@ -3437,7 +3438,7 @@ def _host_live_allocation_count() -> int:
     """
     Test aid: blocks of the host allocator not yet released (leak checks).
     """
-def _nodes_from_bytes(data: typing_extensions.Buffer) -> typing.Any:
+def _nodes_from_bytes(data: _Bytes) -> typing.Any:
     """
     Loads what a node's pickle holds (the node and everything upstream of it); see MPSNNGraph.to_bytes for the format. Raises SerializationError for bytes that are not such data.
     """
