@@ -607,3 +607,16 @@ def test_save_picture_without_dot(tmp_path, device, monkeypatch):
     with pytest.raises(mpsnn.UnsupportedError, match=r"Graphviz's `dot` program is not on PATH"):
         g.save_picture(tmp_path / "net.svg")
     assert not (tmp_path / "net.svg").exists()
+
+
+def test_to_dot_escapes_labels(device):
+    relu = mpsnn.MPSCNNNeuronReLUNode(source=mpsnn.MPSNNImageNode(handle=Handle('in "x"\\n')))
+    relu.label = 'say "hi" \\ {<b>}'
+    g = mpsnn.MPSNNGraph(device, relu.result_image)
+    g.label = 'a "quoted" graph'
+    nodes, edges = parse_dot(g.to_dot())
+    assert any(lab.startswith("MPSCNNNeuronReLUNode\n'say \"hi\" \\\\ {<b>}'") for lab in nodes.values()), nodes
+    assert any('handle: in "x"' in lab for lab in nodes.values())
+    if __import__("shutil").which("dot"):
+        import subprocess
+        subprocess.run(["dot", "-Tsvg"], input=g.to_dot().encode(), check=True, capture_output=True)
