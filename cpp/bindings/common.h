@@ -19,6 +19,7 @@
 #include "graph/nn_graph.h"
 #include "graph/node.h"
 #include "graph/schema.h"
+#include "graph/serialize.h"
 #include "bindings/gil.h"
 
 namespace py = pybind11;
@@ -194,6 +195,9 @@ void bind_nodes_normalization(py::module_& m);
 void bind_nodes_resample(py::module_& m);
 void bind_nodes_loss(py::module_& m);
 void bind_graph(py::module_& m);
+void bind_serialization(py::module_& m);
+// The objects graph/serialize.h loaders make in Python: mpsnn.LabelHandle and the Array*DataSource classes.
+LoadHooks python_load_hooks();
 void bind_states(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_optimizers(py::module_& m);

@@ -17,11 +17,18 @@ py::dtype dtype_of(ChannelFormat f) {
   }
 }
 
+// By equality, not identity: an unpickled array (e.g. one sent to a worker process) has its own
+// dtype object, equal to NumPy's native one.
+bool is_dtype(const py::dtype& d, const char* name) {
+  const py::dtype want(name);
+  return d.is(want) || d.attr("__eq__")(want).cast<py::object>().is(py::bool_(true));
+}
+
 ChannelFormat format_of(const py::dtype& d) {
-  if (d.is(py::dtype("float32"))) return ChannelFormat::float32;
-  if (d.is(py::dtype("float16"))) return ChannelFormat::float16;
-  if (d.is(py::dtype("uint8"))) return ChannelFormat::unorm8;
-  if (d.is(py::dtype("uint16"))) return ChannelFormat::unorm16;
+  if (is_dtype(d, "float32")) return ChannelFormat::float32;
+  if (is_dtype(d, "float16")) return ChannelFormat::float16;
+  if (is_dtype(d, "uint8")) return ChannelFormat::unorm8;
+  if (is_dtype(d, "uint16")) return ChannelFormat::unorm16;
   return ChannelFormat::none;
 }
 

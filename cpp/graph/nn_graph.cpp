@@ -472,7 +472,9 @@ std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const s
   return p.images;
 }
 
-PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources) { return prepare(sources, nullptr, nullptr, "plan").plan; }
+PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states) {
+  return prepare(sources, source_states, nullptr, "plan").plan;
+}
 
 size_t NNGraph::num_plans() const {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -184,6 +184,12 @@ void Plan::execute(const std::vector<TensorRef>& inputs, const std::vector<Tenso
   stream.when_done([self = shared_from_this(), raw] { self->release(std::unique_ptr<ExecContext>(raw)); });
 }
 
+const ImageShape* Plan::shape_of(const ImageNode* node) const {
+  for (const auto& [n, shape] : image_shapes_)
+    if (n == node) return &shape;
+  return nullptr;
+}
+
 std::string Plan::describe() const {
   std::ostringstream os;
   os << "plan: " << steps_.size() << " steps, temporary memory " << arena_bytes_ << " bytes\n";

@@ -113,6 +113,7 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
     plan->result_state_layouts_.push_back(std::move(layout));
   }
   plan->result_state_origins_ = st.result_state_origins;
+  for (const auto& [node, v] : st.value_of) plan->image_shapes_.emplace_back(node, st.values[size_t(v)].desc.shape);
   return plan;
 }
 
