@@ -7,7 +7,9 @@
 # two-level to a real SDK stub (Metal, MetalPerformanceShaders, Foundation, libobjc, libc++,
 # libSystem). Nothing here runs Metal: no Mac is involved.
 #
-#   tools/check_metal.sh             exit 0 = every file type-checks and the strict link passes
+#   tools/check_metal.sh [--install-compiler]   exit 0 = every file type-checks and the strict link
+#                                               passes (or no SDK subset: skipped, said so)
+#   --install-compiler: apt-get install clang-22 lld-22 when missing (CI; needs root or sudo -n)
 #   env: MACOS_SDK=<dir with check.sh and sdk/>  (default /work/shared/tools/macos-sdk, else
 #        ../shared/tools/macos-sdk next to the repository), MACOS_MIN (default 11.0, the arm64
 #        wheel floor; the SDK's linker stubs are macOS 12.0, so newer API fails loudly),
@@ -24,6 +26,12 @@ if [ ! -d "$SDK_DIR/sdk" ]; then
   echo "check_metal: SKIPPED: no macOS SDK subset at \$MACOS_SDK (${MACOS_SDK:-unset}), /work/shared/tools/macos-sdk" \
        "or ../shared/tools/macos-sdk; the Metal backend was not checked"
   exit 0
+fi
+if [ "${1:-}" = "--install-compiler" ] && ! { command -v clang++-22 && command -v ld64.lld-22; } >/dev/null &&
+   command -v apt-get >/dev/null; then
+  SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
+  echo "== installing clang-22 lld-22 (apt-get)"
+  "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq clang-22 lld-22 >/dev/null
 fi
 CLANGXX="${CLANGXX:-$(command -v clang++-22 || true)}"
 if [ -z "$CLANGXX" ] || ! command -v ld64.lld-22 >/dev/null; then

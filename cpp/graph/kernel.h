@@ -115,6 +115,9 @@ struct GraphKernelSpec {
   // a graph-level backend answers MPS's callbacks from these, never calling user code in a run).
   std::vector<std::pair<const FilterNode*, NodeGeometry>> geometry;
   ChannelFormat graph_format = ChannelFormat::float32;
+  // CompileOptions::poison_temporaries: fill every output with all-ones bits (NaN in float16 and
+  // float32) before each run, so an output the backend leaves unwritten shows up.
+  bool poison_outputs = false;
 };
 using GraphKernelFactory = std::unique_ptr<Kernel> (*)(const GraphKernelSpec& spec, Device& device);
 

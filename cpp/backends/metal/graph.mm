@@ -23,13 +23,17 @@
 //    mpsnn's own update protocol (NNGraph's training updates) then runs the data sources' updates,
 //    whose optimizers encode MPSNNOptimizer kernels on the same command buffer (optimizer.mm).
 //
-// Kinds MPS lacks: MPS has no division gradient node (MPSNNDivisionGradientNode does not exist in
-// any macOS). A graph with an ArithmeticGradient of a division is refused here with an
-// UnsupportedError naming the node; mpsnn's CPU backend implements it
-// (backends/cpu/kernels/other_gradients.cpp), so such graphs run on MTLDevice("cpu"). Likewise the
-// GELU neuron (MPSCNNNeuronGeLUNode) and the fully connected and transposed convolution gradient
-// classes need macOS 10.15, which the wheel's macOS 11 floor always has; MPSNNInitialGradientNode,
-// MPSNNForwardLossNode and the group normalization classes are not used (no mpsnn kind).
+// Kinds MPS lacks on older macOS. The backend is built for macOS 11 and later (CMake's and
+// check_metal.sh's deployment target), where every class used here exists. On macOS 10.13-10.14
+// MPS has no GELU neuron (MPSCNNNeuronGeLUNode), no fully connected or transposed convolution
+// gradient (MPSCNNFullyConnectedGradientNode, MPSCNNConvolutionTransposeGradientNode), no generic
+// MPSCNNNeuronNode nodeWithSource:descriptor:, no MPSCNNLossLabels over images and no MPSMatrix at
+// an offset: mpsnn's own C++ (the CPU backend's kernels in backends/cpu/kernels: own_elementwise,
+// convolution_gradient, loss) implements all of those kinds, which is why the floor costs nothing.
+// Neither MPS (no MPSNNDivisionGradientNode in any macOS) nor mpsnn (graph/ops/arithmetic_gradient.cpp
+// refuses to make one) has a division gradient; unsupported_nodes() still refuses one defensively.
+// MPSNNInitialGradientNode, MPSNNForwardLossNode, MPSNNReshapeNode, MPSNNPadNode, the reductions and
+// group normalization have no mpsnn kind and are not used.
 #import <Foundation/Foundation.h>
 #import <Metal/Metal.h>
 #import <MetalPerformanceShaders/MetalPerformanceShaders.h>
@@ -597,8 +601,8 @@ MPSNNFilterNode* map_node<OpKind::ArithmeticGradient>(Builder& b, const FilterNo
     case ArithmeticOp::subtract: return gradient_node(b, f, [MPSNNSubtractionGradientNode class]);
     case ArithmeticOp::multiply: return gradient_node(b, f, [MPSNNMultiplicationGradientNode class]);
     case ArithmeticOp::divide:
-      // No macOS has MPSNNDivisionGradientNode; mpsnn's CPU backend implements this gradient.
-      // unsupported_nodes() refuses such graphs before any node is made.
+      // No macOS has MPSNNDivisionGradientNode (nor does mpsnn make one); unsupported_nodes()
+      // refuses such graphs before any node is made.
       MPSNN_THROW(UnsupportedError, f.context(), " MPS has no MPSNNDivisionGradientNode");
   }
   return nil;
@@ -772,8 +776,7 @@ std::vector<std::string> unsupported_nodes(const GraphKernelSpec& spec, const st
   for (const auto& f : def.filters)
     if (f->kind() == OpKind::ArithmeticGradient &&
         std::get<ArithmeticAttrs>(def.frozen_of(*f).attrs).op == ArithmeticOp::divide)
-      out.push_back(f->context() + " is a division gradient: MPS has no MPSNNDivisionGradientNode (mpsnn's CPU "
-                                   "backend implements it: run this graph on MTLDevice('cpu'))");
+      out.push_back(f->context() + " is a division gradient: MPS has no MPSNNDivisionGradientNode");
   for (size_t i = 0; i < def.source_images.size(); ++i) {
     if (!spec.key->dense[i])
       out.push_back("[MPSNNGraph] source image " + std::to_string(i) +
@@ -961,6 +964,18 @@ void MetalGraphKernel::encode(id<MTLCommandBuffer> cb, const KernelArgs& args, M
     [copy encodeBatchToCommandBuffer:cb sourceImages:batch destinationMatrix:matrix_over(bound, r)];
     if (bound.staged) staged.emplace_back(bound, r);
   };
+
+  if (spec_.poison_outputs) {
+    id<MTLBlitCommandEncoder> blit = [cb blitCommandEncoder];
+    for (int j = 0; j < args.num_outputs; ++j) {
+      const TensorRef& r = args.outputs[j];
+      size_t offset = 0;
+      void* found = r.data ? buffer_containing(r.data, &offset) : nullptr;
+      if (found)
+        [blit fillBuffer:(__bridge id<MTLBuffer>)found range:NSMakeRange(offset, r.dense_bytes()) value:0xff];
+    }
+    [blit endEncoding];
+  }
 
   std::vector<MPSImageBatch*> ours;
   for (size_t i = 0; i < def_.source_images.size(); ++i) ours.push_back(import_images(device_, cb, args.inputs[i]));

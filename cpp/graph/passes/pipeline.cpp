@@ -16,6 +16,7 @@ std::unique_ptr<Kernel> graph_kernel_step(CompileState& st, std::vector<int>& in
   spec.def = &st.def;
   spec.key = &st.key;
   spec.params = &st.params;
+  spec.poison_outputs = st.key.poison;
   spec.graph_format = st.key.graph_format;
   for (size_t v = 0; v < st.values.size(); ++v) {
     const ValueInfo& val = st.values[v];
@@ -122,8 +123,8 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
   };
   size_t arena_bytes = mem.arena_bytes;
   if (graph_level) {
-    MPSNN_CHECK(!key.poison, UnsupportedError, "[MPSNNGraph] the '", registry.backend(),
-                "' backend keeps its temporaries inside the framework; poison_temporaries is not available");
+    // Its temporaries live inside the framework: key.poison reaches the kernel, which poisons the
+    // caller-bound outputs only (GraphKernelSpec::poison_outputs).
     add_step(std::move(kernels[0]), graph_inputs, graph_outputs, graph_params, "[MPSNNGraph]");
   } else if (key.poison) {
     // One value spanning the whole arena (temporaries and scratch), then every caller output.
