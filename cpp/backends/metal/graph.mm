@@ -196,6 +196,15 @@ struct Builder {
 template <OpKind K>
 MPSNNFilterNode* map_node(Builder& b, const FilterNode& f) = delete;
 
+// The MPS training style of a trainable node. mpsnn applies its own update protocol (GPU style
+// during the encode, CPU style after completion: graph/training_updates.cpp) to the parameter
+// gradients the bridges copy out of MPS during the encode, so MPS is asked for updateDeviceGPU
+// (its data-source callback during the encode) whenever mpsnn trains the node at all.
+MPSNNTrainingStyle mps_training_style(TrainingStyle s) {
+  return s == TrainingStyle::update_device_none ? MPSNNTrainingStyleUpdateDeviceNone
+                                                 : MPSNNTrainingStyleUpdateDeviceGPU;
+}
+
 // Forward kinds --------------------------------------------------------------------------------
 
 template <>
@@ -219,7 +228,7 @@ MPSNNFilterNode* map_node<OpKind::Convolution>(Builder& b, const FilterNode& f) 
     }
   }
   n.accumulatorPrecision = MPSNNConvolutionAccumulatorPrecisionOption(a.accumulator_precision);
-  n.trainingStyle = MPSNNTrainingStyle(int(a.training_style));
+  n.trainingStyle = mps_training_style(a.training_style);
   return n;
 }
 
@@ -357,7 +366,7 @@ MPSNNFilterNode* map_node<OpKind::BatchNormalization>(Builder& b, const FilterNo
   MPSCNNBatchNormalizationNode* n = [MPSCNNBatchNormalizationNode nodeWithSource:b.image(f.sources()[0])
                                                                       dataSource:ds];
   n.flags = MPSCNNBatchNormalizationFlags(int(a.flags));
-  n.trainingStyle = MPSNNTrainingStyle(int(a.training_style));
+  n.trainingStyle = mps_training_style(a.training_style);
   return n;
 }
 
@@ -369,7 +378,7 @@ MPSNNFilterNode* map_node<OpKind::InstanceNormalization>(Builder& b, const Filte
   b.data_sources[&f] = ds;
   MPSCNNInstanceNormalizationNode* n = [MPSCNNInstanceNormalizationNode nodeWithSource:b.image(f.sources()[0])
                                                                             dataSource:ds];
-  n.trainingStyle = MPSNNTrainingStyle(int(a.training_style));
+  n.trainingStyle = mps_training_style(a.training_style);
   return n;
 }
 
@@ -575,14 +584,14 @@ MPSNNFilterNode* map_node<OpKind::ConvolutionGradient>(Builder& b, const FilterN
   if (a.variant == ConvolutionVariant::fully_connected) cls = [MPSCNNFullyConnectedGradientNode class];
   if (a.variant == ConvolutionVariant::transpose) cls = [MPSCNNConvolutionTransposeGradientNode class];
   auto* n = (MPSCNNConvolutionGradientNode*)gradient_node(b, f, cls);
-  n.trainingStyle = MPSNNTrainingStyle(int(a.training_style));
+  n.trainingStyle = mps_training_style(a.training_style);
   return n;
 }
 
 template <>
 MPSNNFilterNode* map_node<OpKind::BatchNormalizationGradient>(Builder& b, const FilterNode& f) {
   auto* n = (MPSCNNBatchNormalizationGradientNode*)gradient_node(b, f, [MPSCNNBatchNormalizationGradientNode class]);
-  n.trainingStyle = MPSNNTrainingStyle(int(b.attrs<BatchNormalizationAttrs>(f).training_style));
+  n.trainingStyle = mps_training_style(b.attrs<BatchNormalizationAttrs>(f).training_style);
   return n;
 }
 
@@ -590,7 +599,7 @@ template <>
 MPSNNFilterNode* map_node<OpKind::InstanceNormalizationGradient>(Builder& b, const FilterNode& f) {
   auto* n = (MPSCNNInstanceNormalizationGradientNode*)gradient_node(b, f,
                                                                      [MPSCNNInstanceNormalizationGradientNode class]);
-  n.trainingStyle = MPSNNTrainingStyle(int(b.attrs<InstanceNormalizationAttrs>(f).training_style));
+  n.trainingStyle = mps_training_style(b.attrs<InstanceNormalizationAttrs>(f).training_style);
   return n;
 }
 
@@ -675,6 +684,8 @@ id<MTLBuffer> state_buffer(MPSState* s, const char* role) {
     auto* n = (MPSCNNInstanceNormalizationGradientState*)s;
     if (r == "gradient_for_gamma") return n.gradientForGamma;
     if (r == "gradient_for_beta") return n.gradientForBeta;
+    if (r == "gamma") return n.gamma;
+    if (r == "beta") return n.beta;
   }
   return nil;
 }
@@ -763,8 +774,9 @@ class MetalGraphKernel final : public Kernel {
   // Data source bridges of parameter slots (spec.param_nodes order) and the versions they hold.
   std::vector<id> param_bridges_;
   mutable std::vector<uint64_t> param_versions_;
-  // Per forward node of a training update: the result state receiving its parameter gradients.
-  std::unordered_map<const FilterNode*, size_t> update_state_;
+  // Per forward trainable node: the result states (GraphDef::result_states) receiving the parameter
+  // gradients MPS hands its data source (training updates and exported gradient states).
+  std::unordered_map<const FilterNode*, std::vector<size_t>> sink_states_;
   mutable const KernelArgs* current_args_ = nullptr;  // during an encode (the gradient sinks' target)
   mutable std::mutex mutex_;
 };
@@ -789,6 +801,20 @@ std::vector<std::string> unsupported_nodes(const GraphKernelSpec& spec, const st
     if (def.outputs[j] && matrix_type(spec.outputs[j].dtype) == MPSDataTypeInvalid)
       out.push_back("[MPSNNGraph] output " + std::to_string(j) +
                     " has a format the metal backend cannot write (float32, float16 and unorm8 only)");
+  // A trainable gradient node's state is filled from MPS's data-source callback, which MPS makes
+  // only for nodes it trains.
+  for (size_t k = 0; k < def.result_states.size(); ++k) {
+    auto producer = def.result_states[k]->producer();
+    if (!producer) continue;
+    const Attrs& a = def.frozen_of(*producer).attrs;
+    TrainingStyle style = TrainingStyle::update_device_gpu;
+    if (producer->kind() == OpKind::ConvolutionGradient) style = std::get<ConvolutionAttrs>(a).training_style;
+    else if (producer->kind() == OpKind::BatchNormalizationGradient) style = std::get<BatchNormalizationAttrs>(a).training_style;
+    else if (producer->kind() == OpKind::InstanceNormalizationGradient) style = std::get<InstanceNormalizationAttrs>(a).training_style;
+    if (style == TrainingStyle::update_device_none)
+      out.push_back(producer->context() + " exports its parameter gradients with training style updateDeviceNone; "
+                                          "MPS computes none for such a node");
+  }
   // Result states are read back by their buffers' roles; MPS keeps the others opaque.
   for (size_t k = 0; k < def.result_states.size(); ++k)
     for (size_t b = 0; b < spec.result_state_buffers[k]; ++b) {
@@ -855,8 +881,17 @@ void MetalGraphKernel::build(const GraphKernelSpec& spec) {
     r.handle = b.handle_for(f->result_image().get(), f->result_image()->handle);
     b.images[f->result_image().get()] = r;
   }
-  // Exported and consumed result states exist on the MPS side once asked for.
-  for (const auto& s : def_.result_states) b.state(s);
+  // Result states of trainable gradient nodes (their parameter gradients: training updates, or
+  // exported) are no MPS state nodes: MPS hands them to the data source, and the bridge's sink
+  // copies them (below). Every other exported state is an MPS result state, asked for now.
+  for (size_t k = 0; k < def_.result_states.size(); ++k) {
+    auto producer = def_.result_states[k]->producer();
+    if (producer && is_gradient_kind(producer->kind())) {
+      if (const FilterNode* forward = forward_of(*producer)) sink_states_[forward].push_back(k);
+    } else if (k < def_.num_exported_states) {
+      b.state(def_.result_states[k]);
+    }
+  }
 
   NSMutableArray<MPSNNImageNode*>* results = [NSMutableArray array];
   std::unique_ptr<BOOL[]> needed(new BOOL[def_.results.size()]);
@@ -895,15 +930,14 @@ void MetalGraphKernel::build(const GraphKernelSpec& spec) {
     const ParamSlot* slot = spec.params->slot_of(*spec.param_nodes[i]);
     param_versions_.push_back(slot ? slot->version() : 0);
   }
-  for (const auto& u : def_.updates) {
-    update_state_[u.forward.get()] = u.state;
-    auto it = b.data_sources.find(u.forward.get());
+  for (const auto& entry : sink_states_) {
+    auto it = b.data_sources.find(entry.first);
     if (it == b.data_sources.end()) continue;
-    const FilterNode* forward = u.forward.get();
+    const FilterNode* forward = entry.first;
     MpsnnGradientSink sink = [this, forward](id<MTLCommandBuffer> cb, MPSState* s) {
       if (!current_args_) return;
-      const size_t k = update_state_.at(forward);
-      copy_state(cb, s, *current_args_, state_first_output_[k], spec_.result_state_buffers[k]);
+      for (size_t k : sink_states_.at(forward))
+        copy_state(cb, s, *current_args_, state_first_output_[k], spec_.result_state_buffers[k]);
     };
     if ([it->second isKindOfClass:[MpsnnConvolutionDataSource class]])
       ((MpsnnConvolutionDataSource*)it->second).gradientSink = sink;
