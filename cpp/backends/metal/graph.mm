@@ -9,27 +9,29 @@
 //    trainingGraphWithSourceGradient:nodeHandler: (MPS's own training-graph construction), matched
 //    to mpsnn's gradient nodes through their incoming gradient and forward source; a gradient node
 //    MPS did not make there (a hand-built one) from the forward node's gradientFiltersWithSources:.
-//    Either way its class is checked against the table (kGradientClass) before it is used.
+//    Either way its class is checked against the one its map_node entry names before it is used.
 //  * Attributes are set on the nodes; padding policies, data sources, handles, transform providers
 //    and image allocators go through the small classes of objc_bridges.h, which answer from what
 //    mpsnn resolved when it compiled the plan, so nothing calls back into Python during a run.
 //  * A run: the caller's memory (shared MTLBuffers, device.mm) is copied into MPSImages with
-//    MPSMatrixCopyToImage, the graph is encoded with encodeBatchToCommandBuffer:sourceImages:
-//    sourceStates:intermediateImages:destinationStates: on the stream's MTLCommandBuffer, and the
+//    MPSMatrixCopyToImage, the graph is encoded with encodeToCommandBuffer:sourceImages:
+//    sourceStates:intermediateImages:destinationStates: (one image per source) or
+//    encodeBatchToCommandBuffer:... (a batch) on the stream's MTLCommandBuffer, and the
 //    results, exported images, exported states and loss images are copied back with
 //    MPSImageCopyToMatrix and blits, all on the same command buffer: nothing waits on the CPU.
 //  * Training: MPS hands each trainable gradient's state to its data source during the encode
 //    (updateDeviceGPU); the bridge copies the parameter gradients into mpsnn's gradient state, and
 //    mpsnn's own update protocol (NNGraph's training updates) then runs the data sources' updates,
-//    whose optimizers encode MPSNNOptimizer kernels on the same command buffer (optimizer.mm).
+//    whose optimizers encode MPSNNOptimizer kernels on the same command buffer (register.mm).
 //
 // Kinds MPS lacks on older macOS. The backend is built for macOS 11 and later (CMake's and
 // check_metal.sh's deployment target), where every class used here exists. On macOS 10.13-10.14
 // MPS has no GELU neuron (MPSCNNNeuronGeLUNode), no fully connected or transposed convolution
 // gradient (MPSCNNFullyConnectedGradientNode, MPSCNNConvolutionTransposeGradientNode), no generic
 // MPSCNNNeuronNode nodeWithSource:descriptor:, no MPSCNNLossLabels over images and no MPSMatrix at
-// an offset: mpsnn's own C++ (the CPU backend's kernels in backends/cpu/kernels: own_elementwise,
-// convolution_gradient, loss) implements all of those kinds, which is why the floor costs nothing.
+// an offset. mpsnn's own C++ implements all of those kinds (the CPU backend's kernels in
+// backends/cpu/kernels: own_elementwise, convolution_gradient, loss), so on such a Mac they would
+// run on MTLDevice("cpu"); a build for it would need @available fallbacks here.
 // Neither MPS (no MPSNNDivisionGradientNode in any macOS) nor mpsnn (graph/ops/arithmetic_gradient.cpp
 // refuses to make one) has a division gradient; unsupported_nodes() still refuses one defensively.
 // MPSNNInitialGradientNode, MPSNNForwardLossNode, MPSNNReshapeNode, MPSNNPadNode, the reductions and
@@ -1041,12 +1043,35 @@ void MetalGraphKernel::encode(id<MTLCommandBuffer> cb, const KernelArgs& args, M
 
   NSMutableArray<MPSImageBatch*>* intermediates = [NSMutableArray array];
   NSMutableArray<MPSStateBatch*>* destination = [NSMutableArray array];
+  bool single = true;  // one image per source: the plain encode, else the batch encode
+  for (MPSImageBatch* s in sources) single = single && s.count == 1;
+  MPSImageBatch* result = nil;
   current_args_ = &args;
-  MPSImageBatch* result = [graph_ encodeBatchToCommandBuffer:cb
-                                                sourceImages:sources
-                                                sourceStates:states
-                                           intermediateImages:intermediates
-                                           destinationStates:destination];
+  if (single) {
+    NSMutableArray<MPSImage*>* images = [NSMutableArray array];
+    for (MPSImageBatch* s in sources) [images addObject:s[0]];
+    NSMutableArray<MPSState*>* one_states = nil;
+    if (states) {
+      one_states = [NSMutableArray array];
+      for (MPSStateBatch* s in states) [one_states addObject:s[0]];
+    }
+    NSMutableArray<MPSImage*>* inter = [NSMutableArray array];
+    NSMutableArray<MPSState*>* dest = [NSMutableArray array];
+    MPSImage* r = [graph_ encodeToCommandBuffer:cb
+                                   sourceImages:images
+                                   sourceStates:one_states
+                             intermediateImages:inter
+                              destinationStates:dest];
+    result = r ? @[ r ] : nil;
+    for (MPSImage* i in inter) [intermediates addObject:@[ i ]];
+    for (MPSState* s in dest) [destination addObject:@[ s ]];
+  } else {
+    result = [graph_ encodeBatchToCommandBuffer:cb
+                                   sourceImages:sources
+                                   sourceStates:states
+                              intermediateImages:intermediates
+                              destinationStates:destination];
+  }
   current_args_ = nullptr;
   MPSNN_CHECK(result != nil || !def_.results_needed[0], BackendError, "[MPSNNGraph] MPS encoded no result image");
 
