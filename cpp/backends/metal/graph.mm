@@ -753,6 +753,10 @@ class MetalGraphKernel final : public Kernel {
       id<MTLCommandBuffer> cb = (__bridge id<MTLCommandBuffer>)stream->command_buffer();
       encode(cb, args, *stream);
     }
+    // A training graph's next tasks (NNGraph's training updates) read the parameter gradients on
+    // the CPU, as they do on every device whose memory the CPU addresses: the work must be done
+    // when this step returns, as on the CPU's host stream.
+    if (!def_.updates.empty()) stream->synchronize();
   }
 
  private:

@@ -108,6 +108,9 @@ void optimizer_update(const OptimizerStep& s, const OptimizerBuffers& b, Stream&
       }
     }
   }
+  // The task after an update (NNGraph's parameter load) reads the result on the CPU: done when this
+  // returns, as on the host stream.
+  ms->synchronize();
 }
 
 }  // namespace

@@ -18,6 +18,13 @@ std::unique_ptr<Kernel> graph_kernel_step(CompileState& st, std::vector<int>& in
   spec.params = &st.params;
   spec.poison_outputs = st.key.poison;
   spec.graph_format = st.key.graph_format;
+  // Plan::execute's inputs and outputs, all of them (a result nobody needs has a null binding).
+  size_t n_in = st.def.source_images.size(), n_out = st.def.outputs.size();
+  for (const auto& d : st.key.state_inputs) n_in += d.size();
+  for (const auto& vals : st.result_state_values) n_out += vals.size();
+  for (const auto& d : st.key.state_outputs) n_out += d.size();
+  inputs.assign(n_in, -1);
+  outputs.assign(n_out, -1);
   for (size_t v = 0; v < st.values.size(); ++v) {
     const ValueInfo& val = st.values[v];
     if (val.external_input >= 0) {
@@ -30,18 +37,18 @@ std::unique_ptr<Kernel> graph_kernel_step(CompileState& st, std::vector<int>& in
     }
   }
   // Every binding has a value, except outputs nothing produces (a result that is not needed).
-  auto descs = [&](std::vector<int>& vals, std::vector<TensorDesc>& out) {
-    for (int& v : vals) {
-      if (v < 0) {
+  auto descs = [&](std::vector<int>& vals, std::vector<TensorDesc>& out, bool output) {
+    for (size_t i = 0; i < vals.size(); ++i) {
+      if (vals[i] < 0) {
         ValueInfo none;
-        none.external_output = int(&v - vals.data());
-        v = st.add_value(none);
+        (output ? none.external_output : none.external_input) = int(i);
+        vals[i] = st.add_value(none);
       }
-      out.push_back(st.values[size_t(v)].desc);
+      out.push_back(st.values[size_t(vals[i])].desc);
     }
   };
-  descs(inputs, spec.inputs);
-  descs(outputs, spec.outputs);
+  descs(inputs, spec.inputs, false);
+  descs(outputs, spec.outputs, true);
   for (const auto& f : st.def.filters)
     if (const ParamSlot* slot = st.params.slot_of(*f)) {
       params.push_back(slot);
