@@ -145,4 +145,16 @@ fi
 # Every MPSNN node class the table names is bound (a misspelt or missing class fails the link).
 classes=$("$NM" -m -u "$OUT/libmpsnn_metal.dylib" | grep -oE '_OBJC_CLASS_\$_MPS[A-Za-z0-9]+Node\b' | sort -u | wc -l)
 echo "   $classes MPS node classes referenced"
+# Negative control: the same link with one reference to a class MPS does not have must fail.
+printf '%s\n' '#import <MetalPerformanceShaders/MetalPerformanceShaders.h>' \
+  '@interface MPSCNNNotARealNode : MPSNNFilterNode' '@end' \
+  'extern "C" void* mpsnn_metal_probe(void) { return (__bridge void*)[MPSCNNNotARealNode class]; }' > "$OUT/probe.mm"
+"$CLANGXX" "${TARGET[@]}" "${MMFLAGS[@]}" "${CXXFLAGS[@]}" -Wno-objc-missing-super-calls -c "$OUT/probe.mm" -o "$OUT/probe.o"
+if "$CLANGXX" "${TARGET[@]}" -fuse-ld=lld -dynamiclib "$OUT"/obj/*.o "$OUT/probe.o" -framework Metal \
+     -framework MetalPerformanceShaders -framework Foundation -lc++ -o "$OUT/probe.dylib" > "$OUT/probe.log" 2>&1; then
+  echo "   FAIL: the negative control linked (the link is not strict)"; exit 1
+fi
+grep -q 'undefined symbol: .*MPSCNNNotARealNode' "$OUT/probe.log" ||
+  { cat "$OUT/probe.log"; echo "   FAIL: the negative control failed for another reason"; exit 1; }
+echo "   negative control: a made-up MPS class fails the same link (undefined symbol), as it must"
 echo "== check_metal: PASS"

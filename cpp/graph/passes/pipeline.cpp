@@ -69,7 +69,7 @@ constexpr uint32_t kAllOnes = 0xffffffffu;      // NaN in float16/32, the maximu
 
 PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegistry& registry, const DevicePtr& device,
                      const std::shared_ptr<ParamStore>& params, const CompileOptions& options) {
-  CompileState st{def, key, registry, device, *params, options, {}, {}, {}, {}, {}, {}, {}, {}};
+  CompileState st{def, key, registry, device, *params, options, {}, {}, {}, {}, {}, {}, {}, {}, {}};
   infer_shapes(st);
   prune_steps(st);
   // A graph-level backend fuses and plans memory itself: only the shapes and the caller bindings
