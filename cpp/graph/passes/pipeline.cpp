@@ -133,6 +133,7 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
     // Its temporaries live inside the framework: key.poison reaches the kernel, which poisons the
     // caller-bound outputs only (GraphKernelSpec::poison_outputs).
     add_step(std::move(kernels[0]), graph_inputs, graph_outputs, graph_params, "[MPSNNGraph]");
+    plan->steps_.back().whole_graph = true;
   } else if (key.poison) {
     // One value spanning the whole arena (temporaries and scratch), then every caller output.
     KernelFactory fill = registry.find(OpKind::Fill);
