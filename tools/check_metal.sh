@@ -23,8 +23,8 @@ if [ ! -d "$SDK_DIR/sdk" ] && [ -d "$ROOT/../shared/tools/macos-sdk/sdk" ]; then
   SDK_DIR="$ROOT/../shared/tools/macos-sdk"
 fi
 if [ ! -d "$SDK_DIR/sdk" ]; then
-  echo "check_metal: SKIPPED: no macOS SDK subset at \$MACOS_SDK (${MACOS_SDK:-unset}), /work/shared/tools/macos-sdk" \
-       "or ../shared/tools/macos-sdk; the Metal backend was not checked"
+  echo "check_metal: SKIPPED: no macOS SDK subset (a directory with sdk/) at $SDK_DIR" \
+       "(\$MACOS_SDK, default /work/shared/tools/macos-sdk) or ../shared/tools/macos-sdk; the Metal backend was not checked"
   exit 0
 fi
 if [ "${1:-}" = "--install-compiler" ] && ! { command -v clang++-22 && command -v ld64.lld-22; } >/dev/null &&
