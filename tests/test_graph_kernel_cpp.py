@@ -26,10 +26,11 @@ def _compiler():
 def test_graph_level_backends_get_the_whole_graph(tmp_path):
     exe = tmp_path / "graph_kernel"
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # not under tools/sanitize.sh's ASan
-    sources = [p for d in ("core", "graph", "graph/ops", "graph/passes") for p in sorted((ROOT / "cpp" / d).glob("*.cpp"))]
+    sources = [p for d in ("core", "graph", "graph/ops", "graph/passes")
+               for p in sorted((ROOT / "cpp" / d).glob("*.cpp"))]
     cmd = [_compiler(), "-std=c++17", "-O0", "-I", str(ROOT / "cpp"), *map(str, sources), str(TEST), "-o", str(exe),
            "-lpthread"]
-    build = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    build = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     assert build.returncode == 0, build.stderr[-4000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300, env=env, check=False)
     assert run.returncode == 0 and "all cases passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]

@@ -89,7 +89,8 @@ def test_one_adam_step_matches_the_cpu(metal):
                                               output_feature_channels=4)
         w = rng.standard_normal((4, 3, 3, 2)).astype(np.float32)
         b = rng.standard_normal(4).astype(np.float32)
-        source = mpsnn.ArrayConvolutionDataSource(d, w, b, optimizer=mpsnn.MPSNNOptimizerAdam(device, learning_rate=1e-2))
+        adam = mpsnn.MPSNNOptimizerAdam(device, learning_rate=1e-2)
+        source = mpsnn.ArrayConvolutionDataSource(d, w, b, optimizer=adam)
         conv = mpsnn.MPSCNNConvolutionNode(source=mpsnn.MPSNNImageNode(handle=None), weights=source)
         mse = mpsnn.MPSCNNLossDescriptor(mpsnn.MPSCNNLossType.mean_squared_error, mpsnn.MPSCNNReductionType.sum)
         loss = mpsnn.MPSCNNLossNode(source=conv.result_image, loss_descriptor=mse)
@@ -101,11 +102,12 @@ def test_one_adam_step_matches_the_cpu(metal):
         labels = [mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(np.ascontiguousarray(t[i]), HWC,
                                                                                 (5, 5, 4))) for i in range(2)]
         cb = device.make_command_queue().make_command_buffer()
-        graph.encode_batch(cb, source_images=[[mpsnn.MPSImage.from_numpy(x[i:i + 1].copy(), device) for i in range(2)]],
-                           source_states=[labels])
+        images = [mpsnn.MPSImage.from_numpy(x[i:i + 1].copy(), device) for i in range(2)]
+        graph.encode_batch(cb, source_images=[images], source_states=[labels])
         cb.commit()
         cb.wait_until_completed()
-        return source.weights().copy(), source.bias_terms().copy(), sum(float(l.loss_image().numpy().sum()) for l in labels)
+        loss_value = sum(float(l.loss_image().numpy().sum()) for l in labels)
+        return source.weights().copy(), source.bias_terms().copy(), loss_value
 
     (w_m, b_m, loss_m), (w_c, b_c, loss_c) = step(metal), step(mpsnn.MTLDevice("cpu"))
     np.testing.assert_allclose(loss_m, loss_c, rtol=1e-4)
