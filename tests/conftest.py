@@ -44,8 +44,9 @@ def rng():
 
 
 def _test_devices():
-    """The devices the `device` fixture runs on: every device of this build (the CPU, and CUDA GPUs
-    when the build has the CUDA backend and the machine a GPU), or MPSNN_TEST_DEVICES="cpu,cuda:0"."""
+    """The devices the `device` fixture runs on: every device of this build (the CPU, CUDA GPUs
+    when the build has the CUDA backend and the machine a GPU, the Metal GPUs of a Mac: the Metal
+    backend's devices are listed first there), or MPSNN_TEST_DEVICES="cpu,cuda:0" / "metal:0"."""
     names = os.environ.get("MPSNN_TEST_DEVICES")
     if names:
         return [mpsnn.MTLDevice(n.strip()) for n in names.split(",") if n.strip()]
@@ -84,7 +85,7 @@ def make_graph(device, make, n_inputs, fuse=True, fmt=None):
     """Builds image nodes, calls make(*nodes) -> filter node and returns its MPSNNGraph, in the
     device's default format unless `fmt` (or MPSNN_TEST_FORMAT, on GPUs) names one. Temporary
     memory and the result are poisoned (NaN) before each run, so stale reads and elements a kernel
-    leaves unwritten show up as NaN."""
+    leaves unwritten show up as NaN (on Metal only the result: MPS owns its temporaries)."""
     nodes = [mpsnn.MPSNNImageNode() for _ in range(n_inputs)]
     f = make(*nodes)
     g = mpsnn.MPSNNGraph(device, f.result_image)

@@ -50,6 +50,7 @@ def gpu():
 
 
 @pytest.mark.skipif(bool(os.environ.get("MPSNN_DEVICE")), reason="MPSNN_DEVICE picks the default device")
+@pytest.mark.skipif("metal" in mpsnn.available_backends(), reason="a Mac: test_metal.py checks the default device")
 def test_the_default_device_is_the_gpu_when_there_is_one():
     default = mpsnn.MTLCreateSystemDefaultDevice()
     assert default is (CUDA_DEVICES[0] if CUDA_DEVICES else mpsnn.MTLDevice("cpu"))

@@ -70,7 +70,8 @@ OptimizerStep Optimizer::next_step() {
   if (rule_ == OptimizerRule::adam) {
     // graph.md §7.5: t advances once per encode call, lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
     // (evaluated in double, then rounded once).
-    const double t = double(++time_step_);
+    s.time_step = ++time_step_;
+    const double t = double(s.time_step);
     const double lr_t = double(s.desc.learning_rate) * std::sqrt(1.0 - std::pow(double(beta2), t)) /
                         (1.0 - std::pow(double(beta1), t));
     s.learning_rate = float(lr_t);

@@ -96,7 +96,7 @@ void Plan::run_steps(ExecContext& c, Stream& stream) const {
       c.out[size_t(k)] = c.refs[size_t(step_values_[size_t(s.first_output + k)])];
       skip = skip || !c.out[size_t(k)].data;
     }
-    if (skip) continue;
+    if (skip && !s.whole_graph) continue;
     KernelArgs args;
     args.inputs = c.in.data();
     args.num_inputs = s.num_inputs;

@@ -69,6 +69,9 @@ struct PlanStep {
   int first_param = 0, num_params = 0;    // into Plan::params_
   std::string context;
   std::string fused;  // what the step absorbed, for describe(): "relu, sum, clamp"
+  // A graph-level backend's one step (KernelRegistry::graph_kernel): it runs even when some of
+  // its outputs are not wanted (null data), which it skips itself.
+  bool whole_graph = false;
 };
 
 class ExecContext;
