@@ -169,7 +169,8 @@ class Case:
             return keep[2]
 
         def replayed_result():
-            keep[1].copy_(t)  # the input of this row (the same values: a check that replay reads it)
+            with torch.inference_mode():  # the static input is an inference tensor
+                keep[1].copy_(t)  # the input of this row (the same values: a check that replay reads it)
             return replayed().float().cpu().numpy()
 
         out["torch graph"] = (replayed, replayed_result)

@@ -12,7 +12,10 @@
 // float32 activations use no Tensor Core engine, so no TF32 rounding of the inputs, unless
 // MPSNN_CUDA_TF32=1 when the plan is compiled asks for TF32 (as PyTorch's default
 // torch.backends.cudnn.allow_tf32 does): then float32 convolutions may take TF32 Tensor Core
-// engines, which round both operands to 10 mantissa bits and accumulate in float32.
+// engines, which round both operands to 10 mantissa bits and accumulate in float32. 16-bit
+// convolutions take no Winograd or FFT engine (MPSNN_CUDNN_WINOGRAD=1 allows them): the timed
+// choice could pick one for some shapes and not others, and their transforms added up to 100x the
+// error of the direct engines in ResNet-18 (benchmarks/README.md).
 //
 // Regular, grouped, depthwise, dilated and strided convolutions and fully connected layers (a
 // convolution whose kernel covers the source) run here. Negative MPS pads become a cropped source
@@ -402,9 +405,14 @@ class ConvolutionKernel final : public Kernel {
                                     fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
     else if (tf32_)  // TF32 engines may say they convert their inputs down (to TF32)
       graph.deselect_numeric_notes({fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
-    else
+    else if (env_on("MPSNN_CUDNN_WINOGRAD"))
       graph.deselect_numeric_notes(
           {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
+    else  // 16-bit: no Winograd or FFT engines either (their transforms round in the 16-bit format)
+      graph.deselect_numeric_notes(
+          {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION,
+           fe::NumericalNote_t::FFT, fe::NumericalNote_t::WINOGRAD, fe::NumericalNote_t::WINOGRAD_TILE_4x4,
+           fe::NumericalNote_t::WINOGRAD_TILE_6x6, fe::NumericalNote_t::WINOGRAD_TILE_13x13});
     why = step(graph.check_support(), "support check");
     if (!why.empty()) return why;
     candidates_.clear();
