@@ -403,8 +403,11 @@ class ConvolutionKernel final : public Kernel {
     if (dtype_ == DType::f32 && !tf32_)
       graph.deselect_numeric_notes({fe::NumericalNote_t::TENSOR_CORE, fe::NumericalNote_t::DOWN_CONVERT_INPUTS,
                                     fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
-    else if (tf32_)  // TF32 engines may say they convert their inputs down (to TF32)
-      graph.deselect_numeric_notes({fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
+    else if (tf32_)  // Tensor Cores (TF32), but no engine that converts float32 inputs to 16 bits
+      graph.deselect_numeric_notes(
+          {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION,
+           fe::NumericalNote_t::FFT, fe::NumericalNote_t::WINOGRAD, fe::NumericalNote_t::WINOGRAD_TILE_4x4,
+           fe::NumericalNote_t::WINOGRAD_TILE_6x6, fe::NumericalNote_t::WINOGRAD_TILE_13x13});
     else if (env_on("MPSNN_CUDNN_WINOGRAD"))
       graph.deselect_numeric_notes(
           {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
