@@ -12,10 +12,11 @@
 // float32 activations use no Tensor Core engine, so no TF32 rounding of the inputs, unless
 // MPSNN_CUDA_TF32=1 when the plan is compiled asks for TF32 (as PyTorch's default
 // torch.backends.cudnn.allow_tf32 does): then float32 convolutions may take TF32 Tensor Core
-// engines, which round both operands to 10 mantissa bits and accumulate in float32. 16-bit
-// convolutions take no Winograd or FFT engine (MPSNN_CUDNN_WINOGRAD=1 allows them): the timed
-// choice could pick one for some shapes and not others, and their transforms added up to 100x the
-// error of the direct engines in ResNet-18 (benchmarks/README.md).
+// engines, which round both operands to 10 mantissa bits and accumulate in float32 (an
+// experiment: in ResNets its results are far less accurate than PyTorch's TF32, see
+// benchmarks/README.md). 16-bit and TF32 convolutions take no Winograd or FFT engine
+// (MPSNN_CUDNN_WINOGRAD=1 allows them for 16-bit ones), whose transforms round differently from
+// the direct engines': a precaution (it cost no speed on ResNet-18/50), not a measured fix.
 //
 // Regular, grouped, depthwise, dilated and strided convolutions and fully connected layers (a
 // convolution whose kernel covers the source) run here. Negative MPS pads become a cropped source
