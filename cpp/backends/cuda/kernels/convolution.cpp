@@ -2,10 +2,11 @@
 // compiled plan step, conv_fprop -> + bias -> the fused post-ops (ReLU family, residual add) in
 // order, NHWC with the plan's pixel strides (a channel slot of a concatenation and a custom
 // policy's source channel window are strides and a pointer offset, not copies). Activations are
-// the plan's: float16 (a float16 graph, CUDA's default) or float32, with float32 accumulation
+// the plan's: float16 (a float16 graph, CUDA's default), bfloat16 or float32, with float32 accumulation
 // either way. Plans are built once, when the mpsnn plan is compiled: cuDNN's heuristics (mode A)
 // rank the engines, the first MPSNN_CUDNN_CANDIDATES (default 4) that build are timed on the
-// device, and the fastest is kept; its workspace is the step's scratch memory.
+// device, and the fastest is kept; its workspace is the step's scratch memory. MPSNN_CUDNN_LOG=1
+// prints each candidate's engine and time and the choice to stderr.
 //
 // Numerics: float16 and bfloat16 activations may use Tensor Core engines (products of 16-bit
 // values are exact in float32) but never a 16-bit accumulation (REDUCED_PRECISION_REDUCTION);
@@ -37,6 +38,7 @@
 #include <cudnn_frontend.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -322,9 +324,21 @@ class ConvolutionKernel final : public Kernel {
             fastest = ms;
         }
         if (fastest >= 0 && (best == 0 || fastest < best)) best = fastest, plan_index_ = i;
+        if (env_on("MPSNN_CUDNN_LOG")) {
+          std::string name = "(unnamed)";
+          if (!graph_->get_plan_name_at_index(i, name).is_good()) name = "(unnamed)";
+          std::fprintf(stderr, "[mpsnn cuda] %s candidate %lld %s: %.4f ms\n", context_.c_str(), (long long)i,
+                       name.c_str(), double(fastest));
+        }
       }
     }
     workspace_ = workspace_of(plan_index_);
+    if (env_on("MPSNN_CUDNN_LOG")) {  // which engine each convolution runs (numerics differ between engines)
+      std::string name = "(unnamed)";
+      if (!graph_->get_plan_name_at_index(plan_index_, name).is_good()) name = "(unnamed)";
+      std::fprintf(stderr, "[mpsnn cuda] %s runs plan %lld %s (of %zu built), workspace %zu bytes\n", context_.c_str(),
+                   (long long)plan_index_, name.c_str(), candidates_.size(), workspace_);
+    }
   }
 
   // The cuDNN graph: conv_fprop, then (with_epilogue) + bias and the fused post-ops in order.
