@@ -110,6 +110,12 @@ DevicePtr make_device(const std::string& name) {
   return d;
 }
 
+DevicePtr device_for_dlpack(int device_type, int64_t device_id) {
+  for (const DevicePtr& d : all_devices())
+    if (d->dlpack_device() == std::make_pair(device_type, device_id)) return d;
+  return nullptr;
+}
+
 std::vector<DevicePtr> all_devices() {
   std::vector<DevicePtr> out;
   for (const auto& b : backends().all)

@@ -57,7 +57,7 @@ HandlePtr NNGraph::result_handle() const { return def_.results[0]->handle; }
 
 void NNGraph::set_format(ChannelFormat f) {
   MPSNN_CHECK(element_size(f) != 0, DTypeError, "[MPSNNGraph] format '", format_name(f),
-              "' cannot store images; expected float32, float16, unorm8 or unorm16");
+              "' cannot store images; expected float32, float16, bfloat16, unorm8 or unorm16");
   format_.store(f);
 }
 

@@ -29,6 +29,7 @@ class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
     """
+    bfloat16: typing.ClassVar[MPSImageFeatureChannelFormat]
     float16: typing.ClassVar[MPSImageFeatureChannelFormat]
     float32: typing.ClassVar[MPSImageFeatureChannelFormat]
     none: typing.ClassVar[MPSImageFeatureChannelFormat]
@@ -786,19 +787,23 @@ class MPSImage:
     @staticmethod
     def from_dlpack(tensor: typing.Any, device: MTLDevice | None = None) -> MPSImage:
         """
-        Wrap a CPU DLPack tensor (PyTorch, JAX, CuPy host arrays...) of shape (N, H, W, C), C-contiguous,
-        float32/float16/uint8/uint16, without copying. A channels_last PyTorch tensor t qualifies as
-        t.permute(0, 2, 3, 1).
+        Wrap a DLPack tensor (PyTorch, JAX, CuPy, NumPy...) of shape (N, H, W, C), C-contiguous,
+        float32/float16/bfloat16/uint8/uint16, without copying: host tensors for the CPU, CUDA tensors for
+        their GPU (device=None picks the device holding the memory). A CUDA producer's pending writes are
+        waited for (its __dlpack__(stream=) orders them before a stream of ours, which is synchronized).
+        A channels_last PyTorch tensor t qualifies as t.permute(0, 2, 3, 1).
         
         Raises:
-            UnsupportedError: the tensor is not in host memory.
+            UnsupportedError: the tensor's memory is not the device's.
             DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
             ShapeError: not 4-dimensional.
         """
     @staticmethod
     def from_numpy(array: typing.Any, device: MTLDevice | None = None) -> MPSImage:
         """
-        Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.
+        Wrap a C-contiguous (N, H, W, C) float32/float16/bfloat16 (ml_dtypes)/uint8/uint16 array without copying
+        on the CPU; on a GPU (device=, or the default device when it is one) the array is copied into device
+        memory through pinned staging.
         
         Raises:
             DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
@@ -810,11 +815,11 @@ class MPSImage:
         """
     def __dlpack__(self, **kwargs) -> typing.Any:
         """
-        DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image). Waits for the producing command buffer as numpy() does.
+        DLPack export of the (N, H, W, C) memory, without a copy: torch.from_dlpack(image), cupy.from_dlpack(image). Host images: NumPy implements the protocol, and the export waits for the producing command buffer as numpy() does. CUDA images: the consumer's stream (stream=, None meaning the legacy default stream) waits for encoded work still writing the image (an event on the queue's stream, no host wait), and the memory goes back to mpsnn only after that stream has passed the point where the consumer let go. dl_device=(1, 0) gets a host copy unless copy=False.
         """
     def __dlpack_device__(self) -> tuple[int, int]:
         """
-        (1, 0): host memory (kDLCPU).
+        (1, 0) for host memory (kDLCPU), (2, index) for CUDA memory (kDLCUDA).
         """
     def __getitem__(self, key: typing.Any) -> typing.Any:
         """
