@@ -23,7 +23,7 @@ std::vector<float> float32_data(const py::object& o, const char* what) {
   }
   if (py::isinstance<py::array>(o)) {
     py::array a = o.cast<py::array>();
-    MPSNN_CHECK(a.dtype().is(py::dtype::of<float>()), DTypeError, "[", what, "] data is a ",
+    MPSNN_CHECK(a.dtype().equal(py::dtype::of<float>()), DTypeError, "[", what, "] data is a ",
                 std::string(py::str(a.dtype())), " array; expected float32 (MPS copies float data)");
   }
   return np.attr("asarray")(o, "dtype"_a = "float32").attr("ravel")().cast<std::vector<float>>();

@@ -60,8 +60,8 @@ VectorRef vector_from_numpy(const py::object& obj, const DevicePtr& device) {
               DTypeError, "[MPSVector.from_numpy] expected a writeable C-contiguous 1-D or 2-D array (it is wrapped "
               "without copying)");
   DataType type = DataType::invalid;
-  if (a.dtype().is(py::dtype::of<float>())) type = DataType::float32;
-  else if (a.dtype().is(py::dtype("float16"))) type = DataType::float16;
+  if (a.dtype().equal(py::dtype::of<float>())) type = DataType::float32;
+  else if (a.dtype().equal(py::dtype("float16"))) type = DataType::float16;
   MPSNN_CHECK(type != DataType::invalid, DTypeError, "[MPSVector.from_numpy] expected float32 or float16, got ",
               py::str(py::handle(a.dtype())).cast<std::string>());
   const int64_t vectors = a.ndim() == 2 ? int64_t(a.shape(0)) : 1;
