@@ -53,7 +53,7 @@ def _cpu_flags():
 
 
 _FLAGS = _cpu_flags()
-_AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= _FLAGS
+_AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_vpopcntdq", "avx512_bitalg"} <= _FLAGS
 _AVX2 = {"avx2", "fma", "bmi2", "f16c"} <= _FLAGS
 
 # native: the instruction set the package is built for by default (MPSNN_NATIVE_ARCH=ON, the
@@ -64,7 +64,7 @@ ARCHS = pytest.mark.parametrize(
     "arch",
     [
         ["-march=native"],
-        pytest.param(["-march=x86-64-v4", "-mprefer-vector-width=256"], marks=pytest.mark.skipif(not _AVX512, reason="no AVX-512 here")),
+        pytest.param(["-march=x86-64-v4", "-mavx512vpopcntdq", "-mavx512bitalg", "-mprefer-vector-width=256"], marks=pytest.mark.skipif(not _AVX512, reason="no AVX-512 here")),
         pytest.param(["-march=x86-64-v3"], marks=pytest.mark.skipif(not _AVX2, reason="no AVX2 here")),
         [],
     ],

