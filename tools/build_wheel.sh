@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Builds the portable manylinux wheel and tests it in a fresh venv (issue 13, item 4).
 #
-#   tools/build_wheel.sh [OUTDIR]        (default: dist/; MPSNN_WHEEL_TESTS overrides the test subset)
+#   tools/build_wheel.sh [OUTDIR]        (default: dist/)
+#
+# Environment: MPSNN_WHEEL_TESTS / MPSNN_WHEEL_PLAIN_TESTS override the test subsets;
+# MPSNN_WHEEL_BUILD_PYTHON=/path/venv/bin/python builds with that environment's tools instead of
+# build/wheel-venv; CMAKE_BUILD_PARALLEL_LEVEL limits the build's jobs.
 #
 # 1. `pip wheel .` with MPSNN_NATIVE_ARCH=OFF: baseline x86-64 code, plus the AVX2 and AVX-512 copies
 #    of our own kernels chosen at run time (cpp/backends/cpu/isa.h); tools/check_isa.py checks that
@@ -26,7 +30,11 @@ RAW=$ROOT/build/wheel-raw
 TESTENV=$ROOT/build/wheel-test-venv
 PY=${PYTHON:-python3}
 
-if [ ! -x "$TOOLS/bin/python" ]; then
+if [ -n "${MPSNN_WHEEL_BUILD_PYTHON:-}" ]; then
+  # An existing environment for the build tools (e.g. a development venv, whose include paths
+  # make ccache hit the objects of an earlier build there).
+  TOOLS=$(cd "$(dirname "$MPSNN_WHEEL_BUILD_PYTHON")/.." && pwd)
+elif [ ! -x "$TOOLS/bin/python" ]; then
   "$PY" -m venv "$TOOLS"
 fi
 # shellcheck disable=SC2046
