@@ -3,7 +3,7 @@
 replay), float32 and float16, with mpsnn's own CUDA-graph replay on and off.
 
     python benchmarks/bench_cuda.py [--models mnist,resnet18,resnet50] [--batches 1,32,256]
-                                    [--formats float32,float16] [--io host,device] [--rounds 15]
+                                    [--formats float32,float16,bfloat16,tf32] [--io host,device] [--rounds 15]
                                     [--no-replay-column] [--profile resnet50:float16:256]
 
 Two ways in and out (--io):
@@ -11,21 +11,23 @@ Two ways in and out (--io):
 - host: both sides go from a host NumPy batch to host NumPy probabilities, so each timed call
   includes the host-to-device copy of the input and the copy of the result back (`graph.run([array])`
   then `numpy()`; PyTorch `from_numpy(x).cuda()` ... `.cpu()`).
-- device: the input already lives on the GPU (an MPSImage made once with `from_numpy(x, device=gpu)`,
-  float16 for a float16 graph; a CUDA tensor for PyTorch) and the result stays there; a call is
+- device: the input already lives on the GPU (a CUDA tensor, handed to mpsnn through DLPack without
+  a copy: `MPSImage.from_dlpack(t)`, in the graph's format) and the result stays there; a call is
   `graph.run([image])` (which returns once the GPU has finished) against `net(t)` followed by
   `torch.cuda.synchronize()`. This is what issue 10's targets are about. PyTorch's CUDA-graph
-  replay of the same network (captured on a static input after warm-up) is a third column here;
-  its outputs disagree with eager (see the max|diff| line printed per row): a bug of this script's
-  capture not found yet, so its times are not verified.
+  replay of the same network (PyTorch's recipe: warm-up on a side stream, capture on a static
+  input that lives as long as the graph, the row's input copied into it before the checked
+  replay) is a third column here. mpsnn's results are read back through torch.from_dlpack.
 
 mpsnn replays a compiled plan as a CUDA graph by default; the "mpsnn, no replay" column is a second
 graph with the same weights compiled with MPSNN_CUDA_GRAPHS=0 (plain kernel launches). Its plans
 are compiled separately, so its cuDNN engines are timed and chosen again (they may differ).
 
-PyTorch runs channels_last with cudnn.benchmark on and TF32 off (mpsnn never uses TF32). In float16
-the mpsnn graph's `format` is float16 (float16 activations, float32 accumulation), the CUDA default;
-PyTorch runs `.half()`. Outputs are compared first (max abs difference of the softmax against
+PyTorch runs channels_last with cudnn.benchmark on. Formats (--formats): float32 (TF32 off on both
+sides), float16 and bfloat16 (the mpsnn graph's `format`: 16-bit activations, float32 accumulation;
+PyTorch `.half()` / `.bfloat16()`), and tf32: float32 images with TF32 convolutions allowed on both
+sides (PyTorch's default allow_tf32; mpsnn's MPSNN_CUDA_TF32=1), the like-for-like comparison of
+PyTorch's default float32. Outputs are compared first (max abs difference of the softmax against
 PyTorch eager, of each variant; the table shows mpsnn's). Calls
 alternate between the variants, one sample (median time per call over about 0.2 s) each per round;
 medians over rounds and the median of per-round ratios are reported. Time per call in ms is the
@@ -57,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--no-replay-column", action="store_true", help="skip the 'mpsnn, no replay' variant")
     p.add_argument("--profile", default="", help="MODEL:FORMAT:BATCH[,...]: kernel-time breakdown, no timing table")
+    p.add_argument("--float64", default="", help="MODEL:BATCH[,...]: each format's outputs (mpsnn, torch eager, "
+                   "torch graph) against a float64 PyTorch run on the CPU, no timing table")
     return p.parse_args()
 
 
@@ -93,15 +97,17 @@ class Case:
 
         import mpsnn
         self.torch, self.mpsnn = torch, mpsnn
-        self.model, self.half = model, fmt == "float16"
+        self.model, self.fmt = model, fmt
+        self.half = fmt in ("float16", "bfloat16")
+        self.tdtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(fmt, torch.float32)
         w = models.make_weights(model)
         self.graphs = {"mpsnn": models.build_mpsnn(model, w)}
         if with_plain:
             self.graphs["mpsnn, no replay"] = models.build_mpsnn(model, w)
         for g in self.graphs.values():
-            g.format = getattr(mpsnn.MPSImageFeatureChannelFormat, fmt)
+            g.format = getattr(mpsnn.MPSImageFeatureChannelFormat, "float32" if fmt == "tf32" else fmt)
         net = models.build_torch(model, w).cuda()
-        self.net = net.half() if self.half else net
+        self.net = net.to(self.tdtype)
         self.dev = mpsnn.MTLCreateSystemDefaultDevice()
 
     def variants(self, x, io):
@@ -120,14 +126,16 @@ class Case:
             def theirs():
                 with torch.inference_mode():
                     t = torch.from_numpy(x).cuda()
-                    return self.net(t.half() if self.half else t).float().cpu().numpy()
+                    return self.net(t.to(self.tdtype)).float().cpu().numpy()
             out["torch eager"] = (theirs, theirs)
             return out
-        img = mpsnn.MPSImage.from_numpy(x.astype(np.float16) if self.half else x, device=self.dev)
+        t = torch.from_numpy(x).cuda().to(self.tdtype)
+        # The input of the graph: the CUDA tensor itself, through DLPack (no copy; the image's
+        # memory is the tensor's).
+        img = mpsnn.MPSImage.from_dlpack(t)
+        assert torch.from_dlpack(img).data_ptr() == t.data_ptr()
         for name, g in self.graphs.items():
-            out[name] = (lambda g=g: g.run([img]), lambda g=g: flat(g.run([img]).numpy()))
-        t = torch.from_numpy(x).cuda()
-        t = t.half() if self.half else t
+            out[name] = (lambda g=g: g.run([img]), lambda g=g: flat(torch.from_dlpack(g.run([img])).float().cpu().numpy()))
 
         def eager():
             with torch.inference_mode():
@@ -136,8 +144,14 @@ class Case:
             return y
 
         out["torch eager"] = (eager, lambda: eager().float().cpu().numpy())
-        with torch.no_grad():
-            static = t.clone()
+        # PyTorch's recipe: warm-up on a side stream, capture on a static input, copy each new
+        # input into it before replaying. The static input must outlive the graph, which reads
+        # its address on every replay: the first version of this script let it go when this
+        # function returned, so replays read whatever the caching allocator had put there since
+        # (its outputs disagreed with eager by 0.05-0.73).
+        with torch.inference_mode():
+            static = torch.empty_like(t)
+            static.copy_(t)
             s = torch.cuda.Stream()
             s.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(s):
@@ -147,13 +161,19 @@ class Case:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 static_out = self.net(static)
+        keep = (graph, static, static_out)
 
         def replayed():
-            graph.replay()
+            keep[0].replay()
             torch.cuda.synchronize()
-            return static_out
+            return keep[2]
 
-        out["torch graph"] = (replayed, lambda: replayed().float().cpu().numpy())
+        def replayed_result():
+            with torch.inference_mode():  # the static input is an inference tensor
+                keep[1].copy_(t)  # the input of this row (the same values: a check that replay reads it)
+            return replayed().float().cpu().numpy()
+
+        out["torch graph"] = (replayed, replayed_result)
         return out
 
 
@@ -216,6 +236,45 @@ def profile(spec):
     return 0
 
 
+def set_tf32(fmt):
+    """tf32: float32 images on both sides with TF32 convolutions allowed on both (PyTorch's default;
+    MPSNN_CUDA_TF32=1 when mpsnn's plans are compiled). Otherwise TF32 is off on both."""
+    import torch
+    tf32 = fmt == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    if tf32:
+        os.environ["MPSNN_CUDA_TF32"] = "1"
+    else:
+        os.environ.pop("MPSNN_CUDA_TF32", None)
+
+
+def against_float64(spec, formats):
+    """Max |diff| of the probabilities of each side and format against float64 (PyTorch on the CPU,
+    the same weights), with the argmax agreement and the smallest top-2 probability gap of the
+    float64 result: an argmax that flips where that gap is small is rounding, not a bug."""
+    import torch
+    model, batch = spec.split(":")
+    x = models.make_input(model, int(batch))
+    w = models.make_weights(model)
+    with torch.inference_mode():
+        ref = models.build_torch(model, w).double()(torch.from_numpy(x).double()).numpy()
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    print(f"\n== {model} batch {batch} against float64 (CPU): smallest top-2 gap {gap.min():.2e}, "
+          f"median {np.median(gap):.2e}")
+    for fmt in formats:
+        set_tf32(fmt)
+        case = Case(model, fmt, with_plain=False)
+        results = first_calls(case, case.variants(x, "device"))
+        for name, r in results.items():
+            d = np.abs(r.astype(np.float64) - ref)
+            worst = int(d.max(axis=1).argmax())
+            print(f"  {fmt:8} {name:12} max|diff| {d.max():.2e} (image {worst}, its top-2 gap {gap[worst]:.2e}); "
+                  f"mean|diff| {d.mean():.2e}; argmax agrees on {float(np.mean(r.argmax(1) == ref.argmax(1))):.0%}")
+    return 0
+
+
 def main() -> int:
     args = parse_args()
     import torch
@@ -223,16 +282,19 @@ def main() -> int:
     import mpsnn
 
     torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     dev = mpsnn.MTLCreateSystemDefaultDevice()
     print(f"mpsnn device: {dev.name} ({dev.registry_id}); torch {torch.__version__}, {torch.cuda.get_device_name()}")
     if args.profile:
         for spec in args.profile.split(","):
             profile(spec)
         return 0
+    if args.float64:
+        for spec in args.float64.split(","):
+            against_float64(spec, args.formats.split(","))
+        return 0
     header = None
     for model, fmt in [(m, f) for m in args.models.split(",") for f in args.formats.split(",")]:
+        set_tf32(fmt)
         case = Case(model, fmt, with_plain=not args.no_replay_column)
         for io in args.io.split(","):
             for batch in map(int, args.batches.split(",")):

@@ -1,7 +1,8 @@
 """A small PyTorch network moved to an MPSNNGraph, showing each conversion of the README's "Coming
 from PyTorch" table: OIHW weights to OHWI, NCHW tensors to NHWC images, PyTorch's floor-mode pooling
 sizes (validOnly padding), count_include_pad=False average pooling (clamp edges), and a Linear after
-Flatten (its weights permuted from PyTorch's (C, H, W) flatten order to MPS's (H, W, C)).
+Flatten (its weights permuted from PyTorch's (C, H, W) flatten order to MPS's (H, W, C)). The weight
+layout rules live in mpsnn.conversions, which mpsnn.onnx (the ONNX importer) uses too.
 
     pip install torch==2.13.0   # CPU build; see benchmarks/README.md
     python examples/from_pytorch.py
@@ -18,6 +19,7 @@ import mpsnn
 from mpsnn import (ArrayConvolutionDataSource, MPSCNNConvolutionDescriptor, MPSCNNConvolutionNode,
                    MPSCNNFullyConnectedNode, MPSCNNNeuronReLUNode, MPSCNNPoolingAverageNode, MPSCNNPoolingMaxNode,
                    MPSImage, MPSNNDefaultPadding, MPSNNGraph, MPSNNImageNode, MPSNNPaddingMethod)
+from mpsnn.conversions import convolution_weights_from_oihw, fully_connected_weights_from_nchw_flatten
 
 if TYPE_CHECKING:
     from torch import nn
@@ -29,17 +31,17 @@ def conv_source(conv: nn.Conv2d, label: str) -> ArrayConvolutionDataSource:
     d = MPSCNNConvolutionDescriptor(kernel_width=w.shape[3], kernel_height=w.shape[2],
                                     input_feature_channels=w.shape[1], output_feature_channels=w.shape[0])
     assert conv.bias is not None
-    return ArrayConvolutionDataSource(d, np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
-                                      conv.bias.detach().numpy().copy(), label=label)
+    return ArrayConvolutionDataSource(d, convolution_weights_from_oihw(w), conv.bias.detach().numpy().copy(),
+                                      label=label)
 
 
 def linear_source(linear: nn.Linear, c: int, h: int, w: int, label: str) -> ArrayConvolutionDataSource:
     """nn.Linear after nn.Flatten of a (C, H, W) map -> a fully connected node with an HxW kernel:
     the input index c*H*W + y*W + x becomes the OHWI element (out, y, x, c)."""
-    wt = linear.weight.detach().numpy().reshape(-1, c, h, w).transpose(0, 2, 3, 1)
+    wt = fully_connected_weights_from_nchw_flatten(linear.weight.detach().numpy(), c, h, w)
     d = MPSCNNConvolutionDescriptor(kernel_width=w, kernel_height=h, input_feature_channels=c,
                                     output_feature_channels=wt.shape[0])
-    return ArrayConvolutionDataSource(d, np.ascontiguousarray(wt), linear.bias.detach().numpy().copy(), label=label)
+    return ArrayConvolutionDataSource(d, wt, linear.bias.detach().numpy().copy(), label=label)
 
 
 def main() -> int:

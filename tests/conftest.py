@@ -18,23 +18,31 @@ import mpsnn  # noqa: E402
 # the float32 source and of the result to float16 (the result equals the float16 rounding of the
 # reference for operations that commute with rounding: copies, max, ReLU), and "reduction" grows
 # with sqrt(K) as the rounding errors of K float16 products add up.
+# bfloat16 keeps 8 significant bits where float16 keeps 11: its column is float16's scaled by 2^3.
 TOLERANCES = {
-    "exact": {"float32": (0.0, 0.0), "float16": (2.0 ** -10, 2.0 ** -24)},
-    "elementwise": {"float32": (1e-5, 1e-6), "float16": (4e-3, 2e-3)},
-    "reduction": {"float32": (1e-4, 1e-5), "float16": (1e-2, 1e-2)},
+    "exact": {"float32": (0.0, 0.0), "float16": (2.0 ** -10, 2.0 ** -24), "bfloat16": (2.0 ** -7, 2.0 ** -126)},
+    "elementwise": {"float32": (1e-5, 1e-6), "float16": (4e-3, 2e-3), "bfloat16": (3.2e-2, 1.6e-2)},
+    "reduction": {"float32": (1e-4, 1e-5), "float16": (1e-2, 1e-2), "bfloat16": (8e-2, 8e-2)},
 }
+# Growth of the 16-bit "reduction" atol with sqrt(K) (see above).
+_REDUCTION_GROWTH = {"float16": 2e-3, "bfloat16": 1.6e-2}
 
 
 def result_dtype(actual) -> str:
-    """The tolerance column of a result: "float16" for float16 values, else "float32"."""
-    return "float16" if np.asarray(actual).dtype == np.float16 else "float32"
+    """The tolerance column of a result: "float16" for float16 values, "bfloat16" for bfloat16 ones
+    (ml_dtypes' NumPy dtype or a torch tensor's), else "float32"."""
+    name = str(getattr(actual, "dtype", np.asarray(actual).dtype)).removeprefix("torch.")
+    return name if name in ("float16", "bfloat16") else "float32"
 
 
 def assert_close(actual, expected, row: str, dtype: str | None = None, k: int = 1):
     dtype = dtype or result_dtype(actual)
     rtol, atol = TOLERANCES[row][dtype]
     if row == "reduction":
-        atol = atol * float(np.sqrt(max(k, 1))) if dtype == "float32" else max(atol, 2e-3 * float(np.sqrt(max(k, 1))))
+        atol = (atol * float(np.sqrt(max(k, 1))) if dtype == "float32"
+                else max(atol, _REDUCTION_GROWTH[dtype] * float(np.sqrt(max(k, 1)))))
+    if hasattr(actual, "detach"):  # a torch tensor
+        actual = actual.detach().float().cpu().numpy()
     np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol, atol=atol)
 
 
@@ -44,8 +52,9 @@ def rng():
 
 
 def _test_devices():
-    """The devices the `device` fixture runs on: every device of this build (the CPU, and CUDA GPUs
-    when the build has the CUDA backend and the machine a GPU), or MPSNN_TEST_DEVICES="cpu,cuda:0"."""
+    """The devices the `device` fixture runs on: every device of this build (the CPU, CUDA GPUs
+    when the build has the CUDA backend and the machine a GPU, the Metal GPUs of a Mac: the Metal
+    backend's devices are listed first there), or MPSNN_TEST_DEVICES="cpu,cuda:0" / "metal:0"."""
     names = os.environ.get("MPSNN_TEST_DEVICES")
     if names:
         return [mpsnn.MTLDevice(n.strip()) for n in names.split(",") if n.strip()]
@@ -84,7 +93,7 @@ def make_graph(device, make, n_inputs, fuse=True, fmt=None):
     """Builds image nodes, calls make(*nodes) -> filter node and returns its MPSNNGraph, in the
     device's default format unless `fmt` (or MPSNN_TEST_FORMAT, on GPUs) names one. Temporary
     memory and the result are poisoned (NaN) before each run, so stale reads and elements a kernel
-    leaves unwritten show up as NaN."""
+    leaves unwritten show up as NaN (on Metal only the result: MPS owns its temporaries)."""
     nodes = [mpsnn.MPSNNImageNode() for _ in range(n_inputs)]
     f = make(*nodes)
     g = mpsnn.MPSNNGraph(device, f.result_image)

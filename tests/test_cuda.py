@@ -50,6 +50,7 @@ def gpu():
 
 
 @pytest.mark.skipif(bool(os.environ.get("MPSNN_DEVICE")), reason="MPSNN_DEVICE picks the default device")
+@pytest.mark.skipif("metal" in mpsnn.available_backends(), reason="a Mac: test_metal.py checks the default device")
 def test_the_default_device_is_the_gpu_when_there_is_one():
     default = mpsnn.MTLCreateSystemDefaultDevice()
     assert default is (CUDA_DEVICES[0] if CUDA_DEVICES else mpsnn.MTLDevice("cpu"))
@@ -295,3 +296,206 @@ def test_replay_can_be_switched_off(gpu, rng, monkeypatch):
     assert _replays(g, [x]) is None and "replay" not in g.plan_description([x])
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# DLPack with CUDA tensors: both ways without copies, ordered by streams.
+
+def _torch_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA here")
+    return torch
+
+
+def _tanh_graph(device, fmt="float32"):
+    g = mpsnn.MPSNNGraph(device, mpsnn.MPSCNNNeuronTanHNode(source=mpsnn.MPSNNImageNode()).result_image)
+    g.format = getattr(mpsnn.MPSImageFeatureChannelFormat, fmt)
+    return g
+
+
+@needs_gpu
+def test_dlpack_import_of_a_torch_cuda_tensor_shares_its_memory(gpu):
+    torch = _torch_cuda()
+    t = torch.randn(2, 6, 5, 3, device="cuda")                                    # N, C, H, W
+    nhwc = t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)    # a C-contiguous view
+    img = mpsnn.MPSImage.from_dlpack(nhwc)
+    assert img.device is gpu and img.__dlpack_device__() == (2, int(gpu.registry_id.split(":")[1]))
+    assert (img.number_of_images, img.height, img.width, img.feature_channels) == (2, 5, 3, 6)
+    assert torch.from_dlpack(img).data_ptr() == nhwc.data_ptr()                  # the same memory, both ways
+    np.testing.assert_array_equal(img.numpy(), nhwc.cpu().numpy())               # numpy(): a host copy
+    nhwc.mul_(2)                                                                  # seen through the image
+    np.testing.assert_array_equal(img.numpy(), nhwc.cpu().numpy())
+    # A graph input straight from the tensor, and the result back to torch without copies.
+    y = _tanh_graph(gpu).run([nhwc])
+    out = torch.from_dlpack(y)
+    assert out.device.type == "cuda" and out.shape == nhwc.shape and out.dtype == torch.float32
+    assert out.data_ptr() == torch.from_dlpack(y).data_ptr()
+    assert_close(out.cpu().numpy(), np.tanh(nhwc.double().cpu().numpy()), "elementwise")
+    out.fill_(0.5)                                                                # the image's own memory
+    np.testing.assert_array_equal(y.numpy(), np.full(y.numpy().shape, 0.5, np.float32))
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype,fmt", [("float16", "float16"), ("bfloat16", "bfloat16"), ("uint8", "unorm8")])
+def test_dlpack_cuda_formats(gpu, dtype, fmt):
+    torch = _torch_cuda()
+    t = torch.zeros(1, 2, 3, 4, dtype=getattr(torch, dtype), device="cuda")
+    img = mpsnn.MPSImage.from_dlpack(t)
+    assert img.feature_channel_format == getattr(mpsnn.MPSImageFeatureChannelFormat, fmt)
+    back = torch.from_dlpack(img)
+    assert back.dtype == t.dtype and back.data_ptr() == t.data_ptr()
+
+
+@needs_gpu
+def test_dlpack_cuda_bad_tensors(gpu):
+    torch = _torch_cuda()
+    with pytest.raises(mpsnn.DTypeError, match=r"not C-contiguous in \(N, H, W, C\) order"):
+        mpsnn.MPSImage.from_dlpack(torch.zeros(1, 3, 4, 5, device="cuda").permute(0, 2, 3, 1))
+    with pytest.raises(mpsnn.DTypeError, match="dtype float64"):
+        mpsnn.MPSImage.from_dlpack(torch.zeros(1, 3, 4, 5, dtype=torch.float64, device="cuda"))
+    with pytest.raises(mpsnn.ShapeError, match="3 dimensions"):
+        mpsnn.MPSImage.from_dlpack(torch.zeros(3, 4, 5, device="cuda"))
+
+
+@needs_gpu
+def test_dlpack_import_waits_for_the_producers_stream(gpu):
+    """The tensor is written on a busy PyTorch stream: the import must see the written values."""
+    torch = _torch_cuda()
+    g = _tanh_graph(gpu)
+    side = torch.cuda.Stream()
+    for value in (0.25, -0.5, 1.0):
+        with torch.cuda.stream(side):
+            t = torch.zeros(4, 64, 64, 8, device="cuda")
+            torch.cuda._sleep(20_000_000)            # keeps the stream busy for milliseconds
+            t.fill_(value)
+            y = g.run([t])                           # __dlpack__(stream=ours) orders the fill first
+        np.testing.assert_allclose(y.numpy(), np.tanh(np.float32(value)), rtol=1e-6)
+        side.synchronize()
+
+
+@needs_gpu
+def test_dlpack_export_orders_the_consumer_stream_after_encoded_work(gpu, rng):
+    """An encoded, committed, not yet completed run exported to torch: torch's stream waits for it
+    (an event on our queue's stream), it does not read the memory early."""
+    torch = _torch_cuda()
+    g = _conv_graph(gpu, np.random.default_rng(2), cin=32, cout=32)
+    g.format = mpsnn.MPSImageFeatureChannelFormat.float32
+    x = mpsnn.MPSImage.from_numpy(rng.standard_normal((8, 128, 128, 32)).astype(np.float32), device=gpu)
+    expected = g.run([x]).numpy()
+    queue = gpu.make_command_queue()
+    side = torch.cuda.Stream()
+    for _ in range(3):
+        cb = queue.make_command_buffer()
+        out = g.encode(cb, [x])
+        cb.commit()
+        with torch.cuda.stream(side):
+            t = torch.from_dlpack(out)               # no host wait: side waits for our stream
+            copy = t.clone()
+        side.synchronize()
+        np.testing.assert_array_equal(copy.cpu().numpy(), expected)
+        cb.wait_until_completed()
+
+
+@needs_gpu
+def test_exported_memory_is_not_reused_while_the_consumer_reads_it(gpu, rng):
+    """torch lets go of an exported result while its stream still reads it; the next runs (which
+    take freed blocks of the same size) must not overwrite it before that read is done."""
+    torch = _torch_cuda()
+    g = _tanh_graph(gpu)
+    xs = [rng.standard_normal((4, 64, 64, 8)).astype(np.float32) for _ in range(2)]
+    expected = np.tanh(xs[0])
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        t = torch.from_dlpack(g.run([xs[0]]))
+        torch.cuda._sleep(50_000_000)                # the read below starts late
+        snapshot = t.clone()
+        del t                                        # the export is released (deferred to side)
+    for _ in range(4):
+        g.run([xs[1]])                               # results of the same size
+    side.synchronize()
+    assert_close(snapshot.cpu().numpy(), expected, "elementwise")
+
+
+@needs_gpu
+def test_dlpack_export_to_numpy_asks_for_a_host_copy(gpu, rng):
+    x = rng.standard_normal((1, 3, 4, 5)).astype(np.float32)
+    y = _tanh_graph(gpu).run([x])
+    assert y.__dlpack_device__()[0] == 2
+    with pytest.raises(BufferError, match="without a copy"):
+        y.__dlpack__(dl_device=(1, 0), copy=False)
+    host = np.from_dlpack(y, device="cpu", copy=True) if np.lib.NumpyVersion(np.__version__) >= "2.1.0" else y.numpy()
+    assert_close(host, np.tanh(x), "elementwise")
+
+
+@needs_gpu
+def test_tensors_and_images_of_another_device_are_refused(gpu, rng):
+    torch = _torch_cuda()
+    cpu = mpsnn.MTLDevice("cpu")
+    t = torch.zeros(1, 2, 2, 4, device="cuda")
+    with pytest.raises(mpsnn.UnsupportedError, match=r"\[MPSNNGraph source image\] tensor is on DLPack device type 2"):
+        _tanh_graph(cpu).run([t])
+    with pytest.raises(mpsnn.UnsupportedError, match=r"\[MPSImage.from_dlpack\] tensor is on DLPack device type 2"):
+        mpsnn.MPSImage.from_dlpack(t, device=cpu)
+    gpu_image = mpsnn.MPSImage.from_numpy(np.zeros((1, 2, 2, 4), np.float32), device=gpu)
+    with pytest.raises(mpsnn.MPSGraphError, match="device"):
+        _tanh_graph(cpu).run([gpu_image])
+    host = torch.zeros(1, 2, 2, 4)  # a host tensor into a GPU graph: copied at the host boundary
+    assert _tanh_graph(gpu).run([host]).device is gpu
+
+
+@needs_gpu
+def test_out_of_memory_in_a_run_is_a_typed_error_and_the_next_run_works(gpu, rng):
+    """A run whose images do not fit (a 96 GiB input and its float16 copies on a 141 GB GPU)."""
+    big = mpsnn.MPSImageDescriptor(channel_format=mpsnn.MPSImageFeatureChannelFormat.float32, width=1 << 15,
+                                   height=1 << 15, feature_channels=24, number_of_images=1)
+    g = _tanh_graph(gpu, "float16")
+    img = mpsnn.MPSImage(gpu, big)
+    with pytest.raises(mpsnn.BackendError, match="out of device memory"):
+        g.run([img]).numpy()
+    del img
+    x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
+    assert_close(g.run([x]).numpy(), np.tanh(x), "elementwise", "float16")
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():  # the process's CUDA context is fine for others too
+        assert float(torch.ones(3, device="cuda").sum()) == 3.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats: bfloat16 selectable, TF32 only when asked for.
+
+@needs_gpu
+def test_bfloat16_graphs_compute_on_bfloat16_activations(gpu, rng):
+    bf16 = mpsnn.MPSImageFeatureChannelFormat.bfloat16
+    x = rng.standard_normal((2, 13, 11, 5)).astype(np.float32)
+    expected = _small_network(mpsnn.MTLDevice("cpu"), 11, mpsnn.MPSImageFeatureChannelFormat.float32).run([x]).numpy()
+    g = _small_network(gpu, 11, bf16)
+    plan = g.plan_description([x])
+    assert plan.count(" bfloat16") >= 5 and " float16" not in plan, plan
+    y = g.run([x])
+    assert y.feature_channel_format == bf16
+    torch = pytest.importorskip("torch")
+    out = torch.from_dlpack(y)
+    assert out.dtype == torch.bfloat16
+    assert_close(out, expected, "reduction", "bfloat16", k=72)
+
+
+@needs_gpu
+def test_float32_convolutions_use_no_tf32_unless_asked(gpu, rng, monkeypatch):
+    """K = 3*3*256 products: TF32 inputs (10 mantissa bits) miss the float32 tolerance by far."""
+    cin, cout = 256, 64
+    x = rng.standard_normal((2, 24, 24, cin)).astype(np.float32)
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=cin,
+                                          output_feature_channels=cout)
+    w = rng.standard_normal((cout, 3, 3, cin)).astype(np.float32)
+    b = np.zeros(cout, np.float32)
+    node = mpsnn.MPSCNNConvolutionNode(source=mpsnn.MPSNNImageNode(), weights=mpsnn.ArrayConvolutionDataSource(d, w, b))
+    reference = mpsnn.MPSNNGraph(mpsnn.MTLDevice("cpu"), node.result_image).run([x]).numpy().astype(np.float64)
+    g = mpsnn.MPSNNGraph(gpu, node.result_image)
+    g.format = mpsnn.MPSImageFeatureChannelFormat.float32
+    assert_close(g.run([x]).numpy(), reference, "reduction", "float32", k=9 * cin)
+    monkeypatch.setenv("MPSNN_CUDA_TF32", "1")  # read when a plan is compiled
+    g_tf32 = mpsnn.MPSNNGraph(gpu, node.result_image)
+    g_tf32.format = mpsnn.MPSImageFeatureChannelFormat.float32
+    y = g_tf32.run([x]).numpy()
+    np.testing.assert_allclose(y, reference, rtol=1e-2, atol=2e-3 * np.sqrt(9 * cin) * np.abs(reference).max() / 10)

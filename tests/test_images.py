@@ -6,6 +6,7 @@ import pytest
 
 import mpsnn
 from mpsnn import MPSDataLayout, MPSImage, MPSImageDescriptor, MPSImageFeatureChannelFormat as F
+from conftest import assert_close
 
 HWC = MPSDataLayout.HeightxWidthxFeatureChannels
 CHW = MPSDataLayout.featureChannelsxHeightxWidth
@@ -115,3 +116,32 @@ def test_temporary_image_rules(device):
     with pytest.raises(mpsnn.MPSTemporaryImageError, match="reached 0"):
         t.read_count = 2
     assert mpsnn.MPSImageBatchIncrementReadCount([t, t], 1) == 1
+
+
+def test_bfloat16_images_and_graphs(device, rng):
+    """bfloat16 (mpsnn's own format, raw value 100): stored as the upper half of a float32, rounded
+    to nearest even; NumPy sees it through ml_dtypes (an optional extra)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    bf16 = mpsnn.MPSImageFeatureChannelFormat.bfloat16
+    assert int(bf16) == 100
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32) * 3
+    relu = mpsnn.MPSNNGraph(device, mpsnn.MPSCNNNeuronReLUNode(source=mpsnn.MPSNNImageNode()).result_image)
+    relu.format = bf16
+    y = relu.run([x])
+    assert y.feature_channel_format == bf16 and y.precision == 8 and y.pixel_size == 2 * 5
+    a = y.numpy()
+    assert a.dtype == ml_dtypes.bfloat16 and a.shape == x.shape
+    # ReLU commutes with rounding: the result is the bfloat16 rounding of the float64 reference.
+    np.testing.assert_array_equal(a.astype(np.float64), np.maximum(x.astype(np.float64), 0).astype(ml_dtypes.bfloat16).astype(np.float64))
+    tanh = mpsnn.MPSNNGraph(device, mpsnn.MPSCNNNeuronTanHNode(source=mpsnn.MPSNNImageNode()).result_image)
+    tanh.format = bf16
+    assert_close(tanh.run([x]).numpy(), np.tanh(x.astype(np.float64)), "elementwise")
+    # bfloat16 arrays in and out (copies on GPUs, views on the CPU).
+    img = mpsnn.MPSImage.from_numpy(a, device=device)
+    assert img.feature_channel_format == bf16
+    np.testing.assert_array_equal(img.numpy().astype(np.float32), a.astype(np.float32))
+    buf = np.zeros((3, 4, 5), ml_dtypes.bfloat16)
+    img.read_bytes(buf, mpsnn.MPSDataLayout.height_x_width_x_feature_channels, image_index=1)
+    np.testing.assert_array_equal(buf.astype(np.float32), a[1].astype(np.float32))
+    with pytest.raises(mpsnn.DTypeError, match="dtype float16; the image stores bfloat16"):
+        img.read_bytes(np.zeros((3, 4, 5), np.float16), mpsnn.MPSDataLayout.height_x_width_x_feature_channels)

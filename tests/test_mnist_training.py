@@ -26,13 +26,14 @@ FAST_ITERATIONS, FAST_TEST_DIGITS = 60, 300
 # iterations (the sample's loss figure falls from about 0.45 to 0.012): 70 % leaves a wide margin for
 # other seeds and CPUs, and is seven times chance.
 FAST_THRESHOLD = 70.0
-# The full schedule (300 iterations, 1,000 held-out digits), measured: seed 0 94.4 %, seed 1 95.8 %,
-# seed 2 95.3 % (mean 95.2 %). PyTorch, from the same weights and batches, reached 95.9, 96.5 and
-# 95.5 %; one accuracy on 1,000 digits varies by about 1 point from seed to seed (and a CPU with
-# other oneDNN kernels rounds differently, which 300 Adam steps turn into another seed's result),
-# so 95 % for every seed would fail now and then on a correct implementation: each seed must reach
-# 93 % and the three 94.5 % on average.
-SLOW_SEEDS, SLOW_THRESHOLD, SLOW_MEAN_THRESHOLD = (0, 1, 2), 93.0, 94.5
+# The full schedule (300 iterations, 1,000 held-out digits), measured with a fresh dropout mask per
+# iteration (own::dropout_mask's draw): seeds 0-4 reached 95.4, 97.2, 94.0, 96.0, 94.8 % (mean
+# 95.5 %; each run is deterministic on one machine). With the same mask every iteration (before) it
+# was 94.4 / 95.8 / 95.3 % for seeds 0-2; PyTorch from the same weights and batches with fresh masks
+# 95.5-96.5 %. One accuracy on 1,000 digits varies by about 1.5 points from seed to seed (and a CPU
+# with other oneDNN kernels rounds differently, which 300 Adam steps turn into another seed's
+# result), so 95 % is asserted for the mean of five seeds, and each seed must reach 93.5 %.
+SLOW_SEEDS, SLOW_THRESHOLD, SLOW_MEAN_THRESHOLD = (0, 1, 2, 3, 4), 93.5, 95.0
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,12 @@ def main() -> None:
     assert np.allclose(maxima, [0.0, 0.0, 4.0, 8.0], rtol=1e-4), maxima
     assert results[0].shape == (1, 2, 2, 4) and float(results[4].max()) == 0.0
     assert mpsnn.MPSNNPaddingMethodSizeSame is MPSNNPaddingMethod.size_same
+    relu = mpsnn.MPSCNNNeuronReLUNode(source=mpsnn.MPSNNImageNode(handle=None))
+    small = mpsnn.MPSNNGraph(graph.device, relu.result_image)
+    data: bytes = small.to_bytes()
+    loaded: mpsnn.MPSNNGraph = mpsnn.MPSNNGraph.from_bytes(data, device=graph.device)
+    dot: str = loaded.to_dot()
+    assert dot.startswith("digraph") and loaded.format == small.format
     print("typing_usage: ok")
 
 

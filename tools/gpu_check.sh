@@ -36,12 +36,13 @@ rm -rf build/gpu/pkg && mkdir -p build/gpu/pkg/mpsnn
 cp python/mpsnn/*.py python/mpsnn/*.pyi python/mpsnn/py.typed build/gpu/pkg/mpsnn/ && cp build/gpu/_core*.so build/gpu/pkg/mpsnn/
 export PYTHONPATH=$PWD/build/gpu/pkg:$site PYTHONUNBUFFERED=1
 python -c "import mpsnn; print(mpsnn.MTLCopyAllDevices(), mpsnn.MTLCreateSystemDefaultDevice().name)"
-# The op and network suites on cuda:0, in the device's default format (float16 on CUDA) and, with
-# MPSNN_TEST_FORMAT=float32 (conftest.py's make_graph), in float32; logs suite_cuda_<format>.log.
+# The op, network and DLPack suites on cuda:0, in the device's default format (float16 on
+# CUDA) and, with MPSNN_TEST_FORMAT=float32 or bfloat16 (conftest.py's make_graph), in that format
+# (MPSNN_SUITE_FORMATS="default float32 bfloat16" for the suite mode); logs suite_cuda_<format>.log.
 run_suite() {
     local fmt=$1; shift
     MPSNN_TEST_FORMAT=${fmt#default} MPSNN_TEST_DEVICES=cuda:0 timeout ${MPSNN_SUITE_TIMEOUT:-300} python -m pytest -v \
-      -p no:cacheprovider -rfEs -p no:benchmark -n 8 tests/ops tests/test_example_networks.py "$@" > "$out/suite_cuda_$fmt.log" 2>&1
+      -p no:cacheprovider -rfEs -p no:benchmark -n 8 tests/ops tests/test_example_networks.py tests/test_dlpack.py "$@" > "$out/suite_cuda_$fmt.log" 2>&1
     echo "== suite on cuda:0, format $fmt (rc $?; 124: stopped by the timeout)"
     grep -E "^=.*(passed|failed)" "$out/suite_cuda_$fmt.log" | tail -2
     grep -cE " PASSED " "$out/suite_cuda_$fmt.log" | sed 's/^/tests passed so far: /'

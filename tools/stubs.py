@@ -22,7 +22,8 @@ STUB = ROOT / "python" / "mpsnn" / "_core.pyi"
 ALIASES = ROOT / "python" / "mpsnn" / "_constant_aliases.py"
 
 # Names the completed stub uses (private: not in __all__).
-HEADER = '''import numpy
+HEADER = '''import os
+import numpy
 import numpy.typing
 import mpsnn._types
 import mpsnn.protocols
@@ -72,6 +73,15 @@ REPLACEMENTS: list[tuple[str, str]] = [
      f"def run(self, source_images: {_IMAGES}, intermediate_images: list[MPSImage] | None = None, "
      f"source_states: {_STATES}, destination_states: list[MPSState] | None = None) "
      "-> MPSImage | list[MPSImage | None] | None:"),
+    # Serialization and pictures (graph.cpp, serialize.cpp).
+    ("def from_bytes(data: typing.Any,", "def from_bytes(data: _Bytes,"),
+    ("def _nodes_from_bytes(data: typing.Any) -> typing.Any:", "def _nodes_from_bytes(data: _Bytes) -> typing.Any:"),
+    ("def to_dot(self, plan: bool = False, source_images: typing.Any = None, source_states: typing.Any = None) -> str:",
+     f"def to_dot(self, plan: bool = False, source_images: {_IMAGES} | None = None, source_states: {_STATES}) -> str:"),
+    ("def save_picture(self, path: typing.Any, plan: bool = False, source_images: typing.Any = None, "
+     "source_states: typing.Any = None) -> None:",
+     f"def save_picture(self, path: str | os.PathLike[str], plan: bool = False, source_images: {_IMAGES} | None = None, "
+     f"source_states: {_STATES}) -> None:"),
     ("def intermediate_image_handles(self) -> list:", "def intermediate_image_handles(self) -> list[_Handle]:"),
     ("def result_state_handles(self) -> list:", "def result_state_handles(self) -> list[_Handle]:"),
     ("def source_image_handles(self) -> list:", "def source_image_handles(self) -> list[_Handle]:"),

@@ -9,6 +9,10 @@
 #ifdef MPSNN_WITH_CPU
 #include "backends/cpu/register.h"
 #endif
+#ifdef MPSNN_WITH_METAL
+#include "backends/metal/device.h"
+#include "backends/metal/register.h"
+#endif
 #ifdef MPSNN_WITH_CUDA
 #include "backends/cuda/libraries.h"
 #include "backends/cuda/register.h"
@@ -28,6 +32,13 @@ struct Backends {
   std::vector<Backend> all;
   // GPU backends first: MTLCreateSystemDefaultDevice() is the first device found (MPS: the GPU).
   Backends() {
+#ifdef MPSNN_WITH_METAL
+    // macOS: the Metal device is MTLCreateSystemDefaultDevice(), as in MPS.
+    Backend metal{std::make_unique<KernelRegistry>("metal"), metal::device_count, metal::make_device,
+                  metal::unavailable_reason};
+    metal::register_metal_kernels(*metal.registry);
+    all.push_back(std::move(metal));
+#endif
 #ifdef MPSNN_WITH_CUDA
     Backend gpu{std::make_unique<KernelRegistry>("cuda"), cuda::device_count, cuda::make_device,
                 cuda::unavailable_reason};
@@ -97,6 +108,12 @@ DevicePtr make_device(const std::string& name) {
   DevicePtr& d = devices[{backend, index}];
   if (!d) d = b->make_device(index);
   return d;
+}
+
+DevicePtr device_for_dlpack(int device_type, int64_t device_id) {
+  for (const DevicePtr& d : all_devices())
+    if (d->dlpack_device() == std::make_pair(device_type, device_id)) return d;
+  return nullptr;
 }
 
 std::vector<DevicePtr> all_devices() {

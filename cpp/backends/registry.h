@@ -19,6 +19,8 @@ std::vector<DevicePtr> all_devices();
 DevicePtr system_default_device();
 // The device named "backend" or "backend:index" (index 0 when omitted).
 DevicePtr make_device(const std::string& name);
+// The device whose memory is DLPack's (device_type, device_id) (Device::dlpack_device), or null.
+DevicePtr device_for_dlpack(int device_type, int64_t device_id);
 // Folders where backends look for vendor libraries they open at run time (site-packages/nvidia
 // folders for CUDA); nothing is opened here.
 void set_vendor_library_dirs(const std::vector<std::string>& dirs);

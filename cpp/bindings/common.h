@@ -19,6 +19,7 @@
 #include "graph/nn_graph.h"
 #include "graph/node.h"
 #include "graph/schema.h"
+#include "graph/serialize.h"
 #include "bindings/gil.h"
 
 namespace py = pybind11;
@@ -70,7 +71,8 @@ std::shared_ptr<TransformProvider> to_transform_provider(const py::object& o);
 // Converts a C-contiguous float32/float16/uint8/uint16 NumPy (N, H, W, C) array into an image
 // without copying; `what` names the caller in errors.
 ImagePtr image_from_array(const py::object& array, const DevicePtr& device, const char* what);
-// Wraps a host DLPack tensor of shape (N, H, W, C) without copying (via NumPy's from_dlpack).
+// Wraps a DLPack tensor of shape (N, H, W, C) without copying: host tensors via NumPy's
+// from_dlpack, device (CUDA) tensors via core/dlpack.h.
 ImagePtr image_from_dlpack(const py::object& tensor, const DevicePtr& device, const char* what);
 // Accepts an MPSImage, a NumPy array or a DLPack tensor.
 ImagePtr to_image(const py::object& o, const DevicePtr& device, const char* what);
@@ -194,6 +196,9 @@ void bind_nodes_normalization(py::module_& m);
 void bind_nodes_resample(py::module_& m);
 void bind_nodes_loss(py::module_& m);
 void bind_graph(py::module_& m);
+void bind_serialization(py::module_& m);
+// The objects graph/serialize.h loaders make in Python: mpsnn.LabelHandle and the Array*DataSource classes.
+LoadHooks python_load_hooks();
 void bind_states(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_optimizers(py::module_& m);

@@ -18,6 +18,7 @@ void bind_enums(py::module_& m) {
       .value("unorm16", ChannelFormat::unorm16)
       .value("float16", ChannelFormat::float16)
       .value("float32", ChannelFormat::float32)
+      .value("bfloat16", ChannelFormat::bfloat16)  // mpsnn's own (raw value 100): MPS has no bfloat16 images
       .finalize();
   py::native_enum<DataLayout>(m, "MPSDataLayout", "enum.IntEnum", "Buffer layout of read_bytes / write_bytes.")
       .value("height_x_width_x_feature_channels", DataLayout::height_width_channels)

@@ -28,6 +28,10 @@ void bind_errors(py::module_& m) {
   static PyObject* backend = new_error(m, "BackendError", {base, PyExc_RuntimeError}, "oneDNN / cuDNN / Metal failed (a RuntimeError).");
   static PyObject* temporary = new_error(m, "MPSTemporaryImageError", {base, PyExc_RuntimeError},
                                          "Temporary image misuse: read count, CPU access, other command buffer (a RuntimeError).");
+  static PyObject* serialization = new_error(m, "SerializationError", {base, PyExc_ValueError},
+                                             "Bytes that are not a valid serialized graph or node: truncated, corrupted, "
+                                             "or another format version (a ValueError). Names the section, field and "
+                                             "byte offset.");
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -41,6 +45,8 @@ void bind_errors(py::module_& m) {
       PyErr_SetString(backend, e.what());
     } catch (const GraphError& e) {
       PyErr_SetString(graph, e.what());
+    } catch (const SerializationError& e) {
+      PyErr_SetString(serialization, e.what());
     } catch (const TemporaryImageError& e) {
       PyErr_SetString(temporary, e.what());
     }

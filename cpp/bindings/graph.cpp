@@ -140,6 +140,54 @@ void append_all(const py::object& list, const py::object& items) {
   for (const py::handle& i : items) list.attr("append")(i);
 }
 
+
+std::vector<uint8_t> graph_bytes(const PyGraph& p) {
+  GraphExtras extras;
+  extras.multi_result = p.multi_result;
+  return graph_to_bytes(*p.graph, extras);
+}
+
+PyGraphPtr graph_from_py_bytes(const py::object& data, const DevicePtr& device) {
+  MPSNN_CHECK(PyObject_CheckBuffer(data.ptr()) && !PyUnicode_Check(data.ptr()), DTypeError,
+              "[MPSNNGraph.from_bytes] data is a ", std::string(py::str(py::type::of(data).attr("__name__"))),
+              "; expected bytes, a bytearray or a memoryview (what to_bytes() returned)");
+  py::buffer_info info = data.cast<py::buffer>().request();
+  MPSNN_CHECK(info.ndim <= 1 && (info.ndim == 0 || info.strides[0] == info.itemsize), DTypeError,
+              "[MPSNNGraph.from_bytes] data must be contiguous bytes (bytes, bytearray or a memoryview)");
+  const DevicePtr d = device ? device : system_default_device();
+  auto g = std::make_shared<PyGraph>();
+  GraphExtras extras;
+  g->graph = graph_from_bytes(static_cast<const uint8_t*>(info.ptr), size_t(info.size * info.itemsize), d,
+                              kernel_registry(d->backend()), python_load_hooks(), &extras);
+  g->multi_result = extras.multi_result;
+  log_to_stderr(*g->graph);
+  return g;
+}
+
+py::bytes py_bytes(const std::vector<uint8_t>& b) { return py::bytes(reinterpret_cast<const char*>(b.data()), b.size()); }
+
+std::string graph_dot(PyGraph& p, bool plan, const py::object& source_images, const py::object& source_states) {
+  PlanPtr compiled;
+  const auto states = to_states(source_states, "to_dot");
+  if (!source_images.is_none())
+    compiled = p.graph->plan_for(to_images(py::list(source_images), p.graph->device()), states ? &*states : nullptr);
+  if (plan) {
+    MPSNN_CHECK(compiled != nullptr, GraphError,
+                "[MPSNNGraph.to_dot] plan=True needs source_images: the graph compiles one plan per set of source "
+                "sizes (pass the images, or arrays of their shape)");
+    return plan_to_dot(*compiled, p.graph->label.empty() ? "MPSNNGraph" : "MPSNNGraph '" + p.graph->label + "'");
+  }
+  DotNames names;
+  names.filter = [](const FilterNode& f) {
+    py::object o = py::cast(std::const_pointer_cast<FilterNode>(f.shared_from_this()));
+    return py::str(py::type::of(o).attr("__name__")).cast<std::string>();
+  };
+  names.state = [](const StateNode& s) {
+    py::object o = py::cast(&s, py::return_value_policy::reference);
+    return py::str(py::type::of(o).attr("__name__")).cast<std::string>();
+  };
+  return graph_to_dot(*p.graph, names, compiled.get());
+}
 }  // namespace
 
 void bind_graph(py::module_& m) {
@@ -188,6 +236,39 @@ void bind_graph(py::module_& m) {
           "device"_a = nullptr,
           "An independent graph over the same nodes with the same properties, on `device` or this graph's "
           "(MPSKernel copy, graph.md §2.9). The data sources are read again.")
+      .def("to_bytes", [](const PyGraph& p) { return py_bytes(graph_bytes(p)); },
+           "The graph as bytes (graph.md §2.9): its nodes with every attribute, padding policy, handle label and the "
+           "weights and parameters of its data sources, and its properties, in mpsnn's versioned, data-only format "
+           "(cpp/graph/serialize.h documents it). Custom padding policies, image allocators and transform providers "
+           "(Python code) cannot be stored: UnsupportedError names the node.")
+      .def_static("from_bytes", &graph_from_py_bytes, "data"_a, "device"_a = nullptr,
+                  "A graph from to_bytes() data, on `device` (None: the system default device). Nothing in the data "
+                  "is executed: data sources are loaded as ArrayConvolutionDataSource / "
+                  "ArrayBatchNormalizationDataSource / ArrayInstanceNormalizationDataSource, handles as LabelHandle. "
+                  "Truncated or corrupted data raises SerializationError naming the section, field and byte offset.")
+      .def("__reduce__", [](const PyGraph& p) {
+        return py::make_tuple(py::module_::import("mpsnn._serialization").attr("load_graph"),
+                              py::make_tuple(py_bytes(graph_bytes(p))));
+      }, "Pickles through to_bytes(); unpickling makes the graph on the system default device.")
+      .def("__deepcopy__", [](const PyGraph& p, const py::object&) {
+        const auto b = graph_bytes(p);
+        return graph_from_py_bytes(py::memoryview::from_memory(b.data(), py::ssize_t(b.size())), p.graph->device());
+      }, "memo"_a, "An independent graph with its own nodes and data sources (through to_bytes).")
+      .def("to_dot", &graph_dot, "plan"_a = false, "source_images"_a = py::none(), "source_states"_a = py::none(),
+           "mpsnn extension: the graph as Graphviz DOT text. plan=False: its nodes (MPS class names, labels, attributes "
+           "that differ from the defaults, handles; with source_images (and source_states for a graph that has "
+           "source states, e.g. loss labels) also the image sizes). plan=True: the plan compiled for source_images (steps with what they fused, values with their arena offsets: values sharing "
+           "an offset reuse one block of memory).")
+      .def(
+          "save_picture",
+          [](PyGraph& p, const py::object& path, bool plan, const py::object& source_images,
+             const py::object& source_states) {
+            const std::string dot = graph_dot(p, plan, source_images, source_states);
+            py::module_::import("mpsnn._pictures").attr("render_dot")(dot, path);
+          },
+          "path"_a, "plan"_a = false, "source_images"_a = py::none(), "source_states"_a = py::none(),
+          "mpsnn extension: writes to_dot(plan, source_images) as a picture, SVG or PNG by the path's extension, with "
+          "Graphviz's `dot` (it must be on PATH: UnsupportedError otherwise).")
       .def("__copy__", [](const PyGraph& p) {
         auto g = std::make_shared<PyGraph>();
         g->multi_result = p.multi_result;

@@ -2,10 +2,22 @@
 // wrapped without copying (from_numpy) and images are exposed as NumPy views (numpy()).
 #include "backends/registry.h"
 #include "bindings/common.h"
+#include "core/dlpack.h"
 
 namespace mpsnn::bindings {
 
 namespace {
+
+// NumPy has no bfloat16: the ml_dtypes package's dtype stands in (an optional extra, imported
+// when a bfloat16 image meets NumPy).
+py::dtype bfloat16_dtype() {
+  try {
+    return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16"));
+  } catch (py::error_already_set&) {
+    MPSNN_THROW(DTypeError, "[MPSImage] bfloat16 images need the ml_dtypes package to meet NumPy (pip install "
+                "ml-dtypes); DLPack needs nothing (torch.from_dlpack(image), MPSImage.from_dlpack(tensor))");
+  }
+}
 
 py::dtype dtype_of(ChannelFormat f) {
   switch (f) {
@@ -13,19 +25,28 @@ py::dtype dtype_of(ChannelFormat f) {
     case ChannelFormat::float16: return py::dtype("float16");
     case ChannelFormat::unorm8: return py::dtype("uint8");
     case ChannelFormat::unorm16: return py::dtype("uint16");
+    case ChannelFormat::bfloat16: return bfloat16_dtype();
     default: MPSNN_THROW(DTypeError, "[MPSImage] format '", format_name(f), "' has no NumPy dtype");
   }
 }
 
-ChannelFormat format_of(const py::dtype& d) {
-  if (d.is(py::dtype("float32"))) return ChannelFormat::float32;
-  if (d.is(py::dtype("float16"))) return ChannelFormat::float16;
-  if (d.is(py::dtype("uint8"))) return ChannelFormat::unorm8;
-  if (d.is(py::dtype("uint16"))) return ChannelFormat::unorm16;
-  return ChannelFormat::none;
+// By equality, not identity: an unpickled array (e.g. one sent to a worker process) has its own
+// dtype object, equal to NumPy's native one.
+bool is_dtype(const py::dtype& d, const char* name) {
+  const py::dtype want(name);
+  return d.is(want) || d.attr("__eq__")(want).cast<py::object>().is(py::bool_(true));
 }
 
 std::string dtype_name(const py::dtype& d) { return py::str(py::handle(d)).cast<std::string>(); }
+
+ChannelFormat format_of(const py::dtype& d) {
+  if (is_dtype(d, "float32")) return ChannelFormat::float32;
+  if (is_dtype(d, "float16")) return ChannelFormat::float16;
+  if (is_dtype(d, "uint8")) return ChannelFormat::unorm8;
+  if (is_dtype(d, "uint16")) return ChannelFormat::unorm16;
+  if (dtype_name(d) == "bfloat16") return ChannelFormat::bfloat16;
+  return ChannelFormat::none;
+}
 
 // Before a CPU access: waits (without the GIL: completion handlers may need it) for the command
 // buffer whose encoded work writes the image, or raises MPSGraphError when it was never committed.
@@ -83,24 +104,34 @@ py::object array_protocol(const ImagePtr& img, const py::object& dtype, const py
 }
 
 // Host buffer of read_bytes / write_bytes: any writable buffer; NumPy arrays must have the
-// image's element type (no conversion, graph.md §3.3).
-py::buffer_info host_buffer(const py::buffer& data, const Image& img, bool writable, const char* what) {
-  py::buffer_info info = data.request(writable);
+// image's element type (no conversion, graph.md §3.3). Arrays are read without the buffer
+// protocol, which cannot describe ml_dtypes' bfloat16.
+struct HostBuffer {
+  void* ptr;
+  size_t bytes;
+};
+
+HostBuffer host_buffer(const py::buffer& data, const Image& img, bool writable, const char* what) {
   if (py::isinstance<py::array>(data)) {
     py::array a = py::reinterpret_borrow<py::array>(data);
     MPSNN_CHECK(format_of(a.dtype()) == img.format(), DTypeError, "[MPSImage.", what, "] array has dtype ",
                 dtype_name(a.dtype()), "; the image stores ", format_name(img.format()), " (",
-                dtype_name(dtype_of(img.format())), ")",
-                float16_hint(img.format(), a.dtype().equal(py::dtype("float16"))));
+                img.format() == ChannelFormat::bfloat16 ? std::string("ml_dtypes.bfloat16")
+                                                        : dtype_name(dtype_of(img.format())),
+                ")", float16_hint(img.format(), a.dtype().equal(py::dtype("float16"))));
     MPSNN_CHECK(a.flags() & py::array::c_style, DTypeError, "[MPSImage.", what, "] array is not C-contiguous");
-  } else if (info.itemsize > 1) {
+    MPSNN_CHECK(!writable || a.writeable(), DTypeError, "[MPSImage.", what, "] array is read-only");
+    return {writable ? a.mutable_data() : const_cast<void*>(a.data()), size_t(a.nbytes())};
+  }
+  py::buffer_info info = data.request(writable);
+  if (info.itemsize > 1) {
     // A typed buffer (memoryview, array.array): its element size must be the image's.
     MPSNN_CHECK(size_t(info.itemsize) == img.element_bytes(), DTypeError, "[MPSImage.", what, "] buffer has ",
                 info.itemsize, "-byte elements (format '", info.format, "'); the image stores ",
                 format_name(img.format()), " (", img.element_bytes(), " bytes)",
                 float16_hint(img.format(), info.itemsize == 2 && info.format == "e"));
   }
-  return info;
+  return {info.ptr, size_t(info.size * info.itemsize)};
 }
 
 ImageRegion region_of(const py::object& region, const py::object& channels) {
@@ -151,7 +182,7 @@ ImagePtr image_from_array(const py::object& obj, const DevicePtr& device, const 
   py::array a = py::reinterpret_borrow<py::array>(obj);
   const ChannelFormat f = format_of(a.dtype());
   MPSNN_CHECK(f != ChannelFormat::none, DTypeError, "[", what, "] array has dtype ", dtype_name(a.dtype()),
-              "; expected float32, float16, uint8 (unorm8) or uint16 (unorm16)");
+              "; expected float32, float16, uint8 (unorm8), uint16 (unorm16) or ml_dtypes.bfloat16");
   MPSNN_CHECK(a.ndim() == 4, ShapeError, "[", what, "] array has ", a.ndim(),
               " dimensions; expected 4, (N, H, W, C)");
   MPSNN_CHECK(a.flags() & py::array::c_style, DTypeError, "[", what,
@@ -168,22 +199,57 @@ ImagePtr image_from_array(const py::object& obj, const DevicePtr& device, const 
     auto img = std::make_shared<Image>(d, desc);
     img->allocate_for_overwrite();
     ReleaseGil nogil;
-    d->copy_blocking(img->data(), a.data(), size_t(s.numel()) * element_size(f));
+    img->write_bytes(a.data(), size_t(s.numel()) * element_size(f), DataLayout::height_width_channels, HostStrides{},
+                     ImageRegion{0, 0, 0, -1, -1, s.n, 0, -1}, 0);
     return img;
   }
   return Image::wrap(d, f, s, const_cast<void*>(a.data()), keep_alive(a));
 }
 
-// DLPack import goes through NumPy's from_dlpack, which implements the protocol (versions,
-// capsule ownership, the producer's deleter, read-only flags) and returns a view, never a copy.
+namespace {
+// The capsule of obj.__dlpack__(stream=...), asking for the versioned form first (DLPack 1.x
+// producers) and falling back to the unversioned call of older ones.
+py::object dlpack_capsule(const py::object& obj, const py::object& stream, const char* what) {
+  try {
+    try {
+      return obj.attr("__dlpack__")("stream"_a = stream, "max_version"_a = py::make_tuple(1, 0));
+    } catch (py::error_already_set& e) {
+      if (!e.matches(PyExc_TypeError)) throw;
+      return obj.attr("__dlpack__")("stream"_a = stream);
+    }
+  } catch (py::error_already_set& e) {
+    MPSNN_THROW(DTypeError, "[", what, "] DLPack export of the tensor failed: ", e.what());
+  }
+}
+}  // namespace
+
+// Host tensors go through NumPy's from_dlpack, which implements the protocol (versions, capsule
+// ownership, the producer's deleter, read-only flags) and returns a view, never a copy. Device
+// tensors are wrapped by core/dlpack.cpp: the capsule's tensor becomes the image's memory.
 ImagePtr image_from_dlpack(const py::object& obj, const DevicePtr& device, const char* what) {
   MPSNN_CHECK(py::hasattr(obj, "__dlpack__"), DTypeError, "[", what, "] ",
               py::str(py::type::of(obj)).cast<std::string>(), " does not implement the DLPack protocol (__dlpack__)");
-  if (py::hasattr(obj, "__dlpack_device__")) {
-    const auto dev = obj.attr("__dlpack_device__")().cast<std::pair<int, int>>();
-    constexpr int kDLCPU = 1;
-    MPSNN_CHECK(dev.first == kDLCPU, UnsupportedError, "[", what, "] tensor is on DLPack device type ", dev.first,
-                " (id ", dev.second, "); the CPU backend needs host memory (device type 1); move it to the CPU first");
+  std::pair<int, int64_t> dev{dlpack::kCPU, 0};
+  if (py::hasattr(obj, "__dlpack_device__")) dev = obj.attr("__dlpack_device__")().cast<std::pair<int, int64_t>>();
+  if (dev.first != dlpack::kCPU) {
+    DevicePtr target = device ? device : device_for_dlpack(dev.first, dev.second);
+    MPSNN_CHECK(target && !target->host_accessible(), UnsupportedError, "[", what, "] tensor is on DLPack device type ",
+                dev.first, " (id ", dev.second, "); ",
+                target ? "the " + target->id() + " device needs host memory (device type 1); move it to the CPU first"
+                       : std::string("no device of this build has that memory"));
+    const py::object cap = dlpack_capsule(obj, py::int_(dlpack::import_stream(*target)), what);
+    MPSNN_CHECK(PyCapsule_CheckExact(cap.ptr()), DTypeError, "[", what, "] __dlpack__ returned ",
+                py::str(py::type::of(cap)).cast<std::string>(), ", not a DLPack capsule");
+    const char* raw_name = PyCapsule_GetName(cap.ptr());
+    const std::string name = raw_name ? raw_name : "";
+    MPSNN_CHECK(name == "dltensor" || name == "dltensor_versioned", DTypeError, "[", what,
+                "] __dlpack__ returned a capsule named '", name, "'; expected 'dltensor' or 'dltensor_versioned' "
+                "(a capsule is consumed once)");
+    void* managed = PyCapsule_GetPointer(cap.ptr(), name.c_str());
+    const bool versioned = name == "dltensor_versioned";
+    PyCapsule_SetName(cap.ptr(), versioned ? "used_dltensor_versioned" : "used_dltensor");  // ours from now on
+    ReleaseGil nogil;
+    return dlpack::import_tensor(managed, versioned, target, what);
   }
   py::object array;
   try {
@@ -194,8 +260,75 @@ ImagePtr image_from_dlpack(const py::object& obj, const DevicePtr& device, const
   MPSNN_CHECK(py::reinterpret_borrow<py::array>(array).flags() & py::array::c_style, DTypeError, "[", what,
               "] tensor is not C-contiguous in (N, H, W, C) order (mpsnn never copies silently); a channels_last "
               "PyTorch tensor t qualifies as t.permute(0, 2, 3, 1)");
-  return image_from_array(array, device, what);
+  // device=None: the device that holds the memory (the CPU), so the import is a view.
+  return image_from_array(array, device ? device : device_for_dlpack(dlpack::kCPU, 0), what);
 }
+
+namespace {
+// Capsule destructors: a capsule never consumed (still named dltensor*) deletes its tensor.
+void delete_unconsumed_unversioned(PyObject* cap) {
+  if (!PyCapsule_IsValid(cap, "dltensor")) return;
+  auto* m = static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
+  if (m && m->deleter) m->deleter(m);
+}
+void delete_unconsumed_versioned(PyObject* cap) {
+  if (!PyCapsule_IsValid(cap, "dltensor_versioned")) return;
+  auto* m = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(cap, "dltensor_versioned"));
+  if (m && m->deleter) m->deleter(m);
+}
+
+// __dlpack__ of an image in device memory (host images: NumPy's export of the numpy() view).
+py::object export_dlpack(const ImagePtr& img, const py::kwargs& kwargs) {
+  if (img->device()->host_accessible()) return as_numpy(img, "__dlpack__").attr("__dlpack__")(**kwargs);
+  auto arg = [&](const char* k) { return kwargs.contains(k) ? py::object(kwargs[k]) : py::object(py::none()); };
+  const py::object stream = arg("stream"), max_version = arg("max_version"), dl_device = arg("dl_device"),
+                   copy = arg("copy");
+  const auto ours = dlpack::device_of(*img);
+  if (!dl_device.is_none()) {
+    const auto want = dl_device.cast<std::pair<int, int64_t>>();
+    if (want != ours) {
+      // A host consumer that accepts a copy (np.from_dlpack(image, device="cpu")): numpy()'s copy.
+      const bool copy_refused = !copy.is_none() && !copy.cast<bool>();
+      if (want.first == dlpack::kCPU && !copy_refused) {
+        py::dict rest;
+        if (!max_version.is_none()) rest["max_version"] = max_version;
+        return as_numpy(img, "__dlpack__").attr("__dlpack__")(**rest);
+      }
+      PyErr_SetString(PyExc_BufferError, ("[MPSImage.__dlpack__] the image lives on " + img->device()->id() +
+                                          "; it cannot be exported to DLPack device (" + std::to_string(want.first) +
+                                          ", " + std::to_string(want.second) + ") without a copy")
+                                             .c_str());
+      throw py::error_already_set();
+    }
+  }
+  if (!copy.is_none() && copy.cast<bool>()) {
+    PyErr_SetString(PyExc_BufferError, "[MPSImage.__dlpack__] copy=True: mpsnn exports device images without copies; "
+                                       "export the image of a graph run instead, or numpy() for a host copy");
+    throw py::error_already_set();
+  }
+  // The protocol: stream None means the legacy default stream for CUDA consumers.
+  const int64_t s = stream.is_none() ? 1 : stream.cast<int64_t>();
+  const bool versioned = !max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1;
+  void* managed;
+  {
+    ReleaseGil nogil;
+    managed = dlpack::export_image(img, versioned, s, "MPSImage.__dlpack__");
+  }
+  PyObject* cap = PyCapsule_New(managed, versioned ? "dltensor_versioned" : "dltensor",
+                                versioned ? delete_unconsumed_versioned : delete_unconsumed_unversioned);
+  if (!cap) {
+    if (versioned) {
+      auto* m = static_cast<dlpack::ManagedTensorVersioned*>(managed);
+      m->deleter(m);
+    } else {
+      auto* m = static_cast<dlpack::ManagedTensor*>(managed);
+      m->deleter(m);
+    }
+    throw py::error_already_set();
+  }
+  return py::reinterpret_steal<py::object>(cap);
+}
+}  // namespace
 
 ImagePtr to_image(const py::object& o, const DevicePtr& device, const char* what) {
   if (py::isinstance<Image>(o)) return o.cast<ImagePtr>();
@@ -252,18 +385,23 @@ void bind_images(py::module_& m) {
            "parent_image"_a, "slice_range"_a, "feature_channels"_a,
            "Alias slices [start, start+length) of a parent image (one slice = 4 channels).")
       .def_static(
-          "from_numpy", [](const py::object& a, const DevicePtr& device) { return image_from_array(a, device, "MPSImage.from_numpy"); },
+          "from_numpy",
+          [](const py::object& a, const DevicePtr& device) { return image_from_array(a, device, "MPSImage.from_numpy"); },
           "array"_a, "device"_a = nullptr,
-          "Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.\n\n"
+          "Wrap a C-contiguous (N, H, W, C) float32/float16/bfloat16 (ml_dtypes)/uint8/uint16 array without copying\n"
+          "on the CPU; on a GPU (device=, or the default device when it is one) the array is copied into device\n"
+          "memory through pinned staging.\n\n"
           "Raises:\n    DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).\n"
           "    ShapeError: not 4-dimensional.")
       .def_static(
           "from_dlpack", [](const py::object& t, const DevicePtr& device) { return image_from_dlpack(t, device, "MPSImage.from_dlpack"); },
           "tensor"_a, "device"_a = nullptr,
-          "Wrap a CPU DLPack tensor (PyTorch, JAX, CuPy host arrays...) of shape (N, H, W, C), C-contiguous,\n"
-          "float32/float16/uint8/uint16, without copying. A channels_last PyTorch tensor t qualifies as\n"
-          "t.permute(0, 2, 3, 1).\n\n"
-          "Raises:\n    UnsupportedError: the tensor is not in host memory.\n"
+          "Wrap a DLPack tensor (PyTorch, JAX, CuPy, NumPy...) of shape (N, H, W, C), C-contiguous,\n"
+          "float32/float16/bfloat16/uint8/uint16, without copying: host tensors for the CPU, CUDA tensors for\n"
+          "their GPU (device=None picks the device holding the memory). A CUDA producer's pending writes are\n"
+          "waited for (its __dlpack__(stream=) orders them before a stream of ours, which is synchronized).\n"
+          "A channels_last PyTorch tensor t qualifies as t.permute(0, 2, 3, 1).\n\n"
+          "Raises:\n    UnsupportedError: the tensor's memory is not the device's.\n"
           "    DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).\n"
           "    ShapeError: not 4-dimensional.")
       .def("numpy", [](const ImagePtr& img) { return as_numpy(img); },
@@ -279,12 +417,15 @@ void bind_images(py::module_& m) {
       .def("__getitem__", [](const ImagePtr& img, const py::object& key) { return py::object(as_numpy(img, "__getitem__")[key]); },
            "key"_a, "image[key] is image.numpy()[key]: NumPy indexing of the (N, H, W, C) view (slices are views).")
       .def(
-          "__dlpack__",
-          [](const ImagePtr& img, const py::kwargs& kwargs) { return as_numpy(img, "__dlpack__").attr("__dlpack__")(**kwargs); },
-          "DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image). "
-          "Waits for the producing command buffer as numpy() does.")
-      .def("__dlpack_device__", [](const ImagePtr&) { return std::make_pair(1, 0); },
-           "(1, 0): host memory (kDLCPU).")
+          "__dlpack__", &export_dlpack,
+          "DLPack export of the (N, H, W, C) memory, without a copy: torch.from_dlpack(image), cupy.from_dlpack(image). "
+          "Host images: NumPy implements the protocol, and the export waits for the producing command buffer as "
+          "numpy() does. CUDA images: the consumer's stream (stream=, None meaning the legacy default stream) waits "
+          "for encoded work still writing the image (an event on the queue's stream, no host wait), and the memory "
+          "goes back to mpsnn only after that stream has passed the point where the consumer let go. "
+          "dl_device=(1, 0) gets a host copy unless copy=False.")
+      .def("__dlpack_device__", [](const ImagePtr& img) { return dlpack::device_of(*img); },
+           "(1, 0) for host memory (kDLCPU), (2, index) for CUDA memory (kDLCUDA).")
       .def_static("default_allocator", &persistent_image_allocator, "Allocator of persistent images.")
       .def_property_readonly("device", &Image::device)
       .def_property_readonly("width", &Image::width)
@@ -323,9 +464,9 @@ void bind_images(py::module_& m) {
           "read_bytes",
           [](Image& img, const py::buffer& data, DataLayout layout, int64_t image_index, int64_t bytes_per_row,
              int64_t bytes_per_image, const py::object& region, const py::object& feature_channel_info) {
-            py::buffer_info info = host_buffer(data, img, true, "read_bytes");
+            const HostBuffer info = host_buffer(data, img, true, "read_bytes");
             wait_for_writes(img, "read_bytes");
-            img.read_bytes(info.ptr, size_t(info.size * info.itemsize), layout,
+            img.read_bytes(info.ptr, info.bytes, layout,
                            HostStrides{0, bytes_per_row, bytes_per_image}, region_of(region, feature_channel_info),
                            image_index);
           },
@@ -337,9 +478,9 @@ void bind_images(py::module_& m) {
           [](Image& img, const py::buffer& data, DataLayout layout, int64_t image_index, int64_t bytes_per_column,
              int64_t bytes_per_row, int64_t bytes_per_image, const py::object& region,
              const py::object& feature_channel_info) {
-            py::buffer_info info = host_buffer(data, img, false, "write_bytes");
+            const HostBuffer info = host_buffer(data, img, false, "write_bytes");
             wait_for_writes(img, "write_bytes");
-            img.write_bytes(info.ptr, size_t(info.size * info.itemsize), layout,
+            img.write_bytes(info.ptr, info.bytes, layout,
                             HostStrides{bytes_per_column, bytes_per_row, bytes_per_image},
                             region_of(region, feature_channel_info), image_index);
           },

@@ -20,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   bind_kernels(m);
   bind_optimizers(m);
   bind_graph(m);
+  bind_serialization(m);
 }

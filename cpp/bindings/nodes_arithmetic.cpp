@@ -249,6 +249,12 @@ void bind_nodes_arithmetic(py::module_& m) {
   attr_property(dgrad, "seed", &DropoutAttrs::seed, "", false);
   attr_property(dgrad, "mask_stride_in_pixels", &DropoutAttrs::mask_stride, "", false);
   set_node_factory(OpKind::DropoutGradient, node_factory<PyDropoutGradientNode>);
+  set_node_factory(OpKind::SoftMax, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    if (std::get<SoftMaxAttrs>(a).log) return FilterNodePtr(node_factory<PyLogSoftMaxNode>(k, std::move(a), std::move(s), std::move(st)));
+    return FilterNodePtr(node_factory<PySoftMaxNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
+  set_node_factory(OpKind::Concatenation, node_factory<PyConcatenationNode>);
+  set_node_factory(OpKind::Dropout, node_factory<PyDropoutNode>);
 }
 
 }  // namespace mpsnn::bindings

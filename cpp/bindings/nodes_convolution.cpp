@@ -195,6 +195,19 @@ void bind_nodes_convolution(py::module_& m) {
                               std::shared_ptr<PyBinaryFullyConnectedNode>>(m, "MPSCNNBinaryFullyConnectedNode",
                                                                           "Binary fully connected layer.");
   add_binary_inits<PyBinaryFullyConnectedNode>(binary_fc, true);
+  // Forward kinds made in C++ (graph/serialize.cpp loaders) get their Python class too.
+  set_node_factory(OpKind::Convolution, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    switch (std::get<ConvolutionAttrs>(a).variant) {
+      case ConvolutionVariant::fully_connected: return FilterNodePtr(node_factory<PyFullyConnectedNode>(k, std::move(a), std::move(s), std::move(st)));
+      case ConvolutionVariant::transpose: return FilterNodePtr(node_factory<PyConvolutionTransposeNode>(k, std::move(a), std::move(s), std::move(st)));
+      case ConvolutionVariant::regular: break;
+    }
+    return FilterNodePtr(node_factory<PyConvolutionNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
+  set_node_factory(OpKind::BinaryConvolution, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    if (std::get<BinaryConvolutionAttrs>(a).fully_connected) return FilterNodePtr(node_factory<PyBinaryFullyConnectedNode>(k, std::move(a), std::move(s), std::move(st)));
+    return FilterNodePtr(node_factory<PyBinaryConvolutionNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
 }
 
 }  // namespace mpsnn::bindings

@@ -202,6 +202,8 @@ void bind_nodes_loss(py::module_& m) {
            },
            "source"_a, "loss_descriptor"_a);
   yolo.def_property_readonly("input_labels", &labels_of, "The MPSNNLabelsNode of this loss (a source state of the graph).");
+  set_node_factory(OpKind::Loss, node_factory<PyLossNode>);
+  set_node_factory(OpKind::YOLOLoss, node_factory<PyYOLOLossNode>);
 }
 
 }  // namespace mpsnn::bindings

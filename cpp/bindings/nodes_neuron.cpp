@@ -101,6 +101,27 @@ void bind_nodes_neuron(py::module_& m) {
            "source_gradient"_a, "source_image"_a, "gradient_state"_a, "descriptor"_a);
   ngrad.def_property_readonly("descriptor", [](const FilterNode& n) { return n.attrs_as<NeuronAttrs>().neuron; });
   set_node_factory(OpKind::NeuronGradient, node_factory<PyNeuronGradientNode>);
+  set_node_factory(OpKind::Neuron, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    switch (std::get<NeuronAttrs>(a).neuron.type) {
+      case NeuronType::none: return FilterNodePtr(node_factory<PyNeuron<NeuronType::none>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::relu: return FilterNodePtr(node_factory<PyNeuron<NeuronType::relu>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::linear: return FilterNodePtr(node_factory<PyNeuron<NeuronType::linear>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::sigmoid: return FilterNodePtr(node_factory<PyNeuron<NeuronType::sigmoid>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::hard_sigmoid: return FilterNodePtr(node_factory<PyNeuron<NeuronType::hard_sigmoid>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::tanh: return FilterNodePtr(node_factory<PyNeuron<NeuronType::tanh>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::absolute: return FilterNodePtr(node_factory<PyNeuron<NeuronType::absolute>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::soft_plus: return FilterNodePtr(node_factory<PyNeuron<NeuronType::soft_plus>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::soft_sign: return FilterNodePtr(node_factory<PyNeuron<NeuronType::soft_sign>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::elu: return FilterNodePtr(node_factory<PyNeuron<NeuronType::elu>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::prelu: return FilterNodePtr(node_factory<PyNeuron<NeuronType::prelu>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::relu_n: return FilterNodePtr(node_factory<PyNeuron<NeuronType::relu_n>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::power: return FilterNodePtr(node_factory<PyNeuron<NeuronType::power>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::exponential: return FilterNodePtr(node_factory<PyNeuron<NeuronType::exponential>>(k, std::move(a), std::move(s), std::move(st)));
+      case NeuronType::logarithm: return FilterNodePtr(node_factory<PyNeuron<NeuronType::logarithm>>(k, std::move(a), std::move(s), std::move(st)));
+      default: break;
+    }
+    return FilterNodePtr(node_factory<PyNeuronNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
 }
 
 }  // namespace mpsnn::bindings

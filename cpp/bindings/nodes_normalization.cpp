@@ -213,6 +213,16 @@ void bind_nodes_normalization(py::module_& m) {
     }
     return node_factory<PyLocalContrastNormalizationGradientNode>(k, std::move(a), std::move(s), std::move(st));
   });
+  set_node_factory(OpKind::BatchNormalization, node_factory<PyBatchNormalizationNode>);
+  set_node_factory(OpKind::InstanceNormalization, node_factory<PyInstanceNormalizationNode>);
+  set_node_factory(OpKind::Normalization, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    switch (std::get<NormalizationAttrs>(a).mode) {
+      case NormalizationMode::cross_channel: return FilterNodePtr(node_factory<PyCrossChannelNormalizationNode>(k, std::move(a), std::move(s), std::move(st)));
+      case NormalizationMode::spatial: return FilterNodePtr(node_factory<PySpatialNormalizationNode>(k, std::move(a), std::move(s), std::move(st)));
+      case NormalizationMode::local_contrast: break;
+    }
+    return FilterNodePtr(node_factory<PyLocalContrastNormalizationNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
 }
 
 }  // namespace mpsnn::bindings

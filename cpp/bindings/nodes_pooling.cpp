@@ -125,6 +125,15 @@ void bind_nodes_pooling(py::module_& m) {
     }
     return node_factory<PyDilatedPoolingMaxGradientNode>(k, std::move(a), std::move(s), std::move(st));
   });
+  set_node_factory(OpKind::Pooling, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    switch (std::get<PoolingAttrs>(a).mode) {
+      case PoolingMode::max: return FilterNodePtr(node_factory<PyPoolingMaxNode>(k, std::move(a), std::move(s), std::move(st)));
+      case PoolingMode::average: return FilterNodePtr(node_factory<PyPoolingAverageNode>(k, std::move(a), std::move(s), std::move(st)));
+      case PoolingMode::l2_norm: return FilterNodePtr(node_factory<PyPoolingL2NormNode>(k, std::move(a), std::move(s), std::move(st)));
+      case PoolingMode::dilated_max: break;
+    }
+    return FilterNodePtr(node_factory<PyDilatedPoolingMaxNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
 }
 
 }  // namespace mpsnn::bindings

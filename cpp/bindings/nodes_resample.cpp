@@ -105,6 +105,14 @@ void bind_nodes_resample(py::module_& m) {
                                                                     "Base of the resampling nodes with a fixed output size.");
   scale_class<PyBilinearScaleNode, ScaleMode::bilinear>(m, "MPSNNBilinearScaleNode", "Bilinear resampling (nodes.md §10.3).");
   scale_class<PyLanczosScaleNode, ScaleMode::lanczos>(m, "MPSNNLanczosScaleNode", "Lanczos-3 resampling (nodes.md §10.4).");
+  set_node_factory(OpKind::Upsampling, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    if (std::get<UpsamplingAttrs>(a).mode == UpsamplingMode::nearest) return FilterNodePtr(node_factory<PyUpsamplingNearestNode>(k, std::move(a), std::move(s), std::move(st)));
+    return FilterNodePtr(node_factory<PyUpsamplingBilinearNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
+  set_node_factory(OpKind::Scale, [](OpKind k, Attrs a, std::vector<ImageNodePtr> s, std::vector<StateNodePtr> st) {
+    if (std::get<ScaleAttrs>(a).mode == ScaleMode::bilinear) return FilterNodePtr(node_factory<PyBilinearScaleNode>(k, std::move(a), std::move(s), std::move(st)));
+    return FilterNodePtr(node_factory<PyLanczosScaleNode>(k, std::move(a), std::move(s), std::move(st)));
+  });
 }
 
 }  // namespace mpsnn::bindings

@@ -18,6 +18,10 @@ class Buffer {
   const DevicePtr& device() const { return device_; }
   size_t length() const { return length_; }
   bool allocated() const;
+  // Makes `storage` (at least length() bytes) this buffer's memory unless the buffer has memory
+  // already; false then. Lets a state made at encode time read memory chosen when its command
+  // buffer runs, without a copy (the parameter snapshot of a training step).
+  bool bind(std::shared_ptr<Storage> storage);
   // The memory (allocating it); keeps it alive independently of this object.
   std::shared_ptr<Storage> storage();
   void* data() { return storage()->data(); }

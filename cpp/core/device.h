@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "core/format.h"
 #include "core/storage.h"
@@ -81,6 +82,27 @@ class Device {
   // Copies between this device's memory and the host, in either direction, and returns when
   // done (reads and writes of images by the CPU: numpy(), read_bytes, from_numpy of a GPU image).
   virtual void copy_blocking(void* dst, const void* src, size_t bytes);
+  // Host memory the CPU side of copy_blocking goes through when the device's memory is not
+  // host-accessible (pinned memory on CUDA, so the copy is one DMA transfer); plain host memory
+  // by default. The block is the caller's until released.
+  virtual std::shared_ptr<Storage> staging_buffer(size_t bytes);
+
+  // DLPack (core/dlpack.h). The (device_type, device_id) pair of this device's memory: (1, 0)
+  // for host memory (kDLCPU), (2, index) for CUDA memory (kDLCUDA).
+  virtual std::pair<int, int64_t> dlpack_device() const { return {1, 0}; }
+  // Importing a device tensor: the stream handle passed as __dlpack__(stream=...) so that the
+  // producer orders its pending writes before it, and the wait for that stream once the tensor
+  // is handed over (afterwards any stream of this device may read the memory).
+  virtual int64_t dlpack_import_stream() { return -1; }
+  virtual void dlpack_import_wait() {}
+  // Exporting: makes the consumer's stream (its __dlpack__ stream argument: 1 the legacy default
+  // stream, 2 the per-thread default stream, else a stream handle) wait for the work enqueued so
+  // far on `producer` (this device's stream that writes the memory).
+  virtual void dlpack_order_before(Stream& producer, int64_t consumer_stream);
+  // Releases `keep` (exported memory the consumer let go of) once the work enqueued so far on the
+  // consumer's stream has finished, so that this device does not reuse the memory while the
+  // consumer's last reads are still running. Default: at once.
+  virtual void release_after(int64_t consumer_stream, std::shared_ptr<const void> keep);
 
  private:
   std::string name_;

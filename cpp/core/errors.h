@@ -34,6 +34,12 @@ struct TemporaryImageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Bytes that are not a valid serialized graph or node (truncated, corrupted, another format or
+// version): names the section, field and byte offset (Python: mpsnn.SerializationError, a ValueError).
+struct SerializationError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
 namespace detail {
 template <typename... Args>
 std::string concat(const Args&... args) {

@@ -12,6 +12,7 @@ const char* format_name(ChannelFormat f) {
     case ChannelFormat::unorm16: return "unorm16";
     case ChannelFormat::float16: return "float16";
     case ChannelFormat::float32: return "float32";
+    case ChannelFormat::bfloat16: return "bfloat16";
   }
   return "invalid";
 }
@@ -24,6 +25,11 @@ void convert_to_float(ChannelFormat from, const void* src, float* dst, size_t co
     case ChannelFormat::float16: {
       auto s = static_cast<const uint16_t*>(src);
       for (size_t i = 0; i < count; ++i) dst[i] = half_to_float(s[i]);
+      return;
+    }
+    case ChannelFormat::bfloat16: {
+      auto s = static_cast<const uint16_t*>(src);
+      for (size_t i = 0; i < count; ++i) dst[i] = bfloat16_to_float(s[i]);
       return;
     }
     case ChannelFormat::unorm8: {
@@ -56,6 +62,11 @@ void convert_from_float(ChannelFormat to, const float* src, void* dst, size_t co
     case ChannelFormat::float16: {
       auto d = static_cast<uint16_t*>(dst);
       for (size_t i = 0; i < count; ++i) d[i] = float_to_half(src[i]);
+      return;
+    }
+    case ChannelFormat::bfloat16: {
+      auto d = static_cast<uint16_t*>(dst);
+      for (size_t i = 0; i < count; ++i) d[i] = float_to_bfloat16(src[i]);
       return;
     }
     case ChannelFormat::unorm8: {

@@ -9,14 +9,16 @@
 
 namespace mpsnn {
 
-// Raw values are MPS's (graph.md §0.2).
-enum class ChannelFormat : int { none = 0, unorm8 = 1, unorm16 = 2, float16 = 3, float32 = 4 };
+// Raw values are MPS's (graph.md §0.2). bfloat16 is mpsnn's own (MPS has no bfloat16 images): a
+// value outside MPS's range, so that no later MPS format can collide with it.
+enum class ChannelFormat : int { none = 0, unorm8 = 1, unorm16 = 2, float16 = 3, float32 = 4, bfloat16 = 100 };
 
 inline size_t element_size(ChannelFormat f) {
   switch (f) {
     case ChannelFormat::unorm8: return 1;
     case ChannelFormat::unorm16:
-    case ChannelFormat::float16: return 2;
+    case ChannelFormat::float16:
+    case ChannelFormat::bfloat16: return 2;
     case ChannelFormat::float32: return 4;
     default: return 0;
   }
@@ -27,6 +29,7 @@ inline int precision_bits(ChannelFormat f) {
     case ChannelFormat::unorm8: return 8;
     case ChannelFormat::unorm16: return 16;
     case ChannelFormat::float16: return 11;
+    case ChannelFormat::bfloat16: return 8;
     case ChannelFormat::float32: return 24;
     default: return 0;
   }
@@ -40,6 +43,7 @@ inline DType storage_dtype(ChannelFormat f) {
     case ChannelFormat::unorm8: return DType::u8;
     case ChannelFormat::unorm16: return DType::u16;
     case ChannelFormat::float16: return DType::f16;
+    case ChannelFormat::bfloat16: return DType::bf16;
     default: return DType::f32;
   }
 }
@@ -91,6 +95,22 @@ inline uint16_t float_to_half(float f) {
   const uint32_t rem = abs & 0x1fffu;
   if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
   return sign | uint16_t(h);
+}
+
+// bfloat16 (the upper half of a binary32) <-> binary32, round to nearest even; NaN stays NaN.
+inline float bfloat16_to_float(uint16_t b) {
+  const uint32_t bits = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+inline uint16_t float_to_bfloat16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return uint16_t(x >> 16);
 }
 
 // Converts `count` elements between a stored format and float32.

@@ -200,6 +200,25 @@ void Image::wait_for_producer(const char* what) {
   done();
 }
 
+void Image::order_after_producer(const std::function<void(Stream&)>& order, const char* what) {
+  if (parent_) return root()->order_after_producer(order, what);
+  std::shared_ptr<Producer> p;
+  {
+    std::lock_guard<std::mutex> lock(alloc_mutex_);
+    p = producer_;
+  }
+  if (!p) return;
+  if (p->status->load() == 0) {
+    auto cb = p->command_buffer.lock();
+    // Enqueued on the queue's stream (the buffer holds the queue, and so the stream, while we hold it).
+    if (cb && cb->committed() && !cb->error() && cb->tasks_run() >= p->task && p->status->load() == 0) {
+      order(cb->queue()->stream());
+      return;
+    }
+  }
+  wait_for_producer(what);
+}
+
 Image::Image(DevicePtr device, const ImageDescriptor& desc)
     : device_(std::move(device)),
       format_(desc.channel_format),
@@ -362,22 +381,38 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
               half_size ? " (the size of float16 data: this image stores float32; for float16 images set "
                           "graph.format = MPSImageFeatureChannelFormat.float16 before running the graph)"
                         : "");
-  // Device memory the CPU cannot address is staged through a host copy of the image's span
-  // (read-modify-write for writes, so channels and pixels outside the region are kept).
+  // Device memory the CPU cannot address is staged through a pinned host buffer holding the
+  // images the region touches (Device::staging_buffer), copied after the producing command buffer
+  // finished (wait_for_producer above): read-modify-write for writes, so channels and pixels
+  // outside the region are kept, except when the region covers those images whole.
   const bool staged = !device_->host_accessible();
-  const size_t span = size_t(((shape_.n * shape_.h * shape_.w - 1) * pixel_stride_ + shape_.c) * e);
-  std::vector<char> stage;
-  char* base = static_cast<char*>(data());
+  const int64_t per_image = shape_.h * shape_.w * pixel_stride_ * e;
+  const int64_t first_byte = first_image * per_image;
+  const int64_t end_byte = ((first_image + region.depth) * shape_.h * shape_.w - 1) * pixel_stride_ * e + shape_.c * e;
+  const bool whole_images = x0 == 0 && y0 == 0 && w == shape_.w && h == shape_.h && c0 == 0 && nc == shape_.c &&
+                            pixel_stride_ == shape_.c;
+  std::shared_ptr<Storage> stage;
+  char* base = static_cast<char*>(data()) + first_byte;  // pixel offsets below are relative to first_image
+  char* device_base = base;
   if (staged) {
-    stage.resize(span);
-    device_->copy_blocking(stage.data(), base, span);
-    base = stage.data();
+    stage = device_->staging_buffer(size_t(end_byte - first_byte));
+    if (to_host || !whole_images) device_->copy_blocking(stage->data(), device_base, size_t(end_byte - first_byte));
+    base = static_cast<char*>(stage->data());
   }
   char* hostb = static_cast<char*>(host);
+  // Dense (N, H, W, C) both sides: one block per image.
+  const bool contiguous = whole_images && hwc && col == nc * e && row == w * col;
   for (int64_t j = 0; j < region.depth; ++j) {
+    if (contiguous) {
+      char* pix = base + j * per_image;
+      char* hp = hostb + j * img;
+      if (to_host) std::memcpy(hp, pix, size_t(per_image));
+      else std::memcpy(pix, hp, size_t(per_image));
+      continue;
+    }
     for (int64_t y = 0; y < h; ++y) {
       for (int64_t x = 0; x < w; ++x) {
-        char* pix = base + (((first_image + j) * shape_.h + (y0 + y)) * shape_.w + (x0 + x)) * pixel_stride_ * e + c0 * e;
+        char* pix = base + ((j * shape_.h + (y0 + y)) * shape_.w + (x0 + x)) * pixel_stride_ * e + c0 * e;
         char* hp = hostb + j * img + y * row + x * col;
         if (hwc && chan == e) {
           if (to_host) std::memcpy(hp, pix, size_t(nc * e));
@@ -391,7 +426,7 @@ void Image::copy_region(void* host, size_t host_size, DataLayout layout, const H
       }
     }
   }
-  if (staged && !to_host) device_->copy_blocking(data(), stage.data(), span);
+  if (staged && !to_host) device_->copy_blocking(device_base, stage->data(), size_t(end_byte - first_byte));
 }
 
 void Image::read_bytes(void* dst, size_t dst_size, DataLayout layout, const HostStrides& strides,

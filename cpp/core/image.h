@@ -4,6 +4,7 @@
 // sub-images and read/write ranges are multiples of 4); storage itself holds exactly C channels.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -126,6 +127,12 @@ class Image : public std::enable_shared_from_this<Image> {
   // completed, and throws GraphError when that buffer was never committed (waiting would never
   // end) or its work failed. Call it without the GIL (handlers may need it).
   void wait_for_producer(const char* what);
+  // For a consumer on the device (DLPack export): when encoded work writing the image is pending
+  // and already enqueued on its command queue's stream, calls `order(stream)` (which makes the
+  // consumer's stream wait for it) instead of waiting on the host; when its buffer is committed
+  // but its work not yet enqueued, waits as wait_for_producer does; throws as that does. Nothing
+  // pending: returns at once. Call it without the GIL.
+  void order_after_producer(const std::function<void(Stream&)>& order, const char* what);
 
   const DevicePtr& device() const { return device_; }
   ChannelFormat format() const { return format_; }

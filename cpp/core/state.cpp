@@ -22,6 +22,15 @@ bool Buffer::allocated() const {
   return storage_ != nullptr;
 }
 
+bool Buffer::bind(std::shared_ptr<Storage> storage) {
+  MPSNN_CHECK(storage != nullptr && storage->bytes() >= length_, ShapeError, "[MTLBuffer] internal error: bound ",
+              storage ? storage->bytes() : 0, " bytes to a buffer of ", length_);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (storage_) return false;
+  storage_ = std::move(storage);
+  return true;
+}
+
 std::shared_ptr<Storage> Buffer::storage() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!storage_) storage_ = device_->allocator().allocate(length_, true);
@@ -83,6 +92,15 @@ BufferPtr State::resource(int index, bool allocate) {
   BufferPtr& b = buffers_[size_t(index)];
   if (!b && allocate) b = std::make_shared<Buffer>(device_, sizes_[size_t(index)]);
   if (b && allocate) b->storage();
+  return b;
+}
+
+BufferPtr State::lazy_resource(int index) {
+  check_index(index);
+  check_usable("resource");
+  std::lock_guard<std::mutex> lock(mutex_);
+  BufferPtr& b = buffers_[size_t(index)];
+  if (!b) b = std::make_shared<Buffer>(device_, sizes_[size_t(index)]);
   return b;
 }
 

@@ -54,6 +54,9 @@ class State {
   size_t buffer_size(int index) const;
   // The buffer at `index`; with `allocate` false, null when it has no memory yet.
   BufferPtr resource(int index, bool allocate);
+  // The buffer object at `index`, made without memory when absent: its memory comes on first use
+  // of data(), or from Buffer::bind (work encoded now that reads memory chosen when it runs).
+  BufferPtr lazy_resource(int index);
   size_t resource_size() const;  // bytes of allocated buffers
 
   // Layouts of graph-made states (empty otherwise).
@@ -155,6 +158,8 @@ class ParameterPairState : public State {
                      size_t first_bytes, size_t second_bytes);
   BufferPtr first() { return resource(0, true); }
   BufferPtr second() { return resource_count() > 1 ? resource(1, true) : nullptr; }
+  // Part j (0 first, 1 second; null when absent) without giving it memory (State::lazy_resource).
+  BufferPtr lazy_part(size_t j) { return j < size_t(resource_count()) ? lazy_resource(int(j)) : nullptr; }
   int64_t first_offset() const { return offsets_[0]; }
   int64_t second_offset() const { return offsets_[1]; }
   // float32 elements of each buffer after its offset.

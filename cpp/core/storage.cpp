@@ -89,6 +89,12 @@ void Device::copy_blocking(void* dst, const void* src, size_t bytes) {
   if (bytes && src != dst) std::memcpy(dst, src, bytes);
 }
 
+std::shared_ptr<Storage> Device::staging_buffer(size_t bytes) { return host_allocator().allocate(bytes, false); }
+
+void Device::dlpack_order_before(Stream&, int64_t) {}  // host work has completed when enqueued
+
+void Device::release_after(int64_t, std::shared_ptr<const void> keep) { keep.reset(); }
+
 void HostStream::copy(const void* src, void* dst, size_t bytes) {
   if (bytes && src != dst) std::memcpy(dst, src, bytes);
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Typed attributes of every node kind (never string-keyed maps). Defaults are MPS's, or the
-// chosen definitions of spec/nodes.md where MPS is silent.
+// chosen definitions of spec/nodes.md where MPS is silent. A new member goes into its struct's field list in graph/serialize.cpp too (the serialized format; bump kSerializationVersion).
 #include <array>
 #include <cfloat>
 #include <memory>

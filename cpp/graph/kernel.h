@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"
@@ -92,6 +93,34 @@ class Kernel {
 
 using KernelFactory = std::unique_ptr<Kernel> (*)(const KernelSpec& spec, Device& device);
 
+struct GraphDef;
+struct PlanKey;
+class ParamStore;
+
+// What a graph-level backend gets (Metal: Apple's MPSNNGraph schedules, fuses and allocates
+// itself, so the whole graph is one kernel). The kernel's inputs and outputs are exactly
+// Plan::execute's, in that order; its parameters are every parameter slot of the graph, in
+// `param_nodes` order, so a run sees their current versions as any kernel does.
+struct GraphKernelSpec {
+  const GraphDef* def = nullptr;
+  const PlanKey* key = nullptr;
+  const ParamStore* params = nullptr;  // the graph's parameters (values at compile time)
+  std::vector<TensorDesc> inputs;   // source images (the caller's formats), then source-state inputs
+  std::vector<TensorDesc> outputs;  // GraphDef::outputs, the exported result-state buffers, state outputs
+  std::vector<size_t> result_state_buffers;     // per GraphDef::result_states: its buffers in `outputs`
+  std::vector<const FilterNode*> param_nodes;  // the filter of each parameter slot
+  // Every image node's shape as the shape rules give it (a backend's own scheduling must agree).
+  std::vector<std::pair<const ImageNode*, ImageShape>> shapes;
+  // Every filter's resolved geometry (padding policies and transform providers already asked:
+  // a graph-level backend answers MPS's callbacks from these, never calling user code in a run).
+  std::vector<std::pair<const FilterNode*, NodeGeometry>> geometry;
+  ChannelFormat graph_format = ChannelFormat::float32;
+  // CompileOptions::poison_temporaries: fill every output with all-ones bits (NaN in float16 and
+  // float32) before each run, so an output the backend leaves unwritten shows up.
+  bool poison_outputs = false;
+};
+using GraphKernelFactory = std::unique_ptr<Kernel> (*)(const GraphKernelSpec& spec, Device& device);
+
 // What a kernel derived from a parameter version (reordered weights, prepacked bits), refreshed
 // once when a run brings a newer version. Reloads happen only while no run is in flight
 // (NNGraph::reload_from_data_sources checks), so the refresh never races with a reader.
@@ -136,6 +165,10 @@ class KernelRegistry {
 
   // The optimizers' element loop (graph/optimizer.h); null: no optimizer on this backend.
   OptimizerUpdateFn optimizer_update = nullptr;
+
+  // A graph-level backend (GraphKernelSpec): set, it compiles every plan into this one kernel
+  // and no per-kind factory is consulted.
+  GraphKernelFactory graph_kernel = nullptr;
 
  private:
   std::string backend_;

@@ -57,7 +57,7 @@ HandlePtr NNGraph::result_handle() const { return def_.results[0]->handle; }
 
 void NNGraph::set_format(ChannelFormat f) {
   MPSNN_CHECK(element_size(f) != 0, DTypeError, "[MPSNNGraph] format '", format_name(f),
-              "' cannot store images; expected float32, float16, unorm8 or unorm16");
+              "' cannot store images; expected float32, float16, bfloat16, unorm8 or unorm16");
   format_.store(f);
 }
 
@@ -472,7 +472,9 @@ std::vector<ImagePtr> NNGraph::run(const std::vector<ImagePtr>& sources, const s
   return p.images;
 }
 
-PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources) { return prepare(sources, nullptr, nullptr, "plan").plan; }
+PlanPtr NNGraph::plan_for(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states) {
+  return prepare(sources, source_states, nullptr, "plan").plan;
+}
 
 size_t NNGraph::num_plans() const {
   std::lock_guard<std::mutex> lock(mutex_);

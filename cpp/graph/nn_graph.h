@@ -87,7 +87,7 @@ class NNGraph {
   // Number of compiled plans in the cache (tests: reloads and repeated runs compile nothing).
   size_t num_plans() const;
   // The plan used for these sources (compiling it if needed); for inspection and tests.
-  PlanPtr plan_for(const std::vector<ImagePtr>& sources);
+  PlanPtr plan_for(const std::vector<ImagePtr>& sources, const std::vector<StatePtr>* source_states = nullptr);
 
  private:
   // One run's plan and the caller memory bound to it (kept alive until the run completes).

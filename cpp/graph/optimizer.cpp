@@ -20,11 +20,14 @@ const char* rule_name(OptimizerRule r) {
 }
 
 // The bytes of a vector's memory: [first, last) of its buffer's storage.
+// Bytes a vector covers. A buffer without memory yet (its memory is bound when the update runs:
+// a training graph's parameter snapshot) is its own address space: it can only overlap itself.
 struct Span {
-  const char* first;
-  const char* last;
-  bool overlaps(const Span& o) const { return first < o.last && o.first < last; }
-  bool same(const Span& o) const { return first == o.first && last == o.last; }
+  uintptr_t first;
+  uintptr_t last;
+  const Buffer* lazy = nullptr;  // first / last are offsets into it then
+  bool overlaps(const Span& o) const { return lazy == o.lazy && first < o.last && o.first < last; }
+  bool same(const Span& o) const { return lazy == o.lazy && first == o.first && last == o.last; }
 };
 }  // namespace
 
@@ -67,7 +70,8 @@ OptimizerStep Optimizer::next_step() {
   if (rule_ == OptimizerRule::adam) {
     // graph.md §7.5: t advances once per encode call, lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t)
     // (evaluated in double, then rounded once).
-    const double t = double(++time_step_);
+    s.time_step = ++time_step_;
+    const double t = double(s.time_step);
     const double lr_t = double(s.desc.learning_rate) * std::sqrt(1.0 - std::pow(double(beta2), t)) /
                         (1.0 - std::pow(double(beta1), t));
     s.learning_rate = float(lr_t);
@@ -98,9 +102,11 @@ VectorRef float_vector(const BufferPtr& buffer, int64_t offset, int64_t count) {
   return VectorRef{buffer, count, 1, count * int64_t(sizeof(float)), offset, DataType::float32};
 }
 
-// `n` values of part `j` (0: weights / gamma, 1: biases / beta) of a parameter state.
+// `n` values of part `j` (0: weights / gamma, 1: biases / beta) of a parameter state. The buffer
+// gets its memory when the update runs, not now: a training graph's snapshot state binds the
+// graph's parameters to it then (training_updates.cpp).
 VectorRef pair_vector(ParameterPairState& s, size_t j, int64_t n) {
-  return j == 0 ? float_vector(s.first(), s.first_offset(), n) : float_vector(s.second(), s.second_offset(), n);
+  return float_vector(s.lazy_part(j), j == 0 ? s.first_offset() : s.second_offset(), n);
 }
 
 // The float32 buffer of a graph-made state's role, or a typed error naming it.
@@ -285,8 +291,9 @@ void Optimizer::encode_updates(const std::shared_ptr<CommandBuffer>& cb, std::ve
       const int64_t end = v.offset + v.span();
       MPSNN_CHECK(v.offset >= 0 && end <= int64_t(v.buffer->length()), ShapeError, ctx, " ", name, " needs ", end,
                   " bytes of its buffer; the buffer has ", v.buffer->length());
-      const char* base = static_cast<const char*>(v.buffer->data()) + v.offset;
-      all_spans.push_back(Span{base, base + v.span()});
+      const bool lazy = !v.buffer->allocated();
+      const uintptr_t base = (lazy ? 0 : reinterpret_cast<uintptr_t>(v.buffer->data())) + uintptr_t(v.offset);
+      all_spans.push_back(Span{base, base + uintptr_t(v.span()), lazy ? v.buffer.get() : nullptr});
       all_names.push_back(n->name);
     }
     // The result may be the values' own memory (an in-place update) but must not partly overlap
@@ -321,8 +328,8 @@ void Optimizer::encode_updates(const std::shared_ptr<CommandBuffer>& cb, std::ve
       if (r.has[k]) r.v[2 + k] = u.states[k]->vector;
     }
     r.v[5] = u.result.vector;
-    for (const VectorRef& v : r.v)
-      if (v.buffer) cb->retain(v.buffer->storage());
+    for (const VectorRef& v : r.v)  // (a buffer without memory yet keeps what it is bound to)
+      if (v.buffer && v.buffer->allocated()) cb->retain(v.buffer->storage());
     refs.push_back(std::move(r));
   }
   cb->encode(

@@ -51,6 +51,7 @@ struct OptimizerStep {
   float decay = 0.9f;            // RMSProp
   float epsilon = 1e-8f;         // RMSProp, Adam
   float beta1 = 0.9f, beta2 = 0.999f;  // Adam
+  int64_t time_step = 0;         // Adam: t of this step (backends that compute lr_t themselves, Metal)
 };
 
 // The memory of one update, `count` float32 elements each. `values` and `result` may be the

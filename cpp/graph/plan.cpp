@@ -96,7 +96,7 @@ void Plan::run_steps(ExecContext& c, Stream& stream) const {
       c.out[size_t(k)] = c.refs[size_t(step_values_[size_t(s.first_output + k)])];
       skip = skip || !c.out[size_t(k)].data;
     }
-    if (skip) continue;
+    if (skip && !s.whole_graph) continue;
     KernelArgs args;
     args.inputs = c.in.data();
     args.num_inputs = s.num_inputs;
@@ -182,6 +182,12 @@ void Plan::execute(const std::vector<TensorRef>& inputs, const std::vector<Tenso
   // The context's memory is free again once the device has finished this run.
   ExecContext* raw = ctx.release();
   stream.when_done([self = shared_from_this(), raw] { self->release(std::unique_ptr<ExecContext>(raw)); });
+}
+
+const ImageShape* Plan::shape_of(const ImageNode* node) const {
+  for (const auto& [n, shape] : image_shapes_)
+    if (n == node) return &shape;
+  return nullptr;
 }
 
 std::string Plan::describe() const {

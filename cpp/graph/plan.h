@@ -69,6 +69,9 @@ struct PlanStep {
   int first_param = 0, num_params = 0;    // into Plan::params_
   std::string context;
   std::string fused;  // what the step absorbed, for describe(): "relu, sum, clamp"
+  // A graph-level backend's one step (KernelRegistry::graph_kernel): it runs even when some of
+  // its outputs are not wanted (null data), which it skips itself.
+  bool whole_graph = false;
 };
 
 class ExecContext;
@@ -100,8 +103,11 @@ class Plan : public std::enable_shared_from_this<Plan> {
   static constexpr size_t kMaxRecordings = 4;
   // Whether runs of this plan are recorded and replayed, and how many were (for describe()).
   bool records() const { return records_; }
+  // The size this plan gives an image node (its value's shape), or null when it has none.
+  const ImageShape* shape_of(const ImageNode* node) const;
 
  private:
+  friend std::string plan_to_dot(const Plan& plan, const std::string& title);
   friend PlanPtr compile_plan(const GraphDef&, const PlanKey&, const KernelRegistry&, const DevicePtr&,
                               const std::shared_ptr<ParamStore>&, const CompileOptions&);
   std::unique_ptr<ExecContext> acquire() const;
@@ -119,6 +125,7 @@ class Plan : public std::enable_shared_from_this<Plan> {
   std::vector<ChannelFormat> output_formats_;
   std::vector<std::vector<TensorDesc>> result_state_layouts_;
   std::vector<std::shared_ptr<const StateOrigin>> result_state_origins_;
+  std::vector<std::pair<const ImageNode*, ImageShape>> image_shapes_;
   size_t arena_bytes_ = 0;
   size_t scratch_offset_ = 0;
   int max_refs_ = 1;

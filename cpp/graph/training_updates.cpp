@@ -5,8 +5,8 @@
 //   1. a task that checks every parameter gradient of the step is finite; NaN or infinity fails
 //      the command buffer before any update task runs, so no parameter of that step changes
 //      (documented choice for "NaN in the loss": raise, never write NaN weights);
-//   2. per node: a task filling a source state with the weights the kernels used (a snapshot of
-//      the graph's parameter slot), then the data source's update_with_command_buffer (it encodes
+//   2. per node: a task filling a source state with the weights the kernels used (a view of the
+//      graph's parameter slot when the command buffer runs, no copy), then the data source's update_with_command_buffer (it encodes
 //      its optimizer on the same command buffer) and, when it returned a state, a task loading
 //      that state into the graph's parameter slots of the forward and gradient kernels. Values
 //      that are not finite are refused there too.
@@ -19,10 +19,11 @@
 // Runs of one training graph execute one at a time (a mutex around the plan run): its parameter
 // slots change between runs, and kernels refresh their derived layouts (reordered weights) when
 // they see a new version, which must not happen while another run of the same plan reads them.
-#include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "core/errors.h"
+#include "core/storage.h"
 #include "graph/nn_graph.h"
 
 namespace mpsnn {
@@ -31,6 +32,15 @@ namespace {
 
 using Update = NormalizationDataSource::Update;
 
+// How many of n floats are NaN or infinite: exponent bits all ones. An integer test the compiler
+// vectorizes (std::isfinite is a library call per value here).
+int64_t count_non_finite(const float* p, int64_t n) {
+  const auto* bits = reinterpret_cast<const uint32_t*>(p);
+  int64_t bad = 0;
+  for (int64_t k = 0; k < n; ++k) bad += (bits[k] & 0x7f800000u) == 0x7f800000u;
+  return bad;
+}
+
 // Throws unless every value of the gradient buffers of `s` is finite.
 void check_finite_gradients(State& s, const std::string& ctx) {
   for (const char* role : {"gradient_for_weights", "gradient_for_biases", "gradient_for_gamma", "gradient_for_beta"}) {
@@ -38,8 +48,7 @@ void check_finite_gradients(State& s, const std::string& ctx) {
     if (i < 0) continue;
     const float* p = static_cast<const float*>(s.resource(i, true)->data());
     const int64_t n = s.layout()[size_t(i)].shape.numel();
-    int64_t bad = 0;
-    for (int64_t k = 0; k < n; ++k) bad += !std::isfinite(p[k]);
+    const int64_t bad = count_non_finite(p, n);
     MPSNN_CHECK(bad == 0, GraphError, ctx, " ", bad, " of the ", n, " values of ", role,
                 " are NaN or infinite (a non-finite loss?); no parameter of this training step was updated");
   }
@@ -52,27 +61,37 @@ const float* floats_at(ParameterPairState& s, bool first) {
 }
 
 // `n` values of a returned state's buffer, refusing non-finite ones (the slot keeps its values).
+// The one copy a step makes of each parameter: the slot's values are immutable per version, and
+// the returned state's memory belongs to the data source (an Array*DataSource's live arrays).
 std::vector<float> take_finite(ParameterPairState& s, bool first, int64_t n, const std::string& ctx, const char* what) {
   const float* p = floats_at(s, first);
-  std::vector<float> out(static_cast<size_t>(n));
-  bool finite = true;
-  for (int64_t i = 0; i < n; ++i) {  // copy and check in one pass
-    out[size_t(i)] = p[i];
-    finite = finite && std::isfinite(p[i]);
-  }
-  MPSNN_CHECK(finite, GraphError, ctx, " the updated ", what, " hold NaN or infinity; the graph keeps the previous values");
-  return out;
+  MPSNN_CHECK(count_non_finite(p, n) == 0, GraphError, ctx, " the updated ", what,
+              " hold NaN or infinity; the graph keeps the previous values");
+  return std::vector<float>(p, p + n);  // copied, not zero-filled first
 }
 
 // A state sized for the weights and biases of `c` (biases: Cout even when the data source has none,
-// as MPSCNNConvolutionWeightsAndBiasesState(device, descriptor) makes them), and its filling.
+// as MPSCNNConvolutionWeightsAndBiasesState(device, descriptor) makes them); its buffers get memory
+// when the snapshot task fills them.
 std::shared_ptr<WeightsAndBiasesState> weights_state(const DevicePtr& device, const ConvolutionParams& c) {
   return std::make_shared<WeightsAndBiasesState>(device, nullptr, c.weights.size() * 4,
                                                  size_t(c.desc.output_feature_channels) * 4);
 }
-void fill_weights_state(WeightsAndBiasesState& s, const ConvolutionParams& c) {
-  std::memcpy(s.first()->data(), c.weights.data(), c.weights.size() * 4);
-  if (!c.bias.empty()) std::memcpy(s.second()->data(), c.bias.data(), c.bias.size() * 4);
+// The snapshot: on a host-addressable device the state's buffers become views of the slot's
+// (immutable) parameter vectors, kept alive by the state — no copy; a buffer somebody already
+// touched (or device memory) gets a copy. Missing biases stay zeros.
+void fill_weights_state(WeightsAndBiasesState& s, const std::shared_ptr<const ConvolutionParams>& c) {
+  auto fill = [&](const BufferPtr& b, const std::vector<float>& v) {
+    if (v.empty()) return;
+    const size_t bytes = v.size() * 4;
+    if (s.device()->host_accessible() &&
+        b->bind(Storage::borrow(const_cast<float*>(v.data()), bytes, std::const_pointer_cast<ConvolutionParams>(c),
+                                s.device()->memory_kind())))
+      return;
+    std::memcpy(b->data(), v.data(), bytes);
+  };
+  fill(s.lazy_part(0), c->weights);
+  if (s.resource_count() > 1) fill(s.lazy_part(1), c->bias);
 }
 
 void check_pair(const StatePtr& r, int64_t first, int64_t second, const std::string& ctx, const char* method,
@@ -114,7 +133,7 @@ void NNGraph::encode_updates(const CommandBufferPtr& cb, const std::vector<State
         const int64_t nw = int64_t(now.conv->weights.size()), nb = int64_t(now.conv->bias.size());
         // The weights the kernels used: the slot's values when this command buffer runs.
         auto source = weights_state(device_, *now.conv);
-        cb->encode([slot, source](Stream&) { fill_weights_state(*source, *slot->values().conv); },
+        cb->encode([slot, source](Stream&) { fill_weights_state(*source, slot->values().conv); },
                    "MPSNNGraph parameter snapshot");
         StatePtr r = with_node_context(g, [&] { return g.convolution_source->update_with_command_buffer(cb, gradient_state, source); });
         if (!r) continue;
@@ -176,7 +195,7 @@ void NNGraph::encode_updates(const CommandBufferPtr& cb, const std::vector<State
       if (g.convolution_source) {
         const NodeParams v = params->values_of(g);
         auto source = weights_state(device, *v.conv);
-        fill_weights_state(*source, *v.conv);
+        fill_weights_state(*source, v.conv);
         changed = with_node_context(g, [&] { return g.convolution_source->update_with_gradient_state(gs, source); });
       } else {
         const bool instance = g.kind() == OpKind::InstanceNormalizationGradient;

@@ -93,7 +93,8 @@ _export_constant_aliases(globals())
 MPSRectNoClip = MTLRegion(MTLOrigin(0, 0, 0), MTLSize(-1, -1, -1))
 
 __all__ = sorted(name for name in globals() if name.startswith(("MPS", "MTL", "Array")) or name in (
-    "ShapeError", "DTypeError", "UnsupportedError", "BackendError", "available_backends"))
+    "ShapeError", "DTypeError", "UnsupportedError", "BackendError", "SerializationError", "LabelHandle",
+    "available_backends"))
 __version__ = "0.1.0"
 
 

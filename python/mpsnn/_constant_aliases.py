@@ -36,6 +36,7 @@ MPSImageFeatureChannelFormatUnorm8 = MPSImageFeatureChannelFormat.unorm8
 MPSImageFeatureChannelFormatUnorm16 = MPSImageFeatureChannelFormat.unorm16
 MPSImageFeatureChannelFormatFloat16 = MPSImageFeatureChannelFormat.float16
 MPSImageFeatureChannelFormatFloat32 = MPSImageFeatureChannelFormat.float32
+MPSImageFeatureChannelFormatBfloat16 = MPSImageFeatureChannelFormat.bfloat16
 MPSImageEdgeModeZero = MPSImageEdgeMode.zero
 MPSImageEdgeModeClamp = MPSImageEdgeMode.clamp
 MPSImageEdgeModeMirror = MPSImageEdgeMode.mirror
@@ -117,6 +118,7 @@ __all__ = [
     "MPSImageFeatureChannelFormatUnorm16",
     "MPSImageFeatureChannelFormatFloat16",
     "MPSImageFeatureChannelFormatFloat32",
+    "MPSImageFeatureChannelFormatBfloat16",
     "MPSImageEdgeModeZero",
     "MPSImageEdgeModeClamp",
     "MPSImageEdgeModeMirror",

@@ -9,10 +9,12 @@ from mpsnn import DTypeError
 from mpsnn import MPSError
 from mpsnn import MPSGraphError
 from mpsnn import MPSTemporaryImageError
+from mpsnn import SerializationError
 from mpsnn import ShapeError
 from mpsnn import UnsupportedError
 import typing
 import typing_extensions
+import os
 import numpy
 import numpy.typing
 import mpsnn._types
@@ -22,11 +24,12 @@ _WritableBytes: typing_extensions.TypeAlias = numpy.typing.NDArray[typing.Any] |
 _FloatVector: typing_extensions.TypeAlias = collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex] | numpy.typing.NDArray[typing.Any]
 _SourceImage: typing_extensions.TypeAlias = MPSImage | numpy.typing.NDArray[typing.Any] | mpsnn.protocols.SupportsDLPack
 _Handle: typing_extensions.TypeAlias = mpsnn.protocols.MPSHandle | None
-__all__: list[str] = ['BackendError', 'DTypeError', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNArithmeticGradientState', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationGradientNode', 'MPSCNNBatchNormalizationNode', 'MPSCNNBatchNormalizationState', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientNode', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNConvolutionWeightsAndBiasesState', 'MPSCNNConvolutionWeightsLayout', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedGradientNode', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationGradientNode', 'MPSCNNInstanceNormalizationGradientState', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNLossDataDescriptor', 'MPSCNNLossDescriptor', 'MPSCNNLossLabels', 'MPSCNNLossNode', 'MPSCNNLossType', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationGammaAndBetaState', 'MPSCNNNormalizationMeanAndVarianceState', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNReductionType', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCNNYOLOLossDescriptor', 'MPSCNNYOLOLossNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNOptimizer', 'MPSNNOptimizerAdam', 'MPSNNOptimizerDescriptor', 'MPSNNOptimizerRMSProp', 'MPSNNOptimizerStochasticGradientDescent', 'MPSNNPaddingMethod', 'MPSNNRegularizationType', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MPSVector', 'MPSVectorDescriptor', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'ShapeError', 'UnsupportedError', 'available_backends']
+__all__: list[str] = ['BackendError', 'DTypeError', 'LabelHandle', 'MPSCNNAdd', 'MPSCNNArithmetic', 'MPSCNNArithmeticGradientState', 'MPSCNNBatchNormalization', 'MPSCNNBatchNormalizationFlags', 'MPSCNNBatchNormalizationGradientNode', 'MPSCNNBatchNormalizationNode', 'MPSCNNBatchNormalizationState', 'MPSCNNBinaryConvolution', 'MPSCNNBinaryConvolutionFlags', 'MPSCNNBinaryConvolutionNode', 'MPSCNNBinaryConvolutionType', 'MPSCNNBinaryFullyConnected', 'MPSCNNBinaryFullyConnectedNode', 'MPSCNNBinaryKernel', 'MPSCNNConvolution', 'MPSCNNConvolutionDescriptor', 'MPSCNNConvolutionGradientNode', 'MPSCNNConvolutionGradientState', 'MPSCNNConvolutionGradientStateNode', 'MPSCNNConvolutionNode', 'MPSCNNConvolutionTranspose', 'MPSCNNConvolutionTransposeGradientNode', 'MPSCNNConvolutionTransposeGradientStateNode', 'MPSCNNConvolutionTransposeNode', 'MPSCNNConvolutionWeightsAndBiasesState', 'MPSCNNConvolutionWeightsLayout', 'MPSCNNCrossChannelNormalization', 'MPSCNNCrossChannelNormalizationGradientNode', 'MPSCNNCrossChannelNormalizationNode', 'MPSCNNDepthWiseConvolutionDescriptor', 'MPSCNNDilatedPoolingMax', 'MPSCNNDilatedPoolingMaxGradient', 'MPSCNNDilatedPoolingMaxGradientNode', 'MPSCNNDilatedPoolingMaxNode', 'MPSCNNDivide', 'MPSCNNDropout', 'MPSCNNDropoutGradientNode', 'MPSCNNDropoutGradientState', 'MPSCNNDropoutNode', 'MPSCNNFullyConnected', 'MPSCNNFullyConnectedGradientNode', 'MPSCNNFullyConnectedNode', 'MPSCNNGradientKernel', 'MPSCNNInstanceNormalization', 'MPSCNNInstanceNormalizationGradientNode', 'MPSCNNInstanceNormalizationGradientState', 'MPSCNNInstanceNormalizationNode', 'MPSCNNKernel', 'MPSCNNLocalContrastNormalization', 'MPSCNNLocalContrastNormalizationGradientNode', 'MPSCNNLocalContrastNormalizationNode', 'MPSCNNLogSoftMax', 'MPSCNNLogSoftMaxGradientNode', 'MPSCNNLogSoftMaxNode', 'MPSCNNLossDataDescriptor', 'MPSCNNLossDescriptor', 'MPSCNNLossLabels', 'MPSCNNLossNode', 'MPSCNNLossType', 'MPSCNNMultiply', 'MPSCNNNeuron', 'MPSCNNNeuronAbsoluteNode', 'MPSCNNNeuronELUNode', 'MPSCNNNeuronExponentialNode', 'MPSCNNNeuronGradient', 'MPSCNNNeuronGradientNode', 'MPSCNNNeuronHardSigmoidNode', 'MPSCNNNeuronLinearNode', 'MPSCNNNeuronLogarithmNode', 'MPSCNNNeuronNode', 'MPSCNNNeuronPReLUNode', 'MPSCNNNeuronPowerNode', 'MPSCNNNeuronReLUNNode', 'MPSCNNNeuronReLUNode', 'MPSCNNNeuronSigmoidNode', 'MPSCNNNeuronSoftPlusNode', 'MPSCNNNeuronSoftSignNode', 'MPSCNNNeuronTanHNode', 'MPSCNNNeuronType', 'MPSCNNNormalizationGammaAndBetaState', 'MPSCNNNormalizationMeanAndVarianceState', 'MPSCNNNormalizationNode', 'MPSCNNPooling', 'MPSCNNPoolingAverage', 'MPSCNNPoolingAverageGradient', 'MPSCNNPoolingAverageGradientNode', 'MPSCNNPoolingAverageNode', 'MPSCNNPoolingGradient', 'MPSCNNPoolingGradientNode', 'MPSCNNPoolingL2Norm', 'MPSCNNPoolingL2NormGradient', 'MPSCNNPoolingL2NormGradientNode', 'MPSCNNPoolingL2NormNode', 'MPSCNNPoolingMax', 'MPSCNNPoolingMaxGradient', 'MPSCNNPoolingMaxGradientNode', 'MPSCNNPoolingMaxNode', 'MPSCNNPoolingNode', 'MPSCNNReductionType', 'MPSCNNSoftMax', 'MPSCNNSoftMaxGradientNode', 'MPSCNNSoftMaxNode', 'MPSCNNSpatialNormalization', 'MPSCNNSpatialNormalizationGradientNode', 'MPSCNNSpatialNormalizationNode', 'MPSCNNSubPixelConvolutionDescriptor', 'MPSCNNSubtract', 'MPSCNNUpsampling', 'MPSCNNUpsamplingBilinear', 'MPSCNNUpsamplingBilinearGradientNode', 'MPSCNNUpsamplingBilinearNode', 'MPSCNNUpsamplingNearest', 'MPSCNNUpsamplingNearestGradientNode', 'MPSCNNUpsamplingNearestNode', 'MPSCNNYOLOLossDescriptor', 'MPSCNNYOLOLossNode', 'MPSCommandBuffer', 'MPSDataLayout', 'MPSDataType', 'MPSError', 'MPSGraphError', 'MPSImage', 'MPSImageAllocator', 'MPSImageBatchIncrementReadCount', 'MPSImageBatchResourceSize', 'MPSImageBatchSynchronize', 'MPSImageBilinearScale', 'MPSImageDescriptor', 'MPSImageEdgeMode', 'MPSImageFeatureChannelFormat', 'MPSImageLanczosScale', 'MPSImageScale', 'MPSKernel', 'MPSKernelOptions', 'MPSNNAdditionGradientNode', 'MPSNNAdditionNode', 'MPSNNArithmeticGradientNode', 'MPSNNArithmeticGradientStateNode', 'MPSNNBilinearScaleNode', 'MPSNNBinaryArithmeticNode', 'MPSNNBinaryGradientState', 'MPSNNBinaryGradientStateNode', 'MPSNNConcatenationGradientNode', 'MPSNNConcatenationNode', 'MPSNNDefaultPadding', 'MPSNNDivisionNode', 'MPSNNFilterNode', 'MPSNNGradientFilterNode', 'MPSNNGradientState', 'MPSNNGradientStateNode', 'MPSNNGraph', 'MPSNNImageNode', 'MPSNNLabelsNode', 'MPSNNLanczosScaleNode', 'MPSNNMultiaryGradientState', 'MPSNNMultiaryGradientStateNode', 'MPSNNMultiplicationGradientNode', 'MPSNNMultiplicationNode', 'MPSNNNeuronDescriptor', 'MPSNNOptimizer', 'MPSNNOptimizerAdam', 'MPSNNOptimizerDescriptor', 'MPSNNOptimizerRMSProp', 'MPSNNOptimizerStochasticGradientDescent', 'MPSNNPaddingMethod', 'MPSNNRegularizationType', 'MPSNNScaleNode', 'MPSNNStateNode', 'MPSNNSubtractionGradientNode', 'MPSNNSubtractionNode', 'MPSNNTrainingStyle', 'MPSScaleTransform', 'MPSState', 'MPSTemporaryImage', 'MPSTemporaryImageError', 'MPSVector', 'MPSVectorDescriptor', 'MTLBuffer', 'MTLCommandBuffer', 'MTLCommandBufferStatus', 'MTLCommandQueue', 'MTLCopyAllDevices', 'MTLCreateSystemDefaultDevice', 'MTLDevice', 'MTLPixelFormat', 'MTLTexture', 'MTLTextureDescriptor', 'MTLTextureType', 'MTLTextureUsage', 'SerializationError', 'ShapeError', 'UnsupportedError', 'available_backends']
 class MPSImageFeatureChannelFormat(enum.IntEnum):
     """
     Storage format of image channels.
     """
+    bfloat16: typing.ClassVar[MPSImageFeatureChannelFormat]
     float16: typing.ClassVar[MPSImageFeatureChannelFormat]
     float32: typing.ClassVar[MPSImageFeatureChannelFormat]
     none: typing.ClassVar[MPSImageFeatureChannelFormat]
@@ -784,19 +787,23 @@ class MPSImage:
     @staticmethod
     def from_dlpack(tensor: typing.Any, device: MTLDevice | None = None) -> MPSImage:
         """
-        Wrap a CPU DLPack tensor (PyTorch, JAX, CuPy host arrays...) of shape (N, H, W, C), C-contiguous,
-        float32/float16/uint8/uint16, without copying. A channels_last PyTorch tensor t qualifies as
-        t.permute(0, 2, 3, 1).
+        Wrap a DLPack tensor (PyTorch, JAX, CuPy, NumPy...) of shape (N, H, W, C), C-contiguous,
+        float32/float16/bfloat16/uint8/uint16, without copying: host tensors for the CPU, CUDA tensors for
+        their GPU (device=None picks the device holding the memory). A CUDA producer's pending writes are
+        waited for (its __dlpack__(stream=) orders them before a stream of ours, which is synchronized).
+        A channels_last PyTorch tensor t qualifies as t.permute(0, 2, 3, 1).
         
         Raises:
-            UnsupportedError: the tensor is not in host memory.
+            UnsupportedError: the tensor's memory is not the device's.
             DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
             ShapeError: not 4-dimensional.
         """
     @staticmethod
     def from_numpy(array: typing.Any, device: MTLDevice | None = None) -> MPSImage:
         """
-        Wrap a C-contiguous (N, H, W, C) float32/float16/uint8/uint16 array without copying.
+        Wrap a C-contiguous (N, H, W, C) float32/float16/bfloat16 (ml_dtypes)/uint8/uint16 array without copying
+        on the CPU; on a GPU (device=, or the default device when it is one) the array is copied into device
+        memory through pinned staging.
         
         Raises:
             DTypeError: wrong dtype or not C-contiguous (nothing is copied silently).
@@ -808,11 +815,11 @@ class MPSImage:
         """
     def __dlpack__(self, **kwargs) -> typing.Any:
         """
-        DLPack export of the (N, H, W, C) memory (no copy; NumPy implements the protocol): torch.from_dlpack(image). Waits for the producing command buffer as numpy() does.
+        DLPack export of the (N, H, W, C) memory, without a copy: torch.from_dlpack(image), cupy.from_dlpack(image). Host images: NumPy implements the protocol, and the export waits for the producing command buffer as numpy() does. CUDA images: the consumer's stream (stream=, None meaning the legacy default stream) waits for encoded work still writing the image (an event on the queue's stream, no host wait), and the memory goes back to mpsnn only after that stream has passed the point where the consumer let go. dl_device=(1, 0) gets a host copy unless copy=False.
         """
     def __dlpack_device__(self) -> tuple[int, int]:
         """
-        (1, 0): host memory (kDLCPU).
+        (1, 0) for host memory (kDLCPU), (2, index) for CUDA memory (kDLCUDA).
         """
     def __getitem__(self, key: typing.Any) -> typing.Any:
         """
@@ -953,7 +960,11 @@ class MPSNNImageNode:
     @staticmethod
     def node(handle: _Handle = None) -> MPSNNImageNode:
         ...
+    def __deepcopy__(self, memo: typing.Any) -> typing.Any:
+        ...
     def __init__(self, handle: _Handle = None) -> None:
+        ...
+    def __reduce__(self) -> tuple[..., tuple[bytes]]:
         ...
     @property
     def parent(self) -> MPSNNFilterNode | None:
@@ -967,6 +978,10 @@ class MPSNNStateNode:
     export_from_graph: bool
     handle: _Handle
     synchronize_resource: bool
+    def __deepcopy__(self, memo: typing.Any) -> typing.Any:
+        ...
+    def __reduce__(self) -> tuple[..., tuple[bytes]]:
+        ...
 class MPSNNGradientStateNode(MPSNNStateNode):
     pass
 class MPSCNNConvolutionGradientStateNode(MPSNNGradientStateNode):
@@ -1179,6 +1194,12 @@ class MPSNNFilterNode:
     """
     label: str | None
     padding_policy: mpsnn.protocols.MPSNNPadding
+    def __deepcopy__(self, memo: typing.Any) -> typing.Any:
+        ...
+    def __reduce__(self) -> tuple[..., tuple[bytes]]:
+        """
+        Pickles this node with everything upstream of it (data only: weights, attributes, handle labels).
+        """
     def __repr__(self) -> str:
         ...
     def gradient_filter(self, with_source: MPSNNImageNode | None = None, with_sources: collections.abc.Sequence[MPSNNImageNode] | None = None) -> MPSNNFilterNode:
@@ -3240,12 +3261,25 @@ class MPSNNGraph:
     label: str
     output_state_is_temporary: bool
     @staticmethod
+    def from_bytes(data: _Bytes, device: MTLDevice | None = None) -> MPSNNGraph:
+        """
+        A graph from to_bytes() data, on `device` (None: the system default device). Nothing in the data is executed: data sources are loaded as ArrayConvolutionDataSource / ArrayBatchNormalizationDataSource / ArrayInstanceNormalizationDataSource, handles as LabelHandle. Truncated or corrupted data raises SerializationError naming the section, field and byte offset.
+        """
+    @staticmethod
     def graph(device: MTLDevice, result_image: MPSNNImageNode | None = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> MPSNNGraph:
         ...
     def __copy__(self) -> MPSNNGraph:
         ...
+    def __deepcopy__(self, memo: typing.Any) -> MPSNNGraph:
+        """
+        An independent graph with its own nodes and data sources (through to_bytes).
+        """
     def __init__(self, device: MTLDevice, result_image: MPSNNImageNode | None = None, result_image_is_needed: bool = True, *, result_images: collections.abc.Sequence[MPSNNImageNode] | None = None, results_are_needed: collections.abc.Sequence[bool] | None = None) -> None:
         ...
+    def __reduce__(self) -> tuple[..., tuple[bytes]]:
+        """
+        Pickles through to_bytes(); unpickling makes the graph on the system default device.
+        """
     def copy(self, device: MTLDevice | None = None) -> MPSNNGraph:
         """
         An independent graph over the same nodes with the same properties, on `device` or this graph's (MPSKernel copy, graph.md §2.9). The data sources are read again.
@@ -3281,6 +3315,18 @@ class MPSNNGraph:
             intermediate_images: optional list that receives the exported images.
             source_states: MPSStates in source_state_handles order (persistent ones: run has no command buffer).
             destination_states: optional list that receives the exported result states (persistent MPSStates).
+        """
+    def save_picture(self, path: str | os.PathLike[str], plan: bool = False, source_images: collections.abc.Sequence[_SourceImage] | None = None, source_states: collections.abc.Sequence[MPSState] | None = None) -> None:
+        """
+        mpsnn extension: writes to_dot(plan, source_images) as a picture, SVG or PNG by the path's extension, with Graphviz's `dot` (it must be on PATH: UnsupportedError otherwise).
+        """
+    def to_bytes(self) -> bytes:
+        """
+        The graph as bytes (graph.md §2.9): its nodes with every attribute, padding policy, handle label and the weights and parameters of its data sources, and its properties, in mpsnn's versioned, data-only format (cpp/graph/serialize.h documents it). Custom padding policies, image allocators and transform providers (Python code) cannot be stored: UnsupportedError names the node.
+        """
+    def to_dot(self, plan: bool = False, source_images: collections.abc.Sequence[_SourceImage] | None = None, source_states: collections.abc.Sequence[MPSState] | None = None) -> str:
+        """
+        mpsnn extension: the graph as Graphviz DOT text. plan=False: its nodes (MPS class names, labels, attributes that differ from the defaults, handles; with source_images (and source_states for a graph that has source states, e.g. loss labels) also the image sizes). plan=True: the plan compiled for source_images (steps with what they fused, values with their arena offsets: values sharing an offset reuse one block of memory).
         """
     @property
     def _num_compiled_plans(self) -> int:
@@ -3345,6 +3391,24 @@ class MPSNNGraph:
     @property
     def source_state_handles(self) -> list[_Handle]:
         ...
+class LabelHandle:
+    """
+    mpsnn: the MPSHandle of a node in a graph loaded from bytes or a pickle. Handles are stored as their label() (loading never runs code from the data), so a loaded graph's handle lists hold LabelHandles with the original labels, one object per original handle.
+    """
+    def __eq__(self, arg0: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> tuple[str | None]:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __init__(self, label: str | None = None) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, arg0: tuple) -> None:
+        ...
+    def label(self) -> str | None:
+        ...
 def MPSImageBatchIncrementReadCount(batch: collections.abc.Sequence[MPSImage], amount: typing.SupportsInt | typing.SupportsIndex) -> int:
     ...
 def MPSImageBatchResourceSize(batch: collections.abc.Sequence[MPSImage]) -> int:
@@ -3378,6 +3442,10 @@ def _host_allocation_count() -> int:
 def _host_live_allocation_count() -> int:
     """
     Test aid: blocks of the host allocator not yet released (leak checks).
+    """
+def _nodes_from_bytes(data: _Bytes) -> typing.Any:
+    """
+    Loads what a node's pickle holds (the node and everything upstream of it); see MPSNNGraph.to_bytes for the format. Raises SerializationError for bytes that are not such data.
     """
 def _op_kinds() -> list:
     """

@@ -739,7 +739,8 @@ def test_convolution_float16_source_array(device, rng):
     ds, w, b = conv_source(3, 4, 3, 3, rng)
     g = make_graph(device, _conv(ds), 1)
     y = g.run([x]).numpy()
-    assert y.dtype == (np.float16 if g.format == FP16 else np.float32)
+    expected_dtype = {FP16: "float16", mpsnn.MPSImageFeatureChannelFormat.bfloat16: "bfloat16"}.get(g.format, "float32")
+    assert y.dtype.name == expected_dtype
     assert_close(y, R.conv2d(x.astype(np.float64), w, b), "reduction", k=27)
 
 

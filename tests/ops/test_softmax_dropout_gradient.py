@@ -162,6 +162,26 @@ def test_dropout_mask_statistics_and_seeds(device, rng):
     assert not np.array_equal(masks[0], masks[1])
 
 
+def test_each_encode_draws_the_next_mask(device, rng):
+    """Training iterations drop different units (own::dropout_mask's `draw`): encode k of a compiled
+    graph uses draw k of the seed's sequence; a new graph with the same seed starts it again."""
+    shape = (2, 6, 5, 7)
+    x = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    drop, grad, graph = _dropout_graph(device, 0.5, 321, (1, 1, 1))
+    seen = []
+    for k in range(3):
+        y, dx, states = _encode(device, graph, {'x': x, 'g': g})
+        m = states[0].mask_data()
+        np.testing.assert_array_equal(m, R.dropout_mask(shape, 0.5, 321, draw=k))
+        assert_close(dx, R.dropout_gradient(g, m, 0.5), "elementwise")   # the gradient reads its own draw
+        assert not any(np.array_equal(m, old) for old in seen)
+        seen.append(m)
+    _, _, again = _dropout_graph(device, 0.5, 321, (1, 1, 1))
+    _, _, states = _encode(device, again, {'x': x, 'g': g})
+    np.testing.assert_array_equal(states[0].mask_data(), seen[0])
+
+
 def test_dropout_mask_is_independent_of_the_thread_count(device, tmp_path):
     if device.backend != "cpu":
         pytest.skip("the OpenMP thread count concerns the CPU backend")

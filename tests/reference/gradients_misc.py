@@ -214,17 +214,19 @@ def dropout_mask_shape(shape, mask_stride=(1, 1, 1)):
     return (n, h if sy else 1, w if sx else 1, c if sz else 1)
 
 
-def dropout_mask(shape, keep_probability, seed=0, mask_stride=(1, 1, 1)):
+def dropout_mask(shape, keep_probability, seed=0, mask_stride=(1, 1, 1), draw=0):
     """The project's keep mask (nodes.md §11.1 chosen generator): element i (flat NHWC index within its
-    image n of the mask) takes word i mod 4 of Philox-4x32-10 with counter (i div 4, n) as two 64-bit
-    halves and key = seed; it is kept iff (word >> 8)·2^−24 < keep_probability. uint8, mask shape."""
+    image n of the mask) takes word i mod 4 of Philox-4x32-10 with counter (i div 4 as two 32-bit
+    halves, n, draw) and key = seed; it is kept iff (word >> 8)·2^−24 < keep_probability. `draw` (an
+    mpsnn choice) counts the masks the dropout step drew before: 0 for a compiled graph's first
+    encode, then 1, 2, ... — draw 0 is nodes.md's counter (i div 4, n) exactly. uint8, mask shape."""
     ms = dropout_mask_shape(shape, mask_stride)
     per = int(np.prod(ms[1:]))
     n = np.arange(ms[0], dtype=np.uint64)[:, None]
     i = np.arange(per, dtype=np.uint64)[None, :]
     blk = i // np.uint64(4)
     seed = np.uint64(seed)
-    words = philox4x32_10(blk & _LO, blk >> np.uint64(32), n & _LO, n >> np.uint64(32),
+    words = philox4x32_10(blk & _LO, blk >> np.uint64(32), n & _LO, np.uint64(draw) + n * np.uint64(0),
                           seed & _LO, seed >> np.uint64(32))
     sel = (i % np.uint64(4)).astype(np.int64)
     w = np.choose(np.broadcast_to(sel, (ms[0], per)), [np.broadcast_to(v, (ms[0], per)) for v in words])

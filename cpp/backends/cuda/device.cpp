@@ -125,6 +125,146 @@ void CudaDevice::copy_blocking(void* dst, const void* src, size_t bytes) {
   MPSNN_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "[cuda:", index(), "]");
 }
 
+// Pinned host blocks by rounded size (powers of two from 64 KiB), kept after use: cudaMallocHost
+// costs milliseconds, so a host copy of each numpy() / read_bytes would pay that every time.
+struct CudaDevice::Staging {
+  static constexpr size_t kMaxCachedBytes = size_t(1) << 30;
+  int index = 0;
+  std::mutex mutex;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;
+  size_t cached_bytes = 0;
+  static size_t round(size_t bytes) {
+    size_t r = size_t(64) << 10;
+    while (r < bytes) r <<= 1;
+    return r;
+  }
+  void give_back(void* p, size_t rounded) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (cached_bytes + rounded <= kMaxCachedBytes) {
+        free_blocks[rounded].push_back(p);
+        cached_bytes += rounded;
+        return;
+      }
+    }
+    cudaFreeHost(p);
+  }
+  ~Staging() {
+    for (auto& kv : free_blocks)
+      for (void* p : kv.second) cudaFreeHost(p);
+  }
+};
+
+CudaDevice::CudaDevice(int index, std::string name)
+    : Device(std::move(name), "cuda", index), allocator_(index), staging_(std::make_shared<Staging>()) {
+  staging_->index = index;
+}
+
+std::shared_ptr<Storage> CudaDevice::staging_buffer(size_t bytes) {
+  const size_t rounded = Staging::round(bytes);
+  void* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(staging_->mutex);
+    auto it = staging_->free_blocks.find(rounded);
+    if (it != staging_->free_blocks.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      staging_->cached_bytes -= rounded;
+    }
+  }
+  if (!p) {
+    set_device(index());
+    const cudaError_t e = cudaMallocHost(&p, rounded);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      MPSNN_THROW(BackendError, "[cuda:", index(), "] out of pinned host memory: cudaMallocHost of ", rounded,
+                  " bytes (staging a host copy) failed (", cudaGetErrorName(e), ")");
+    }
+  }
+  std::shared_ptr<Staging> cache = staging_;
+  return Storage::adopt(p, bytes, MemoryKind::host, [cache, rounded](void* q) { cache->give_back(q, rounded); });
+}
+
+namespace {
+// A __dlpack__ stream argument as a CUDA stream: 1 the legacy default stream, 2 the per-thread
+// default stream, anything else a cudaStream_t (0, which the protocol disallows as ambiguous,
+// is read as the legacy default stream, which it means to the runtime).
+cudaStream_t consumer_stream(int64_t s) {
+  if (s == 0 || s == 1) return cudaStreamLegacy;
+  if (s == 2) return cudaStreamPerThread;
+  return reinterpret_cast<cudaStream_t>(static_cast<intptr_t>(s));
+}
+}  // namespace
+
+int64_t CudaDevice::dlpack_import_stream() {
+  std::lock_guard<std::mutex> lock(dlpack_mutex_);
+  if (!import_stream_) {
+    set_device(index());
+    MPSNN_CUDA_CHECK(cudaStreamCreateWithFlags(&import_stream_, cudaStreamNonBlocking), "[cuda:", index(),
+                     "] DLPack import stream:");
+  }
+  return static_cast<int64_t>(reinterpret_cast<intptr_t>(import_stream_));
+}
+
+void CudaDevice::dlpack_import_wait() {
+  cudaStream_t s;
+  {
+    std::lock_guard<std::mutex> lock(dlpack_mutex_);
+    s = import_stream_;
+  }
+  if (!s) return;
+  set_device(index());
+  MPSNN_CUDA_CHECK(cudaStreamSynchronize(s), "[cuda:", index(), "] waiting for a DLPack producer's writes:");
+}
+
+void CudaDevice::dlpack_order_before(Stream& producer, int64_t consumer) {
+  CudaStream& ours = stream_of(&producer);
+  cudaEvent_t ev = nullptr;
+  MPSNN_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "[cuda:", index(), "] DLPack export:");
+  cudaError_t e = cudaEventRecord(ev, ours.stream());
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(consumer_stream(consumer), ev, 0);
+  cudaEventDestroy(ev);  // released once the wait has been satisfied
+  if (e != cudaSuccess) throw_cuda_error(e, "cudaStreamWaitEvent", "[cuda:" + std::to_string(index()) + "] DLPack export:");
+}
+
+void CudaDevice::collect_deferred(bool wait) {
+  std::vector<std::shared_ptr<const void>> done;
+  {
+    std::lock_guard<std::mutex> lock(dlpack_mutex_);
+    auto keep = deferred_.begin();
+    for (auto& d : deferred_) {
+      if (wait) cudaEventSynchronize(d.first);
+      if (cudaEventQuery(d.first) == cudaSuccess) {
+        cudaEventDestroy(d.first);
+        done.push_back(std::move(d.second));
+      } else {
+        cudaGetLastError();  // cudaErrorNotReady
+        *keep++ = std::move(d);
+      }
+    }
+    deferred_.erase(keep, deferred_.end());
+  }
+  // `done` releases here, outside the lock (a release may free memory and take other locks).
+}
+
+void CudaDevice::release_after(int64_t consumer, std::shared_ptr<const void> keep) {
+  if (consumer == -1) return;  // no stream given: the consumer ordered its own work (keep releases now)
+  set_device(index());
+  cudaEvent_t ev = nullptr;
+  if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess ||
+      cudaEventRecord(ev, consumer_stream(consumer)) != cudaSuccess) {
+    cudaGetLastError();
+    if (ev) cudaEventDestroy(ev);
+    // The consumer's stream is gone (or the context is): nothing can still be reading.
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(dlpack_mutex_);
+    deferred_.emplace_back(ev, std::move(keep));
+  }
+  collect_deferred(false);
+}
+
 cudnnHandle_t CudaDevice::build_handle() {
   if (!build_handle_) {
     ensure_cudnn();
@@ -137,6 +277,8 @@ cudnnHandle_t CudaDevice::build_handle() {
 }
 
 CudaDevice::~CudaDevice() {
+  collect_deferred(true);
+  if (import_stream_) cudaStreamDestroy(import_stream_);
   if (build_handle_) cudnn_frontend::detail::destroy_handle(build_handle_);
 }
 

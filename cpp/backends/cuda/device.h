@@ -26,6 +26,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/device.h"
 
@@ -73,7 +75,7 @@ class CudaStream final : public Stream {
 
 class CudaDevice final : public Device {
  public:
-  CudaDevice(int index, std::string name) : Device(std::move(name), "cuda", index), allocator_(index) {}
+  CudaDevice(int index, std::string name);
   MemoryKind memory_kind() const override { return MemoryKind::device; }
   Allocator& allocator() override { return allocator_; }
   std::unique_ptr<Stream> make_stream() override { return std::make_unique<CudaStream>(index()); }
@@ -83,6 +85,17 @@ class CudaDevice final : public Device {
   // Plans replay as CUDA graphs unless MPSNN_CUDA_GRAPHS=0 when they are compiled.
   bool supports_recording() const override;
   void copy_blocking(void* dst, const void* src, size_t bytes) override;
+  // Pinned host memory (cudaMallocHost), from a cache of freed blocks of the same rounded size.
+  std::shared_ptr<Storage> staging_buffer(size_t bytes) override;
+  // DLPack: kDLCUDA memory of this device. Imports hand producers a stream of this device's own
+  // and wait for it on the host before the memory is used; exports record an event on the queue's
+  // stream that the consumer's stream waits for, and release the memory to the allocator only
+  // once the consumer's stream has passed the point where it let go.
+  std::pair<int, int64_t> dlpack_device() const override { return {2, index()}; }
+  int64_t dlpack_import_stream() override;
+  void dlpack_import_wait() override;
+  void dlpack_order_before(Stream& producer, int64_t consumer_stream) override;
+  void release_after(int64_t consumer_stream, std::shared_ptr<const void> keep) override;
 
   // A cuDNN handle for building plans when a graph is compiled (not for running them: each
   // stream has its own); hold build_mutex() while using it.
@@ -94,6 +107,14 @@ class CudaDevice final : public Device {
   CudaAllocator allocator_;
   std::mutex build_mutex_;
   cudnnHandle_t build_handle_ = nullptr;
+  struct Staging;
+  std::shared_ptr<Staging> staging_;  // shared with the blocks' deleters
+  std::mutex dlpack_mutex_;
+  cudaStream_t import_stream_ = nullptr;
+  // Exported memory the consumer let go of, each released once its event (recorded on the
+  // consumer's stream at that moment) has completed; checked whenever another is added.
+  std::vector<std::pair<cudaEvent_t, std::shared_ptr<const void>>> deferred_;
+  void collect_deferred(bool wait);
 };
 
 // The CUDA stream a kernel was given, with its device made current on the calling thread.

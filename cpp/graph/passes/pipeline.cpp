@@ -8,6 +8,59 @@
 namespace mpsnn {
 
 namespace {
+// The one step of a graph-level backend: every caller-bound value, in Plan::execute's order, and
+// every parameter slot of the graph.
+std::unique_ptr<Kernel> graph_kernel_step(CompileState& st, std::vector<int>& inputs, std::vector<int>& outputs,
+                                          std::vector<const ParamSlot*>& params) {
+  GraphKernelSpec spec;
+  spec.def = &st.def;
+  spec.key = &st.key;
+  spec.params = &st.params;
+  spec.poison_outputs = st.key.poison;
+  spec.graph_format = st.key.graph_format;
+  // Plan::execute's inputs and outputs, all of them (a result nobody needs has a null binding).
+  size_t n_in = st.def.source_images.size(), n_out = st.def.outputs.size();
+  for (const auto& d : st.key.state_inputs) n_in += d.size();
+  for (const auto& vals : st.result_state_values) n_out += vals.size();
+  for (const auto& d : st.key.state_outputs) n_out += d.size();
+  inputs.assign(n_in, -1);
+  outputs.assign(n_out, -1);
+  for (size_t v = 0; v < st.values.size(); ++v) {
+    const ValueInfo& val = st.values[v];
+    if (val.external_input >= 0) {
+      if (inputs.size() <= size_t(val.external_input)) inputs.resize(size_t(val.external_input) + 1, -1);
+      inputs[size_t(val.external_input)] = int(v);
+    }
+    if (val.external_output >= 0) {
+      if (outputs.size() <= size_t(val.external_output)) outputs.resize(size_t(val.external_output) + 1, -1);
+      outputs[size_t(val.external_output)] = int(v);
+    }
+  }
+  // Every binding has a value, except outputs nothing produces (a result that is not needed).
+  auto descs = [&](std::vector<int>& vals, std::vector<TensorDesc>& out, bool output) {
+    for (size_t i = 0; i < vals.size(); ++i) {
+      if (vals[i] < 0) {
+        ValueInfo none;
+        (output ? none.external_output : none.external_input) = int(i);
+        vals[i] = st.add_value(none);
+      }
+      out.push_back(st.values[size_t(vals[i])].desc);
+    }
+  };
+  descs(inputs, spec.inputs, false);
+  descs(outputs, spec.outputs, true);
+  for (const auto& f : st.def.filters)
+    if (const ParamSlot* slot = st.params.slot_of(*f)) {
+      params.push_back(slot);
+      spec.param_nodes.push_back(f.get());
+    }
+  for (const auto& vals : st.result_state_values) spec.result_state_buffers.push_back(vals.size());
+  for (const StepInfo& s : st.steps)
+    if (s.node) spec.geometry.emplace_back(s.node, s.geom);
+  for (const auto& kv : st.value_of) spec.shapes.emplace_back(kv.first, st.values[size_t(kv.second)].desc.shape);
+  return st.registry.graph_kernel(spec, *st.device);
+}
+
 // A quiet NaN in float32 and, per half, in float16 and bfloat16: poisoned memory reads as NaN
 // whatever the dtype of the value that lands on it.
 constexpr uint32_t kNaNPattern = 0x7fc07fc0u;
@@ -16,15 +69,28 @@ constexpr uint32_t kAllOnes = 0xffffffffu;      // NaN in float16/32, the maximu
 
 PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegistry& registry, const DevicePtr& device,
                      const std::shared_ptr<ParamStore>& params, const CompileOptions& options) {
-  CompileState st{def, key, registry, device, *params, options, {}, {}, {}, {}, {}, {}, {}, {}};
+  CompileState st{def, key, registry, device, *params, options, {}, {}, {}, {}, {}, {}, {}, {}, {}};
   infer_shapes(st);
   prune_steps(st);
-  fuse_nodes(st);
-  prune_steps(st);
+  // A graph-level backend fuses and plans memory itself: only the shapes and the caller bindings
+  // are ours (graph_kernel_step below).
+  const bool graph_level = registry.graph_kernel != nullptr;
+  if (!graph_level) {
+    fuse_nodes(st);
+    prune_steps(st);
+  }
   lower_boundaries(st);
   std::vector<int> live;
-  std::vector<std::unique_ptr<Kernel>> kernels = create_kernels(st, live);
-  const MemoryLayout mem = plan_memory(st, live, kernels);
+  std::vector<std::unique_ptr<Kernel>> kernels;
+  std::vector<int> graph_inputs, graph_outputs;
+  std::vector<const ParamSlot*> graph_params;
+  if (graph_level) {
+    kernels.push_back(graph_kernel_step(st, graph_inputs, graph_outputs, graph_params));
+  } else {
+    kernels = create_kernels(st, live);
+  }
+  const MemoryLayout mem = graph_level ? MemoryLayout{std::vector<size_t>(st.values.size(), 0), 0, 0}
+                                       : plan_memory(st, live, kernels);
 
   auto plan = std::make_shared<Plan>(device);
   plan->param_store_ = params;
@@ -63,7 +129,12 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
     plan->steps_.push_back(std::move(ps));
   };
   size_t arena_bytes = mem.arena_bytes;
-  if (key.poison) {
+  if (graph_level) {
+    // Its temporaries live inside the framework: key.poison reaches the kernel, which poisons the
+    // caller-bound outputs only (GraphKernelSpec::poison_outputs).
+    add_step(std::move(kernels[0]), graph_inputs, graph_outputs, graph_params, "[MPSNNGraph]");
+    plan->steps_.back().whole_graph = true;
+  } else if (key.poison) {
     // One value spanning the whole arena (temporaries and scratch), then every caller output.
     KernelFactory fill = registry.find(OpKind::Fill);
     MPSNN_CHECK(fill != nullptr, UnsupportedError, "[MPSNNGraph] the '", registry.backend(),
@@ -113,6 +184,7 @@ PlanPtr compile_plan(const GraphDef& def, const PlanKey& key, const KernelRegist
     plan->result_state_layouts_.push_back(std::move(layout));
   }
   plan->result_state_origins_ = st.result_state_origins;
+  for (const auto& [node, v] : st.value_of) plan->image_shapes_.emplace_back(node, st.values[size_t(v)].desc.shape);
   return plan;
 }
 

@@ -37,7 +37,7 @@ class ConvolutionKernelBase : public Kernel {
     auto s = std::make_unique<PrimitiveState>();
     s->args[DNNL_ARG_SRC] = memory(src_md_, engine(), DNNL_MEMORY_NONE);
     s->args[DNNL_ARG_DST] = memory(dst_md_, engine(), DNNL_MEMORY_NONE);
-    s->args[DNNL_ARG_WEIGHTS] = weights_;
+    s->args[DNNL_ARG_WEIGHTS] = weights_.mem();
     s->args[DNNL_ARG_BIAS] = bias_;
     s->args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad_md_, engine(), DNNL_MEMORY_NONE);
     return s;
@@ -47,7 +47,7 @@ class ConvolutionKernelBase : public Kernel {
   // Runs the primitive writing to `dst` (the output, or scratch for kernels that post-process).
   void execute(const KernelArgs& a, KernelState* state, float* dst, const float* staged = nullptr) const {
     const ParamSnapshot& p = a.params[0];
-    weights_version_.ensure(p.version, [&] { load_parameters(*p.values.conv); });
+    weights_version_.ensure(p.version, [&] { load_parameters(p.values.conv); });
     if (sum_) {  // the addend is the last input; oneDNN accumulates into dst
       const TensorRef& addend = a.inputs[a.num_inputs - 1];
       if (addend.data != dst) std::memcpy(dst, addend.data, addend.dense_bytes());
@@ -66,17 +66,17 @@ class ConvolutionKernelBase : public Kernel {
     scratch_bytes_ = scratchpad_md_.get_size();
     fully_connected_ = fully_connected;
     flip_ = flip;
-    weights_ = memory(pd.weights_desc(), engine());
+    weights_ = PrimitiveWeights(pd.weights_desc(), spec.params.conv->desc, fully_connected, flip);
     bias_ = memory({{spec.params.conv->desc.output_feature_channels}, dt::f32, tag::a}, engine());
     for (const auto& op : spec.post_ops) sum_ = sum_ || op.kind == PostOp::Kind::sum;
     num_inputs_ = int(spec.inputs.size());
-    load_parameters(*spec.params.conv);
+    load_parameters(spec.params.conv);
     weights_version_.set(spec.params_version);
   }
   // Rewrites the primitive's weights and bias in place (their memory is bound in every state).
-  void load_parameters(const ConvolutionParams& p) const {
-    reorder_weights(p, weights_, fully_connected_, flip_);
-    fill_bias(p, bias_);
+  void load_parameters(const std::shared_ptr<const ConvolutionParams>& p) const {
+    weights_.load(p);
+    fill_bias(*p, bias_);
   }
   static dnnl::primitive_attr attr_for(const PostOpPlan& plan) {
     dnnl::primitive_attr attr = scratchpad_attr();
@@ -86,7 +86,8 @@ class ConvolutionKernelBase : public Kernel {
 
   dnnl::primitive primitive_;
   memory::desc src_md_, dst_md_, scratchpad_md_;
-  mutable memory weights_, bias_;
+  PrimitiveWeights weights_;
+  mutable memory bias_;
   VersionCache weights_version_;
   bool fully_connected_ = false, flip_ = false, sum_ = false;
   // Stages the source into scratch (at stage_offset_) when the kernel needs it; null otherwise.

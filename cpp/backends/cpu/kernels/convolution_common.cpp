@@ -90,21 +90,33 @@ void flip_ohwi(float* w, int64_t o, int64_t kh, int64_t kw, int64_t i) {
   }
 }
 
-void reorder_weights(const ConvolutionParams& p, memory& dst, bool fully_connected, bool flip) {
-  const auto& d = p.desc;
+PrimitiveWeights::PrimitiveWeights(const memory::desc& primitive_md, const ConvolutionDescriptor& d,
+                                   bool fully_connected, bool flip)
+    : fully_connected_(fully_connected), flip_(flip) {
+  direct_ = !flip && primitive_md == user_weights_desc(d, fully_connected);
+  mem_ = direct_ ? memory(primitive_md, engine(), DNNL_MEMORY_NONE) : memory(primitive_md, engine());
+}
+
+void PrimitiveWeights::load(const std::shared_ptr<const ConvolutionParams>& p) const {
+  if (direct_) {
+    mem_.set_data_handle(const_cast<float*>(p->weights.data()));
+    held_ = p;
+    return;
+  }
+  const auto& d = p->desc;
   // The reorder only reads its source: the parameters are used in place unless they are rotated.
   std::vector<float> flipped;
-  float* w = const_cast<float*>(p.weights.data());
-  if (flip) {
-    flipped = p.weights;
+  float* w = const_cast<float*>(p->weights.data());
+  if (flip_) {
+    flipped = p->weights;
     const int64_t g = d.depthwise ? d.input_feature_channels : d.groups;
     flip_ohwi(flipped.data(), d.output_feature_channels, d.kernel_height, d.kernel_width,
               d.depthwise ? 1 : d.input_feature_channels / g);
     w = flipped.data();
   }
-  memory src(user_weights_desc(d, fully_connected), engine(), w);
+  memory src(user_weights_desc(d, fully_connected_), engine(), w);
   dnnl::stream s(engine());
-  dnnl::reorder(src, dst).execute(s, src, dst);
+  dnnl::reorder(src, mem_).execute(s, src, mem_);
   s.wait();
 }
 

@@ -30,8 +30,26 @@ size_t aligned_bytes(const ImageShape& s);
 memory::dims weights_dims(const ConvolutionDescriptor& d);
 // The OHWI float32 layout of the data source's weights as oneDNN memory (g-OHWI with groups).
 memory::desc user_weights_desc(const ConvolutionDescriptor& d, bool fully_connected);
-// Writes OHWI float32 weights (rotated 180° when `flip`) into `dst` in dst's layout.
-void reorder_weights(const ConvolutionParams& p, memory& dst, bool fully_connected, bool flip);
+// The weights a primitive reads, for one parameter version at a time. When the primitive's layout
+// is the data source's (OHWI float32: fully connected layers, whose inner product takes it as is)
+// and nothing is rotated, the parameters themselves are bound, without a copy, and held while
+// bound; otherwise they are reordered (rotated 180° when `flip`) into memory of the primitive's
+// layout. Either way the one memory object is shared by every execution state of the kernel
+// (dnnl::memory is a handle), so load() rebinds them all; callers serialize load() against runs
+// (VersionCache, and reloads happen only while no run is in flight).
+class PrimitiveWeights {
+ public:
+  PrimitiveWeights() = default;
+  PrimitiveWeights(const memory::desc& primitive_md, const ConvolutionDescriptor& d, bool fully_connected, bool flip);
+  void load(const std::shared_ptr<const ConvolutionParams>& p) const;
+  const memory& mem() const { return mem_; }
+  bool direct() const { return direct_; }
+
+ private:
+  mutable memory mem_;
+  mutable std::shared_ptr<const ConvolutionParams> held_;
+  bool fully_connected_ = false, flip_ = false, direct_ = false;
+};
 // Rotates dense OHWI weights (O x KH x KW x I) by 180° in place.
 void flip_ohwi(float* w, int64_t o, int64_t kh, int64_t kw, int64_t i);
 

@@ -129,8 +129,8 @@ class ConvolutionGradientKernel final : public Kernel {
       data_diff_dst_md_ = data_pd->diff_dst_desc();
       data_pad_md_ = data_pd->scratchpad_desc();
       scratchpad = std::max(scratchpad, data_pad_md_.get_size());
-      weights_ = memory(data_pd->weights_desc(), engine());
-      reorder_weights(p, weights_, fully_connected_, flip_);
+      weights_ = PrimitiveWeights(data_pd->weights_desc(), d, fully_connected_, flip_);
+      weights_.load(spec.params.conv);
       version_.set(spec.params_version);
     }
     if (weights_pd) {
@@ -140,11 +140,14 @@ class ConvolutionGradientKernel final : public Kernel {
       diff_weights_md_ = weights_pd->diff_weights_desc();
       weights_pad_md_ = weights_pd->scratchpad_desc();
       scratchpad = std::max(scratchpad, weights_pad_md_.get_size());
-      diff_weights_offset_ = reserve(diff_weights_md_.get_size());
+      user_weights_md_ = user_weights_desc(d, fully_connected_);
+      // oneDNN's weight gradient in the user layout already (fully connected): written straight
+      // into the result state, no reorder.
+      direct_diff_weights_ = !flip_ && diff_weights_md_ == user_weights_md_;
+      if (!direct_diff_weights_) diff_weights_offset_ = reserve(diff_weights_md_.get_size());
       own_bias_ = variant_ == ConvolutionVariant::transpose && cropped_;
       if (!own_bias_) bias_md_ = bmd;
       else bias_sum_offset_ = reserve(size_t(d.output_feature_channels) * sizeof(double));
-      user_weights_md_ = user_weights_desc(d, fully_connected_);
       auto rpd = MPSNN_CHECK_DNNL(
           dnnl::reorder::primitive_desc(engine(), diff_weights_md_, engine(), user_weights_md_, scratchpad_attr()),
           context_);
@@ -164,7 +167,7 @@ class ConvolutionGradientKernel final : public Kernel {
     auto none = [](const memory::desc& md) { return memory(md, engine(), DNNL_MEMORY_NONE); };
     if (data_) {
       s->data_args[DNNL_ARG_DIFF_DST] = none(data_diff_dst_md_);
-      s->data_args[DNNL_ARG_WEIGHTS] = weights_;
+      s->data_args[DNNL_ARG_WEIGHTS] = weights_.mem();
       s->data_args[DNNL_ARG_DIFF_SRC] = none(diff_src_md_);
       s->data_args[DNNL_ARG_SCRATCHPAD] = none(data_pad_md_);
     }
@@ -199,14 +202,17 @@ class ConvolutionGradientKernel final : public Kernel {
     if (weights_grad_) {
       s->weights_args[DNNL_ARG_SRC].set_data_handle(x);
       s->weights_args[DNNL_ARG_DIFF_DST].set_data_handle(diff_dst);
-      s->weights_args[DNNL_ARG_DIFF_WEIGHTS].set_data_handle(at(a, diff_weights_offset_));
+      s->weights_args[DNNL_ARG_DIFF_WEIGHTS].set_data_handle(direct_diff_weights_ ? a.outputs[1].data
+                                                                                  : at(a, diff_weights_offset_));
       if (!own_bias_) s->weights_args[DNNL_ARG_DIFF_BIAS].set_data_handle(a.outputs[2].data);
       s->weights_args[DNNL_ARG_SCRATCHPAD].set_data_handle(pad);
       MPSNN_CHECK_DNNL(bwd_weights_.execute(s->stream, s->weights_args), context_);
-      s->reorder_args[DNNL_ARG_FROM].set_data_handle(at(a, diff_weights_offset_));
-      s->reorder_args[DNNL_ARG_TO].set_data_handle(a.outputs[1].data);
-      s->reorder_args[DNNL_ARG_SCRATCHPAD].set_data_handle(pad);
-      MPSNN_CHECK_DNNL(reorder_.execute(s->stream, s->reorder_args), context_);
+      if (!direct_diff_weights_) {
+        s->reorder_args[DNNL_ARG_FROM].set_data_handle(at(a, diff_weights_offset_));
+        s->reorder_args[DNNL_ARG_TO].set_data_handle(a.outputs[1].data);
+        s->reorder_args[DNNL_ARG_SCRATCHPAD].set_data_handle(pad);
+        MPSNN_CHECK_DNNL(reorder_.execute(s->stream, s->reorder_args), context_);
+      }
       s->stream.wait();
       // The deconvolution ran on rotated weights (convolution.cpp): rotate its gradient back.
       if (flip_)
@@ -217,7 +223,7 @@ class ConvolutionGradientKernel final : public Kernel {
     }
     if (data_) {
       const ParamSnapshot& p = a.params[0];
-      version_.ensure(p.version, [&] { reorder_weights(*p.values.conv, weights_, fully_connected_, flip_); });
+      version_.ensure(p.version, [&] { weights_.load(p.values.conv); });
       float* dx = a.outputs[0].as<float>();
       float* diff_src = stage_ ? at(a, staged_gradient_offset_) : dx + src_offset_;
       if (!stage_ && cropped_ && variant_ == ConvolutionVariant::regular)
@@ -274,7 +280,7 @@ class ConvolutionGradientKernel final : public Kernel {
   std::string context_;
   ConvolutionVariant variant_ = ConvolutionVariant::regular;
   bool data_ = false, weights_grad_ = false, fully_connected_ = false, flip_ = false;
-  bool cropped_ = false, own_bias_ = false;
+  bool cropped_ = false, own_bias_ = false, direct_diff_weights_ = false;
   ImageShape src_, dst_, full_, weights_shape_;
   int64_t src_offset_ = 0, shift_y_ = 0, shift_x_ = 0;
   std::optional<SourceStage> stage_;
@@ -283,7 +289,7 @@ class ConvolutionGradientKernel final : public Kernel {
   dnnl::primitive bwd_data_, bwd_weights_, reorder_;
   memory::desc diff_src_md_, data_diff_dst_md_, data_pad_md_, src_md_, weights_diff_dst_md_, diff_weights_md_,
       weights_pad_md_, bias_md_, user_weights_md_, reorder_pad_md_;
-  mutable memory weights_;
+  PrimitiveWeights weights_;
   VersionCache version_;
 };
 

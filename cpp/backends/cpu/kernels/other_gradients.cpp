@@ -6,6 +6,7 @@
 // Every primitive (and the forward primitive whose descriptor the backward one needs) is made
 // when the plan is compiled. The rest are our own loops (own_other_gradients.h says why).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -302,7 +303,8 @@ class UpsamplingGradientKernel final : public Kernel {
 // ---- dropout -------------------------------------------------------------------------------------
 
 // Training-mode forward (its state is consumed): samples the keep mask into the state buffer
-// (own::dropout_mask documents the generator) and writes Y = X M / p.
+// (own::dropout_mask documents the generator) and writes Y = X M / p. Each run draws the next mask
+// of the step's sequence (runs of one plan from several threads take distinct draws).
 class DropoutKernel final : public Kernel {
  public:
   explicit DropoutKernel(const KernelSpec& spec) : a_(spec.attrs_as<DropoutAttrs>()) {
@@ -313,13 +315,15 @@ class DropoutKernel final : public Kernel {
   int in_place_input() const override { return 0; }
   void run(const KernelArgs& a, KernelState*) const override {
     uint8_t* mask = a.outputs[1].as<uint8_t>();
-    own::dropout_mask(mask, mask_shape_, a_.keep_probability, a_.seed);
+    const auto draw = uint32_t(draws_.fetch_add(1, std::memory_order_relaxed));
+    own::dropout_mask(mask, mask_shape_, a_.keep_probability, a_.seed, draw);
     own::apply_dropout_mask(a.inputs[0].f32(), mask, mask_shape_, a_.keep_probability, a.outputs[0].f32());
   }
 
  private:
   DropoutAttrs a_;
   ImageShape mask_shape_;
+  mutable std::atomic<uint64_t> draws_{0};
 };
 
 class DropoutGradientKernel final : public Kernel {

@@ -127,7 +127,7 @@ PhiloxBlock philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, ui
   return PhiloxBlock{{c0, c1, c2, c3}};
 }
 
-void dropout_mask(uint8_t* mask, const ImageShape& ms, float keep_probability, uint64_t seed) {
+void dropout_mask(uint8_t* mask, const ImageShape& ms, float keep_probability, uint64_t seed, uint32_t draw) {
   const int64_t per_image = ms.h * ms.w * ms.c;
   const int64_t blocks = (per_image + 3) / 4;
   const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
@@ -137,8 +137,7 @@ void dropout_mask(uint8_t* mask, const ImageShape& ms, float keep_probability, u
 #pragma omp parallel for collapse(2) schedule(static) if (ms.numel() > kParallelMin)
   for (int64_t n = 0; n < ms.n; ++n)
     for (int64_t b = 0; b < blocks; ++b) {
-      const PhiloxBlock r = philox4x32_10(uint32_t(b), uint32_t(uint64_t(b) >> 32), uint32_t(n),
-                                          uint32_t(uint64_t(n) >> 32), k0, k1);
+      const PhiloxBlock r = philox4x32_10(uint32_t(b), uint32_t(uint64_t(b) >> 32), uint32_t(n), draw, k0, k1);
       uint8_t* m = mask + n * per_image;
       const int64_t end = std::min<int64_t>(4, per_image - 4 * b);
       for (int64_t w = 0; w < end; ++w) m[4 * b + w] = uint8_t((r.v[w] >> 8) < threshold);

@@ -54,10 +54,17 @@ PhiloxBlock philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, ui
 
 // The keep mask of nodes.md 11.1 (chosen generator): for image n and flat index i of the mask
 // (NHWC over mask_shape, i = (y*W_m + x)*C_m + c), the word i mod 4 of
-// philox4x32_10(counter = (i div 4 low, i div 4 high, n low, n high), key = (seed low, seed high))
+// philox4x32_10(counter = (i div 4 low, i div 4 high, n, draw), key = (seed low, seed high))
 // gives u = (word >> 8) * 2^-24 in [0, 1); the element is kept (mask 1) iff u < keep_probability.
-// The mask depends only on (seed, n, i), never on the thread count.
-void dropout_mask(uint8_t* mask, const ImageShape& mask_shape, float keep_probability, uint64_t seed);
+// The mask depends only on (seed, draw, n, i), never on the thread count.
+// `draw` is an mpsnn choice the spec leaves open: the number of masks this dropout step drew
+// before (0 for the first encode of a compiled graph, then 1, 2, ...), in the counter word the
+// spec's (n high) occupies — n < 2^32 always — so draw 0 is exactly nodes.md's mask. Without it
+// every training iteration would drop the same units (a fixed thinned network, not dropout: the
+// MNIST sample loses about a point of accuracy); with it the same seed still gives the same
+// sequence of masks.
+void dropout_mask(uint8_t* mask, const ImageShape& mask_shape, float keep_probability, uint64_t seed,
+                  uint32_t draw);
 
 // dst = src * M / p, where element (n, y, x, c) reads the mask entry whose coordinates are 0 on
 // each axis the mask has extent 1 (mask_shape; broadcast groups share one draw). Used for the

@@ -1,7 +1,8 @@
 // Internal steps on CUDA (our own kernels: cuDNN has no operation for either): Convert (a caller
 // image of any storage format and pixel stride <-> a dense activation value) and Fill (the poison
-// test aid). Conversions round as the CPU backend does (format.cpp): float16 round-to-nearest-even,
+// test aid). Conversions round as the CPU backend does (format.cpp): float16 and bfloat16 round to nearest even,
 // unorm clamps to [0, 1] with NaN -> 0 and rounds half away from zero.
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "backends/cuda/device.h"
@@ -16,6 +17,7 @@ namespace {
 __device__ inline float load_as_float(ChannelFormat f, const void* p, int64_t i) {
   switch (f) {
     case ChannelFormat::float16: return __half2float(static_cast<const __half*>(p)[i]);
+    case ChannelFormat::bfloat16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
     case ChannelFormat::unorm8: return float(static_cast<const uint8_t*>(p)[i]) * (1.0f / 255.0f);
     case ChannelFormat::unorm16: return float(static_cast<const uint16_t*>(p)[i]) * (1.0f / 65535.0f);
     default: return static_cast<const float*>(p)[i];
@@ -25,6 +27,7 @@ __device__ inline float load_as_float(ChannelFormat f, const void* p, int64_t i)
 __device__ inline void store_from_float(ChannelFormat f, void* p, int64_t i, float v) {
   switch (f) {
     case ChannelFormat::float16: static_cast<__half*>(p)[i] = __float2half_rn(v); return;
+    case ChannelFormat::bfloat16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v); return;
     case ChannelFormat::unorm8:
       static_cast<uint8_t*>(p)[i] = !(v > 0.0f) ? 0 : uint8_t(lroundf(fminf(v, 1.0f) * 255.0f));
       return;

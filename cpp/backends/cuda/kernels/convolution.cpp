@@ -2,14 +2,22 @@
 // compiled plan step, conv_fprop -> + bias -> the fused post-ops (ReLU family, residual add) in
 // order, NHWC with the plan's pixel strides (a channel slot of a concatenation and a custom
 // policy's source channel window are strides and a pointer offset, not copies). Activations are
-// the plan's: float16 (a float16 graph, CUDA's default) or float32, with float32 accumulation
+// the plan's: float16 (a float16 graph, CUDA's default), bfloat16 or float32, with float32 accumulation
 // either way. Plans are built once, when the mpsnn plan is compiled: cuDNN's heuristics (mode A)
 // rank the engines, the first MPSNN_CUDNN_CANDIDATES (default 4) that build are timed on the
-// device, and the fastest is kept; its workspace is the step's scratch memory.
+// device, and the fastest is kept; its workspace is the step's scratch memory. MPSNN_CUDNN_LOG=1
+// prints each candidate's engine and time and the choice to stderr.
 //
-// Numerics: float16 activations may use Tensor Core engines (products of float16 values are
-// exact in float32) but never a float16 accumulation (REDUCED_PRECISION_REDUCTION); float32
-// activations use no Tensor Core engine, so no TF32 rounding of the inputs.
+// Numerics: float16 and bfloat16 activations may use Tensor Core engines (products of 16-bit
+// values are exact in float32) but never a 16-bit accumulation (REDUCED_PRECISION_REDUCTION);
+// float32 activations use no Tensor Core engine, so no TF32 rounding of the inputs, unless
+// MPSNN_CUDA_TF32=1 when the plan is compiled asks for TF32 (as PyTorch's default
+// torch.backends.cudnn.allow_tf32 does): then float32 convolutions may take TF32 Tensor Core
+// engines, which round both operands to 10 mantissa bits and accumulate in float32 (an
+// experiment: in ResNets its results are far less accurate than PyTorch's TF32, see
+// benchmarks/README.md). 16-bit and TF32 convolutions take no Winograd or FFT engine
+// (MPSNN_CUDNN_WINOGRAD=1 allows them for 16-bit ones), whose transforms round differently from
+// the direct engines': a precaution (it cost no speed on ResNet-18/50), not a measured fix.
 //
 // Regular, grouped, depthwise, dilated and strided convolutions and fully connected layers (a
 // convolution whose kernel covers the source) run here. Negative MPS pads become a cropped source
@@ -20,8 +28,8 @@
 // dtype (float16 weights round to nearest even), when the plan is made and again when a run
 // brings a newer parameter version.
 //
-// Channel padding: float16 Tensor Core engines need channel counts that are multiples of 8. A
-// float16 convolution (not grouped) of another source channel count (ResNet's first convolution
+// Channel padding: 16-bit Tensor Core engines need channel counts that are multiples of 8. A
+// float16 or bfloat16 convolution (not grouped) of another source channel count (ResNet's first convolution
 // reads 3 channels) copies its source window into scratch memory with the channels padded to a
 // multiple of 8 with zeros (our pad kernel, one pass), and its weights get zero channels to match:
 // the same sums, computed on Tensor Cores. MPSNN_CUDA_PAD_CHANNELS=0 turns this off;
@@ -30,7 +38,10 @@
 #include <cudnn_frontend.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <mutex>
 #include <unordered_map>
 
@@ -53,6 +64,17 @@ namespace {
 bool fusable(const NeuronDescriptor& n) { return n.type == NeuronType::relu; }
 
 enum Uid : int64_t { kX = 1, kW, kB, kY, kZ };
+
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == "1";
+}
+
+float bits_to_float(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
 
 std::vector<int64_t> nhwc_strides(const ImageShape& s, int64_t pixel_stride) {
   return {s.h * s.w * pixel_stride, 1, s.w * pixel_stride, pixel_stride};
@@ -117,8 +139,9 @@ class ConvolutionKernel final : public Kernel {
     const ImageShape& src = spec.input(0);
     const ImageShape& out = spec.output();
     dtype_ = spec.outputs[0].dtype;
-    MPSNN_CHECK(dtype_ == DType::f32 || dtype_ == DType::f16, DTypeError, context_,
-                " CUDA convolutions take float32 or float16 activations, got ", dtype_name(dtype_));
+    MPSNN_CHECK(dtype_ == DType::f32 || dtype_ == DType::f16 || dtype_ == DType::bf16, DTypeError, context_,
+                " CUDA convolutions take float32, float16 or bfloat16 activations, got ", dtype_name(dtype_));
+    tf32_ = dtype_ == DType::f32 && env_on("MPSNN_CUDA_TF32");
     esize_ = int64_t(dtype_size(dtype_));
     const bool fc = variant == ConvolutionVariant::fully_connected;
     const int64_t cin = d.input_feature_channels, cout = d.output_feature_channels;
@@ -173,7 +196,7 @@ class ConvolutionKernel final : public Kernel {
       // One cuDNN graph with the bias and the fused post-ops when an engine of the numerics above
       // takes it; else the convolution alone and our epilogue kernel (bias, residual, ReLU). With
       // padded channels first, where they apply; without when no engine takes them.
-      const bool pad = dtype_ == DType::f16 && groups == 1 && !d.depthwise && padded_channels(cin) != cin;
+      const bool pad = dtype_ != DType::f32 && groups == 1 && !d.depthwise && padded_channels(cin) != cin;
       std::string why, again;
       for (int attempt = pad ? 0 : 1; attempt < 2; ++attempt) {
         cpad_ = attempt == 0 ? padded_channels(cin) : 0;
@@ -301,9 +324,21 @@ class ConvolutionKernel final : public Kernel {
             fastest = ms;
         }
         if (fastest >= 0 && (best == 0 || fastest < best)) best = fastest, plan_index_ = i;
+        if (env_on("MPSNN_CUDNN_LOG")) {
+          std::string name = "(unnamed)";
+          if (!graph_->get_plan_name_at_index(i, name).is_good()) name = "(unnamed)";
+          std::fprintf(stderr, "[mpsnn cuda] %s candidate %lld %s: %.4f ms\n", context_.c_str(), (long long)i,
+                       name.c_str(), double(fastest));
+        }
       }
     }
     workspace_ = workspace_of(plan_index_);
+    if (env_on("MPSNN_CUDNN_LOG")) {  // which engine each convolution runs (numerics differ between engines)
+      std::string name = "(unnamed)";
+      if (!graph_->get_plan_name_at_index(plan_index_, name).is_good()) name = "(unnamed)";
+      std::fprintf(stderr, "[mpsnn cuda] %s runs plan %lld %s (of %zu built), workspace %zu bytes\n", context_.c_str(),
+                   (long long)plan_index_, name.c_str(), candidates_.size(), workspace_);
+    }
   }
 
   // The cuDNN graph: conv_fprop, then (with_epilogue) + bias and the fused post-ops in order.
@@ -311,7 +346,9 @@ class ConvolutionKernel final : public Kernel {
   // of pixels `sps` apart (a custom policy's channel window: strides, not a copy).
   std::shared_ptr<fe::graph::Graph> make_graph(const Geometry& g, bool with_epilogue) const {
     auto graph = std::make_shared<fe::graph::Graph>();
-    const fe::DataType_t io = dtype_ == DType::f16 ? fe::DataType_t::HALF : fe::DataType_t::FLOAT;
+    const fe::DataType_t io = dtype_ == DType::f16    ? fe::DataType_t::HALF
+                              : dtype_ == DType::bf16 ? fe::DataType_t::BFLOAT16
+                                                      : fe::DataType_t::FLOAT;
     graph->set_io_data_type(io)
         .set_intermediate_data_type(fe::DataType_t::FLOAT)
         .set_compute_data_type(fe::DataType_t::FLOAT);
@@ -378,12 +415,22 @@ class ConvolutionKernel final : public Kernel {
     if (why.empty()) why = step(graph.build_operation_graph(h), "operation graph");
     if (why.empty()) why = step(graph.create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK}), "heuristics");
     if (!why.empty()) return why;
-    if (dtype_ == DType::f32)
+    if (dtype_ == DType::f32 && !tf32_)
       graph.deselect_numeric_notes({fe::NumericalNote_t::TENSOR_CORE, fe::NumericalNote_t::DOWN_CONVERT_INPUTS,
                                     fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
-    else
+    else if (tf32_)  // Tensor Cores (TF32), but no engine that converts float32 inputs to 16 bits
+      graph.deselect_numeric_notes(
+          {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION,
+           fe::NumericalNote_t::FFT, fe::NumericalNote_t::WINOGRAD, fe::NumericalNote_t::WINOGRAD_TILE_4x4,
+           fe::NumericalNote_t::WINOGRAD_TILE_6x6, fe::NumericalNote_t::WINOGRAD_TILE_13x13});
+    else if (env_on("MPSNN_CUDNN_WINOGRAD"))
       graph.deselect_numeric_notes(
           {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION});
+    else  // 16-bit: no Winograd or FFT engines either (their transforms round in the 16-bit format)
+      graph.deselect_numeric_notes(
+          {fe::NumericalNote_t::DOWN_CONVERT_INPUTS, fe::NumericalNote_t::REDUCED_PRECISION_REDUCTION,
+           fe::NumericalNote_t::FFT, fe::NumericalNote_t::WINOGRAD, fe::NumericalNote_t::WINOGRAD_TILE_4x4,
+           fe::NumericalNote_t::WINOGRAD_TILE_6x6, fe::NumericalNote_t::WINOGRAD_TILE_13x13});
     why = step(graph.check_support(), "support check");
     if (!why.empty()) return why;
     candidates_.clear();
@@ -396,13 +443,15 @@ class ConvolutionKernel final : public Kernel {
     return candidates_.empty() ? "plan build: none of " + std::to_string(count) + " candidates built: " + why : "";
   }
 
-  // Whether post-op i, a clamp, changes nothing that is stored: float16 activations, bounds that
-  // round to -inf/+inf in float16 (so clamped values are stored as the unclamped ones would be),
+  // Whether post-op i, a clamp, changes nothing that is stored: 16-bit activations, bounds that
+  // round to -inf/+inf in that format (so clamped values are stored as the unclamped ones would be),
   // and behind it only ReLUs without slope (relu(+-FLT_MAX) and relu(+-inf) store the same).
   bool clamp_is_noop(const std::vector<PostOp>& ops, size_t i) const {
     const PostOp& op = ops[i];
-    if (op.kind != PostOp::Kind::clamp || dtype_ != DType::f16) return false;
-    constexpr float kRoundsToInf = 65520.0f;  // the smallest float that float16 rounds to infinity
+    if (op.kind != PostOp::Kind::clamp || dtype_ == DType::f32) return false;
+    // The smallest float that float16 (65520) or bfloat16 (0x7f7f8000: halfway past its largest
+    // finite value, ties to even round up) rounds to infinity.
+    const float kRoundsToInf = dtype_ == DType::f16 ? 65520.0f : bits_to_float(0x7f7f8000u);
     if (!(op.lo <= -kRoundsToInf && op.hi >= kRoundsToInf)) return false;
     for (size_t k = i + 1; k < ops.size(); ++k)
       if (!(ops[k].kind == PostOp::Kind::neuron && ops[k].neuron.type == NeuronType::relu && ops[k].neuron.a == 0.0f))
@@ -422,9 +471,10 @@ class ConvolutionKernel final : public Kernel {
       device_.copy_blocking(weights_->data(), p.weights.data(), p.weights.size() * sizeof(float));
       return;
     }
-    auto halves = [](const float* v, size_t n) {
+    const bool bf16 = dtype_ == DType::bf16;
+    auto halves = [bf16](const float* v, size_t n) {
       std::vector<uint16_t> h(n);
-      for (size_t i = 0; i < n; ++i) h[i] = float_to_half(v[i]);
+      for (size_t i = 0; i < n; ++i) h[i] = bf16 ? float_to_bfloat16(v[i]) : float_to_half(v[i]);
       return h;
     };
     std::vector<uint16_t> w = halves(p.weights.data(), p.weights.size());
@@ -444,7 +494,8 @@ class ConvolutionKernel final : public Kernel {
   Device& device_;
   std::shared_ptr<fe::graph::Graph> graph_;
   mutable std::mutex execute_mutex_;
-  std::shared_ptr<Storage> weights_, bias_, bias_io_;  // bias_io_: the bias in float16 for cuDNN
+  std::shared_ptr<Storage> weights_, bias_, bias_io_;  // bias_io_: the bias in float16 / bfloat16 for cuDNN
+  bool tf32_ = false;  // MPSNN_CUDA_TF32=1: float32 convolutions may round their inputs to TF32
   DType dtype_ = DType::f32;
   int64_t esize_ = 4;
   int64_t plan_index_ = 0;

@@ -1,8 +1,9 @@
 #pragma once
 // Device-side building blocks shared by the CUDA kernels: launch geometry, the per-element
 // index of an N x H x W x C value with a pixel stride, loads and stores of activation values
-// (float32 or float16; arithmetic is float32 either way), and the MPS neuron functions
+// (float32, float16 or bfloat16; arithmetic is float32 either way), and the MPS neuron functions
 // (nodes.md §6.2, the same formulas as the CPU backend's apply_neuron).
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -27,16 +28,20 @@ __device__ inline float load(const float* p, int64_t i) { return p[i]; }
 __device__ inline float load(const __half* p, int64_t i) { return __half2float(p[i]); }
 __device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
 __device__ inline void store(__half* p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+__device__ inline float load(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ inline void store(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 
-// Calls f(T{}) with T the element type of an activation dtype (float or __half): the host side
+// Calls f(T{}) with T the element type of an activation dtype (float, __half or __nv_bfloat16): the host side
 // of a kernel templated on its storage type.
 template <typename F>
 void with_activation_type(DType dtype, const std::string& context, F&& f) {
   switch (dtype) {
     case DType::f32: f(float{}); return;
     case DType::f16: f(__half{}); return;
+    case DType::bf16: f(__nv_bfloat16{}); return;
     default:
-      MPSNN_THROW(DTypeError, context, " CUDA kernels take float32 or float16 activations, got ", dtype_name(dtype));
+      MPSNN_THROW(DTypeError, context, " CUDA kernels take float32, float16 or bfloat16 activations, got ",
+                  dtype_name(dtype));
   }
 }
 
