@@ -76,6 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--update-readme", action="store_true", help="rewrite the before/after section of benchmarks/README.md"
     )
+    p.add_argument("--readme-section", metavar="NAME", default="before_after",
+                   help="the README section --update-readme rewrites: the text between <!-- bench_NAME:begin --> and "
+                        "<!-- bench_NAME:end --> (default before_after: the core refactor's section)")
+    p.add_argument("--readme-title", metavar="TEXT",
+                   help="heading of the section, when --update-readme adds it at the end of the README")
     p.add_argument("--models", default="mnist,resnet18,resnet50", help="graphs suite: comma-separated subset")
     p.add_argument("--batches", default="1,32", help="graphs suite: comma-separated batch sizes (default: 1,32)")
     p.add_argument("--ops", default="", help="ops suite: groups, ops or op prefixes as in bench_ops.py (default: all)")
@@ -568,12 +573,14 @@ def readme_section(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(body: str) -> None:
+def update_readme(body: str, section: str = "before_after", title: str | None = None) -> None:
     """Replaces the section's text, adding its heading and markers at the end of the README first."""
+    begin, end = f"<!-- bench_{section}:begin -->", f"<!-- bench_{section}:end -->"
     text = H.README.read_text()
-    if BEGIN not in text:
-        H.README.write_text(text.rstrip("\n") + f"\n\n{SECTION_TITLE}\n\n{BEGIN}\n{END}\n")
-    H.replace_readme_section(BEGIN, END, body)
+    if begin not in text:
+        heading = title or (SECTION_TITLE if section == "before_after" else f"## Before/after: {section}")
+        H.README.write_text(text.rstrip("\n") + f"\n\n{heading}\n\n{begin}\n{end}\n")
+    H.replace_readme_section(begin, end, body)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -683,7 +690,7 @@ def main(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.update_readme:
-        update_readme(readme_section(res))
+        update_readme(readme_section(res), args.readme_section, args.readme_title)
     failed = [i for sres in res["suites"].values() for i in sres["summary"]["failed"]]
     if failed:
         print("outputs disagree beyond the tolerance or failed to run: " + ", ".join(failed))

@@ -43,9 +43,33 @@ def _build_and_run(test, arch, tmp_path):
     assert "all cases passed" in run.stdout
 
 
+
+def _cpu_flags():
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+
+
+_FLAGS = _cpu_flags()
+_AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_vpopcntdq", "avx512_bitalg"} <= _FLAGS
+_AVX2 = {"avx2", "fma", "bmi2", "f16c"} <= _FLAGS
+
 # native: the instruction set the package is built for by default (MPSNN_NATIVE_ARCH=ON, the
-# AVX-512 paths on our machines); portable: the baseline x86-64 / generic build of wheels.
-ARCHS = pytest.mark.parametrize("arch", [["-march=native"], []], ids=["native", "portable"])
+# AVX-512 paths on our machines); avx512 / avx2 / portable: the three copies a portable build
+# (wheels) compiles of these sources, with CMakeLists.txt's flags (cpp/backends/cpu/isa.h); a copy
+# this CPU cannot run is skipped.
+ARCHS = pytest.mark.parametrize(
+    "arch",
+    [
+        ["-march=native"],
+        pytest.param(["-march=x86-64-v4", "-mavx512vpopcntdq", "-mavx512bitalg", "-mprefer-vector-width=256"], marks=pytest.mark.skipif(not _AVX512, reason="no AVX-512 here")),
+        pytest.param(["-march=x86-64-v3"], marks=pytest.mark.skipif(not _AVX2, reason="no AVX2 here")),
+        [],
+    ],
+    ids=["native", "avx512", "avx2", "portable"],
+)
 NEEDS_COMPILER = pytest.mark.skipif(_compiler() is None, reason="no C++ compiler")
 
 

@@ -25,7 +25,7 @@
 #include "backends/cpu/kernels/own_other_gradients.h"
 
 using namespace mpsnn;
-using namespace mpsnn::cpu::own;
+using namespace MPSNN_ISA_NAMESPACE::own;
 
 namespace {
 

@@ -18,7 +18,7 @@
 #include "backends/cpu/kernels/own_kernels.h"
 
 using namespace mpsnn;
-using namespace mpsnn::cpu::own;
+using namespace MPSNN_ISA_NAMESPACE::own;
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include "backends/cpu/kernels/own_other_gradients.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -86,4 +86,4 @@ std::unique_ptr<Kernel> make_concatenation(const KernelSpec& spec, Device&) {
   return std::make_unique<ConcatenationKernel>(spec.inputs.size());
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

@@ -4,7 +4,7 @@
 #include "backends/cpu/kernels/own_kernels.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -71,4 +71,4 @@ std::unique_ptr<Kernel> make_binary_convolution(const KernelSpec& spec, Device&)
   return std::make_unique<BinaryConvolutionKernel>(spec);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

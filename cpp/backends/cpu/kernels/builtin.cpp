@@ -5,7 +5,7 @@
 #include "backends/cpu/dnnl_utils.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -75,4 +75,4 @@ std::unique_ptr<Kernel> make_fill(const KernelSpec& spec, Device&) {
   return std::make_unique<FillKernel>(spec.attrs_as<FillAttrs>().pattern);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

@@ -7,7 +7,7 @@
 #include "backends/cpu/kernels/own_gradients.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -73,4 +73,4 @@ std::unique_ptr<Kernel> make_neuron_gradient(const KernelSpec& spec, Device&) {
   return std::make_unique<NeuronGradientKernel>(spec);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

@@ -10,7 +10,7 @@
 
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -507,4 +507,4 @@ class YOLOLossKernel final : public Kernel {
 std::unique_ptr<Kernel> make_loss(const KernelSpec& spec, Device&) { return std::make_unique<LossKernel>(spec); }
 std::unique_ptr<Kernel> make_yolo_loss(const KernelSpec& spec, Device&) { return std::make_unique<YOLOLossKernel>(spec); }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

@@ -11,7 +11,7 @@
 #include "backends/cpu/kernels/own_kernels.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -169,4 +169,4 @@ std::unique_ptr<Kernel> make_normalization(const KernelSpec& spec, Device&) {
   return std::make_unique<OwnNormalizationKernel>(spec);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

@@ -17,7 +17,7 @@
 #include "backends/cpu/dnnl_utils.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -200,4 +200,4 @@ std::unique_ptr<Kernel> make_instance_normalization_gradient(const KernelSpec& s
   return std::make_unique<InstanceNormalizationGradientKernel>(spec);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

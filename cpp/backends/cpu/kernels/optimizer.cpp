@@ -8,7 +8,7 @@
 
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 constexpr int64_t kParallelMin = 1 << 15;
@@ -127,4 +127,4 @@ void optimizer_update(const OptimizerStep& s, const OptimizerBuffers& b, Stream&
   else with_regularization<false>(s, b);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

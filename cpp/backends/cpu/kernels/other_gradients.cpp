@@ -17,7 +17,7 @@
 #include "backends/cpu/kernels/own_other_gradients.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -370,4 +370,4 @@ std::unique_ptr<Kernel> make_dropout_gradient(const KernelSpec& spec, Device&) {
   return std::make_unique<DropoutGradientKernel>(spec);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

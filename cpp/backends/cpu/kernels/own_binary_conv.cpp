@@ -18,7 +18,7 @@
 
 #include "backends/cpu/kernels/own_kernels.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 namespace {
 
 using detail::TapRange;
@@ -1005,4 +1005,4 @@ void binary_convolution(const TensorView& src, const TensorView& dst, const uint
   BinaryConvolution(weights, src.shape, dst.shape, y, x, p).run(src, dst);
 }
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

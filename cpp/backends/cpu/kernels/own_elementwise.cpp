@@ -16,7 +16,7 @@
 
 #include "backends/cpu/kernels/own_kernels.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 namespace {
 
 // Below this many elements the OpenMP fork costs more than the work.
@@ -290,4 +290,4 @@ void concatenate(const TensorView* srcs, int64_t count, const TensorView& dst) {
     }
 }
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

@@ -14,7 +14,7 @@
 #include "backends/cpu/kernels/own_gradients.h"
 #include "backends/cpu/kernels/own_kernels.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 
 using detail::TapRange;
 
@@ -512,4 +512,4 @@ bool neuron_gradient(const NeuronParams& p, const TensorView& src, const TensorV
   return false;
 }
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

@@ -7,9 +7,10 @@
 // thread count.
 #include <cstdint>
 
+#include "backends/cpu/isa.h"
 #include "core/tensor_view.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 
 // ---- pooling gradients (own_gradients.cpp) --------------------------------------------------
 
@@ -90,4 +91,4 @@ struct NeuronParams {
 bool neuron_gradient(const NeuronParams& n, const TensorView& src, const TensorView& grad,
                      const TensorView& dst);
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

@@ -12,9 +12,10 @@
 #include <omp.h>
 #endif
 
+#include "backends/cpu/isa.h"
 #include "core/tensor_view.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 
 // ---- normalization (own_normalization.cpp) -------------------------------------------------
 
@@ -169,4 +170,4 @@ inline int64_t max_threads() {
 
 }  // namespace detail
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

@@ -19,7 +19,7 @@
 #define MPSNN_INLINE inline
 #endif
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 namespace {
 
 // ---- T^-beta, branch-free so that the output loops vectorize -----------------------------
@@ -525,4 +525,4 @@ void local_contrast_normalization(const TensorView& src, const TensorView& dst, 
   });
 }
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

@@ -8,7 +8,7 @@
 
 #include "backends/cpu/kernels/own_kernels.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 
 namespace {
 constexpr int64_t kParallelMin = 1 << 14;  // elements below which threading costs more than it saves
@@ -412,4 +412,4 @@ void upsampling_gradient(const TensorView& grad, const TensorView& dst, const Ax
   });
 }
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

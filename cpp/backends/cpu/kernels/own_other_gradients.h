@@ -14,9 +14,10 @@
 // destination element is computed by one thread in a fixed order, whatever the thread count.
 #include <cstdint>
 
+#include "backends/cpu/isa.h"
 #include "core/tensor_view.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 
 // ---- arithmetic (nodes.md 3.1, 3.3) ----------------------------------------------------------
 
@@ -108,4 +109,4 @@ struct AxisAdjoint {
 };
 void upsampling_gradient(const TensorView& grad, const TensorView& dst, const AxisAdjoint& y, const AxisAdjoint& x);
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

@@ -11,7 +11,7 @@
 
 #include "backends/cpu/kernels/own_kernels.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 
 using detail::TapRange;
 
@@ -83,4 +83,4 @@ void l2_pooling(const TensorView& src, const TensorView& dst, const WindowAxis& 
   });
 }
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

@@ -8,7 +8,7 @@
 
 #include "backends/cpu/kernels/own_kernels.h"
 
-namespace mpsnn::cpu::own {
+namespace MPSNN_ISA_NAMESPACE::own {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
@@ -225,4 +225,4 @@ void lanczos_scale(const TensorView& src, const TensorView& dst, const ScaleTran
   }
 }
 
-}  // namespace mpsnn::cpu::own
+}  // namespace MPSNN_ISA_NAMESPACE::own

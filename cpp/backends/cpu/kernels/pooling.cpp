@@ -20,7 +20,7 @@
 #include "backends/cpu/kernels/own_kernels.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -269,4 +269,4 @@ std::unique_ptr<Kernel> make_pooling(const KernelSpec& spec, Device&) {
   return std::make_unique<PoolingKernel>(spec);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE

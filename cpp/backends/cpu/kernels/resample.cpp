@@ -8,7 +8,7 @@
 #include "backends/cpu/kernels/own_kernels.h"
 #include "backends/cpu/register.h"
 
-namespace mpsnn::cpu {
+namespace MPSNN_ISA_NAMESPACE {
 
 namespace {
 
@@ -83,4 +83,4 @@ std::unique_ptr<Kernel> make_scale(const KernelSpec& spec, Device&) {
   return std::make_unique<ScaleKernel>(a.mode == ScaleMode::lanczos, false, spec.geom.transform);
 }
 
-}  // namespace mpsnn::cpu
+}  // namespace MPSNN_ISA_NAMESPACE
