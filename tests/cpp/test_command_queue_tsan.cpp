@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "backends/cpu/device.h"
+#include "host_device.h"
 #include "core/command.h"
 #include "core/image.h"
 #include "core/storage.h"
@@ -76,7 +76,7 @@ void plan_cache_case(const DevicePtr& device) {
 }
 
 int main() {
-  DevicePtr device = std::make_shared<cpu::CpuDevice>();
+  DevicePtr device = std::make_shared<test::HostDevice>();
   auto shared_queue = std::make_shared<CommandQueue>(device);
   constexpr int kThreads = 8, kBuffers = 200, kValues = 64;
   std::atomic<int> tasks_run{0}, handlers_run{0}, handler_order_errors{0};

@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "backends/cpu/device.h"
+#include "host_device.h"
 #include "graph/graph_def.h"
 #include "graph/kernel.h"
 #include "graph/nn_graph.h"
@@ -81,7 +81,7 @@ FilterNodePtr linear(const ImageNodePtr& src, float a, float b) {
 }  // namespace
 
 int main() {
-  DevicePtr device = std::make_shared<cpu::CpuDevice>();
+  DevicePtr device = std::make_shared<test::HostDevice>();
   KernelRegistry registry("graph-level");
   registry.graph_kernel = make_whole_graph;
   auto src = std::make_shared<ImageNode>();
