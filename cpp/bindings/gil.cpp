@@ -16,6 +16,7 @@ struct Gate {
   std::condition_variable cv;
   bool closed = false;
   int busy = 0;  // PythonCalls in progress, and ReleaseGil sections taking the GIL back
+  std::thread::id finalizer;  // the thread that ran at_exit (it finalizes the interpreter)
 };
 // Never destroyed: parked threads and queue threads may still use it while the process exits.
 Gate& gate() {
@@ -29,10 +30,16 @@ thread_local int t_python_calls = 0;  // PythonCalls open on this thread
 }
 }  // namespace
 
+// After the close the finalizing thread, and a thread inside a PythonCall, keep the GIL through a
+// section (they must not park). Any other thread — a daemon thread still calling into mpsnn —
+// releases it as before and parks at the section's end: keeping it there
+// deadlocked the exit when such a thread waited (wait_until_completed) for a buffer whose
+// completion handler had entered its PythonCall before the close and waited for the GIL, while
+// at_exit waited for that handler.
 ReleaseGil::ReleaseGil() {
   Gate& g = gate();
   std::lock_guard<std::mutex> lock(g.mutex);
-  if (!g.closed) release_.emplace();
+  if (!g.closed || (std::this_thread::get_id() != g.finalizer && t_python_calls == 0)) release_.emplace();
 }
 
 ReleaseGil::~ReleaseGil() {
@@ -88,6 +95,7 @@ void at_exit() {
   {
     Gate& g = gate();
     std::unique_lock<std::mutex> lock(g.mutex);
+    g.finalizer = std::this_thread::get_id();
     g.closed = true;
     g.cv.wait(lock, [&] { return g.busy == 0; });
   }

@@ -8,8 +8,9 @@
 //
 //  * ReleaseGil releases the GIL around C++ work. A section that began before the close parks its
 //    thread for good at its end instead of taking the GIL back (the process is exiting; Python
-//    3.14 parks such threads too); one that begins after the close keeps the GIL, since nothing
-//    it may wait for needs the GIL then.
+//    3.14 parks such threads too). After the close, a section on another thread than the
+//    finalizing one releases the GIL too and parks at its end (it may wait for a handler that
+//    needs the GIL); only the finalizing thread, and a thread inside a PythonCall, keep it.
 //  * PythonCall takes the GIL for a call into Python from C++ (completion handlers, data sources,
 //    releasing Python objects). After the close it refuses on threads that do not hold the GIL:
 //    ok() is false and the caller must not touch Python (handlers are skipped, objects leaked).
