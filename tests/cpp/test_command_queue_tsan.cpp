@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "host_device.h"
+#include "test_support.h"
 #include "core/command.h"
 #include "core/image.h"
 #include "core/storage.h"
@@ -21,13 +21,8 @@
 using namespace mpsnn;
 
 namespace {
-int failures = 0;
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::printf("FAILED %s\n", what);
-    ++failures;
-  }
-}
+using test::check;
+using test::failures;
 }  // namespace
 
 // A registry with one kernel of our own (y = 2x + 1), so that the graph layer's plan cache, pooled

@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "host_device.h"
+#include "test_support.h"
 #include "graph/graph_def.h"
 #include "graph/kernel.h"
 #include "graph/nn_graph.h"
@@ -18,13 +18,8 @@
 using namespace mpsnn;
 
 namespace {
-int failures = 0;
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::printf("FAILED %s\n", what);
-    ++failures;
-  }
-}
+using test::check;
+using test::failures;
 
 // What the factory saw, for the checks.
 struct Seen {
