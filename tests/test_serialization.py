@@ -358,7 +358,14 @@ def test_mnist_sample_graphs_round_trip(device):
     g2 = pickle.loads(pickle.dumps(clf.inference_graph))
     assert g2.format == mpsnn.MPSImageFeatureChannelFormat.float16
     np.testing.assert_array_equal(g2.run([x]).numpy(), y)
+    # the stored graph is compiled again on load (serialize.h): into the same plan, fused steps,
+    # values and arena offsets alike
+    assert g2.to_dot(plan=True, source_images=[x]) == clf.inference_graph.to_dot(plan=True, source_images=[x])
     t2 = mpsnn.MPSNNGraph.from_bytes(clf.training_graph.to_bytes())
+    labels = mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(
+        np.eye(10, dtype=np.float32)[:1].reshape(1, 1, 10), mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels, (1, 1, 10)))
+    assert t2.to_dot(plan=True, source_images=[x[:1]], source_states=[labels]) == clf.training_graph.to_dot(
+        plan=True, source_images=[x[:1]], source_states=[labels])
     assert t2.source_state_handles == [None]
     assert t2.to_bytes() == clf.training_graph.to_bytes()
     # new weights in the data sources (as after training) are what the next bytes hold
@@ -374,10 +381,10 @@ def test_mnist_sample_graphs_round_trip(device):
 def test_truncated_and_corrupted_data_name_section_field_and_offset(device):
     g, sm = small_network(device)
     data = g.to_bytes()
-    assert data[:8] == b"MPSNNSER" and struct.unpack("<II", data[8:16]) == (1, 1)
+    assert data[:8] == b"MPSNNSER" and struct.unpack("<II", data[8:16]) == (2, 1)
     with pytest.raises(mpsnn.SerializationError, match=r"section 'header'.*magic"):
         mpsnn.MPSNNGraph.from_bytes(b"PK\x03\x04" + data[4:])
-    with pytest.raises(mpsnn.SerializationError, match=r"format version 9; this build reads version 1"):
+    with pytest.raises(mpsnn.SerializationError, match=r"format version 9; this build reads versions 1 to 2"):
         mpsnn.MPSNNGraph.from_bytes(data[:8] + struct.pack("<I", 9) + data[12:])
     with pytest.raises(mpsnn.SerializationError, match=r"hold nodes"):
         mpsnn.MPSNNGraph.from_bytes(sm.__reduce__()[1][0])
@@ -411,8 +418,10 @@ def _fuzz_bases(device):
         g, sm = small_network(device)
         yolo_graph, _ = _yolo_graph(device)
         ts_graph = _small_training_graph(device)
+        make, kw = _optimizers()["amsgrad"]
+        trained, _ = _trainable_graph(device, make, kw, mpsnn.MPSNNTrainingStyle.update_device_gpu)
         _BASES["bases"] = [("graph", g.to_bytes()), ("graph", yolo_graph.to_bytes()), ("graph", ts_graph.to_bytes()),
-                           ("nodes", sm.__reduce__()[1][0])]
+                           ("nodes", sm.__reduce__()[1][0]), ("graph", trained.to_bytes())]
     return _BASES["bases"]
 
 
@@ -626,3 +635,163 @@ def test_to_dot_escapes_labels(device):
     if _dot_runs():
         import subprocess
         subprocess.run(["dot", "-Tsvg"], input=g.to_dot().encode(), check=True, capture_output=True)
+
+
+# ---- training state: optimizers, time steps and moments travel with the graph ----
+
+HWC = mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels
+
+
+def _optimizers():
+    def desc(**kw):
+        return mpsnn.MPSNNOptimizerDescriptor(learning_rate=kw.pop("learning_rate", 0.01), **kw)
+    clip = dict(apply_gradient_clipping=True, gradient_clip_max=0.05, gradient_clip_min=-0.04, gradient_rescale=0.5)
+    return {
+        "sgd": (lambda d: mpsnn.MPSNNOptimizerStochasticGradientDescent(d, learning_rate=0.02), {}),
+        "nesterov_l2": (lambda d: mpsnn.MPSNNOptimizerStochasticGradientDescent(
+            d, momentum_scale=0.9, use_nestrov_momentum=True, optimizer_descriptor=desc(
+                regularization_type=mpsnn.MPSNNRegularizationType.l2, regularization_scale=0.01)), {}),
+        "rmsprop_clip": (lambda d: mpsnn.MPSNNOptimizerRMSProp(d, decay=0.8, epsilon=1e-4,
+                                                              optimizer_descriptor=desc(learning_rate=1e-3, **clip)), {}),
+        "adam_l1": (lambda d: mpsnn.MPSNNOptimizerAdam(d, beta1=0.8, beta2=0.99, epsilon=1e-5, time_step=0,
+                                                      optimizer_descriptor=desc(
+                                                          learning_rate=1e-3, regularization_scale=1e-3,
+                                                          regularization_type=mpsnn.MPSNNRegularizationType.l1)), {}),
+        "amsgrad": (lambda d: mpsnn.MPSNNOptimizerAdam(d, learning_rate=1e-3), {"amsgrad": True}),
+    }
+
+
+def _trainable_graph(device, make_optimizer, kw, style):
+    """conv -> batch norm (running statistics) -> ReLU -> instance norm -> conv, every source trained."""
+    rng = np.random.default_rng(11)
+
+    def conv_source(cin, cout):
+        d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=3, kernel_height=3, input_feature_channels=cin,
+                                              output_feature_channels=cout)
+        return mpsnn.ArrayConvolutionDataSource(d, rng.standard_normal((cout, 3, 3, cin)).astype(np.float32) * 0.3,
+                                                rng.standard_normal(cout).astype(np.float32) * 0.1,
+                                                optimizer=make_optimizer(device), **kw)
+    x = mpsnn.MPSNNImageNode(handle=Handle("x"))
+    c1 = mpsnn.MPSCNNConvolutionNode(source=x, weights=conv_source(3, 6))
+    bn = mpsnn.MPSCNNBatchNormalizationNode(source=c1.result_image, data_source=mpsnn.ArrayBatchNormalizationDataSource(
+        rng.uniform(0.5, 1.5, 6), rng.uniform(-0.5, 0.5, 6), np.zeros(6), np.ones(6), epsilon=1e-5,
+        optimizer=make_optimizer(device), statistics_momentum=0.3, **kw))
+    relu = mpsnn.MPSCNNNeuronReLUNode(source=bn.result_image)
+    inorm = mpsnn.MPSCNNInstanceNormalizationNode(source=relu.result_image,
+                                                  data_source=mpsnn.ArrayInstanceNormalizationDataSource(
+                                                      rng.uniform(0.5, 1.5, 6), rng.uniform(-0.5, 0.5, 6),
+                                                      epsilon=1e-5, optimizer=make_optimizer(device), **kw))
+    c2 = mpsnn.MPSCNNConvolutionNode(source=inorm.result_image, weights=conv_source(6, 5))
+    for n in (c1, bn, inorm, c2):
+        n.training_style = style
+    loss = mpsnn.MPSCNNLossNode(source=c2.result_image, loss_descriptor=mpsnn.MPSCNNLossDescriptor(
+        mpsnn.MPSCNNLossType.mean_squared_error, mpsnn.MPSCNNReductionType.mean))
+    (terminal,) = loss.training_graph()
+    return mpsnn.MPSNNGraph(device, result_image=terminal.result_image, result_image_is_needed=False), loss
+
+
+def _train(graph, device, steps, seed):
+    """`steps` training steps on batches of `seed`; the losses."""
+    rng = np.random.default_rng(seed)
+    queue = device.make_command_queue()
+    losses = []
+    for _ in range(steps):
+        x = rng.standard_normal((3, 6, 5, 3)).astype(np.float32)
+        t = rng.standard_normal((3, 6, 5, 5)).astype(np.float32)
+        labels = [mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(np.ascontiguousarray(t[i]), HWC,
+                                                                                (5, 6, 5))) for i in range(3)]
+        cb = queue.make_command_buffer()
+        graph.encode_batch(cb, source_images=[[mpsnn.MPSImage.from_numpy(x[i:i + 1].copy()) for i in range(3)]],
+                           source_states=[labels])
+        cb.commit()
+        cb.wait_until_completed()
+        losses.append(sum(float(l.loss_image().numpy().sum()) for l in labels))
+    return losses
+
+
+@pytest.mark.parametrize("style", ["gpu", "cpu"])
+@pytest.mark.parametrize("name", list(_optimizers()))
+def test_a_loaded_training_graph_trains_on_where_the_stored_one_was(device, name, style):
+    """A training graph stored after some steps (optimizer settings, Adam's time step, momentum /
+    velocity / sum-of-squares vectors, running statistics momentum) and loaded -- by bytes, pickle and
+    deepcopy -- takes the next steps exactly as the original does: the same losses bit for bit, and
+    the same bytes (weights, moments, time steps) afterwards."""
+    make, kw = _optimizers()[name]
+    ts = {"gpu": mpsnn.MPSNNTrainingStyle.update_device_gpu, "cpu": mpsnn.MPSNNTrainingStyle.update_device_cpu}[style]
+    g, _ = _trainable_graph(device, make, kw, ts)
+    _train(g, device, 3, seed=1)
+    data = g.to_bytes()
+    copies = [mpsnn.MPSNNGraph.from_bytes(data, device), pickle.loads(pickle.dumps(g)), copy.deepcopy(g)]
+    assert all(c.to_bytes() == data for c in copies)
+    ours = _train(g, device, 3, seed=2)
+    for c in copies:
+        assert _train(c, device, 3, seed=2) == ours
+        assert c.to_bytes() == g.to_bytes()
+    assert g.to_bytes() != data  # the steps changed what is stored
+
+
+def test_loaded_sources_are_trainable_with_the_stored_optimizer(device):
+    """What a loaded graph's nodes hold (MPSNNFilterNode.data_source): Array data sources whose
+    optimizer has the stored class, settings and time step, and moments equal to the original's."""
+    make, kw = _optimizers()["amsgrad"]
+    g, loss = _trainable_graph(device, make, kw, mpsnn.MPSNNTrainingStyle.update_device_gpu)
+    _train(g, device, 2, seed=1)
+
+    def sources(node):  # of the forward nodes upstream of the loss
+        return [f.data_source for f in upstream(node.source_images) if f.data_source is not None]
+    before, after = sources(loss), sources(pickle.loads(pickle.dumps(loss)))
+    assert [type(s).__name__ for s in after] == ["ArrayConvolutionDataSource", "ArrayInstanceNormalizationDataSource",
+                                                 "ArrayBatchNormalizationDataSource", "ArrayConvolutionDataSource"]
+    assert all(a is not b for a, b in zip(before, after))
+    for a, b in zip(before, after):
+        assert type(b.optimizer) is mpsnn.MPSNNOptimizerAdam and b.optimizer is not a.optimizer
+        assert b.optimizer.time_step == a.optimizer.time_step == 2
+        assert (b.optimizer.learning_rate, b.optimizer.beta2) == (a.optimizer.learning_rate, a.optimizer.beta2)
+        assert b._trainer.amsgrad
+        for (ka, va), (kb, vb) in zip(a._trainer.moment_values(), b._trainer.moment_values()):
+            assert ka == kb
+            for x, y in zip(va, vb):
+                np.testing.assert_array_equal(x, y)
+            assert any(np.any(x != 0) for x in va)  # trained moments, not zeros
+    assert after[2]._statistics_momentum == np.float32(0.3)
+    np.testing.assert_array_equal(after[0].weights(), before[0].weights())
+
+
+def test_trainer_records_are_checked(device):
+    make, kw = _optimizers()["adam_l1"]
+    g, _ = _trainable_graph(device, make, kw, mpsnn.MPSNNTrainingStyle.update_device_gpu)
+    data = g.to_bytes()
+    at = data.index(b"input_velocity_vectors")
+    bad = data[:at] + b"input_velocity_vectorz" + data[at + 22:]
+    with pytest.raises(mpsnn.SerializationError, match=r"convolution source 0 trainer at byte offset \d+: moment list 1 is "
+                                                      r"'input_velocity_vectorz'; expected 'input_velocity_vectors'"):
+        mpsnn.MPSNNGraph.from_bytes(bad)
+    at = data.index(b"time_step") + len(b"time_step")
+    bad = data[:at] + struct.pack("<q", -4) + data[at + 8:]
+    with pytest.raises(mpsnn.SerializationError, match=r"trainer.*time_step is -4; expected >= 0"):
+        mpsnn.MPSNNGraph.from_bytes(bad)
+    at = data.index(b"rule") + len(b"rule")
+    bad = data[:at] + struct.pack("<i", 5) + data[at + 4:]
+    with pytest.raises(mpsnn.SerializationError, match=r"trainer field 'rule'.*enum value 5 out of range 0\.\.2"):
+        mpsnn.MPSNNGraph.from_bytes(bad)
+
+
+def test_version_1_data_loads(device):
+    """Data written by format version 1 (before trainer records) loads: one convolution source, whose
+    record is the v2 one without its trainer flag."""
+    x = mpsnn.MPSNNImageNode(handle=None)
+    d = mpsnn.MPSCNNConvolutionDescriptor(kernel_width=1, kernel_height=1, input_feature_channels=2,
+                                          output_feature_channels=3)
+    conv = mpsnn.MPSCNNConvolutionNode(source=x, weights=mpsnn.ArrayConvolutionDataSource(
+        d, np.arange(6, dtype=np.float32).reshape(3, 1, 1, 2), np.ones(3, np.float32)))
+    g = mpsnn.MPSNNGraph(device, conv.result_image)
+    v2 = g.to_bytes()
+    assert struct.unpack("<I", v2[8:12]) == (2,)
+    at = v2.index(b"SRCS") + 4
+    (n,) = struct.unpack("<Q", v2[at:at + 8])
+    payload = v2[at + 8:at + 8 + n]
+    assert payload[-5:] == b"\0\0\0\0\0"  # trainer flag 0, then 0 normalization sources
+    v1 = (v2[:8] + struct.pack("<I", 1) + v2[12:at] + struct.pack("<Q", n - 1) + payload[:-5] + payload[-4:]
+          + v2[at + 8 + n:])
+    xa = np.random.default_rng(0).standard_normal((1, 2, 2, 2)).astype(np.float32)
+    np.testing.assert_array_equal(mpsnn.MPSNNGraph.from_bytes(v1, device).run([xa]).numpy(), g.run([xa]).numpy())

@@ -407,6 +407,15 @@ std::shared_ptr<NormalizationDataSource> to_normalization_source(const py::objec
   return std::make_shared<PyNormalizationSource>(o);
 }
 
+py::object from_convolution_source(const ConvolutionDataSource& s) {
+  auto* p = dynamic_cast<const PyConvolutionSource*>(&s);
+  return p ? p->object() : py::none();
+}
+py::object from_normalization_source(const NormalizationDataSource& s) {
+  auto* p = dynamic_cast<const PyNormalizationSource*>(&s);
+  return p ? p->object() : py::none();
+}
+
 PaddingPtr to_padding(const py::object& o) {
   if (py::isinstance<PaddingPolicy>(o)) return o.cast<PaddingPtr>();
   MPSNN_CHECK(py::hasattr(o, "padding_method"), DTypeError, "padding policy of type ",

@@ -62,6 +62,9 @@ HandlePtr to_handle(const py::object& o);
 py::object from_handle(const HandlePtr& h);
 std::shared_ptr<ConvolutionDataSource> to_convolution_source(const py::object& o);
 std::shared_ptr<NormalizationDataSource> to_normalization_source(const py::object& o);
+// The Python object behind a data source made by to_*_source, or None.
+py::object from_convolution_source(const ConvolutionDataSource& s);
+py::object from_normalization_source(const NormalizationDataSource& s);
 PaddingPtr to_padding(const py::object& o);
 py::object from_padding(const PaddingPtr& p);
 ImageAllocatorPtr to_allocator(const py::object& o);
@@ -197,8 +200,14 @@ void bind_nodes_resample(py::module_& m);
 void bind_nodes_loss(py::module_& m);
 void bind_graph(py::module_& m);
 void bind_serialization(py::module_& m);
-// The objects graph/serialize.h loaders make in Python: mpsnn.LabelHandle and the Array*DataSource classes.
-LoadHooks python_load_hooks();
+// The objects graph/serialize.h loaders make in Python: mpsnn.LabelHandle and the Array*DataSource
+// classes, trainable with their stored optimizer made on `device` (serialize.cpp).
+LoadHooks python_load_hooks(const DevicePtr& device);
+// What the Array*DataSource classes store of their training (serialize.cpp).
+SaveHooks python_save_hooks();
+// The Python optimizer (MPSNNOptimizerStochasticGradientDescent, ...RMSProp, ...Adam) a record
+// describes, on `device` (optimizers.cpp).
+py::object make_python_optimizer(const DevicePtr& device, const OptimizerRecord& record);
 void bind_states(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_optimizers(py::module_& m);

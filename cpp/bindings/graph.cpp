@@ -144,7 +144,7 @@ void append_all(const py::object& list, const py::object& items) {
 std::vector<uint8_t> graph_bytes(const PyGraph& p) {
   GraphExtras extras;
   extras.multi_result = p.multi_result;
-  return graph_to_bytes(*p.graph, extras);
+  return graph_to_bytes(*p.graph, extras, python_save_hooks());
 }
 
 PyGraphPtr graph_from_py_bytes(const py::object& data, const DevicePtr& device) {
@@ -158,7 +158,7 @@ PyGraphPtr graph_from_py_bytes(const py::object& data, const DevicePtr& device) 
   auto g = std::make_shared<PyGraph>();
   GraphExtras extras;
   g->graph = graph_from_bytes(static_cast<const uint8_t*>(info.ptr), size_t(info.size * info.itemsize), d,
-                              kernel_registry(d->backend()), python_load_hooks(), &extras);
+                              kernel_registry(d->backend()), python_load_hooks(d), &extras);
   g->multi_result = extras.multi_result;
   log_to_stderr(*g->graph);
   return g;

@@ -232,6 +232,16 @@ void bind_nodes(py::module_& m) {
       .def_property("padding_policy", [](const FilterNode& n) { return from_padding(n.padding_policy()); },
                     [](FilterNode& n, const py::object& p) { n.set_padding_policy(to_padding(p)); })
       .def_readwrite("label", &FilterNode::label)
+      .def_property_readonly(
+          "data_source",
+          [](const FilterNode& n) {
+            if (n.convolution_source) return from_convolution_source(*n.convolution_source);
+            if (n.normalization_source) return from_normalization_source(*n.normalization_source);
+            return py::object(py::none());
+          },
+          "mpsnn extension: the data source of a convolution-family or normalization node (the object given as "
+          "weights= / data_source=, or the Array data source a loaded graph made), e.g. to read trained weights "
+          "back; None for other nodes.")
       .def(
           "gradient_filter",
           [](FilterNode& n, const std::optional<ImageNodePtr>& one, const std::optional<std::vector<ImageNodePtr>>& many) {

@@ -214,6 +214,19 @@ void bind_copy(py::class_<T, Optimizer, std::shared_ptr<T>>& c, OptimizerRule ru
 
 }  // namespace
 
+py::object make_python_optimizer(const DevicePtr& device, const OptimizerRecord& record) {
+  auto made = [&](auto optimizer) {
+    record.apply_to(*optimizer);
+    return py::cast(optimizer);
+  };
+  switch (record.rule) {
+    case OptimizerRule::sgd: return made(make_optimizer<Sgd>(device, record.rule, record.desc));
+    case OptimizerRule::rmsprop: return made(make_optimizer<RmsProp>(device, record.rule, record.desc));
+    case OptimizerRule::adam: break;
+  }
+  return made(make_optimizer<Adam>(device, record.rule, record.desc));
+}
+
 void bind_optimizers(py::module_& m) {
   py::native_enum<RegularizationType>(m, "MPSNNRegularizationType", "enum.IntEnum",
                                       "The regularization term optimizers add to each gradient (graph.md §7.2).")

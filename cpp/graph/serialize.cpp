@@ -190,6 +190,69 @@ void fields(V& v, ConvolutionDescriptor& d) {
   v("batch_norm_folded", d.batch_norm_folded);
 }
 
+template <class V>
+void fields(V& v, OptimizerDescriptor& d) {
+  v("learning_rate", d.learning_rate);
+  v("gradient_rescale", d.gradient_rescale);
+  v("apply_gradient_clipping", d.apply_gradient_clipping);
+  v("gradient_clip_max", d.gradient_clip_max);
+  v("gradient_clip_min", d.gradient_clip_min);
+  v("regularization_type", d.regularization_type);
+  v("regularization_scale", d.regularization_scale);
+}
+// The settings of an optimizer record (its moments are written after them).
+template <class V>
+void fields(V& v, OptimizerRecord& o) {
+  v("rule", o.rule);
+  v("descriptor", o.desc);
+  v("momentum_scale", o.momentum_scale);
+  v("use_nesterov_momentum", o.nesterov);
+  v("decay", o.decay);
+  v("epsilon", o.epsilon);
+  v("beta1", o.beta1);
+  v("beta2", o.beta2);
+  v("time_step", o.time_step);
+  v("amsgrad", o.amsgrad);
+}
+
+OptimizerRecord OptimizerRecord::of(const Optimizer& o) {
+  OptimizerRecord r;
+  r.rule = o.rule();
+  r.desc = o.descriptor();
+  r.momentum_scale = o.momentum_scale;
+  r.nesterov = o.nesterov;
+  r.decay = o.decay;
+  r.epsilon = o.epsilon;
+  r.beta1 = o.beta1;
+  r.beta2 = o.beta2;
+  r.time_step = o.time_step();
+  return r;
+}
+
+void OptimizerRecord::apply_to(Optimizer& o) const {
+  o.momentum_scale = momentum_scale;
+  o.nesterov = nesterov;
+  o.decay = decay;
+  o.epsilon = epsilon;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.set_time_step(time_step);
+}
+
+// The moment lists a rule keeps (python/mpsnn/data_sources.py's _Trainer makes the same), in order.
+std::vector<std::string> moment_lists(const OptimizerRecord& o) {
+  switch (o.rule) {
+    case OptimizerRule::sgd:
+      if (o.momentum_scale != 0.0f) return {"input_momentum_vectors"};
+      return {};
+    case OptimizerRule::rmsprop: return {"input_sum_of_squares_vectors"};
+    case OptimizerRule::adam:
+      if (o.amsgrad) return {"input_momentum_vectors", "input_velocity_vectors", "maximum_velocity_vectors"};
+      return {"input_momentum_vectors", "input_velocity_vectors"};
+  }
+  return {};
+}
+
 // The largest raw value of each enumeration (values are 0..max).
 template <class E>
 constexpr int enum_max();
@@ -207,6 +270,8 @@ template <> constexpr int enum_max<ScaleMode>() { return int(ScaleMode::lanczos)
 template <> constexpr int enum_max<LossType>() { return int(LossType::kullback_leibler_divergence); }
 template <> constexpr int enum_max<ReductionType>() { return int(ReductionType::sum_by_non_zero_weights); }
 template <> constexpr int enum_max<ChannelFormat>() { return int(ChannelFormat::float32); }
+template <> constexpr int enum_max<RegularizationType>() { return int(RegularizationType::l2); }
+template <> constexpr int enum_max<OptimizerRule>() { return int(OptimizerRule::adam); }
 
 // Whether fields(V&, T&) exists (a struct with a field list).
 template <class V, class T, class = void>
@@ -452,6 +517,7 @@ class Reader {
   std::string section = "header";
   std::vector<std::string> context;
   std::string api = "MPSNNGraph.from_bytes";  // what is loading, for messages
+  uint32_t version = kSerializationVersion;   // of the data being read
 
   static std::string printable(const uint8_t* p, size_t n) {
     std::string s = "'";
@@ -569,6 +635,7 @@ struct Collected {
   std::vector<std::pair<bool, bool>> norm_flags;  // instance, with statistics
   std::unordered_map<const void*, int32_t> norm_index;
   const GraphDef* def = nullptr;  // frozen attrs and padding of a graph's nodes
+  const SaveHooks* hooks = nullptr;
 
   int32_t handle(const HandlePtr& h) {
     if (!h) return -1;
@@ -707,6 +774,21 @@ void write_padding(Writer& w, const PaddingPtr& p, const std::string& context) {
   w.i32(d->padding_method());
 }
 
+// A trainer record (optional): the settings, then the moment lists.
+void write_optimizer(Writer& w, const std::optional<OptimizerRecord>& o, const std::string& context) {
+  w.u8(o.has_value());
+  if (!o) return;
+  OptimizerRecord r = *o;
+  FieldWriter fw{w, context};
+  fields(fw, r);
+  w.u32(uint32_t(r.moments.size()));
+  for (const auto& [name, vectors] : r.moments) {
+    w.str(name);
+    w.u32(uint32_t(vectors.size()));
+    for (const auto& v : vectors) w.floats(v);
+  }
+}
+
 // The data sources, read as a graph reads them (load, read, purge), without folding.
 void write_sources(Writer& w, const Collected& c) {
   w.u32(uint32_t(c.conv_sources.size()));
@@ -723,6 +805,8 @@ void write_sources(Writer& w, const Collected& c) {
     w.u8(!p->bias.empty());
     if (!p->bias.empty()) w.floats(p->bias);
     w.opt_str(p->label);
+    const SourceTraining t = c.hooks && c.hooks->convolution ? c.hooks->convolution(*c.conv_sources[i]) : SourceTraining{};
+    write_optimizer(w, t.optimizer, "[convolution data source]");
   }
   w.u32(uint32_t(c.norm_sources.size()));
   for (size_t i = 0; i < c.norm_sources.size(); ++i) {
@@ -737,6 +821,11 @@ void write_sources(Writer& w, const Collected& c) {
     w.floats(p->variance);
     w.f32(p->epsilon);
     w.opt_str(p->label);
+    const SourceTraining t =
+        c.hooks && c.hooks->normalization ? c.hooks->normalization(*c.norm_sources[i]) : SourceTraining{};
+    write_optimizer(w, t.optimizer, "[normalization data source]");
+    w.u8(t.statistics_momentum.has_value());
+    if (t.statistics_momentum) w.f32(*t.statistics_momentum);
   }
 }
 
@@ -870,6 +959,36 @@ void read_handles(Reader& r, Loaded& l, const LoadHooks& hooks) {
   r.end_section();
 }
 
+// A trainer record (optional) of a source whose parameter arrays have `sizes` elements: the
+// rule's moment lists, in order, each with one vector per parameter array of its size.
+std::optional<OptimizerRecord> read_optimizer(Reader& r, const std::vector<size_t>& sizes) {
+  if (!r.u8("trainer flag")) return std::nullopt;
+  Where w(r, "trainer");
+  OptimizerRecord o;
+  FieldReader fr{r};
+  fields(fr, o);
+  if (o.time_step < 0) r.fail(detail::concat("time_step is ", o.time_step, "; expected >= 0"));
+  if (o.amsgrad && o.rule != OptimizerRule::adam) r.fail("amsgrad is set for an optimizer that is not Adam");
+  const std::vector<std::string> expected = moment_lists(o);
+  const size_t n = r.count32("moment list count", 8);
+  if (n != expected.size()) r.fail(detail::concat(n, " moment lists; the optimizer keeps ", expected.size()));
+  for (size_t k = 0; k < n; ++k) {
+    const std::string name = r.str("moment list name");
+    if (name != expected[k]) r.fail(detail::concat("moment list ", k, " is '", name, "'; expected '", expected[k], "'"));
+    Where wl(r, name);
+    const size_t m = r.count32("vector count", 8);
+    if (m != sizes.size()) r.fail(detail::concat(m, " vectors; expected one per parameter array (", sizes.size(), ")"));
+    std::vector<std::vector<float>> vectors;
+    for (size_t i = 0; i < m; ++i) {
+      vectors.push_back(r.floats("moment vector"));
+      if (vectors.back().size() != sizes[i])
+        r.fail(detail::concat("vector ", i, " has ", vectors.back().size(), " values; its parameters have ", sizes[i]));
+    }
+    o.moments.emplace_back(name, std::move(vectors));
+  }
+  return o;
+}
+
 void read_sources(Reader& r, Loaded& l, const LoadHooks& hooks) {
   r.begin_section("SRCS");
   const size_t nc = r.count32("convolution source count", 1);
@@ -906,7 +1025,13 @@ void read_sources(Reader& r, Loaded& l, const LoadHooks& hooks) {
     if ((binary ? p.binary_weights.empty() : p.weights.empty()) || (binary ? !p.weights.empty() : !p.binary_weights.empty()))
       r.fail(binary ? "a binary source holds its weights as 32-bit words only" : "a source holds float32 weights only");
     if (!has_bias) p.bias.clear();
-    auto src = checked(r, [&] { return hooks.convolution_source(p, binary); });
+    SourceTraining training;
+    if (r.version >= 2) {
+      training.optimizer = read_optimizer(r, {p.weights.size(), p.bias.size()});
+      if (training.optimizer && (binary || !has_bias))
+        r.fail("a trainable convolution source holds float32 weights and biases");
+    }
+    auto src = checked(r, [&] { return hooks.convolution_source(p, binary, training); });
     // The reader a graph uses checks the decoded descriptor against the weights.
     checked(r, [&] { read_convolution_source(*src, binary, "[convolution data source]", transpose); });
     l.conv.push_back(src);
@@ -931,7 +1056,14 @@ void read_sources(Reader& r, Loaded& l, const LoadHooks& hooks) {
       if (!v->empty() && int64_t(v->size()) != p.channels)
         r.fail(detail::concat(name, " has ", v->size(), " values; expected channels = ", p.channels));
     if (instance == stats) r.fail("an instance normalization source has no statistics, a batch normalization source has");
-    auto src = checked(r, [&] { return hooks.normalization_source(p, instance); });
+    SourceTraining training;
+    if (r.version >= 2) {
+      training.optimizer = read_optimizer(r, {size_t(p.channels), size_t(p.channels)});
+      if (r.u8("statistics momentum flag")) training.statistics_momentum = r.f32("statistics momentum");
+      if (training.optimizer && (p.gamma.empty() || p.beta.empty()))
+        r.fail("a trainable normalization source holds gamma and beta");
+    }
+    auto src = checked(r, [&] { return hooks.normalization_source(p, instance, training); });
     checked(r, [&] { read_normalization_source(*src, stats, "[normalization data source]"); });
     l.norm.push_back(src);
     l.norm_instance.push_back(instance);
@@ -1043,8 +1175,9 @@ Loaded read_nodes(Reader& r, uint32_t content, const LoadHooks& hooks) {
   }
   r.skip(8);
   const uint32_t version = r.u32("format version");
-  if (version != kSerializationVersion)
-    r.fail(detail::concat("format version ", version, "; this build reads version ", kSerializationVersion));
+  if (version < 1 || version > kSerializationVersion)
+    r.fail(detail::concat("format version ", version, "; this build reads versions 1 to ", kSerializationVersion));
+  r.version = version;
   const uint32_t found = r.u32("content");
   if (found != content)
     r.fail(found == kContentGraph   ? "these bytes hold an MPSNNGraph (load with MPSNNGraph.from_bytes)"
@@ -1082,10 +1215,11 @@ void read_end(Reader& r) {
 
 }  // namespace
 
-std::vector<uint8_t> graph_to_bytes(const NNGraph& graph, const GraphExtras& extras) {
+std::vector<uint8_t> graph_to_bytes(const NNGraph& graph, const GraphExtras& extras, const SaveHooks& hooks) {
   const GraphDef& def = graph.definition();
   Collected c;
   c.def = &def;
+  c.hooks = &hooks;
   std::vector<FilterNodePtr> roots;
   for (const auto& r : def.results)
     if (auto p = r->parent()) roots.push_back(p);
@@ -1143,8 +1277,9 @@ std::shared_ptr<NNGraph> graph_from_bytes(const uint8_t* data, size_t size, cons
   return g;
 }
 
-std::vector<uint8_t> nodes_to_bytes(const NodeRoot& root) {
+std::vector<uint8_t> nodes_to_bytes(const NodeRoot& root, const SaveHooks& hooks) {
   Collected c;
+  c.hooks = &hooks;
   FilterNodePtr top = root.filter;
   if (!top && root.image) top = root.image->parent();
   if (!top && root.state) top = root.state->producer();

@@ -1217,6 +1217,11 @@ class MPSNNFilterNode:
         The seed is with_source_gradient, else this node's result image; a loss node seeds the gradient of its source with its own result. Forward nodes are visited in reverse topological order through image links (state links are not followed); an image read by several forward nodes gets the sum of their gradients from inserted MPSNNAdditionNodes, chained left to right in the order the gradients were created. Nothing propagates past an image with stop_gradient; a trainable node reading one still gets its gradient node (for its parameters). node_handler(gradient_node, inference_node, inference_source, gradient_source) is called for every created node (inference_node None for additions); setting inference_source.stop_gradient = True in it prunes the traversal there. Without a handler, inference_source.handle is copied to gradient_node.result_image.handle. Training styles are copied.
         """
     @property
+    def data_source(self) -> typing.Any:
+        """
+        mpsnn extension: the data source of a convolution-family or normalization node (the object given as weights= / data_source=, or the Array data source a loaded graph made), e.g. to read trained weights back; None for other nodes.
+        """
+    @property
     def result_image(self) -> MPSNNImageNode:
         ...
     @property

@@ -71,13 +71,33 @@ class _Trainer:
         self.vectors = {k: [_core.MPSVector.from_numpy(m, device) for m in ms] for k, ms in self.moments.items()}
         self._queue: Optional[_core.MTLCommandQueue] = None
 
+    def moment_values(self) -> list[tuple[str, list[npt.NDArray[np.float32]]]]:
+        """The moment vectors' current values (copies read from the vectors' memory, which on a
+        device without host-visible memory the NumPy arrays given to it do not follow)."""
+        return [(k, [np.array(v.numpy(), np.float32).reshape(-1) for v in vs]) for k, vs in self.vectors.items()]
+
+    def restore_moments(self, lists: list[tuple[str, list[npt.NDArray[np.float32]]]]) -> None:
+        """Sets the moment vectors (moment_values() of a trainer with the same rule and shapes)."""
+        if [k for k, _ in lists] != list(self.vectors):
+            raise _core.GraphError(f"moment lists {[k for k, _ in lists]}; this optimizer keeps {list(self.vectors)}")
+        device = self.optimizer.device
+        for k, values in lists:
+            if [v.size for v in values] != [m.size for m in self.moments[k]]:
+                raise _core.ShapeError(f"{k} have sizes {[v.size for v in values]}; expected "
+                                       f"{[m.size for m in self.moments[k]]}")
+            for m, v in zip(self.moments[k], values):
+                m[...] = v
+            self.vectors[k] = [_core.MPSVector.from_numpy(m, device) for m in self.moments[k]]
+
     def copy(self, arrays: list[npt.NDArray[np.float32]], device: Optional[_core.MTLDevice]) -> _Trainer:
         o = self.optimizer.copy() if device is None else self.optimizer.copy_with_device(device)
         t = _Trainer(o, arrays, self.amsgrad)
-        for k, ms in self.moments.items():
-            for dst, src in zip(t.moments[k], ms):
-                dst[...] = src
+        t.restore_moments(self.moment_values())
         return t
+
+    def record(self, statistics_momentum: Optional[float] = None) -> tuple[Any, ...]:
+        """What graph serialization stores (cpp/bindings/serialize.cpp reads it)."""
+        return (self.optimizer, self.amsgrad, self.moment_values(), statistics_momentum)
 
     def private_command_buffer(self) -> _core.MTLCommandBuffer:
         if self._queue is None:
@@ -100,7 +120,29 @@ _NORMALIZATION_UPDATES = ("update_gamma_and_beta_with_command_buffer", "update_m
                           "update_gamma_and_beta_with_instance_normalization_state_batch")
 
 
-class ArrayConvolutionDataSource:
+class _Trainable:
+    """What the trainable Array data sources share: their optimizer, and what serialization stores
+    of their training (cpp/bindings/serialize.cpp calls these)."""
+
+    _trainer: Optional[_Trainer] = None
+    _statistics_momentum: Optional[float] = None  # batch normalization's running statistics
+
+    @property
+    def optimizer(self) -> Optional[Optimizer]:
+        """The optimizer that trains this data source's parameters, or None."""
+        return None if self._trainer is None else self._trainer.optimizer
+
+    def _training_record(self) -> Optional[tuple[Any, ...]]:
+        """mpsnn: what MPSNNGraph.to_bytes and pickle store of this source's training (its optimizer,
+        time step and moments), so that a loaded training graph trains on; None when not trainable."""
+        return None if self._trainer is None else self._trainer.record(self._statistics_momentum)
+
+    def _restore_moments(self, lists: list[tuple[str, list[npt.NDArray[np.float32]]]]) -> None:
+        assert self._trainer is not None
+        self._trainer.restore_moments(lists)
+
+
+class ArrayConvolutionDataSource(_Trainable):
     """An MPSCNNConvolutionDataSource over NumPy arrays.
 
     Args:
@@ -161,11 +203,6 @@ class ArrayConvolutionDataSource:
                                                                        biases=self._trainer.buffers[1])
         else:
             _no_updates(self, _CONVOLUTION_UPDATES)
-
-    @property
-    def optimizer(self) -> Optional[Optimizer]:
-        """The optimizer that trains this data source, or None."""
-        return None if self._trainer is None else self._trainer.optimizer
 
     def _encode(self, command_buffer: _core.MTLCommandBuffer, gradient_state: _core.MPSState,
                 source_state: _core.MPSState) -> None:
@@ -235,7 +272,7 @@ class ArrayConvolutionDataSource:
         return out
 
 
-class ArrayBatchNormalizationDataSource:
+class ArrayBatchNormalizationDataSource(_Trainable):
     """An MPSCNNBatchNormalizationDataSource over NumPy arrays (None arrays take the defaults
     gamma 1, beta 0, mean 0, variance 1).
 
@@ -284,11 +321,6 @@ class ArrayBatchNormalizationDataSource:
         self._trainer = _Trainer(optimizer, [self._gamma, self._beta], amsgrad)
         self._state = _core.MPSCNNNormalizationGammaAndBetaState(gamma=self._trainer.buffers[0],
                                                                  beta=self._trainer.buffers[1])
-
-    @property
-    def optimizer(self) -> Optional[Optimizer]:
-        """The optimizer that trains gamma and beta, or None."""
-        return None if self._trainer is None else self._trainer.optimizer
 
     def number_of_feature_channels(self) -> int:
         return self._n
