@@ -1,11 +1,11 @@
 #include "backends/cpu/dnnl_utils.h"
+#include "backends/cpu/isa.h"
 
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
 
-#include "backends/cpu/kernels/own_kernels.h"
 
 namespace mpsnn::cpu {
 
@@ -97,86 +97,8 @@ PostOpPlan plan_post_ops(const std::vector<PostOp>& post_ops, const std::string&
   return p;
 }
 
-namespace {
-// dst = f(src) elementwise. Dense views run as one flat loop (thin images such as RGB vectorize
-// too); strided views per pixel.
-template <typename F>
-void map_view(const TensorView& src, const TensorView& dst, F f) {
-  const ImageShape& s = src.shape;
-  if (src.dense() && dst.dense()) {
-    const int64_t total = s.numel();
-    const float* x = src.data;
-    float* y = dst.data;
-#pragma omp parallel for simd schedule(static) if (total > 16384)
-    for (int64_t i = 0; i < total; ++i) y[i] = f(x[i]);
-    return;
-  }
-  const int64_t pixels = s.n * s.h * s.w, c = s.c;
-#pragma omp parallel for schedule(static) if (pixels * c > 16384)
-  for (int64_t p = 0; p < pixels; ++p) {
-    const float* x = src.data + p * src.pixel_stride;
-    float* y = dst.data + p * dst.pixel_stride;
-#pragma omp simd
-    for (int64_t k = 0; k < c; ++k) y[k] = f(x[k]);
-  }
-}
-
-float stable_sigmoid(float t) {
-  if (t >= 0) return 1.0f / (1.0f + std::exp(-t));
-  const float e = std::exp(t);
-  return e / (1.0f + e);
-}
-}  // namespace
-
 void apply_neuron(const NeuronDescriptor& n, const TensorView& src, const TensorView& dst) {
-  const float a = n.a, b = n.b, c = n.c;
-  switch (n.type) {
-    case NeuronType::none: map_view(src, dst, [](float u) { return u; }); return;
-    // The product is computed before the select: written inside the conditional it is a possibly
-    // trapping operation that GCC (-ftrapping-math) will not if-convert, and the loop became a
-    // mispredicted branch per element (7x slower on mixed signs than on positive inputs).
-    case NeuronType::relu:
-      map_view(src, dst, [a](float u) {
-        const float s = a * u;
-        return u >= 0 ? u : s;
-      });
-      return;
-    case NeuronType::linear: map_view(src, dst, [a, b](float u) { return a * u + b; }); return;
-    case NeuronType::sigmoid: map_view(src, dst, [](float u) { return stable_sigmoid(u); }); return;
-    case NeuronType::hard_sigmoid:
-      map_view(src, dst, [a, b](float u) { return std::min(std::max(a * u + b, 0.0f), 1.0f); });
-      return;
-    case NeuronType::tanh: map_view(src, dst, [a, b](float u) { return a * std::tanh(b * u); }); return;
-    case NeuronType::absolute: map_view(src, dst, [](float u) { return std::fabs(u); }); return;
-    case NeuronType::soft_plus:
-      map_view(src, dst, [a, b](float u) {
-        const float t = b * u;
-        return a * (std::max(t, 0.0f) + std::log1p(std::exp(-std::fabs(t))));
-      });
-      return;
-    case NeuronType::soft_sign: own::soft_sign(src, dst); return;
-    case NeuronType::elu:
-      map_view(src, dst, [a](float u) { return u >= 0 ? u : a * (std::exp(u) - 1.0f); });
-      return;
-    case NeuronType::prelu: own::prelu(src, dst, n.data.data(), int64_t(n.data.size())); return;
-    case NeuronType::relu_n:
-      map_view(src, dst, [a, b](float u) {
-        const float s = a * u;  // before the select, as for relu
-        return std::min(u >= 0 ? u : s, b);
-      });
-      return;
-    case NeuronType::power: map_view(src, dst, [a, b, c](float u) { return std::pow(a * u + b, c); }); return;
-    case NeuronType::exponential:
-      if (c == -1.0f) map_view(src, dst, [a, b](float u) { return std::exp(a * u + b); });
-      else map_view(src, dst, [a, b, c](float u) { return std::exp((a * u + b) * std::log(c)); });
-      return;
-    case NeuronType::logarithm:
-      if (c == -1.0f) map_view(src, dst, [a, b](float u) { return std::log(a * u + b); });
-      else map_view(src, dst, [a, b, c](float u) { return std::log(a * u + b) / std::log(c); });
-      return;
-    default:
-      MPSNN_THROW(UnsupportedError, "[neuron] type ", int(n.type), " has no CPU implementation");
-  }
+  isa_kernels().neuron(n, src, dst);  // the loops are compiled per ISA (isa.h)
 }
 
 void apply_tail(const std::vector<PostOp>& tail, const TensorView& out) {
@@ -184,8 +106,7 @@ void apply_tail(const std::vector<PostOp>& tail, const TensorView& out) {
     if (op.kind == PostOp::Kind::neuron) {
       apply_neuron(op.neuron, out, out);
     } else if (op.kind == PostOp::Kind::clamp) {
-      const float lo = op.lo, hi = op.hi;
-      map_view(out, out, [lo, hi](float u) { return u != u ? u : std::min(std::max(u, lo), hi); });
+      isa_kernels().clamp(out, op.lo, op.hi);
     }
   }
 }
@@ -221,7 +142,9 @@ void PrimitiveRunner::run(KernelState* state, const float* src, float* dst, void
 }
 
 void copy_view(const TensorView& src, const TensorView& dst) {
-  map_view(src, dst, [](float u) { return u; });
+  NeuronDescriptor identity;
+  identity.type = NeuronType::none;
+  isa_kernels().neuron(identity, src, dst);
 }
 
 }  // namespace mpsnn::cpu

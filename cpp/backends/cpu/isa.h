@@ -34,6 +34,7 @@
 
 namespace mpsnn {
 class KernelRegistry;
+struct NeuronDescriptor;  // graph/attrs.h
 }
 
 namespace mpsnn::cpu {
@@ -44,9 +45,10 @@ struct IsaKernels {
   // Adds the factories compiled for this ISA (every CPU kernel but the convolutions and the
   // neuron node, which drive oneDNN only) and its optimizer loop.
   void (*register_kernels)(KernelRegistry& registry);
-  // The own loops apply_neuron (dnnl_utils.cpp, compiled once) runs.
-  void (*soft_sign)(const TensorView& src, const TensorView& dst);
-  void (*prelu)(const TensorView& src, const TensorView& dst, const float* slopes, int64_t count);
+  // The element loops the shared oneDNN code (dnnl_utils.cpp, compiled once) runs: neurons our
+  // own code computes and the NaN-keeping clamp (apply_neuron, apply_tail).
+  void (*neuron)(const NeuronDescriptor& n, const TensorView& src, const TensorView& dst);
+  void (*clamp)(const TensorView& out, float lo, float hi);
 };
 
 // The table chosen for this process (the first call chooses; thread-safe). Throws UnsupportedError when

@@ -44,7 +44,7 @@ void register_kernels(KernelRegistry& r) {
 }  // namespace
 
 const IsaKernels& isa_table() {
-  static const IsaKernels table{MPSNN_ISA_STR(MPSNN_ISA), register_kernels, own::soft_sign, own::prelu};
+  static const IsaKernels table{MPSNN_ISA_STR(MPSNN_ISA), register_kernels, own::neuron, own::clamp};
   return table;
 }
 

@@ -99,6 +99,11 @@ void binary_convolution(const TensorView& src, const TensorView& dst, const uint
 
 // ---- element-wise (own_elementwise.cpp) ----------------------------------------------------
 
+// nodes.md 6.2: every neuron function, as MPS defines it (NaN kept). May run in place.
+void neuron(const NeuronDescriptor& n, const TensorView& src, const TensorView& dst);
+// The NaN-keeping clamp of fused arithmetic: u = min(max(u, lo), hi), NaN stays NaN. In place.
+void clamp(const TensorView& out, float lo, float hi);
+
 // nodes.md 6.2: Y = u / (1 + |u|). May run in place (src.data == dst.data, same layout).
 void soft_sign(const TensorView& src, const TensorView& dst);
 
