@@ -21,7 +21,7 @@ from fuzz.graphs import build, make_graph, run
 from fuzz.strategies import KIND_NAMES, graph_specs
 from fuzz.training import KIND_NAMES as TRAIN_KIND_NAMES
 from fuzz.training import build_training, training_specs
-from ops._common import Handle
+from ops._common import Handle, train_step
 
 # Loader fuzz examples: a brief run by default, more with MPSNN_SERIAL_FUZZ_EXAMPLES=N.
 FUZZ_EXAMPLES = int(os.environ.get("MPSNN_SERIAL_FUZZ_EXAMPLES", "0") or 0) or 250
@@ -639,8 +639,6 @@ def test_to_dot_escapes_labels(device):
 
 # ---- training state: optimizers, time steps and moments travel with the graph ----
 
-HWC = mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels
-
 
 def _optimizers():
     def desc(**kw):
@@ -698,14 +696,7 @@ def _train(graph, device, steps, seed):
     for _ in range(steps):
         x = rng.standard_normal((3, 6, 5, 3)).astype(np.float32)
         t = rng.standard_normal((3, 6, 5, 5)).astype(np.float32)
-        labels = [mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(np.ascontiguousarray(t[i]), HWC,
-                                                                                (5, 6, 5))) for i in range(3)]
-        cb = queue.make_command_buffer()
-        graph.encode_batch(cb, source_images=[[mpsnn.MPSImage.from_numpy(x[i:i + 1].copy()) for i in range(3)]],
-                           source_states=[labels])
-        cb.commit()
-        cb.wait_until_completed()
-        losses.append(sum(float(l.loss_image().numpy().sum()) for l in labels))
+        losses.append(train_step(graph, queue, device, x, t))
     return losses
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import mpsnn
+from ops._common import train_step
 from reference import optimizer as ref_opt
 
 HWC = mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels
@@ -378,14 +379,7 @@ def test_normalization_training_matches_torch(kind, style):
     for _ in range(6):
         xb = rng.standard_normal((3, 7, 6, 3)).astype(np.float32)
         t = rng.standard_normal((3, 7, 6, 4)).astype(np.float32)
-        labels = [mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(np.ascontiguousarray(t[i]), HWC,
-                                                                                (6, 7, 4))) for i in range(3)]
-        cb = queue.make_command_buffer()
-        graph.encode_batch(cb, source_images=[[mpsnn.MPSImage.from_numpy(xb[i:i + 1].copy()) for i in range(3)]],
-                           source_states=[labels])
-        cb.commit()
-        cb.wait_until_completed()
-        ours = sum(float(l.loss_image().numpy().sum()) for l in labels)
+        ours = train_step(graph, queue, device, xb, t)
         opt.zero_grad()
         h = F.conv2d(torch.tensor(xb.transpose(0, 3, 1, 2), dtype=T), tw1, tb1, padding=1)
         h = F.conv2d(F.relu(tnorm(h)), tw2, tb2, padding=1)

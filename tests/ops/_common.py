@@ -164,6 +164,20 @@ def encode_with_states(device, graph, arrays):
     return out, states
 
 
+def train_step(graph, queue, device, x, targets):
+    """One encode_batch of a training graph whose loss reads dense labels: images x[i] (NHWC
+    batch), labels targets[i] (HWC each); returns the reported loss (the sum of the loss images)."""
+    hwc = mpsnn.MPSDataLayout.HeightxWidthxFeatureChannels
+    labels = [mpsnn.MPSCNNLossLabels(device, mpsnn.MPSCNNLossDataDescriptor(
+        np.ascontiguousarray(t), hwc, (t.shape[1], t.shape[0], t.shape[2]))) for t in targets]
+    cb = queue.make_command_buffer()
+    graph.encode_batch(cb, source_images=[[mpsnn.MPSImage.from_numpy(x[i:i + 1].copy()) for i in range(len(x))]],
+                       source_states=[labels])
+    cb.commit()
+    cb.wait_until_completed()
+    return sum(float(l.loss_image().numpy().sum()) for l in labels)
+
+
 def conv_method_params(cases, methods=REPRESENTATIVE_METHODS, reverse=False):
     """pytest params (case, padding method) for every method whose geometry exists (`reverse`: the
     transposed convolution's)."""
